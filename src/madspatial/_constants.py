@@ -1,0 +1,83 @@
+"""Every key madspatial reads from or writes into AnnData / SpatialData, spelled once.
+
+Import the names, never retype the strings: ``from madspatial._constants import
+OBSM_MAD``. The tests grep the sources for stray literals of these keys.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- SpatialData elements (synthetic tissue and defaults) ----------------------
+IMAGE_KEY: Final = "morphology"
+CELL_LABELS_KEY: Final = "cell_labels"
+NUCLEUS_LABELS_KEY: Final = "nucleus_labels"
+TABLE_KEY: Final = "table"
+NORMALIZED_SUFFIX: Final = "_normalized"
+COORDINATE_SYSTEM: Final = "global"
+REGION_KEY: Final = "region"
+INSTANCE_KEY: Final = "instance_id"
+
+# --- obs columns ---------------------------------------------------------------
+OBS_CELL_TYPE: Final = "cell_type"
+OBS_MORPH_CLASS: Final = "morph_class"
+OBS_NICHE: Final = "niche"
+OBS_TRAJECTORY: Final = "trajectory"
+OBS_SLIDE: Final = "slide"
+OBS_SAMPLE: Final = "sample"
+OBS_AREA: Final = "area"
+OBS_BORDER: Final = "mad_border"
+OBS_SPLIT: Final = "mad_split"
+OBS_LOUVAIN: Final = "mad_louvain"
+OBS_KMEANS: Final = "mad_kmeans"
+OBS_PSEUDOTIME: Final = "mad_pseudotime"
+OBS_PRED_PREFIX: Final = "mad_pred_"
+
+# --- obsm ----------------------------------------------------------------------
+OBSM_SPATIAL: Final = "spatial"
+OBSM_MAD: Final = "X_mad"
+OBSM_MORPHOLOGY_SUFFIX: Final = "_morphology"
+OBSM_MICROENVIRONMENT_SUFFIX: Final = "_microenvironment"
+OBSM_MAD_MORPHOLOGY: Final = OBSM_MAD + OBSM_MORPHOLOGY_SUFFIX
+OBSM_MAD_MICROENVIRONMENT: Final = OBSM_MAD + OBSM_MICROENVIRONMENT_SUFFIX
+OBSM_CCA_SUFFIX: Final = "_cca"
+
+# --- layers --------------------------------------------------------------------
+LAYER_COUNTS: Final = "counts"
+LAYER_PRED: Final = "mad_pred"
+
+# --- uns -----------------------------------------------------------------------
+UNS_VIEWS: Final = "mad_views"
+UNS_MAD: Final = "mad"
+UNS_MODEL: Final = "model"
+UNS_DECODER_PREFIX: Final = "mad_decoder_"
+UNS_CCA: Final = "mad_cca"
+UNS_DE: Final = "mad_de"
+UNS_EVALUATE: Final = "mad_evaluate"
+UNS_SPLIT: Final = "mad_split"
+UNS_GENE_SETS: Final = "gene_sets"
+
+# --- view store (zarr / in-memory) and the reference implementation's H5 --------
+VIEW_MORPHOLOGY: Final = "morphology"
+VIEW_MICROENVIRONMENT: Final = "microenvironment"
+VIEWS: Final = (VIEW_MORPHOLOGY, VIEW_MICROENVIRONMENT)
+STORE_INSTANCE_ID: Final = "instance_id"
+STORE_CENTROID: Final = "centroid"
+STORE_WINDOW_PX: Final = "window_px"
+H5_MORPHOLOGY: Final = "morphology"
+H5_NEIGHBORHOOD: Final = "neighborhood"
+H5_CELL_IDS: Final = "cell_ids"
+
+# --- training modes --------------------------------------------------------------
+MODE_MAD: Final = "mad"
+MODE_MORPHOLOGY: Final = VIEW_MORPHOLOGY
+MODE_MICROENVIRONMENT: Final = VIEW_MICROENVIRONMENT
+MODES: Final = (MODE_MAD, MODE_MORPHOLOGY, MODE_MICROENVIRONMENT)
+
+# --- model files -------------------------------------------------------------------
+MODEL_CONFIG_FILE: Final = "config.json"
+MODEL_WEIGHTS_FILE: Final = "model.safetensors"
+MODEL_HISTORY_FILE: Final = "history.json"
+
+# The ViT patch size: both view sizes must be multiples of it.
+PATCH_SIZE: Final = 14

@@ -1,0 +1,1 @@
+"""madspatial.tl"""
