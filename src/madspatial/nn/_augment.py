@@ -1,0 +1,282 @@
+"""Batched multi-crop augmentation on tensors, for any number of channels (no PIL).
+
+Every cell of a batch gets its own random crop boxes, flips and photometric draws, but each
+step is one batched tensor op per crop set: crops via ``torchvision.ops.roi_align`` (a
+bilinear resample of each sample's box, averaging several samples per output pixel when
+zooming out), the dihedral flips via ``torch.where``, a per-sample Gaussian blur via one
+grouped separable convolution. All randomness comes from the ``torch.Generator`` passed in,
+so the same seed gives the same crops on CPU.
+
+Output scale: float32 in ``[0, 1]`` (uint8 / 255, clamped after the photometric steps),
+the same scale :meth:`madspatial.nn.MADModel.preprocess` produces for embedding; the model
+standardises internally.
+
+Choices for microscopy:
+
+- Orientation carries no meaning, so flips cover the whole dihedral group (h/v flips and
+  90-degree rotations, ``rotate90=True``).
+- Intensity jitter is per channel and keeps zero at zero: a gain (brightness,
+  ``1 +- jitter``) and a gamma (contrast, ``exp(+-jitter)``). The zeros outside the cell in
+  the morphology view therefore stay zeros, and so does the background.
+- Morphology crops stay cell-centred: the box centre is the view centre (the cell centroid)
+  moved by at most ``morphology_center_jitter`` x the box side, so even the zoomed-in local
+  crops show the cell rather than masked background. Microenvironment crops are placed
+  uniformly at random (DINO's random resized crop), so local crops show parts of the niche.
+- Gaussian noise is added only on the cell's pixels in the morphology view (the masked
+  outside stays exactly zero) and everywhere in the microenvironment view.
+- Blur sigma is drawn in pixels of a 224-pixel crop (``blur_sigma``) and scaled with the
+  crop side, so a 70-pixel morphology crop is blurred by the same fraction of its field.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torchvision.ops import roi_align
+
+from .._constants import PATCH_SIZE, VIEW_MICROENVIRONMENT, VIEW_MORPHOLOGY
+
+
+class MultiCropAugment:
+    """Global and local crops of the morphology and microenvironment views of a batch.
+
+    Parameters
+    ----------
+    morphology_size, microenvironment_size
+        Side of the global crops of each view (the view size; multiples of 14).
+    n_global
+        Global crops per view (seen by teacher and student).
+    n_local
+        Local crops per view (student only).
+    local_morphology_size, local_microenvironment_size
+        Side of the local crops (multiples of 14).
+    global_scale, local_scale
+        Range of the crop area as a fraction of the view area.
+    flip
+        Random horizontal and vertical flips.
+    jitter
+        Strength of the per-channel intensity jitter (gain ``1 +- jitter``, gamma
+        ``exp(+-jitter)``); ``0`` disables it.
+    blur_p
+        Probability of a Gaussian blur per crop.
+    noise_std
+        Standard deviation of the additive Gaussian noise (in ``[0, 1]`` units); ``0``
+        disables it.
+    rotate90
+        Also rotate by multiples of 90 degrees (with ``flip``: the full dihedral group).
+    ratio
+        Range of the crop aspect ratio (sampled log-uniformly).
+    blur_sigma
+        Range of the blur sigma in pixels of a 224-pixel crop (scaled with the crop side).
+    morphology_center_jitter
+        Maximum offset of a morphology crop's centre from the view centre, as a fraction of
+        the crop side (``None``: uniform placement like the microenvironment).
+    microenvironment_center_jitter
+        Same for microenvironment crops; ``None`` (default) places them uniformly.
+    """
+
+    def __init__(
+        self,
+        *,
+        morphology_size: int = 70,
+        microenvironment_size: int = 224,
+        n_global: int = 2,
+        n_local: int = 4,
+        local_morphology_size: int = 28,
+        local_microenvironment_size: int = 98,
+        global_scale: tuple[float, float] = (0.5, 1.0),
+        local_scale: tuple[float, float] = (0.1, 0.5),
+        flip: bool = True,
+        jitter: float = 0.2,
+        blur_p: float = 0.5,
+        noise_std: float = 0.02,
+        rotate90: bool = True,
+        ratio: tuple[float, float] = (3 / 4, 4 / 3),
+        blur_sigma: tuple[float, float] = (0.1, 2.0),
+        morphology_center_jitter: float | None = 0.25,
+        microenvironment_center_jitter: float | None = None,
+    ) -> None:
+        sizes = {
+            "morphology_size": morphology_size,
+            "microenvironment_size": microenvironment_size,
+            "local_morphology_size": local_morphology_size,
+            "local_microenvironment_size": local_microenvironment_size,
+        }
+        for name, size in sizes.items():
+            if size <= 0 or size % PATCH_SIZE:
+                raise ValueError(
+                    f"{name}={size} must be a positive multiple of the patch size {PATCH_SIZE}."
+                )
+        if n_global < 1 or n_local < 0:
+            raise ValueError(f"need n_global >= 1 and n_local >= 0, got {n_global}, {n_local}.")
+        for name, (lo, hi) in (("global_scale", global_scale), ("local_scale", local_scale)):
+            if not 0 < lo <= hi <= 1:
+                raise ValueError(f"{name} must satisfy 0 < low <= high <= 1, got {(lo, hi)}.")
+        if not 0 < ratio[0] <= ratio[1]:
+            raise ValueError(f"ratio must satisfy 0 < low <= high, got {ratio}.")
+        self.sizes = {
+            VIEW_MORPHOLOGY: (morphology_size, local_morphology_size),
+            VIEW_MICROENVIRONMENT: (microenvironment_size, local_microenvironment_size),
+        }
+        self.center_jitter = {
+            VIEW_MORPHOLOGY: morphology_center_jitter,
+            VIEW_MICROENVIRONMENT: microenvironment_center_jitter,
+        }
+        self.n_global, self.n_local = n_global, n_local
+        self.global_scale, self.local_scale = tuple(global_scale), tuple(local_scale)
+        self.flip, self.rotate90 = flip, rotate90
+        self.jitter, self.blur_p, self.noise_std = float(jitter), float(blur_p), float(noise_std)
+        self.ratio, self.blur_sigma = tuple(ratio), tuple(blur_sigma)
+
+    def __repr__(self) -> str:
+        keys = ("sizes", "n_global", "n_local", "global_scale", "local_scale", "flip", "jitter")
+        return f"MultiCropAugment({', '.join(f'{k}={getattr(self, k)!r}' for k in keys)})"
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _rand(n: int | tuple[int, ...], g: torch.Generator, device: torch.device) -> torch.Tensor:
+        shape = (n,) if isinstance(n, int) else n
+        return torch.rand(shape, generator=g, device=g.device).to(device)
+
+    def _boxes(
+        self,
+        b: int,
+        h: int,
+        w: int,
+        scale: tuple[float, float],
+        center_jitter: float | None,
+        g: torch.Generator,
+        device: torch.device,
+    ) -> torch.Tensor:
+        u = self._rand((b, 4), g, device)
+        area = scale[0] + (scale[1] - scale[0]) * u[:, 0]
+        log_lo, log_hi = math.log(self.ratio[0]), math.log(self.ratio[1])
+        aspect = torch.exp(log_lo + (log_hi - log_lo) * u[:, 1])
+        # clamp instead of torchvision's re-draw loop: a box never exceeds the view
+        bw = (w * torch.sqrt(area * aspect)).clamp(max=w)
+        bh = (h * torch.sqrt(area / aspect)).clamp(max=h)
+        if center_jitter is None:
+            x0 = (w - bw) * u[:, 2]
+            y0 = (h - bh) * u[:, 3]
+        else:
+            x0 = w / 2 + (2 * u[:, 2] - 1) * center_jitter * bw - bw / 2
+            y0 = h / 2 + (2 * u[:, 3] - 1) * center_jitter * bh - bh / 2
+            x0 = torch.minimum(x0.clamp(min=0), w - bw)
+            y0 = torch.minimum(y0.clamp(min=0), h - bh)
+        idx = torch.arange(b, device=device, dtype=x0.dtype)
+        return torch.stack([idx, x0, y0, x0 + bw, y0 + bh], dim=1)
+
+    def _flip(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        b = x.shape[0]
+        u = self._rand((b, 3), g, x.device) < 0.5
+        shape = (b, 1, 1, 1)
+        if self.rotate90 and x.shape[-1] == x.shape[-2]:
+            # transpose + flips = all 8 elements of the dihedral group
+            x = torch.where(u[:, 0].view(shape), x.transpose(-1, -2), x)
+        if self.flip:
+            x = torch.where(u[:, 1].view(shape), x.flip(-1), x)
+            x = torch.where(u[:, 2].view(shape), x.flip(-2), x)
+        return x
+
+    def _jitter(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        b, c = x.shape[:2]
+        u = 2 * self._rand((2, b, c, 1, 1), g, x.device) - 1
+        gain = 1 + self.jitter * u[0]
+        gamma = torch.exp(self.jitter * u[1])
+        return gain * x.clamp(min=0).pow(gamma)
+
+    def _blur(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        b, c, h, w = x.shape
+        u = self._rand((2, b), g, x.device)
+        factor = h / 224.0
+        lo, hi = self.blur_sigma[0] * factor, self.blur_sigma[1] * factor
+        sigma = lo + (hi - lo) * u[1]
+        radius = max(1, min(math.ceil(3 * hi), h // 2 - 1, w // 2 - 1))
+        offs = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+        kern = torch.exp(-(offs[None] ** 2) / (2 * sigma[:, None] ** 2))
+        kern = kern / kern.sum(1, keepdim=True)
+        delta = (offs == 0).to(x.dtype).expand(b, -1)
+        kern = torch.where((u[0] < self.blur_p)[:, None], kern, delta)  # (b, k)
+        kern = kern.repeat_interleave(c, dim=0)  # one kernel per (sample, channel)
+        k = kern.shape[1]
+        y = x.reshape(1, b * c, h, w)
+        y = F.pad(y, (radius, radius, radius, radius), mode="reflect")
+        y = F.conv2d(y, kern.view(b * c, 1, k, 1), groups=b * c)
+        y = F.conv2d(y, kern.view(b * c, 1, 1, k), groups=b * c)
+        return y.reshape(b, c, h, w)
+
+    def _crops(
+        self,
+        x: torch.Tensor,
+        view: str,
+        n: int,
+        size: int,
+        scale: tuple[float, float],
+        g: torch.Generator,
+    ) -> list[torch.Tensor]:
+        b, _, h, w = x.shape
+        out = []
+        for _ in range(n):
+            boxes = self._boxes(b, h, w, scale, self.center_jitter[view], g, x.device)
+            # aligned=True: pixel i covers [i, i+1), so the box (0, 0, w, h) is the identity
+            crop = roi_align(x, boxes, output_size=(size, size), spatial_scale=1.0,
+                             sampling_ratio=-1, aligned=True)  # fmt: skip
+            crop = self._flip(crop, g)
+            foreground = crop.amax(dim=1, keepdim=True) > 0 if view == VIEW_MORPHOLOGY else None
+            if self.jitter > 0:
+                crop = self._jitter(crop, g)
+            if self.blur_p > 0:
+                crop = self._blur(crop, g)
+            if self.noise_std > 0:
+                noise = torch.randn(crop.shape, generator=g, device=g.device).to(crop.device)
+                noise = noise * self.noise_std
+                crop = crop + (noise * foreground if foreground is not None else noise)
+            out.append(crop.clamp_(0.0, 1.0).contiguous())
+        return out
+
+    # ------------------------------------------------------------------ call
+    def __call__(
+        self,
+        morph: torch.Tensor | None,
+        micro: torch.Tensor | None,
+        *,
+        generator: torch.Generator,
+    ) -> dict[str, dict[str, list[torch.Tensor]]]:
+        """Crop and augment a batch of views.
+
+        Parameters
+        ----------
+        morph
+            Morphology views ``(B, C, H, W)``, uint8 (or float in ``[0, 1]``), or ``None``.
+        micro
+            Microenvironment views ``(B, C, H, W)``, same convention, or ``None``.
+        generator
+            Source of all randomness (CPU or the inputs' device).
+
+        Returns
+        -------
+        ``{view: {"global": [n_global x (B, C, S, S)], "local": [n_local x (B, C, s, s)]}}``
+        float32 in ``[0, 1]``, for the views that were given, on the inputs' device.
+        """
+        out: dict[str, dict[str, list[torch.Tensor]]] = {}
+        for view, x in ((VIEW_MORPHOLOGY, morph), (VIEW_MICROENVIRONMENT, micro)):
+            if x is None:
+                continue
+            if x.ndim != 4:
+                raise ValueError(f"{view} views must be (B, C, H, W), got {tuple(x.shape)}.")
+            if x.dtype == torch.uint8:
+                x = x.float().div_(255.0)
+            elif torch.is_floating_point(x):
+                x = x.float()
+            else:
+                raise TypeError(f"{view} views must be uint8 or float, got {x.dtype}.")
+            g_size, l_size = self.sizes[view]
+            out[view] = {
+                "global": self._crops(x, view, self.n_global, g_size, self.global_scale, generator),
+                "local": self._crops(x, view, self.n_local, l_size, self.local_scale, generator),
+            }
+        if not out:
+            raise ValueError("MultiCropAugment needs at least one of morph and micro.")
+        return out

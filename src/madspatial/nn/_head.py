@@ -1,0 +1,79 @@
+"""DINO projection head: MLP -> bottleneck -> L2-normalise -> weight-normalised prototypes."""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import weight_norm
+
+
+class DINOHead(nn.Module):
+    """The DINO/DINOv2 projection head.
+
+    ``n_layers`` linear layers (GELU between them) map the class token to a
+    ``bottleneck_dim`` vector, which is L2-normalised and scored against ``n_prototypes``
+    prototypes by a weight-normalised linear layer without bias. The prototype norms
+    (weight-norm magnitudes) are frozen at 1, as in DINO, so the logits are cosine
+    similarities; the trainer freezes :attr:`last_layer` entirely during the first epoch.
+
+    Parameters
+    ----------
+    in_dim
+        Backbone embedding width.
+    n_layers
+        Number of linear layers before the bottleneck normalisation (``1``: a single
+        linear map ``in_dim -> bottleneck_dim``).
+    hidden_dim
+        Width of the hidden layers.
+    bottleneck_dim
+        Width of the normalised bottleneck.
+    n_prototypes
+        Number of prototypes ``K`` (output logits).
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        *,
+        n_layers: int = 3,
+        hidden_dim: int = 2048,
+        bottleneck_dim: int = 256,
+        n_prototypes: int = 65536,
+    ) -> None:
+        super().__init__()
+        if n_layers < 1:
+            raise ValueError(f"n_layers must be >= 1, got {n_layers}.")
+        dims = [in_dim] + [hidden_dim] * (n_layers - 1) + [bottleneck_dim]
+        layers: list[nn.Module] = []
+        for i, (a, b) in enumerate(itertools.pairwise(dims)):
+            layers.append(nn.Linear(a, b))
+            if i < n_layers - 1:
+                layers.append(nn.GELU())
+        self.mlp = nn.Sequential(*layers)
+        self.apply(self._init_weights)
+        last = nn.Linear(bottleneck_dim, n_prototypes, bias=False)
+        nn.init.trunc_normal_(last.weight, std=0.02)
+        self.last_layer = weight_norm(last, dim=0)
+        magnitude = self.last_layer.parametrizations.weight.original0
+        with torch.no_grad():
+            magnitude.fill_(1.0)
+        magnitude.requires_grad_(False)  # prototype norms fixed at 1 (DINO's norm_last_layer)
+        self.in_dim = in_dim
+        self.n_prototypes = n_prototypes
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.trunc_normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map ``(B, in_dim)`` features to ``(B, n_prototypes)`` logits."""
+        x = self.mlp(x)
+        # eps sized for bf16 too: the bottleneck vector must not blow up when tiny
+        x = F.normalize(x, dim=-1, p=2, eps=1e-6 if x.dtype == torch.float32 else 1e-3)
+        return self.last_layer(x)

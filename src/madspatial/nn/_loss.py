@@ -1,0 +1,221 @@
+"""MAD's four-way self-distillation loss (and the single-view DINO ablations) and KoLeo.
+
+For teacher view ``u`` and student view ``v`` the cross-entropy term is
+
+    CE(u, v) = mean over pairs (i, j) and cells b of
+               - sum_k softmax((t_u[i, b] - c) / T_t)_k * log_softmax(s_v[j, b] / T_s)_k
+
+over the teacher's global crops ``i`` of ``u`` and all student crops ``j`` of ``v``, except
+the pairs where the student sees the very crop the teacher saw (``u == v`` and ``i == j``).
+The loss of mode ``"mad"`` is ``CE(m, m) + CE(e, e) + alpha * (CE(m, e) + CE(e, m))`` (m:
+morphology, e: microenvironment); a single-view mode uses only its own ``CE(v, v)``, which
+is DINO's loss.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from .._constants import MODE_MAD, MODES, VIEW_MICROENVIRONMENT, VIEW_MORPHOLOGY, VIEWS
+
+
+def mode_views(mode: str) -> tuple[str, ...]:
+    """The views a training mode uses: both for ``"mad"``, else the one named."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}.")
+    return VIEWS if mode == MODE_MAD else (mode,)
+
+
+class MADLoss(nn.Module):
+    """Four-way cross-entropy between teacher and student prototype distributions.
+
+    Parameters
+    ----------
+    n_prototypes
+        Number of prototypes ``K`` (head output width).
+    mode
+        ``"mad"`` (both views with cross-view terms), ``"morphology"`` or
+        ``"microenvironment"`` (single-view DINO).
+    alpha
+        Weight of the cross-view terms (``mode="mad"`` only; ``0`` gives two independent
+        DINO losses on one shared backbone).
+    student_temp
+        Student softmax temperature ``T_s``.
+    center_momentum
+        EMA momentum of the teacher center ``c``.
+
+    Notes
+    -----
+    One center is shared by both views (the paper's single ``c``). ``forward`` does not
+    update it; call :meth:`update_center` with the teacher logits after each step. The
+    per-term values of the last call are kept (detached) in :attr:`last_terms`, keyed
+    ``"<teacher view>-><student view>"``.
+    """
+
+    center: torch.Tensor
+
+    def __init__(
+        self,
+        n_prototypes: int,
+        *,
+        mode: str = MODE_MAD,
+        alpha: float = 1.0,
+        student_temp: float = 0.1,
+        center_momentum: float = 0.9,
+    ) -> None:
+        super().__init__()
+        self.views = mode_views(mode)
+        self.mode = mode
+        self.n_prototypes = n_prototypes
+        self.alpha = float(alpha)
+        self.student_temp = float(student_temp)
+        self.center_momentum = float(center_momentum)
+        self.register_buffer("center", torch.zeros(1, n_prototypes))
+        self.last_terms: dict[str, torch.Tensor] = {}
+
+    def _weights(self) -> dict[tuple[str, str], float]:
+        if self.mode != MODE_MAD:
+            return {(self.mode, self.mode): 1.0}
+        m, e = VIEW_MORPHOLOGY, VIEW_MICROENVIRONMENT
+        w = {(m, m): 1.0, (e, e): 1.0}
+        if self.alpha != 0.0:
+            w[(m, e)] = self.alpha
+            w[(e, m)] = self.alpha
+        return w
+
+    def _check(self, student, teacher) -> None:
+        for view in self.views:
+            for name, d in (("student", student), ("teacher", teacher)):
+                if view not in d or not d[view]:
+                    raise ValueError(
+                        f"mode {self.mode!r} needs {name} logits for view {view!r}; got views "
+                        f"{sorted(k for k, v in d.items() if v)}."
+                    )
+            if len(student[view]) < len(teacher[view]):
+                raise ValueError(
+                    f"view {view!r}: {len(teacher[view])} teacher crops but only "
+                    f"{len(student[view])} student crops; the student list must start with "
+                    "the same global crops the teacher saw."
+                )
+        for t in [t for v in self.views for t in (*student[v], *teacher[v])]:
+            if t.ndim != 2 or t.shape[-1] != self.n_prototypes:
+                raise ValueError(
+                    f"logits must be (B, {self.n_prototypes}), got shape {tuple(t.shape)}."
+                )
+
+    def teacher_probs(self, logits: torch.Tensor, teacher_temp: float) -> torch.Tensor:
+        """Centred, sharpened teacher distribution ``softmax((t - c) / T_t)`` (float32)."""
+        return F.softmax((logits.detach().float() - self.center) / teacher_temp, dim=-1)
+
+    def student_log_probs(self, logits: torch.Tensor) -> torch.Tensor:
+        """Student log-distribution ``log_softmax(s / T_s)`` (float32)."""
+        return F.log_softmax(logits.float() / self.student_temp, dim=-1)
+
+    def forward(
+        self,
+        student: dict[str, list[torch.Tensor]],
+        teacher: dict[str, list[torch.Tensor]],
+        teacher_temp: float,
+    ) -> torch.Tensor:
+        """Compute the loss.
+
+        Parameters
+        ----------
+        student
+            ``{view: [logits (B, K) of every student crop]}``, global crops first, in the
+            same order as the teacher's.
+        teacher
+            ``{view: [logits (B, K) of every global crop]}``; gradients are not propagated.
+        teacher_temp
+            Teacher temperature ``T_t`` for this step.
+
+        Returns
+        -------
+        Scalar loss (float32).
+        """
+        self._check(student, teacher)
+        t_probs = {
+            v: torch.stack([self.teacher_probs(t, teacher_temp) for t in teacher[v]])
+            for v in self.views
+        }
+        s_logp = {
+            v: torch.stack([self.student_log_probs(s) for s in student[v]]) for v in self.views
+        }
+        total = torch.zeros((), device=self.center.device, dtype=torch.float32)
+        terms: dict[str, torch.Tensor] = {}
+        for (u, v), weight in self._weights().items():
+            tp, sl = t_probs[u], s_logp[v]  # (n_t, B, K), (n_s, B, K)
+            n_t, b, k = tp.shape
+            # all pairwise cross-entropies in one matmul: ce[i, j] = -mean_b sum_k tp[i] sl[j]
+            ce = -(tp.reshape(n_t, b * k) @ sl.reshape(sl.shape[0], b * k).T) / b
+            keep = torch.ones_like(ce, dtype=torch.bool)
+            if u == v:  # never pair a student crop with the teacher output of the same crop
+                idx = torch.arange(n_t, device=ce.device)
+                keep[idx, idx] = False
+            if not keep.any():
+                raise ValueError(
+                    f"view {u!r}: no valid teacher/student pairs (one global crop and no "
+                    "local crops); use n_global >= 2 or n_local >= 1."
+                )
+            term = ce[keep].mean()
+            terms[f"{u}->{v}"] = term.detach()
+            total = total + weight * term
+        self.last_terms = terms
+        return total
+
+    @torch.no_grad()
+    def update_center(
+        self, teacher_logits: list[torch.Tensor] | dict[str, list[torch.Tensor]]
+    ) -> None:
+        """EMA update of the center with the batch mean of the teacher logits.
+
+        Parameters
+        ----------
+        teacher_logits
+            Teacher logits of all global crops (a list, or the ``{view: [...]}`` dict passed
+            to ``forward``). Under ``torch.distributed`` the mean is over all ranks.
+        """
+        if isinstance(teacher_logits, dict):
+            teacher_logits = [t for v in teacher_logits.values() for t in v]
+        logits = torch.cat([t.detach().float() for t in teacher_logits])
+        stats = torch.cat(
+            [
+                logits.sum(0),
+                torch.tensor([logits.shape[0]], dtype=torch.float32, device=logits.device),
+            ]
+        )
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(stats)
+        batch_center = (stats[:-1] / stats[-1]).to(self.center.device)[None]
+        self.center.mul_(self.center_momentum).add_(batch_center, alpha=1 - self.center_momentum)
+
+
+def koleo_loss(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """KoLeo regulariser (DINOv2): ``-mean_i log(min_{j != i} ||x_i - x_j||)`` on L2-normalised rows.
+
+    Spreads the batch's features uniformly over the sphere. DINOv2 applies it with weight
+    0.1 to the student's class tokens of each global crop.
+
+    Parameters
+    ----------
+    x
+        ``(B, D)`` features, ``B >= 2``.
+    eps
+        Numerical floor inside the log and the distance.
+
+    Returns
+    -------
+    Scalar (float32).
+    """
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise ValueError(f"koleo_loss needs (B >= 2, D) features, got shape {tuple(x.shape)}.")
+    x = F.normalize(x.float(), p=2, dim=-1, eps=eps)
+    with torch.no_grad():
+        sim = x @ x.T
+        sim.fill_diagonal_(-2.0)  # exclude self-matches
+        nn_idx = sim.argmax(dim=1)
+    dist_nn = F.pairwise_distance(x, x[nn_idx], p=2, eps=eps)
+    return -torch.log(dist_nn + eps).mean()
