@@ -41,6 +41,8 @@ OBSM_MICROENVIRONMENT_SUFFIX: Final = "_microenvironment"
 OBSM_MAD_MORPHOLOGY: Final = OBSM_MAD + OBSM_MORPHOLOGY_SUFFIX
 OBSM_MAD_MICROENVIRONMENT: Final = OBSM_MAD + OBSM_MICROENVIRONMENT_SUFFIX
 OBSM_CCA_SUFFIX: Final = "_cca"
+# UMAP of an embedding: obsm[OBSM_UMAP_PREFIX + use_rep] (so UMAPs of several reps coexist)
+OBSM_UMAP_PREFIX: Final = "X_umap_"
 
 # --- layers --------------------------------------------------------------------
 LAYER_COUNTS: Final = "counts"
@@ -56,6 +58,8 @@ UNS_DE: Final = "mad_de"
 UNS_EVALUATE: Final = "mad_evaluate"
 UNS_SPLIT: Final = "mad_split"
 UNS_GENE_SETS: Final = "gene_sets"
+# neighbour graph of an embedding: uns/obsp under UNS_NEIGHBORS_PREFIX + use_rep
+UNS_NEIGHBORS_PREFIX: Final = "neighbors_"
 
 # --- view store (zarr / in-memory) and the reference implementation's H5 --------
 VIEW_MORPHOLOGY: Final = "morphology"
