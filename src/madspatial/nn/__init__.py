@@ -12,6 +12,7 @@ from ._backbone import BACKBONE_PRESETS, ViTBackbone, build_backbone, resolve_ba
 from ._head import DINOHead
 from ._loss import MADLoss, koleo_loss, mode_views
 from ._model import MODEL_FORMAT_VERSION, MADConfig, MADModel
+from ._params import parameter_groups
 from ._schedules import cosine_schedule, teacher_temperature_schedule
 from ._weights import LoadReport, load_backbone_weights, read_state_dict
 
@@ -30,6 +31,7 @@ __all__ = [
     "koleo_loss",
     "load_backbone_weights",
     "mode_views",
+    "parameter_groups",
     "read_state_dict",
     "resolve_backbone_kwargs",
     "teacher_temperature_schedule",

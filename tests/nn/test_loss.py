@@ -1,0 +1,175 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from madspatial.nn import MADLoss, koleo_loss
+
+M, E = "morphology", "microenvironment"
+K = 7
+B = 3
+
+
+def _logits(n: int, seed: int) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(B, K, generator=g, dtype=torch.float64) * 2 for _ in range(n)]
+
+
+def _hand_ce(t_list, s_list, same_view, center, tt, st):
+    """Explicit loops over (teacher crop, student crop, cell)."""
+    vals = []
+    for i, t in enumerate(t_list):
+        for j, s in enumerate(s_list):
+            if same_view and i == j:
+                continue
+            for b in range(t.shape[0]):
+                p = torch.softmax((t[b] - center[0]) / tt, dim=-1)
+                logq = torch.log_softmax(s[b] / st, dim=-1)
+                vals.append(float(-(p * logq).sum()))
+    return sum(vals) / len(vals)
+
+
+def _hand_loss(student, teacher, mode, alpha, center, tt=0.05, st=0.1):
+    if mode == "mad":
+        out = _hand_ce(teacher[M], student[M], True, center, tt, st)
+        out += _hand_ce(teacher[E], student[E], True, center, tt, st)
+        if alpha:
+            out += alpha * _hand_ce(teacher[M], student[E], False, center, tt, st)
+            out += alpha * _hand_ce(teacher[E], student[M], False, center, tt, st)
+        return out
+    return _hand_ce(teacher[mode], student[mode], True, center, tt, st)
+
+
+def _inputs(n_global=2, n_local=3):
+    teacher = {M: _logits(n_global, 1), E: _logits(n_global, 2)}
+    # student global crops are different logits (the student is another network)
+    student = {M: _logits(n_global + n_local, 3), E: _logits(n_global + n_local, 4)}
+    return student, teacher
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.0, 0.5])
+def test_mad_loss_matches_hand_computation(alpha):
+    student, teacher = _inputs()
+    loss_fn = MADLoss(K, alpha=alpha, student_temp=0.1)
+    loss_fn.center.copy_(torch.linspace(-0.3, 0.4, K)[None])
+    got = loss_fn(student, teacher, teacher_temp=0.05)
+    want = _hand_loss(student, teacher, "mad", alpha, loss_fn.center.double())
+    assert got.dtype == torch.float32
+    assert float(got) == pytest.approx(want, rel=1e-5)
+    assert (f"{M}->{E}" in loss_fn.last_terms) == (alpha != 0)
+
+
+def test_alpha_zero_is_sum_of_single_view_losses():
+    student, teacher = _inputs()
+    total = MADLoss(K, alpha=0.0)(student, teacher, 0.05)
+    morph = MADLoss(K, mode=M)(student, teacher, 0.05)
+    micro = MADLoss(K, mode=E)(student, teacher, 0.05)
+    assert float(total) == pytest.approx(float(morph) + float(micro), rel=1e-6)
+    # and the cross terms carry real weight when alpha > 0
+    assert float(MADLoss(K, alpha=1.0)(student, teacher, 0.05)) > float(total) + 1e-3
+
+
+@pytest.mark.parametrize("mode", [M, E])
+def test_single_view_modes_match_hand_and_ignore_other_view(mode):
+    student, teacher = _inputs()
+    got = MADLoss(K, mode=mode)(student, teacher, 0.05)
+    want = _hand_loss(student, teacher, mode, 1.0, torch.zeros(1, K, dtype=torch.float64))
+    assert float(got) == pytest.approx(want, rel=1e-5)
+    # the other view may be absent entirely
+    only = {mode: student[mode]}
+    got2 = MADLoss(K, mode=mode)(only, {mode: teacher[mode]}, 0.05)
+    assert float(got2) == pytest.approx(float(got), rel=1e-6)
+
+
+def test_student_crop_never_paired_with_its_own_teacher_crop():
+    # Two global crops, no locals: only the pairs (t0, s1) and (t1, s0) count.
+    t = _logits(2, 5)
+    s = [t[0].clone(), _logits(1, 6)[0]]
+    loss_fn = MADLoss(K, mode=M)
+    got = float(loss_fn({M: s}, {M: t}, 0.05))
+    z = torch.zeros(1, K, dtype=torch.float64)
+    want = (
+        _hand_ce([t[0]], [s[1]], False, z, 0.05, 0.1)
+        + _hand_ce([t[1]], [s[0]], False, z, 0.05, 0.1)
+    ) / 2
+    assert got == pytest.approx(want, rel=1e-5)
+    # The student's own-crop output does not influence the loss through the diagonal: the
+    # gradient w.r.t. s0 is that of the single pair (t1, s0).
+    s0 = s[0].clone().float().requires_grad_(True)
+    MADLoss(K, mode=M)({M: [s0, s[1].float()]}, {M: [x.float() for x in t]}, 0.05).backward()
+    s0b = s[0].clone().float().requires_grad_(True)
+    p = torch.softmax(t[1].float() / 0.05, -1)
+    (-(p * torch.log_softmax(s0b / 0.1, -1)).sum(-1).mean() / 2).backward()
+    torch.testing.assert_close(s0.grad, s0b.grad)
+
+
+def test_cross_view_pairs_include_same_index():
+    # mad mode, one global crop per view and no locals: the same-view terms have no pairs
+    t = {M: _logits(1, 7), E: _logits(1, 8)}
+    with pytest.raises(ValueError, match="no valid teacher/student pairs"):
+        MADLoss(K)({M: _logits(1, 9), E: _logits(1, 10)}, t, 0.05)
+
+
+def test_teacher_gets_no_gradient_and_student_does():
+    student, teacher = _inputs()
+    s = {v: [x.float().requires_grad_(True) for x in xs] for v, xs in student.items()}
+    tt = {v: [x.float().requires_grad_(True) for x in xs] for v, xs in teacher.items()}
+    MADLoss(K)(s, tt, 0.05).backward()
+    assert all(x.grad is None for xs in tt.values() for x in xs)
+    assert all(x.grad is not None and x.grad.abs().sum() > 0 for xs in s.values() for x in xs)
+
+
+def test_bad_inputs_raise_clearly():
+    student, teacher = _inputs()
+    with pytest.raises(ValueError, match="microenvironment"):
+        MADLoss(K)({M: student[M]}, teacher, 0.05)
+    with pytest.raises(ValueError, match=r"\(B, 7\)"):
+        MADLoss(K)({M: [torch.zeros(B, 5)] * 3, E: student[E]}, teacher, 0.05)
+    with pytest.raises(ValueError, match="student crops"):
+        MADLoss(K, mode=M)({M: student[M][:1]}, teacher, 0.05)
+    with pytest.raises(ValueError, match="mode"):
+        MADLoss(K, mode="both")
+
+
+def test_center_update_momentum():
+    loss_fn = MADLoss(K, center_momentum=0.9)
+    a, b = _logits(2, 11)
+    loss_fn.update_center([a, b])
+    c1 = 0.1 * torch.cat([a, b]).mean(0, keepdim=True)
+    torch.testing.assert_close(loss_fn.center, c1.float())
+    c = _logits(1, 12)[0]
+    loss_fn.update_center({M: [c]})  # dict form
+    torch.testing.assert_close(loss_fn.center, (0.9 * c1 + 0.1 * c.mean(0, keepdim=True)).float())
+
+
+def test_center_update_under_torch_distributed(tmp_path):
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        pytest.skip("a process group already exists")
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        loss_fn = MADLoss(K)
+        a = _logits(1, 13)[0]
+        loss_fn.update_center([a])
+        torch.testing.assert_close(loss_fn.center, 0.1 * a.mean(0, keepdim=True).float())
+    finally:
+        dist.destroy_process_group()
+
+
+def test_koleo_hand_computation():
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    d01, d02, d12 = math.sqrt(2), math.sqrt(0.4**2 + 0.8**2), math.sqrt(0.6**2 + 0.2**2)
+    nn_dists = [min(d01, d02), min(d01, d12), min(d02, d12)]
+    want = -sum(math.log(d) for d in nn_dists) / 3
+    assert float(koleo_loss(x)) == pytest.approx(want, rel=1e-5)
+    # invariant to row scaling (features are L2-normalised first)
+    assert float(koleo_loss(x * torch.tensor([[3.0], [0.5], [7.0]]))) == pytest.approx(
+        want, rel=1e-5
+    )
+    # spreading points apart lowers it
+    assert float(koleo_loss(torch.tensor([[1.0, 0.0], [-1.0, 0.0]]))) < want
+    with pytest.raises(ValueError, match="B >= 2"):
+        koleo_loss(torch.ones(1, 3))
