@@ -170,42 +170,57 @@ class MultiCropAugment:
 
     def _flip(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         b = x.shape[0]
-        u = self._rand((b, 3), g, x.device) < 0.5
-        shape = (b, 1, 1, 1)
-        if self.rotate90 and x.shape[-1] == x.shape[-2]:
-            # transpose + flips = all 8 elements of the dihedral group
-            x = torch.where(u[:, 0].view(shape), x.transpose(-1, -2), x)
-        if self.flip:
-            x = torch.where(u[:, 1].view(shape), x.flip(-1), x)
-            x = torch.where(u[:, 2].view(shape), x.flip(-2), x)
-        return x
+        bits = (self._rand((b, 3), g, x.device) < 0.5).long()
+        if not (self.rotate90 and x.shape[-1] == x.shape[-2]):
+            bits[:, 0] = 0
+        if not self.flip:
+            bits[:, 1:] = 0
+        code = bits[:, 0] * 4 + bits[:, 1] * 2 + bits[:, 2]  # transpose, h-flip, v-flip
+        if not code.any():
+            return x
+        # Group the samples by transform: each sample is read and written once, instead of
+        # blending whole flipped copies of the batch with torch.where.
+        out = x.clone()
+        for c in code.unique().tolist():
+            if c == 0:
+                continue
+            idx = (code == c).nonzero().squeeze(1)
+            y = x.index_select(0, idx)
+            if c & 4:  # transpose + flips = all 8 elements of the dihedral group
+                y = y.transpose(-1, -2)
+            dims = [d for d, bit in ((-1, 2), (-2, 1)) if c & bit]
+            if dims:
+                y = y.flip(dims)
+            out.index_copy_(0, idx, y)
+        return out
 
     def _jitter(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         b, c = x.shape[:2]
         u = 2 * self._rand((2, b, c, 1, 1), g, x.device) - 1
         gain = 1 + self.jitter * u[0]
         gamma = torch.exp(self.jitter * u[1])
-        return gain * x.clamp(min=0).pow(gamma)
+        return x.pow(gamma).mul_(gain)  # x >= 0 here (bilinear crops of [0, 1] input)
 
     def _blur(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         b, c, h, w = x.shape
         u = self._rand((2, b), g, x.device)
+        chosen = (u[0] < self.blur_p).nonzero().squeeze(1)
+        if chosen.numel() == 0:
+            return x
         factor = h / 224.0
         lo, hi = self.blur_sigma[0] * factor, self.blur_sigma[1] * factor
-        sigma = lo + (hi - lo) * u[1]
+        sigma = (lo + (hi - lo) * u[1]).index_select(0, chosen)
         radius = max(1, min(math.ceil(3 * hi), h // 2 - 1, w // 2 - 1))
         offs = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
         kern = torch.exp(-(offs[None] ** 2) / (2 * sigma[:, None] ** 2))
-        kern = kern / kern.sum(1, keepdim=True)
-        delta = (offs == 0).to(x.dtype).expand(b, -1)
-        kern = torch.where((u[0] < self.blur_p)[:, None], kern, delta)  # (b, k)
-        kern = kern.repeat_interleave(c, dim=0)  # one kernel per (sample, channel)
-        k = kern.shape[1]
-        y = x.reshape(1, b * c, h, w)
+        kern = (kern / kern.sum(1, keepdim=True)).repeat_interleave(c, dim=0)  # per (cell, ch)
+        n, k = chosen.numel() * c, kern.shape[1]
+        # one grouped separable convolution blurs every chosen cell with its own sigma
+        y = x.index_select(0, chosen).reshape(1, n, h, w)
         y = F.pad(y, (radius, radius, radius, radius), mode="reflect")
-        y = F.conv2d(y, kern.view(b * c, 1, k, 1), groups=b * c)
-        y = F.conv2d(y, kern.view(b * c, 1, 1, k), groups=b * c)
-        return y.reshape(b, c, h, w)
+        y = F.conv2d(y, kern.view(n, 1, k, 1), groups=n)
+        y = F.conv2d(y, kern.view(n, 1, 1, k), groups=n)
+        return x.index_copy(0, chosen, y.reshape(-1, c, h, w))
 
     def _crops(
         self,

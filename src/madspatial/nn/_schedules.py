@@ -27,8 +27,8 @@ def cosine_schedule(
     total_steps
         Length of the schedule (one value per optimiser step).
     warmup_steps
-        Steps of linear warm-up from ``warmup_start`` (inclusive) towards ``base``; clipped
-        to ``total_steps``.
+        Steps of linear warm-up from ``warmup_start`` (inclusive) towards ``base`` (a
+        schedule shorter than the warm-up is its truncated ramp).
     warmup_start
         First value of the warm-up.
 
@@ -39,10 +39,11 @@ def cosine_schedule(
     """
     if total_steps < 0 or warmup_steps < 0:
         raise ValueError(f"steps must be >= 0, got total={total_steps}, warmup={warmup_steps}.")
-    warmup_steps = min(warmup_steps, total_steps)
-    # warm-up values start at warmup_start and approach base (reached at the first cosine step)
+    # warm-up values start at warmup_start and approach base (reached at the first cosine
+    # step); a run shorter than the warm-up follows the same ramp, truncated
     warm = warmup_start + (base - warmup_start) * np.arange(warmup_steps) / max(warmup_steps, 1)
-    n = total_steps - warmup_steps
+    warm = warm[:total_steps]
+    n = total_steps - len(warm)
     if n == 1:
         cos = np.array([final])
     else:
