@@ -173,3 +173,34 @@ def test_koleo_hand_computation():
     assert float(koleo_loss(torch.tensor([[1.0, 0.0], [-1.0, 0.0]]))) < want
     with pytest.raises(ValueError, match="B >= 2"):
         koleo_loss(torch.ones(1, 3))
+
+
+def test_center_update_averages_over_ranks(monkeypatch):
+    """With a process group, the batch center is the mean over all ranks' cells."""
+    import torch.distributed as dist
+
+    other = _logits(1, 14)[0][:2]  # the other rank holds 2 cells, this one 3
+    other_stats = torch.cat([other.sum(0), torch.tensor([2.0], dtype=torch.float64)]).float()
+
+    def fake_all_reduce(t):
+        t.add_(other_stats)
+
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "all_reduce", fake_all_reduce)
+    loss_fn = MADLoss(K)
+    mine = _logits(1, 15)[0]
+    loss_fn.update_center([mine])
+    want = 0.1 * torch.cat([mine, other]).mean(0, keepdim=True)
+    torch.testing.assert_close(loss_fn.center, want.float())
+
+
+def test_loss_stays_fp32_under_bf16_autocast():
+    student, teacher = _inputs()
+    s = {v: [x.float() for x in xs] for v, xs in student.items()}
+    t = {v: [x.float() for x in xs] for v, xs in teacher.items()}
+    ref = MADLoss(K)(s, t, 0.05)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = MADLoss(K)(s, t, 0.05)
+        kol = koleo_loss(s[M][0])
+    assert got.dtype == torch.float32 and kol.dtype == torch.float32
+    torch.testing.assert_close(got, ref)

@@ -166,3 +166,17 @@ def test_parameter_groups_split_decay():
     assert no_decay["weight_decay"] == 0.0
     n_trainable = sum(p.requires_grad for p in model.parameters())
     assert len(decay["params"]) + len(no_decay["params"]) == n_trainable
+
+
+def test_teacher_copy_by_deepcopy_is_independent():
+    import copy
+
+    student = _model()
+    teacher = copy.deepcopy(student)
+    x = torch.rand(2, 3, 70, 70)
+    torch.testing.assert_close(teacher(x), student(x))
+    with torch.no_grad():  # an EMA step touches every parameter, magnitudes included
+        for pt, ps in zip(teacher.parameters(), student.parameters(), strict=True):
+            pt.mul_(0.5).add_(ps + 1.0, alpha=0.5)
+    assert not torch.allclose(teacher(x), student(x))
+    assert student.head.last_layer.parametrizations.weight.original0.eq(1).all()

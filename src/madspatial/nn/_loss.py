@@ -137,6 +137,11 @@ class MADLoss(nn.Module):
         Scalar loss (float32).
         """
         self._check(student, teacher)
+        # The pairwise matmul below would run in bf16 under autocast: keep the loss in fp32.
+        with torch.autocast(self.center.device.type, enabled=False):
+            return self._forward(student, teacher, teacher_temp)
+
+    def _forward(self, student, teacher, teacher_temp: float) -> torch.Tensor:
         t_probs = {
             v: torch.stack([self.teacher_probs(t, teacher_temp) for t in teacher[v]])
             for v in self.views
@@ -212,10 +217,11 @@ def koleo_loss(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """
     if x.ndim != 2 or x.shape[0] < 2:
         raise ValueError(f"koleo_loss needs (B >= 2, D) features, got shape {tuple(x.shape)}.")
-    x = F.normalize(x.float(), p=2, dim=-1, eps=eps)
-    with torch.no_grad():
-        sim = x @ x.T
-        sim.fill_diagonal_(-2.0)  # exclude self-matches
-        nn_idx = sim.argmax(dim=1)
-    dist_nn = F.pairwise_distance(x, x[nn_idx], p=2, eps=eps)
-    return -torch.log(dist_nn + eps).mean()
+    with torch.autocast(x.device.type, enabled=False):
+        x = F.normalize(x.float(), p=2, dim=-1, eps=eps)
+        with torch.no_grad():
+            sim = x @ x.T
+            sim.fill_diagonal_(-2.0)  # exclude self-matches
+            nn_idx = sim.argmax(dim=1)
+        dist_nn = F.pairwise_distance(x, x[nn_idx], p=2, eps=eps)
+        return -torch.log(dist_nn + eps).mean()
