@@ -69,13 +69,13 @@ def test_morphology_zeros_stay_zero_and_crops_stay_on_the_cell():
         # every crop, even the zoomed-in local ones, shows the cell
         assert torch.all(crop.flatten(1).amax(1) > 0.1)
     empty = torch.zeros(3, 2, 70, 70, dtype=torch.uint8)
-    out = MultiCropAugment(noise_std=0.2, jitter=0.5, blur_p=1.0)(
+    out = MultiCropAugment(noise_std=0.2, noise_p=1.0, jitter=0.5, blur_p=1.0)(
         empty, None, generator=torch.Generator()
     )
     assert all(torch.all(t == 0) for t in out["morphology"]["global"] + out["morphology"]["local"])
     # the microenvironment gets noise everywhere
     flat = torch.full((2, 2, 224, 224), 128, dtype=torch.uint8)
-    noisy = MultiCropAugment(noise_std=0.05, jitter=0.0, blur_p=0.0)(
+    noisy = MultiCropAugment(noise_std=0.05, noise_p=1.0, jitter=0.0, blur_p=0.0)(
         None, flat, generator=torch.Generator()
     )
     assert noisy["microenvironment"]["global"][0].std() > 0.03

@@ -16,14 +16,16 @@ Choices for microscopy:
 - Orientation carries no meaning, so flips cover the whole dihedral group (h/v flips and
   90-degree rotations, ``rotate90=True``).
 - Intensity jitter is per channel and keeps zero at zero: a gain (brightness,
-  ``1 +- jitter``) and a gamma (contrast, ``exp(+-jitter)``). The zeros outside the cell in
-  the morphology view therefore stay zeros, and so does the background.
+  ``1 +- jitter``) and a gamma-like contrast curve ``x (1 + c (1 - x))``, ``|c| <= jitter``
+  (fixes 0 and 1, bends the mid-tones, needs no ``pow``). The zeros outside the cell in the
+  morphology view therefore stay zeros, and so does the background.
 - Morphology crops stay cell-centred: the box centre is the view centre (the cell centroid)
   moved by at most ``morphology_center_jitter`` x the box side, so even the zoomed-in local
   crops show the cell rather than masked background. Microenvironment crops are placed
   uniformly at random (DINO's random resized crop), so local crops show parts of the niche.
-- Gaussian noise is added only on the cell's pixels in the morphology view (the masked
-  outside stays exactly zero) and everywhere in the microenvironment view.
+- Gaussian noise (on a ``noise_p`` fraction of crops) is added only on the cell's pixels in
+  the morphology view (the masked outside stays exactly zero) and everywhere in the
+  microenvironment view.
 - Blur sigma is drawn in pixels of a 224-pixel crop (``blur_sigma``) and scaled with the
   crop side, so a 70-pixel morphology crop is blurred by the same fraction of its field.
 """
@@ -57,8 +59,9 @@ class MultiCropAugment:
     flip
         Random horizontal and vertical flips.
     jitter
-        Strength of the per-channel intensity jitter (gain ``1 +- jitter``, gamma
-        ``exp(+-jitter)``); ``0`` disables it.
+        Strength of the per-channel intensity jitter in ``[0, 1)``: gain ``1 +- jitter``
+        (brightness) and contrast curve ``x (1 + c (1 - x))`` with ``c`` in ``+-jitter``;
+        ``0`` disables it.
     blur_p
         Probability of a Gaussian blur per crop.
     noise_std
@@ -75,6 +78,8 @@ class MultiCropAugment:
         the crop side (``None``: uniform placement like the microenvironment).
     microenvironment_center_jitter
         Same for microenvironment crops; ``None`` (default) places them uniformly.
+    noise_p
+        Probability that a crop gets the Gaussian noise.
     """
 
     def __init__(
@@ -97,6 +102,7 @@ class MultiCropAugment:
         blur_sigma: tuple[float, float] = (0.1, 2.0),
         morphology_center_jitter: float | None = 0.25,
         microenvironment_center_jitter: float | None = None,
+        noise_p: float = 0.5,
     ) -> None:
         sizes = {
             "morphology_size": morphology_size,
@@ -127,7 +133,10 @@ class MultiCropAugment:
         self.n_global, self.n_local = n_global, n_local
         self.global_scale, self.local_scale = tuple(global_scale), tuple(local_scale)
         self.flip, self.rotate90 = flip, rotate90
+        if not 0 <= jitter < 1:
+            raise ValueError(f"jitter must be in [0, 1), got {jitter}.")
         self.jitter, self.blur_p, self.noise_std = float(jitter), float(blur_p), float(noise_std)
+        self.noise_p = float(noise_p)
         self.ratio, self.blur_sigma = tuple(ratio), tuple(blur_sigma)
 
     def __repr__(self) -> str:
@@ -180,7 +189,7 @@ class MultiCropAugment:
             return x
         # Group the samples by transform: each sample is read and written once, instead of
         # blending whole flipped copies of the batch with torch.where.
-        out = x.clone()
+        out = x  # a fresh crop owned by the caller: transform in place
         for c in code.unique().tolist():
             if c == 0:
                 continue
@@ -198,8 +207,11 @@ class MultiCropAugment:
         b, c = x.shape[:2]
         u = 2 * self._rand((2, b, c, 1, 1), g, x.device) - 1
         gain = 1 + self.jitter * u[0]
-        gamma = torch.exp(self.jitter * u[1])
-        return x.pow(gamma).mul_(gain)  # x >= 0 here (bilinear crops of [0, 1] input)
+        contrast = self.jitter * u[1]
+        # gain * x * (1 + c (1 - x)): keeps 0 at 0, monotonic for |c| < 1, a cheap stand-in
+        # for a gamma curve (no pow)
+        curve = (1 - x).mul_(contrast).add_(1).mul_(gain)
+        return x.mul_(curve)
 
     def _blur(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         b, c, h, w = x.shape
@@ -220,7 +232,21 @@ class MultiCropAugment:
         y = F.pad(y, (radius, radius, radius, radius), mode="reflect")
         y = F.conv2d(y, kern.view(n, 1, k, 1), groups=n)
         y = F.conv2d(y, kern.view(n, 1, 1, k), groups=n)
-        return x.index_copy(0, chosen, y.reshape(-1, c, h, w))
+        return x.index_copy_(0, chosen, y.reshape(-1, c, h, w))
+
+    def _noise(
+        self, x: torch.Tensor, foreground: torch.Tensor | None, g: torch.Generator
+    ) -> torch.Tensor:
+        b = x.shape[0]
+        chosen = (self._rand(b, g, x.device) < self.noise_p).nonzero().squeeze(1)
+        if chosen.numel() == 0:
+            return x
+        shape = (chosen.numel(), *x.shape[1:])
+        noise = torch.randn(shape, generator=g, device=g.device).to(x.device)
+        noise.mul_(self.noise_std)
+        if foreground is not None:  # morphology: the masked outside stays exactly zero
+            noise.mul_(foreground.index_select(0, chosen))
+        return x.index_add_(0, chosen, noise)
 
     def _crops(
         self,
@@ -244,11 +270,9 @@ class MultiCropAugment:
                 crop = self._jitter(crop, g)
             if self.blur_p > 0:
                 crop = self._blur(crop, g)
-            if self.noise_std > 0:
-                noise = torch.randn(crop.shape, generator=g, device=g.device).to(crop.device)
-                noise = noise * self.noise_std
-                crop = crop + (noise * foreground if foreground is not None else noise)
-            out.append(crop.clamp_(0.0, 1.0).contiguous())
+            if self.noise_std > 0 and self.noise_p > 0:
+                crop = self._noise(crop, foreground, g)
+            out.append(crop.clamp_(0.0, 1.0))
         return out
 
     # ------------------------------------------------------------------ call
