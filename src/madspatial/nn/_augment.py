@@ -292,7 +292,8 @@ class MultiCropAugment:
         micro
             Microenvironment views ``(B, C, H, W)``, same convention, or ``None``.
         generator
-            Source of all randomness (CPU or the inputs' device).
+            Source of all randomness. On GPU pass a generator on the inputs' device: with a
+            CPU generator the noise is drawn on the CPU and copied over.
 
         Returns
         -------
