@@ -42,6 +42,7 @@ OBSM_MAD_MORPHOLOGY: Final = OBSM_MAD + OBSM_MORPHOLOGY_SUFFIX
 OBSM_MAD_MICROENVIRONMENT: Final = OBSM_MAD + OBSM_MICROENVIRONMENT_SUFFIX
 OBSM_CCA_SUFFIX: Final = "_cca"
 # UMAP of an embedding: obsm[OBSM_UMAP_PREFIX + use_rep] (so UMAPs of several reps coexist)
+OBSM_CCA_EXPRESSION_SUFFIX: Final = "_cca_expression"  # tl.cca: expression-side variates
 OBSM_UMAP_PREFIX: Final = "X_umap_"
 
 # --- layers --------------------------------------------------------------------

@@ -50,7 +50,9 @@ def test_kmeans_fixed_k_and_sweep(toy_embedding_adata):
 
 
 def test_order_by_size():
-    np.testing.assert_array_equal(cl.order_by_size(np.array([5, 5, 2, 9, 9, 9])), [1, 1, 2, 0, 0, 0])
+    np.testing.assert_array_equal(
+        cl.order_by_size(np.array([5, 5, 2, 9, 9, 9])), [1, 1, 2, 0, 0, 0]
+    )
 
 
 def test_cluster_bad_input(toy_embedding_adata):

@@ -1,6 +1,20 @@
 """madspatial.tl"""
 
+from ._cca import cca
 from ._cluster import kmeans, louvain
+from ._de import differential_expression
 from ._decoder import Decoder, fit_decoder, predict
+from ._enrich import enrich
+from ._pseudotime import pseudotime
 
-__all__ = ["Decoder", "fit_decoder", "kmeans", "louvain", "predict"]
+__all__ = [
+    "Decoder",
+    "cca",
+    "differential_expression",
+    "enrich",
+    "fit_decoder",
+    "kmeans",
+    "louvain",
+    "predict",
+    "pseudotime",
+]
