@@ -1,5 +1,7 @@
 """Reading and writing: SpatialData from arrays, view stores, models."""
 
 from ._arrays import sdata_from_arrays
+from ._h5 import export_h5, import_h5
+from ._views import ViewStore, read_views
 
-__all__ = ["sdata_from_arrays"]
+__all__ = ["ViewStore", "export_h5", "import_h5", "read_views", "sdata_from_arrays"]

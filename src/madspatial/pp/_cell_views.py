@@ -1,0 +1,584 @@
+"""``mad.pp.cell_views``: every cell's morphology and microenvironment views, tile by tile."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from .._constants import OBS_BORDER, PATCH_SIZE, UNS_VIEWS
+from .._logging import added, logger, progress
+from .._settings import settings
+from .._version import __version__
+from ..io._arrays import _few
+from ..io._views import (
+    ViewStore,
+    ZarrViewWriter,
+    _jsonable,
+    open_zarr_views,
+)
+from ._extract import Cells, ViewSpec, crop_origin, extract_views
+from ._geometry import centred_extent, neighbor_distance, plan_tasks, split_region, storage_order
+from ._inputs import IdMatch, get_image, get_labels, labels_offset, resolve_table
+from ._label_stats import label_stats
+from ._reader import RegionReader
+
+#: Attribute that :func:`madspatial.pp.normalize` sets on its output image.
+NORMALIZE_ATTR = "mad_normalize"
+#: A task region is split when its rescaled side would exceed this many pixels.
+MAX_RESCALED_SIDE = 6144
+
+
+def _check_size(name: str, value: int) -> int:
+    if not isinstance(value, (int, np.integer)) or value <= 0 or value % PATCH_SIZE:
+        lo = max(PATCH_SIZE, (int(value) // PATCH_SIZE) * PATCH_SIZE) if value > 0 else PATCH_SIZE
+        raise ValueError(
+            f"{name}={value!r} must be a positive multiple of the ViT patch size {PATCH_SIZE} "
+            f"(so the view splits into whole patches); e.g. {lo} or {lo + PATCH_SIZE}."
+        )
+    return int(value)
+
+
+def _image_gain(data, image_el, image_key: str) -> tuple[float, bool]:
+    """How pixel values map to 0..255, and whether the image is madspatial-normalized."""
+    from ._inputs import scale0
+
+    trusted = NORMALIZE_ATTR in getattr(scale0(image_el), "attrs", {})
+    if data.dtype == np.uint8:
+        return 1.0, True
+    if data.dtype == bool:
+        return 255.0, True
+    if np.issubdtype(data.dtype, np.floating):
+        return 255.0, trusted
+    raise ValueError(
+        f"image {image_key!r} has dtype {data.dtype}; views are cut from a normalized image "
+        f"(float in [0, 1]) or a uint8 image. Run mad.pp.normalize(sdata, image_key="
+        f"{image_key!r}) and pass image_key={image_key + '_normalized'!r}."
+    )
+
+
+def _sample(data, n_max: int = 1_000_000) -> np.ndarray:
+    """A strided subsample (C, ., .) of a (C, H, W) dask image, about ``n_max`` pixels."""
+    h, w = data.shape[1:]
+    step = max(1, int(np.ceil(np.sqrt(h * w / n_max))))
+    return np.asarray(data[:, ::step, ::step].compute())
+
+
+def _check_image_values(data, names: list[str], image_key: str, gain: float) -> None:
+    """Non-finite values, values outside [0, 1] and constant channels, on a subsample."""
+    s = _sample(data).astype(np.float64)
+    bad = ~np.isfinite(s)
+    if bad.any():
+        ch = [names[c] for c in np.flatnonzero(bad.any(axis=(1, 2)))]
+        raise ValueError(
+            f"image {image_key!r} holds NaN/inf pixels (channels {ch}); fill or mask them "
+            "(e.g. image.fillna(0)) and run mad.pp.normalize again."
+        )
+    if gain == 255.0 and (s.min() < -1e-3 or s.max() > 1 + 1e-3):
+        raise ValueError(
+            f"image {image_key!r} holds values in [{s.min():.4g}, {s.max():.4g}], not [0, 1]; "
+            f"run mad.pp.normalize(sdata, image_key={image_key!r}) and cut views from its output."
+        )
+    flat = s.reshape(s.shape[0], -1)
+    const = [names[c] for c in range(len(flat)) if flat[c].size and flat[c].min() == flat[c].max()]
+    if const:
+        raise ValueError(
+            f"channel(s) {const} of image {image_key!r} are constant (zero variance) and carry "
+            f"no information; drop them, e.g. sdata.images[{image_key!r}].sel(c=[...])."
+        )
+
+
+def _check_region(img: np.ndarray, origin: tuple[int, int], image_key: str, gain: float) -> None:
+    if np.issubdtype(img.dtype, np.floating):
+        if not np.isfinite(img).all():
+            y, x = np.argwhere(~np.isfinite(img))[0, 1:]
+            raise ValueError(
+                f"image {image_key!r} holds NaN/inf pixels, e.g. at (y={origin[0] + y}, "
+                f"x={origin[1] + x}); fill them and run mad.pp.normalize again."
+            )
+        if gain == 255.0 and img.size and (img.min() < -1e-3 or img.max() > 1 + 1e-3):
+            raise ValueError(
+                f"image {image_key!r} holds values outside [0, 1] near (y={origin[0]}, "
+                f"x={origin[1]}); run mad.pp.normalize first."
+            )
+
+
+class _MemorySink:
+    def __init__(self, n: int, c: int, sm: int, se: int):
+        self.morphology = np.empty((n, c, sm, sm), dtype=np.uint8)
+        self.microenvironment = np.empty((n, c, se, se), dtype=np.uint8)
+
+    def write(self, start: int, rows: np.ndarray, morph: np.ndarray, micro: np.ndarray) -> None:
+        self.morphology[rows] = morph
+        self.microenvironment[rows] = micro
+
+
+class _ZarrSink:
+    def __init__(self, path: str):
+        self.path = path
+
+    def write(self, start: int, rows: np.ndarray, morph: np.ndarray, micro: np.ndarray) -> None:
+        ZarrViewWriter.open_existing(self.path).write(start, morph, micro)
+
+
+def _run_task(
+    start: int,
+    rows: np.ndarray,
+    cells: Cells,
+    groups: list,
+    image: RegionReader,
+    labels: RegionReader,
+    offset: tuple[int, int],
+    spec: ViewSpec,
+    image_key: str,
+    sink: Any,
+) -> np.ndarray:
+    """Extract the views of one task's cells, hand them to the sink, return empty-mask rows."""
+    n = len(rows)
+    c = image.shape[0]
+    sm, se = spec.morphology_size, spec.microenvironment_size
+    dy, dx = offset
+    morph = np.empty((n, c, sm, sm), dtype=np.uint8)
+    micro = np.empty((n, c, se, se), dtype=np.uint8)
+    for sel, (y0, y1, x0, x1) in groups:
+        img = image.read(y0, y1, x0, x1)
+        _check_region(img, (y0, x0), image_key, spec.gain)
+        # Labels on the region's pixel grid; zeros where the labels do not reach.
+        lab = np.zeros((y1 - y0, x1 - x0), dtype=labels.dtype)
+        part = labels.read(y0 - dy, y1 - dy, x0 - dx, x1 - dx)
+        py, px = max(0, y0 - dy) + dy - y0, max(0, x0 - dx) + dx - x0
+        lab[py : py + part.shape[0], px : px + part.shape[1]] = part
+        sub = Cells(*(getattr(cells, f)[sel] for f in Cells.__dataclass_fields__))
+        if len(groups) == 1:
+            extract_views(img, lab, (y0, x0), sub, spec, morph, micro)
+        else:
+            m = np.empty((len(sel), c, sm, sm), dtype=np.uint8)
+            e = np.empty((len(sel), c, se, se), dtype=np.uint8)
+            extract_views(img, lab, (y0, x0), sub, spec, m, e)
+            morph[sel], micro[sel] = m, e
+    empty = rows[~morph.reshape(n, -1).any(axis=1)]
+    sink.write(start, rows, morph, micro)
+    return empty
+
+
+def _fingerprint(**parts: Any) -> str:
+    h = hashlib.sha1()
+    for k in sorted(parts):
+        v = parts[k]
+        h.update(k.encode())
+        h.update(
+            np.ascontiguousarray(v).tobytes() if isinstance(v, np.ndarray) else repr(v).encode()
+        )
+    return h.hexdigest()
+
+
+def cell_views(
+    sdata: Any,
+    *,
+    image_key: str,
+    labels_key: str,
+    table_key: str | None = None,
+    n_neighbors: int = 25,
+    morphology_size: int = 70,
+    microenvironment_size: int = 224,
+    microenvironment_window: Literal["slide", "cell"] = "slide",
+    morphology_window: Literal["slide", "cell"] = "slide",
+    window_px: float | None = None,
+    morphology_window_px: float | None = None,
+    morphology_quantile: float = 0.99,
+    morphology_margin: float = 1.1,
+    store: str | Path | None = None,
+    chunk_size: int = 64,
+    cells_per_tile: int = 1024,
+    overwrite: bool = False,
+    missing: Literal["raise", "intersect"] = "raise",
+    max_memory_gb: float = 8.0,
+    cache_mb: float = 512,
+    n_jobs: int | None = None,
+    key_added: str = UNS_VIEWS,
+    inplace: bool = True,
+) -> ViewStore | None:
+    """Cut the morphology and microenvironment view of every cell of a table.
+
+    **Microenvironment view**: a square window centred on the cell's centroid
+    that holds about ``n_neighbors`` neighbouring cells, resized to
+    ``microenvironment_size``. The slide-wide window side is twice the median,
+    over cells, of the Chebyshev distance from a cell's centroid to its
+    ``n_neighbors``-th nearest neighbour (so the median cell holds exactly
+    ``n_neighbors`` neighbour centroids; this is ``sqrt(n / rho)`` for the local
+    density ``rho`` of the median cell, robust to holes and tissue borders).
+    As in the paper the slide is rescaled once so that window becomes
+    ``microenvironment_size`` pixels, and each view is a crop of it (computed
+    tile by tile, never holding the rescaled slide). Windows crossing the image
+    edge are zero-padded and flagged in ``obs["mad_border"]``.
+
+    **Morphology view**: a window of one slide-wide size that fits the large
+    cells (the ``morphology_quantile`` of the centroid-centred bounding-box
+    extents, times ``morphology_margin``), centred on the centroid, rescaled to
+    ``morphology_size``; every pixel outside the cell's own mask is exactly 0
+    (the labels are sampled on the output grid by nearest neighbour). Cell
+    size therefore stays visible.
+
+    Work is split into tiles of about ``cells_per_tile`` cells that are
+    neighbours along a Hilbert curve; each tile reads only its part of the
+    (dask) image with a margin of one window, so memory does not grow with the
+    image. Tiles are dask tasks (a ``dask.distributed`` client spreads them).
+    A zarr store written with ``store=`` records finished chunks: a run that
+    was interrupted resumes where it stopped when called again.
+
+    Parameters
+    ----------
+    sdata
+        SpatialData with the image, the labels and a table annotating the labels.
+    image_key
+        Image to cut views from: normalized (float in [0, 1], see
+        :func:`madspatial.pp.normalize`) or uint8. Multiscale images use scale0.
+    labels_key
+        Cell segmentation (2-D integer labels, label value = table instance id).
+        It must sit on the image's pixel grid (identity or integer translation).
+    table_key
+        Table annotating ``labels_key`` (default: the only one that does).
+    n_neighbors
+        Neighbouring cells the microenvironment window should hold.
+    morphology_size, microenvironment_size
+        View sides in pixels; multiples of the ViT patch size 14.
+    microenvironment_window
+        ``"slide"`` (one window and one rescaling for the slide, as in the
+        paper) or ``"cell"`` (each cell's own window, twice its distance to its
+        ``n_neighbors``-th neighbour, clipped to 1/4..4 times the slide window,
+        each resized separately).
+    morphology_window
+        ``"slide"`` (one size for all cells) or ``"cell"`` (a tight crop: each
+        cell's own extent times ``morphology_margin``, which discards cell size).
+    window_px
+        Override the slide-wide microenvironment window side (image pixels).
+    morphology_window_px
+        Override the slide-wide morphology window side (image pixels).
+    morphology_quantile, morphology_margin
+        Quantile of the cell extents, and the factor on it, that set the
+        morphology window.
+    store
+        Path of a zarr store to write (chunked, compressed). ``None``: keep the
+        views in memory (registered in this process as ``"memory:<uuid>"``).
+    chunk_size
+        Cells per zarr chunk.
+    cells_per_tile
+        Cells per tile (dask task); memory per running task is about
+        ``cells_per_tile`` times the bytes of one cell's views.
+    overwrite
+        Replace an existing store at ``store`` (otherwise an incomplete store
+        with the same parameters is resumed and a complete one is reused).
+    missing
+        What to do when table rows have no pixels in the labels or label ids
+        have no table row: ``"raise"`` (default) or ``"intersect"``: continue
+        with the rows present in both, log a warning with counts and ids,
+        record them in ``uns[key_added]["missing"]`` and, when ``inplace``,
+        drop the rows without labels from the table.
+    max_memory_gb
+        Refuse to build an in-memory store larger than this (use ``store=``).
+    cache_mb
+        Memory for caching decoded image chunks shared by neighbouring tiles.
+    n_jobs
+        Worker threads (default ``mad.settings.n_jobs``).
+    key_added
+        ``.uns`` key of the table recording parameters and the store location.
+    inplace
+        Write the results into the table (``.obs``, ``.uns``) and return
+        ``None``; ``False`` leaves the table untouched and returns the store.
+
+    Returns
+    -------
+    ``None``, or the :class:`~madspatial.io.ViewStore` when ``inplace=False``.
+    With ``inplace=True`` the table gains:
+
+    ``.obs["mad_border"]``
+        Whether a cell's window reaches beyond the image (zero-padded views).
+    ``.uns[key_added]``
+        Parameters, window sizes, ``"store"`` (location for
+        :func:`madspatial.io.read_views`) and what was missing.
+
+    Raises
+    ------
+    ValueError
+        Sizes not multiples of 14; missing or unmatched ids (counts and a few
+        ids); non-integer or 3-D labels; image/labels shape or transformation
+        mismatch; NaN/inf or un-normalized pixels; constant channels; fewer
+        cells than ``n_neighbors + 1``.
+    """
+    morphology_size = _check_size("morphology_size", morphology_size)
+    microenvironment_size = _check_size("microenvironment_size", microenvironment_size)
+    for name, val in (
+        ("microenvironment_window", microenvironment_window),
+        ("morphology_window", morphology_window),
+    ):
+        if val not in ("slide", "cell"):
+            raise ValueError(f"{name} must be 'slide' or 'cell', got {val!r}.")
+    if missing not in ("raise", "intersect"):
+        raise ValueError(f"missing must be 'raise' or 'intersect', got {missing!r}.")
+    if not isinstance(n_neighbors, (int, np.integer)) or n_neighbors < 1:
+        raise ValueError(f"n_neighbors must be a positive integer, got {n_neighbors!r}.")
+    n_jobs = settings.resolve_n_jobs(n_jobs)
+
+    # --- inputs -------------------------------------------------------------------------
+    image_el, image, channel_names = get_image(sdata, image_key)
+    labels_el, labels = get_labels(sdata, labels_key)
+    h, w = image.shape[1:]
+    dy, dx = labels_offset(image_el, labels_el, (h, w), labels.shape)
+    table_key, table, instance_key = resolve_table(sdata, labels_key, table_key)
+    gain, trusted = _image_gain(image, image_el, image_key)
+    if not trusted or image.dtype == np.uint8:
+        _check_image_values(image, channel_names, image_key, gain)
+
+    # --- cells: label statistics and the table's ids ------------------------------------
+    stats = label_stats(labels, n_jobs=n_jobs)
+    ids = table.obs[instance_key].to_numpy().astype(np.int64)
+    pos, found = stats.lookup(ids)
+    in_table = np.isin(stats.ids, ids)
+    match = IdMatch(ids[~found], stats.ids[~in_table])
+    keep = np.ones(len(ids), dtype=bool)
+    if not match.ok:
+        msg = match.describe(labels_key, table_key)
+        if missing == "raise":
+            raise ValueError(
+                msg + ". Fix the table or the segmentation so they describe the same cells, or "
+                "pass missing='intersect' to continue with the cells present in both (recorded "
+                f"in uns[{key_added!r}]['missing'])."
+            )
+        logger.warning("cell_views (missing='intersect'): %s; continuing with the rest.", msg)
+        keep = found
+    rows_ids, pos = ids[keep], pos[keep]
+    n = len(rows_ids)
+    if len(stats.ids) < n_neighbors + 1 or n == 0:
+        raise ValueError(
+            f"labels {labels_key!r} hold {len(stats.ids)} cells ({n} in the table), fewer than "
+            f"n_neighbors + 1 = {n_neighbors + 1}; lower n_neighbors or pass window_px=."
+        )
+    cx_all, cy_all = stats.cx + dx, stats.cy + dy
+    cx, cy = cx_all[pos], cy_all[pos]
+
+    # --- windows -------------------------------------------------------------------------
+    dk = neighbor_distance(np.c_[cx_all, cy_all], np.c_[cx, cy], n_neighbors)
+    w_e = float(window_px) if window_px is not None else float(2.0 * np.median(dk))
+    if not np.isfinite(w_e) or w_e <= 0:
+        raise ValueError(
+            f"the microenvironment window came out as {w_e} px (cells share centroids?); "
+            "pass window_px=."
+        )
+    micro_w = (
+        np.clip(2.0 * dk, w_e / 4, 4 * w_e)
+        if microenvironment_window == "cell"
+        else np.full(n, w_e)
+    )
+    extent = centred_extent(
+        cx,
+        cy,
+        stats.xmin[pos] + dx,
+        stats.xmax[pos] + dx,
+        stats.ymin[pos] + dy,
+        stats.ymax[pos] + dy,
+    )
+    if morphology_window_px is not None:
+        w_m = float(morphology_window_px)
+    else:
+        w_m = float(np.quantile(extent, morphology_quantile) * morphology_margin)
+    morph_w = extent * morphology_margin if morphology_window == "cell" else np.full(n, w_m)
+    s_e, s_m = microenvironment_size / w_e, morphology_size / w_m
+    n_cut = int((extent > w_m).sum()) if morphology_window == "slide" else 0
+    spec = ViewSpec(
+        morphology_size,
+        microenvironment_size,
+        microenvironment_window,
+        morphology_window,
+        s_e,
+        s_m,
+        gain,
+    )
+    micro_uv = crop_origin(cx, cy, s_e, microenvironment_size)
+    morph_uv = crop_origin(cx, cy, s_m, morphology_size)
+    half = np.maximum(micro_w, morph_w) / 2
+    border = (cx - half < -0.5) | (cx + half > w - 0.5) | (cy - half < -0.5) | (cy + half > h - 0.5)
+
+    # --- plan ----------------------------------------------------------------------------
+    order = storage_order(cx, cy, w_e / 2)
+    cells = Cells(rows_ids, cx, cy, micro_w, morph_w, micro_uv, morph_uv)
+    # Pixels each cell's views read (image px): the window plus the resampling support.
+    reach = np.maximum(micro_w / 2 + 2 + max(1.0, 1 / s_e), morph_w / 2 + 2 + max(1.0, 1 / s_m))
+    lo_x, hi_x, lo_y, hi_y = cx - reach, cx + reach, cy - reach, cy + reach
+    max_side = max(MAX_RESCALED_SIDE / max(s_e, s_m), 4 * float(reach.max()))
+    ranges = plan_tasks(n, chunk_size, cells_per_tile)
+
+    attrs = {
+        "channel_names": channel_names,
+        "morphology_size": morphology_size,
+        "microenvironment_size": microenvironment_size,
+        "n_neighbors": int(n_neighbors),
+        "image_key": image_key,
+        "labels_key": labels_key,
+        "table_key": table_key,
+        "microenvironment_window": microenvironment_window,
+        "morphology_window": morphology_window,
+        "window_px": w_e,
+        "morphology_window_px": w_m,
+        "microenvironment_scale": s_e,
+        "morphology_scale": s_m,
+        "morphology_quantile": float(morphology_quantile),
+        "morphology_margin": float(morphology_margin),
+        "image_shape": [int(h), int(w)],
+        "labels_offset_yx": [int(dy), int(dx)],
+        "madspatial_version": __version__,
+    }
+    fingerprint = _fingerprint(
+        ids=rows_ids,
+        cx=np.round(cx, 6),
+        cy=np.round(cy, 6),
+        w=np.round(micro_w, 6),
+        wm=np.round(morph_w, 6),
+        attrs=sorted((k, str(v)) for k, v in attrs.items()),
+        chunk=chunk_size,
+        tile=cells_per_tile,
+        dtype=str(image.dtype),
+    )
+    attrs["fingerprint"] = fingerprint
+
+    # --- store ---------------------------------------------------------------------------
+    c = image.shape[0]
+    todo = list(range(len(ranges)))
+    if store is None:
+        nbytes = n * c * (morphology_size**2 + microenvironment_size**2)
+        if nbytes > max_memory_gb * 1e9:
+            raise ValueError(
+                f"views of {n} cells need {nbytes / 1e9:.1f} GB, more than max_memory_gb="
+                f"{max_memory_gb}; pass store='views.zarr' to write them to disk (or raise "
+                "max_memory_gb)."
+            )
+        sink: Any = _MemorySink(n, c, morphology_size, microenvironment_size)
+    else:
+        path = Path(store)
+        existing = None
+        if path.exists() and not overwrite:
+            try:
+                existing = ZarrViewWriter.open_existing(path)
+                old = existing.attrs
+            except Exception as err:
+                raise FileExistsError(
+                    f"{path} exists and is not a view store; pass overwrite=True or another path."
+                ) from err
+            if old.get("fingerprint") != fingerprint:
+                raise FileExistsError(
+                    f"a view store made with different cells or parameters exists at {path}; "
+                    "pass overwrite=True to replace it, or another store= path."
+                )
+        if existing is None:
+            writer = ZarrViewWriter.create(
+                path, n_cells=n, n_channels=c, morphology_size=morphology_size,
+                microenvironment_size=microenvironment_size, chunk_size=chunk_size,
+                attrs=attrs, instance_id=rows_ids, centroid=np.c_[cx, cy], window_px=micro_w,
+                storage_rows=order, overwrite=overwrite,
+            )  # fmt: skip
+            done = writer.chunks_done()
+        else:
+            done = existing.chunks_done()
+            if existing.attrs.get("complete"):
+                logger.info("cell_views: reusing the complete view store at %s", path)
+            else:
+                logger.info(
+                    "cell_views: resuming %s (%d/%d chunks already written)",
+                    path, int(done.sum()), done.size,
+                )  # fmt: skip
+        todo = [
+            k for k, (a, b) in enumerate(ranges)
+            if not done[a // chunk_size : -(-b // chunk_size)].all()
+        ]  # fmt: skip
+        sink = _ZarrSink(str(path))
+
+    # --- run -----------------------------------------------------------------------------
+    import dask
+
+    tasks = []
+    image_reader = RegionReader(image, cache_bytes=int(cache_mb * 2**20))
+    labels_reader = RegionReader(labels, cache_bytes=int(cache_mb * 2**20) // 2)
+    for k in todo:
+        a, b = ranges[k]
+        rows = order[a:b]
+        groups = split_region(lo_y[rows], hi_y[rows], lo_x[rows], hi_x[rows], (h, w), max_side)
+        sub = Cells(*(getattr(cells, f)[rows] for f in Cells.__dataclass_fields__))
+        task = dask.delayed(_run_task, pure=False)(
+            a, rows, sub, groups, image_reader, labels_reader, (dy, dx), spec, image_key, sink
+        )
+        tasks.append((b - a, task))
+    empties = []
+    wave = max(2, 2 * n_jobs)
+    with progress(
+        total=n, desc="cell views", unit="cells", initial=n - sum(t[0] for t in tasks)
+    ) as bar:
+        for i in range(0, len(tasks), wave):
+            part = tasks[i : i + wave]
+            empties.extend(dask.compute(*[t[1] for t in part], **_scheduler(n_jobs)))
+            bar.update(sum(t[0] for t in part))
+
+    # --- finish --------------------------------------------------------------------------
+    empty = np.concatenate(empties) if empties else np.zeros(0, dtype=np.int64)
+    if store is None:
+        views = ViewStore(
+            sink.morphology, sink.microenvironment, rows_ids, np.c_[cx, cy], micro_w,
+            dict(attrs, n_cells=n),
+        )  # fmt: skip
+    else:
+        ZarrViewWriter.open_existing(store).finish()
+        views = open_zarr_views(store)
+    if len(empty):
+        logger.warning(
+            "cell_views: %d cell(s) have an all-zero morphology view (too small for the "
+            "morphology window of %.1f px, or dark), e.g. rows %s; consider "
+            "morphology_window='cell'.",
+            len(empty), w_m, _few(np.sort(empty)),
+        )  # fmt: skip
+    if n_cut:
+        logger.info(
+            "cell_views: %d cell(s) extend beyond the morphology window (%.1f px) and are cut.",
+            n_cut, w_m,
+        )  # fmt: skip
+    logger.info(
+        "cell_views: %d cells; microenvironment window %.1f px (scale %.3f), morphology window "
+        "%.1f px (scale %.3f); %d cells on the image border",
+        n, w_e, s_e, w_m, s_m, int(border.sum()),
+    )  # fmt: skip
+    if not inplace:
+        return views
+
+    record = dict(attrs)
+    record.update(
+        store=views.location,
+        n_cells=n,
+        n_border=int(border.sum()),
+        n_empty_morphology=len(empty),
+        n_cut_morphology=n_cut,
+        missing=match.record(),
+    )
+    if not keep.all():
+        table = table[keep].copy()
+        sdata.tables[table_key] = table
+        logger.warning(
+            "cell_views: dropped %d table row(s) without labels from table %r.",
+            int((~keep).sum()), table_key,
+        )  # fmt: skip
+    table.obs[OBS_BORDER] = border
+    table.uns[key_added] = _jsonable(record)
+    added(OBS_BORDER, "obs")
+    added(key_added, "uns")
+    return None
+
+
+def _scheduler(n_jobs: int) -> dict[str, Any]:
+    """The active dask.distributed client if there is one, else a thread pool of ``n_jobs``."""
+    try:
+        from distributed import default_client
+
+        return {"scheduler": default_client()}
+    except (ImportError, ValueError):
+        pass
+    if n_jobs <= 1:
+        return {"scheduler": "sync"}
+    return {"scheduler": "threads", "num_workers": n_jobs}
