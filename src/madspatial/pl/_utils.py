@@ -43,9 +43,12 @@ def composite(
     channels: Sequence[int] | None = None,
     percentiles: tuple[float, float] = (1.0, 99.5),
     colors: Sequence[tuple[float, float, float]] = CHANNEL_COLORS,
+    limits: tuple[float, float] | None = None,
 ) -> np.ndarray:
     """An RGB composite (y, x, 3 in [0, 1]) of a (c, y, x) image, each channel
-    contrast-stretched between the given percentiles and tinted with its colour."""
+    contrast-stretched between the given percentiles and tinted with its colour.
+    ``limits=(lo, hi)`` uses one fixed range for every channel instead (e.g. ``(0, 255)``
+    for uint8 views, so that brightness is comparable between images)."""
     img = np.asarray(image, dtype=np.float32)
     if img.ndim == 2:
         img = img[None]
@@ -55,7 +58,10 @@ def composite(
     out = np.zeros((*img.shape[1:], 3), dtype=np.float32)
     for k, c in enumerate(channels):
         ch = img[c]
-        lo, hi = np.percentile(ch[:: max(1, ch.shape[0] // 512)], percentiles)
+        if limits is None:
+            lo, hi = np.percentile(ch[:: max(1, ch.shape[0] // 512)], percentiles)
+        else:
+            lo, hi = limits
         ch = np.clip((ch - lo) / max(hi - lo, 1e-12), 0, 1)
         out += ch[..., None] * np.asarray(colors[k % len(colors)], dtype=np.float32)
     return np.clip(out, 0, 1)
