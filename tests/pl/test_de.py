@@ -44,11 +44,11 @@ def test_volcano_calls_and_labels(de_table):
 
 def test_volcano_groups_aliases_and_errors(de_table):
     de = de_table
-    two = pd.concat([de.assign(group="A"), de.assign(group="B")])
+    two = pd.concat([de.assign(group="A"), de.assign(group="B")]).assign(reference="rest")
     with pytest.raises(ValueError, match="group="):
         mad.pl.volcano(two, show=False)
     ax = mad.pl.volcano(two, group="B", label_top=0, show=False)
-    assert ax.get_title() == "B" and not ax.texts
+    assert ax.get_title() == "B vs rest" and not ax.texts
     with pytest.raises(KeyError, match="group='C'"):
         mad.pl.volcano(two, group="C", show=False)
     # scanpy spellings and genes in the index

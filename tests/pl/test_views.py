@@ -34,17 +34,30 @@ def test_cell_views_rows_and_ids(view_store):
     assert axes[0, 0].get_figure(root=False).get_suptitle() == "cell 102"
 
 
-def test_cell_views_label_from_table(monkeypatch, view_store):
-    store = view_store
-    table = ad.AnnData(
-        np.zeros((6, 1)), obs=pd.DataFrame({"cell_type": list("abcdef")}, index=list("012345"))
-    )
-    import madspatial.io
+def test_cell_views_reads_the_tables_view_store(view_store):
+    from madspatial.io import ViewStore
 
-    monkeypatch.setattr(madspatial.io, "read_views", lambda src: store, raising=False)
-    fig = mad.pl.cell_views(table, cells=[2], label="cell_type", return_fig=True)
+    f = view_store
+    n = len(f)
+    store = ViewStore(
+        f.morphology,
+        f.microenvironment,
+        f.instance_id,
+        np.zeros((n, 2)),
+        np.full(n, 50.0),
+        {"channel_names": ["DAPI", "CD45"]},
+    )
+    table = ad.AnnData(
+        np.zeros((n, 1)),
+        obs=pd.DataFrame({"cell_type": list("abcdef")}, index=list("012345")),
+        uns={"mad_views": {"store": store.location}},
+    )
+    fig = mad.pl.cell_views(table, cells=[2, 0], label="cell_type", return_fig=True)
     assert isinstance(fig, plt.Figure)
     assert fig.subfigs[0].get_suptitle() == "row 2 (id 103) · c"
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["DAPI", "CD45"]
+    shown = fig.subfigs[1].axes[1].get_images()[0].get_array()
+    np.testing.assert_allclose(shown, composite(f.microenvironment[0]))
 
 
 def test_cell_views_errors(view_store):

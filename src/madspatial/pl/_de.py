@@ -143,9 +143,11 @@ def volcano(
             if group not in groups:
                 raise KeyError(f"group={group!r} not in de[{group_key!r}]: {groups}")
             de = de[de[group_key] == group]
-            title = title if title is not None else str(group)
     elif group is not None:
         raise KeyError(f"group= given but de has no {group_key!r} column: {list(de.columns)}")
+    if title is None and group_key in de.columns and "reference" in de.columns and len(de):
+        # tl.differential_expression records what was compared; say it
+        title = f"{de[group_key].iloc[0]} vs {de['reference'].iloc[0]}"
     lk = _column(de, lfc_key, ("logfoldchanges", "log2fc", "logFC", "log2FoldChange"), "lfc")
     pk = _column(de, pvalue_key, ("pvals", "pval", "P-value", "pvalue"), "pvalue")
     fk = _column(de, fdr_key, ("pvals_adj", "padj", "FDR", "qvalue", "Adjusted P-value"), "fdr")
@@ -201,6 +203,7 @@ def enrichment(
     term_key: str = "term",
     fdr_key: str = "fdr",
     overlap_key: str = "overlap",
+    set_size_key: str = "set_size",
     max_label: int = 45,
     color: str = "#4c72b0",
     title: str | None = None,
@@ -214,14 +217,14 @@ def enrichment(
     ----------
     result
         Result of :func:`madspatial.tl.enrich`: one row per term with its name, FDR and overlap
-        (a count, or gseapy's ``"k/n"`` string). gseapy's ``Term``, ``Adjusted P-value`` and
+        (a count next to ``set_size``, or gseapy's ``"k/n"`` string). gseapy's ``Term``, ``Adjusted P-value`` and
         ``Overlap`` columns are recognised too.
     top
         How many terms (smallest FDR first).
     fdr
         Significance threshold, drawn as a dashed line; bars above it are greyed.
-    term_key, fdr_key, overlap_key
-        Column names.
+    term_key, fdr_key, overlap_key, set_size_key
+        Column names (with a set-size column the overlap reads ``k/n``).
     max_label
         Term names longer than this are shortened with an ellipsis.
     color
@@ -261,7 +264,10 @@ def enrichment(
     ax.barh(ypos, vals, color=np.where(sig, color, NS_COLOR), height=0.7)
     ax.set_yticks(ypos, labels, fontsize=9)
     if ok is not None:
-        for yy, v, o in zip(ypos, vals, res[ok], strict=True):
+        over = res[ok].astype(str)
+        if set_size_key in res.columns:  # tl.enrich: a count and the set size -> "k/n"
+            over = over + "/" + res[set_size_key].astype(str)
+        for yy, v, o in zip(ypos, vals, over, strict=True):
             ax.text(v, yy, f" {o}", va="center", ha="left", fontsize=8)
     ax.axvline(-np.log10(fdr), ls="--", lw=0.8, color="grey")
     ax.set_xlim(0, max(vals.max(), -np.log10(fdr)) * 1.18)

@@ -214,6 +214,11 @@ def spatial_expression(
 
 def _as_table(results) -> pd.DataFrame:
     if isinstance(results, pd.DataFrame):
+        if {"rep", "gene", "pearson"} <= set(results.columns):
+            # tl.evaluate's long per-gene table (rep, seed, gene, pearson): mean over seeds
+            return results.pivot_table(
+                index="gene", columns="rep", values="pearson", aggfunc="mean", sort=False
+            )
         return results
     if isinstance(results, Mapping):
         return pd.DataFrame({k: pd.Series(v) for k, v in results.items()})
@@ -255,8 +260,10 @@ def gene_correlation(
     ----------
     results
         Per-gene Pearson r: a DataFrame indexed by gene with one column per representation
-        (e.g. ``X_mad``, ``X_mad_morphology``, ``X_mad_microenvironment``, ``pixel_pca``), or a
-        dict name -> Series indexed by gene.
+        (e.g. ``X_mad``, ``X_mad_morphology``, ``X_mad_microenvironment``, ``pixel_pca``), a
+        dict name -> Series indexed by gene, or :func:`madspatial.tl.evaluate`'s long table
+        ``uns["mad_evaluate"]["per_gene"]`` (columns ``rep``, ``gene``, ``pearson``; averaged
+        over seeds).
     reference
         Column to sort by and to compare against (default ``X_mad``).
     baselines
