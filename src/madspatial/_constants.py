@@ -26,6 +26,7 @@ OBS_TRAJECTORY: Final = "trajectory"
 OBS_SLIDE: Final = "slide"
 OBS_SAMPLE: Final = "sample"
 OBS_AREA: Final = "area"
+OBS_TUMOUR_DISTANCE: Final = "tumour_distance"  # synthetic tissue: px to nest edge
 OBS_BORDER: Final = "mad_border"
 OBS_SPLIT: Final = "mad_split"
 OBS_LOUVAIN: Final = "mad_louvain"
@@ -41,8 +42,8 @@ OBSM_MICROENVIRONMENT_SUFFIX: Final = "_microenvironment"
 OBSM_MAD_MORPHOLOGY: Final = OBSM_MAD + OBSM_MORPHOLOGY_SUFFIX
 OBSM_MAD_MICROENVIRONMENT: Final = OBSM_MAD + OBSM_MICROENVIRONMENT_SUFFIX
 OBSM_CCA_SUFFIX: Final = "_cca"
-# UMAP of an embedding: obsm[OBSM_UMAP_PREFIX + use_rep] (so UMAPs of several reps coexist)
 OBSM_CCA_EXPRESSION_SUFFIX: Final = "_cca_expression"  # tl.cca: expression-side variates
+# UMAP of an embedding: obsm[OBSM_UMAP_PREFIX + use_rep] (so UMAPs of several reps coexist)
 OBSM_UMAP_PREFIX: Final = "X_umap_"
 
 # --- layers --------------------------------------------------------------------
@@ -59,6 +60,8 @@ UNS_DE: Final = "mad_de"
 UNS_EVALUATE: Final = "mad_evaluate"
 UNS_SPLIT: Final = "mad_split"
 UNS_GENE_SETS: Final = "gene_sets"
+UNS_SYNTHETIC: Final = "synthetic_tissue"  # generation parameters of the synthetic tissue
+UNS_COLORS_SUFFIX: Final = "_colors"  # scanpy: uns[f"{obs_key}_colors"]
 # neighbour graph of an embedding: uns/obsp under UNS_NEIGHBORS_PREFIX + use_rep
 UNS_NEIGHBORS_PREFIX: Final = "neighbors_"
 
