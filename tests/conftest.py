@@ -26,6 +26,29 @@ def _seed_everything():
         pass
 
 
+#: Parameters of the shared tiny synthetic tissue (two slides, so slide-aware code is exercised).
+TINY_TISSUE = {"n_cells": 400, "n_slides": 2, "seed": 0}
+
+
+@pytest.fixture(scope="session")
+def tiny_tissue():
+    """A small synthetic SpatialData (400 cells on two 298 x 298 px slides), generated once.
+
+    Shared by the whole session: never mutate it; use ``copy_tissue`` instead.
+    """
+    from madspatial.datasets import synthetic_tissue
+
+    return synthetic_tissue(**TINY_TISSUE)
+
+
+@pytest.fixture
+def copy_tissue(tiny_tissue):
+    """A deep copy of ``tiny_tissue`` that a test may modify."""
+    import spatialdata
+
+    return spatialdata.deepcopy(tiny_tissue)
+
+
 @pytest.fixture
 def cosmx_dir():
     if not COSMX.is_dir():
