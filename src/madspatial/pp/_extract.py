@@ -67,7 +67,7 @@ def _rescaled(img, y0, x0, scale, gain, u0, u1, v0, v1):
     """Region resampled onto rescaled-grid pixels ``[v0, v1) x [u0, u1)`` as uint8 (C, ., .)."""
     h, w = img.shape[1:]
     wy = resample_weights(grid_positions(v0, v1, scale, y0), h, scale, gain=gain)
-    wx = resample_weights(grid_positions(u0, u1, scale, x0), w, scale, gain=gain)
+    wx = resample_weights(grid_positions(u0, u1, scale, x0), w, scale)  # gain once, on y
     out = np.empty((img.shape[0], v1 - v0, u1 - u0), dtype=np.uint8)
     return resample_to_uint8(img, wy, wx.T.tocsr(), out)
 

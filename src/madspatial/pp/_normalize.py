@@ -8,14 +8,16 @@ Flat-field estimator
     1. an overview: the image averaged in blocks of ``f`` x ``f`` pixels
        (``f`` so that the overview is at most 512 pixels on a side), in one
        pass over the (dask) image;
-    2. a foreground mask on the overview (Otsu threshold of the
-       channel-averaged, per-channel mean-scaled overview), so empty slide does
-       not drag the estimate down at tissue borders (for bright-field H&E the
-       mask is the bright glass, the purest view of the illumination);
-    3. per channel, a normalised Gaussian convolution of the masked overview,
-       ``G * (I M) / G * M`` with ``sigma = flatfield_sigma`` (default: 1/8 of
-       the longer image side), divided by its mean over the mask and clipped to
-       [0.1, 10];
+    2. per channel, a foreground mask on the overview (Otsu threshold), so
+       empty slide does not drag the estimate down at tissue borders (for
+       bright-field H&E the mask is the bright glass, the purest view of the
+       illumination);
+    3. per channel, a first-order normalised convolution of the masked
+       overview: at every point a plane is fitted to the foreground values with
+       Gaussian weights (``sigma = flatfield_sigma``, default 1/8 of the longer
+       image side), which, unlike plain Gaussian smoothing, follows linear
+       gradients up to the image edges; the field is divided by its mean over
+       the foreground and clipped to [0.1, 10];
     4. the image is divided by this field, bilinearly upsampled on the fly.
 
     Structures smaller than ``sigma`` (cells, niches) are kept; gradients at
@@ -63,9 +65,12 @@ def _scan_block(block: np.ndarray, y0: int, x0: int, f: int, k: int, seed: int) 
         sums[ch] = np.add.reduceat(part, rx, axis=1, dtype=np.float64)
     ny = np.diff(np.r_[ry, h])
     nx = np.diff(np.r_[rx, w])
-    rng = np.random.default_rng([seed, y0, x0])
-    iy = rng.integers(0, h, k)
-    ix = rng.integers(0, w, k)
+    if k >= h * w:  # small images: every pixel, so the percentiles are exact
+        iy, ix = (a.ravel() for a in np.indices((h, w)))
+    else:
+        rng = np.random.default_rng([seed, y0, x0])
+        iy = rng.integers(0, h, k)
+        ix = rng.integers(0, w, k)
     return {
         "oy": y0 // f,
         "ox": x0 // f,
@@ -78,28 +83,60 @@ def _scan_block(block: np.ndarray, y0: int, x0: int, f: int, k: int, seed: int) 
     }
 
 
-def _flatfield(overview: np.ndarray, sigma: float) -> np.ndarray:
-    """Tissue-masked, normalised Gaussian smoothing of the overview (C, Ho, Wo), mean 1."""
+def _local_linear(values: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian-weighted local *linear* fit of ``values`` over ``mask``, evaluated everywhere.
+
+    First-order normalised convolution: at every point, a plane ``a + b x + c y``
+    is fitted by least squares to the masked values with Gaussian weights, and
+    ``a + b x + c y`` at that point is the estimate. Unlike plain smoothing it
+    reproduces linear trends up to the image edge and across gaps in the mask;
+    where the fit is ill-posed it falls back to the weighted mean.
+    """
     from scipy.ndimage import gaussian_filter
+
+    h, w = values.shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    yy = yy / max(h - 1, 1) * 2 - 1  # [-1, 1] keeps the 3x3 systems well conditioned
+    xx = xx / max(w - 1, 1) * 2 - 1
+    m = mask.astype(np.float64)
+    v = values * m
+
+    def g(a):
+        return gaussian_filter(a, sigma, mode="constant", cval=0.0)
+
+    s0, sx, sy = g(m), g(m * xx), g(m * yy)
+    sxx, sxy, syy = g(m * xx * xx), g(m * xx * yy), g(m * yy * yy)
+    b0, bx, by = g(v), g(v * xx), g(v * yy)
+    a = np.stack(
+        [np.stack([s0, sx, sy], -1), np.stack([sx, sxx, sxy], -1), np.stack([sy, sxy, syy], -1)],
+        -2,
+    )
+    rhs = np.stack([b0, bx, by], -1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(s0 > 1e-6, b0 / s0, np.nan)
+    det = np.linalg.det(a)
+    ok = det > 1e-9 * np.maximum(s0, 1e-12) ** 3
+    est = mean.copy()
+    if ok.any():
+        beta = np.linalg.solve(a[ok], rhs[ok][..., None])[..., 0]
+        est[ok] = beta[:, 0] + beta[:, 1] * xx[ok] + beta[:, 2] * yy[ok]
+    return est
+
+
+def _flatfield(overview: np.ndarray, sigma: float) -> np.ndarray:
+    """Per-channel illumination field on the overview grid (mean 1 over the foreground)."""
     from skimage.filters import threshold_otsu
 
-    means = overview.reshape(len(overview), -1).mean(axis=1)
-    scaled = overview / np.where(means > 0, means, 1)[:, None, None]
-    combined = scaled.mean(axis=0)
-    if combined.max() > combined.min():
-        mask = combined >= threshold_otsu(combined)
-    else:
-        mask = np.ones_like(combined, dtype=bool)
-    m = mask.astype(np.float64)
-    den = gaussian_filter(m, sigma, mode="reflect")
     flat = np.ones_like(overview)
     for c, ov in enumerate(overview):
-        num = gaussian_filter(ov * m, sigma, mode="reflect")
-        ref = ov[mask].mean() if mask.any() else 0.0
+        if not ov.max() > ov.min():
+            continue  # constant: nothing to correct (and it fails the variance check)
+        mask = ov >= threshold_otsu(ov)
+        ref = ov[mask].mean()
         if ref <= 0:
-            continue  # an empty channel: nothing to correct (and it will fail the variance check)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            local = np.where(den > 1e-3, num / den, ref)
+            continue
+        local = _local_linear(ov, mask, sigma)
+        local = np.where(np.isfinite(local), local, ref)
         flat[c] = np.clip(local / ref, 0.1, 10.0)
     return flat
 
@@ -162,9 +199,9 @@ def normalize(
 
     Per channel, as in the MAD paper: (1) flat-field correction of
     illumination inhomogeneity, estimated from the image itself as a heavily
-    smoothed tissue intensity (a normalised Gaussian convolution of a
-    block-averaged overview restricted to the Otsu foreground, mean 1; see the
-    module docstring); (2) clipping at the ``clip`` percentiles, computed on a
+    smoothed foreground intensity (a Gaussian-weighted local linear fit to a
+    block-averaged overview restricted to the channel's Otsu foreground, mean
+    1; see the module docstring); (2) clipping at the ``clip`` percentiles, computed on a
     seeded random subsample of ``n_samples`` pixels; (3) scaling to [0, 1].
     Works for any channel count and dtype (uint8/uint16/float, RGB H&E), one
     block at a time on dask-backed images (the result is lazy, float32).
@@ -297,7 +334,7 @@ def normalize(
         "source": image_key,
         "flatfield": bool(flatfield),
         "flatfield_sigma": sigma,
-        "flatfield_estimator": "Otsu-masked normalised Gaussian of the block-mean overview",
+        "flatfield_estimator": "local-linear Gaussian fit to the Otsu foreground of the overview",
         "overview_factor": f,
         "clip": [lo_pct, hi_pct],
         "lo": lo.tolist(),

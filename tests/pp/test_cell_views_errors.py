@@ -1,0 +1,164 @@
+"""Bad input to mad.pp.cell_views gets a clear error, and nothing is silently lost."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+from spatialdata.models import Image2DModel, Labels2DModel, Labels3DModel
+from spatialdata.transformations import Scale, Translation
+
+import madspatial as mad
+from madspatial._constants import UNS_VIEWS
+
+from .conftest import disk_tissue
+
+KW = dict(image_key="morphology", labels_key="cell_labels")
+
+
+@pytest.fixture
+def small():
+    return disk_tissue(shape=(140, 140), shuffle_table=False)
+
+
+@pytest.mark.parametrize(
+    ("arg", "value"),
+    [("morphology_size", 64), ("microenvironment_size", 200), ("morphology_size", 0)],
+)
+def test_sizes_must_be_multiples_of_the_patch(small, arg, value):
+    sdata, _ = small
+    with pytest.raises(ValueError, match=rf"{arg}={value}.*multiple of the ViT patch size 14"):
+        mad.pp.cell_views(sdata, **KW, **{arg: value})
+
+
+def test_label_ids_without_table_rows(small):
+    sdata, _ = small
+    table = sdata.tables["table"]
+    sdata.tables["table"] = table[3:].copy()  # ids 1, 2, 3 lose their rows
+    with pytest.raises(ValueError, match=r"3 label id\(s\).*no row.*e\.g\. ids 1, 2, 3"):
+        mad.pp.cell_views(sdata, **KW)
+
+
+def test_table_rows_without_labels_raise_or_intersect(small, caplog):
+    sdata, truth = small
+    lab = truth["labels"].copy()
+    lab[np.isin(lab, [5, 9])] = 0  # two cells vanish from the segmentation (0 px: empty)
+    sdata.labels["cell_labels"] = Labels2DModel.parse(lab, dims=("y", "x"))
+    n = sdata.tables["table"].n_obs
+    with pytest.raises(ValueError, match=r"2 table row\(s\).*no pixels.*empty.*ids 5, 9"):
+        mad.pp.cell_views(sdata, **KW)
+    with caplog.at_level(logging.WARNING, logger="madspatial"):
+        logging.getLogger("madspatial").propagate = True
+        try:
+            mad.pp.cell_views(sdata, **KW, missing="intersect")
+        finally:
+            logging.getLogger("madspatial").propagate = False
+    assert "2 table row(s)" in caplog.text and "dropped 2 table row(s)" in caplog.text
+    table = sdata.tables["table"]
+    assert table.n_obs == n - 2 and not set(table.obs["instance_id"]) & {5, 9}
+    rec = table.uns[UNS_VIEWS]["missing"]
+    assert rec["rows_without_labels"] == 2 and rec["rows_without_labels_ids"] == [5, 9]
+    store = mad.io.read_views(sdata)
+    np.testing.assert_array_equal(store.instance_id, table.obs["instance_id"].to_numpy())
+
+
+def test_non_integer_labels(small):
+    sdata, truth = small
+    sdata.labels["cell_labels"] = Labels2DModel.parse(
+        truth["labels"].astype(np.float32), dims=("y", "x")
+    )
+    with pytest.raises(ValueError, match=r"dtype float32.*integer cell ids"):
+        mad.pp.cell_views(sdata, **KW)
+
+
+def test_three_d_labels(small):
+    sdata, truth = small
+    sdata.labels["cell_labels"] = Labels3DModel.parse(
+        np.stack([truth["labels"]] * 2), dims=("z", "y", "x")
+    )
+    with pytest.raises(ValueError, match=r"3-D.*2-D \(y, x\) labels"):
+        mad.pp.cell_views(sdata, **KW)
+
+
+def test_shape_mismatch(small):
+    sdata, truth = small
+    sdata.labels["cell_labels"] = Labels2DModel.parse(truth["labels"][:-10], dims=("y", "x"))
+    with pytest.raises(ValueError, match=r"shape \(140, 140\) differs.*rasterize"):
+        mad.pp.cell_views(sdata, **KW)
+
+
+@pytest.mark.parametrize(
+    "transform",
+    [Scale([2.0, 2.0], axes=("y", "x")), Translation([0.5, 0.0], axes=("x", "y"))],
+    ids=["scale", "subpixel"],
+)
+def test_transformation_mismatch(small, transform):
+    sdata, truth = small
+    sdata.labels["cell_labels"] = Labels2DModel.parse(
+        truth["labels"], dims=("y", "x"), transformations={"global": transform}
+    )
+    with pytest.raises(ValueError, match=r"not the identity or an integer translation.*rasterize"):
+        mad.pp.cell_views(sdata, **KW)
+
+
+def test_labels_translated_outside_the_image(small):
+    sdata, truth = small
+    sdata.labels["cell_labels"] = Labels2DModel.parse(
+        truth["labels"], dims=("y", "x"),
+        transformations={"global": Translation([4, 0], axes=("x", "y"))},
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"reach outside the image"):
+        mad.pp.cell_views(sdata, **KW)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nan_inf_pixels(small, bad):
+    sdata, truth = small
+    img = truth["image"].copy()
+    img[1, 50:52, 60] = bad
+    sdata.images["morphology"] = Image2DModel.parse(img, dims=("c", "y", "x"))
+    with pytest.raises(ValueError, match=r"NaN/inf"):
+        mad.pp.cell_views(sdata, **KW)
+
+
+def test_unnormalized_images(small):
+    sdata, truth = small
+    raw = (truth["image"] * 4000).astype(np.uint16)
+    sdata.images["morphology"] = Image2DModel.parse(raw, dims=("c", "y", "x"))
+    with pytest.raises(ValueError, match=r"dtype uint16.*mad.pp.normalize"):
+        mad.pp.cell_views(sdata, **KW)
+    sdata.images["morphology"] = Image2DModel.parse(raw.astype(np.float32), dims=("c", "y", "x"))
+    with pytest.raises(ValueError, match=r"not \[0, 1\].*mad.pp.normalize"):
+        mad.pp.cell_views(sdata, **KW)
+
+
+def test_zero_variance_channel(small):
+    sdata, truth = small
+    img = truth["image"].copy()
+    img[1] = 0.5
+    sdata.images["morphology"] = Image2DModel.parse(
+        img, dims=("c", "y", "x"), c_coords=["value", "flat"]
+    )
+    with pytest.raises(ValueError, match=r"\['flat'\].*constant"):
+        mad.pp.cell_views(sdata, **KW)
+
+
+def test_fewer_cells_than_neighbors():
+    sdata, _ = disk_tissue(shape=(60, 60), shuffle_table=False)  # 4 cells
+    with pytest.raises(ValueError, match=r"4 cells.*fewer than n_neighbors \+ 1 = 26"):
+        mad.pp.cell_views(sdata, **KW)
+    store = mad.pp.cell_views(sdata, **KW, n_neighbors=3, inplace=False)
+    assert len(store) == 4
+
+
+def test_unknown_keys_and_options(small):
+    sdata, _ = small
+    with pytest.raises(KeyError, match=r"no image 'nope'.*morphology"):
+        mad.pp.cell_views(sdata, image_key="nope", labels_key="cell_labels")
+    with pytest.raises(ValueError, match=r"missing must be"):
+        mad.pp.cell_views(sdata, **KW, missing="drop")
+    with pytest.raises(ValueError, match=r"morphology_window must be"):
+        mad.pp.cell_views(sdata, **KW, morphology_window="tight")
+    with pytest.raises(ValueError, match=r"need .* GB.*store="):
+        mad.pp.cell_views(sdata, **KW, max_memory_gb=1e-6)
