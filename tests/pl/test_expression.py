@@ -14,13 +14,13 @@ def test_measured_expression_normalizes_counts_only(spatial_adata):
     vals, did = measured_expression(a, ["EPCAM", "ACTB"])
     assert did
     totals = a.X.sum(1)
-    expect = np.log1p(a.X[:, [0, 3]] / totals[:, None] * np.median(totals))
-    np.testing.assert_allclose(vals, expect, rtol=1e-6)
+    expect = np.log1p(a.X[:, [0, 3]] / totals[:, None] * 1e4)
+    np.testing.assert_allclose(vals, expect, rtol=1e-5)
     # an already log-normalized matrix is taken as it is
     a.X = np.log1p(a.X)
     vals2, did2 = measured_expression(a, ["EPCAM"])
     assert not did2
-    np.testing.assert_allclose(vals2[:, 0], np.log1p(a.layers["counts"][:, 0]), rtol=1e-6)
+    np.testing.assert_allclose(vals2[:, 0], np.log1p(a.layers["counts"][:, 0]), rtol=1e-5)
 
 
 def test_spatial_expression_panels_scale_and_metrics(spatial_adata):

@@ -63,3 +63,30 @@ def test_training_curves_errors(tmp_path):
         mad.pl.training_curves({"step": [0, 1]}, show=False)
     with pytest.raises(TypeError, match="cannot read"):
         mad.pl.training_curves(3.0, show=False)
+
+
+def test_training_curves_reads_the_trainers_history():
+    hist_mod = pytest.importorskip("madspatial.train._history")
+    h = hist_mod.History(n_prototypes=64, n_holdout=32, recall_views="morphology->microenvironment")
+    for step in range(8):
+        h.log_step(
+            step=step,
+            epoch=0,
+            loss=4.0 - 0.1 * step,
+            lr=1e-4,
+            weight_decay=0.04,
+            momentum=0.99,
+            teacher_temp=0.04,
+            teacher_entropy=3.0,
+            teacher_batch_entropy=4.0,
+            cells_per_s=100.0,
+        )
+    h.log_eval(0, {1: 0.1, 5: 0.3, 10: 0.5})
+    h.log_eval(7, {1: 0.2, 5: 0.5, 10: 0.7})
+    for obj in (h, h.to_dict(), _Model(h.to_dict())):
+        axes = mad.pl.training_curves(obj, show=False)
+        assert len(axes) == 4
+        assert any(np.allclose(ln.get_ydata(), np.log(64)) for ln in axes[0].get_lines())
+        recall_lines = [ln for ln in axes[3].get_lines() if ln.get_marker() == "o"]
+        assert len(recall_lines) == 3  # Recall@1, @5, @10
+        plt.close("all")

@@ -20,40 +20,21 @@ def _dense_columns(x, cols: np.ndarray) -> np.ndarray:
     return np.asarray(sub.toarray() if sparse.issparse(sub) else sub, dtype=np.float64)
 
 
-def _looks_like_counts(x) -> bool:
-    """Non-negative integers with some value above the log1p range: raw counts."""
-    vals = x.data if sparse.issparse(x) else np.asarray(x).ravel()
-    vals = vals[:200_000]  # a sample is enough to tell counts from log-normalized values
-    if vals.size == 0:
-        return False
-    finite = vals[np.isfinite(vals)]
-    return bool(
-        finite.size
-        and (finite >= 0).all()
-        and np.allclose(finite, np.round(finite))
-        and finite.max() > 10
-    )
-
-
 def measured_expression(
     adata, genes: Sequence[str], *, layer: str | None = None, normalize: bool | None = None
 ) -> tuple[np.ndarray, bool]:
-    """Measured expression of ``genes`` (cells x genes), log-normalized; and whether we normalized.
+    """Measured expression of ``genes`` (cells x genes) on the decoders' scale; and whether it
+    was normalized.
 
-    ``normalize=None`` normalizes (scanpy's ``normalize_total`` to the median total count over
-    *all* genes, then ``log1p``) when the matrix holds raw counts, and takes it as it is
-    otherwise (assumed already log-normalized, the scale decoders are trained on).
+    The same transform as :func:`madspatial.tl.fit_decoder`'s expression targets:
+    ``normalize=None`` normalizes (to 10,000 counts per cell over *all* genes, then ``log1p``)
+    when the matrix holds raw counts and takes it as it is otherwise (already log-normalized).
     """
-    x = adata.X if layer is None else adata.layers[layer]
-    cols = adata.var_names.get_indexer(list(genes))
-    vals = _dense_columns(x, cols)
-    if normalize is None:
-        normalize = _looks_like_counts(x)
-    if normalize:
-        totals = np.asarray(x.sum(axis=1)).ravel().astype(np.float64)
-        target = np.median(totals[totals > 0]) if (totals > 0).any() else 1.0
-        vals = np.log1p(vals / np.where(totals > 0, totals, 1.0)[:, None] * target)
-    return vals, bool(normalize)
+    from ..tl._inputs import get_expression
+
+    mode = "auto" if normalize is None else ("log1p" if normalize else None)
+    vals, _, applied = get_expression(adata, layer=layer, genes=list(genes), normalize=mode)
+    return np.asarray(vals, dtype=np.float64), applied == "log1p"
 
 
 def _pearson_mae(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -106,9 +87,10 @@ def spatial_expression(
     measured_layer
         Layer holding the measured expression (default ``.X``).
     normalize
-        Normalize the measured values to the median total count and ``log1p`` them. Default:
-        only when they look like raw counts (non-negative integers above 10), so raw ``.X`` and
-        an already log-normalized ``.X`` both end up on the decoder's scale.
+        Normalize the measured values to 10,000 counts per cell and ``log1p`` them, as
+        :func:`madspatial.tl.fit_decoder` does with expression targets. Default: only when they
+        look like raw counts, so raw ``.X`` and an already log-normalized ``.X`` both end up on
+        the decoder's scale.
     cmap
         Colour map.
     vmax_percentile
