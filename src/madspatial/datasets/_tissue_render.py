@@ -221,7 +221,7 @@ def illumination(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray
     cy, cx = rng.uniform(-0.3, 0.3, 2)
     yy = np.linspace(-1, 1, h, dtype=np.float32)[:, None] - np.float32(cy)
     xx = np.linspace(-1, 1, w, dtype=np.float32)[None, :] - np.float32(cx)
-    vignette = 1 - np.float32(0.175) * (xx * xx + yy * yy)
+    vignette = 1 - np.float32(0.15) * (xx * xx + yy * yy)
     drift = np.exp(np.float32(0.15) * smooth_field(rng, shape, max(h, w) / 4))
     return vignette * drift
 
