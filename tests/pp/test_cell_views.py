@@ -56,8 +56,9 @@ def test_morphology_mask_exact_zero_outside_and_values_inside(run):
     _, truth, _, store = run
     rows = _truth_rows(truth, store)
     w_m = store.attrs["morphology_window_px"]
-    # Disks of radius 6 (13 px wide): the extent quantile times 1.1.
-    assert w_m == pytest.approx(13 * 1.1, rel=1e-6)
+    # Disks of radius 6 (13 px wide): the extent quantile times 1.1 (up to the 0.4% of
+    # the rational rescaling factor).
+    assert w_m == pytest.approx(13 * 1.1, rel=4e-3)
     scale = SM / w_m
     for i in range(0, len(store), 7):
         morph = store.morphology[i]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +25,7 @@ from ._geometry import centred_extent, neighbor_distance, plan_tasks, split_regi
 from ._inputs import IdMatch, get_image, get_labels, labels_offset, resolve_table
 from ._label_stats import label_stats
 from ._reader import RegionReader
+from ._resample import rational_scale
 
 #: Attribute that :func:`madspatial.pp.normalize` sets on its output image.
 NORMALIZE_ATTR = "mad_normalize"
@@ -106,21 +108,46 @@ def _check_region(img: np.ndarray, origin: tuple[int, int], image_key: str, gain
 
 
 class _MemorySink:
+    """Views go straight into the final arrays, at their table rows."""
+
     def __init__(self, n: int, c: int, sm: int, se: int):
+        # np.empty: rows are written exactly once, so zero-filling would only add page faults.
         self.morphology = np.empty((n, c, sm, sm), dtype=np.uint8)
         self.microenvironment = np.empty((n, c, se, se), dtype=np.uint8)
 
-    def write(self, start: int, rows: np.ndarray, morph: np.ndarray, micro: np.ndarray) -> None:
-        self.morphology[rows] = morph
-        self.microenvironment[rows] = micro
+    def begin(self, start: int, rows: np.ndarray):
+        return self.morphology, self.microenvironment, rows
+
+    def commit(self, start: int, rows: np.ndarray, morph, micro) -> None:
+        pass
 
 
 class _ZarrSink:
-    def __init__(self, path: str):
-        self.path = path
+    """Views go into per-thread buffers, then into whole chunks of the zarr store."""
 
-    def write(self, start: int, rows: np.ndarray, morph: np.ndarray, micro: np.ndarray) -> None:
-        ZarrViewWriter.open_existing(self.path).write(start, morph, micro)
+    def __init__(self, path: str, c: int, sm: int, se: int):
+        self.path, self.shape = path, (c, sm, se)
+        self._local = threading.local()
+
+    def __getstate__(self):
+        return {"path": self.path, "shape": self.shape}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._local = threading.local()
+
+    def begin(self, start: int, rows: np.ndarray):
+        n = len(rows)
+        c, sm, se = self.shape
+        buf = getattr(self._local, "buf", None)
+        if buf is None or len(buf[0]) < n:  # reused across tasks: no repeated page faults
+            buf = (np.zeros((n, c, sm, sm), np.uint8), np.zeros((n, c, se, se), np.uint8))
+            self._local.buf = buf
+        return buf[0], buf[1], np.arange(n)
+
+    def commit(self, start: int, rows: np.ndarray, morph, micro) -> None:
+        n = len(rows)
+        ZarrViewWriter.open_existing(self.path).write(start, morph[:n], micro[:n])
 
 
 def _run_task(
@@ -135,32 +162,19 @@ def _run_task(
     image_key: str,
     sink: Any,
 ) -> np.ndarray:
-    """Extract the views of one task's cells, hand them to the sink, return empty-mask rows."""
-    n = len(rows)
-    c = image.shape[0]
-    sm, se = spec.morphology_size, spec.microenvironment_size
-    dy, dx = offset
-    morph = np.empty((n, c, sm, sm), dtype=np.uint8)
-    micro = np.empty((n, c, se, se), dtype=np.uint8)
-    for sel, (y0, y1, x0, x1) in groups:
-        img = image.read(y0, y1, x0, x1)
-        _check_region(img, (y0, x0), image_key, spec.gain)
-        # Labels on the region's pixel grid; zeros where the labels do not reach.
-        lab = np.zeros((y1 - y0, x1 - x0), dtype=labels.dtype)
-        part = labels.read(y0 - dy, y1 - dy, x0 - dx, x1 - dx)
-        py, px = max(0, y0 - dy) + dy - y0, max(0, x0 - dx) + dx - x0
-        lab[py : py + part.shape[0], px : px + part.shape[1]] = part
-        sub = Cells(*(getattr(cells, f)[sel] for f in Cells.__dataclass_fields__))
-        if len(groups) == 1:
-            extract_views(img, lab, (y0, x0), sub, spec, morph, micro)
-        else:
-            m = np.empty((len(sel), c, sm, sm), dtype=np.uint8)
-            e = np.empty((len(sel), c, se, se), dtype=np.uint8)
-            extract_views(img, lab, (y0, x0), sub, spec, m, e)
-            morph[sel], micro[sel] = m, e
-    empty = rows[~morph.reshape(n, -1).any(axis=1)]
-    sink.write(start, rows, morph, micro)
-    return empty
+    """Extract the views of one task's cells into the sink; return the rows with empty masks."""
+    morph, micro, dest = sink.begin(start, rows)
+
+    def check(region, origin):
+        _check_region(region, origin, image_key, spec.gain)
+
+    empty = np.zeros(len(rows), dtype=bool)
+    for sel, _region in groups:
+        empty[sel] = extract_views(
+            image, labels, offset, cells.take(sel), spec, morph, micro, dest[sel], check
+        )
+    sink.commit(start, rows, morph, micro)
+    return rows[empty]
 
 
 def _fingerprint(**parts: Any) -> str:
@@ -384,17 +398,21 @@ def cell_views(
     else:
         w_m = float(np.quantile(extent, morphology_quantile) * morphology_margin)
     morph_w = extent * morphology_margin if morphology_window == "cell" else np.full(n, w_m)
-    s_e, s_m = microenvironment_size / w_e, morphology_size / w_m
+    # Rational rescaling factors (within 0.4% of the exact ones) make tiles agree exactly;
+    # the windows actually used follow from them.
+    pq_e = rational_scale(microenvironment_size / w_e)
+    pq_m = rational_scale(morphology_size / w_m)
+    s_e, s_m = pq_e[0] / pq_e[1], pq_m[0] / pq_m[1]
+    w_e, w_m = microenvironment_size / s_e, morphology_size / s_m
+    if microenvironment_window == "slide":
+        micro_w = np.full(n, w_e)
+    if morphology_window == "slide":
+        morph_w = np.full(n, w_m)
     n_cut = int((extent > w_m).sum()) if morphology_window == "slide" else 0
     spec = ViewSpec(
-        morphology_size,
-        microenvironment_size,
-        microenvironment_window,
-        morphology_window,
-        s_e,
-        s_m,
-        gain,
-    )
+        morphology_size, microenvironment_size, microenvironment_window, morphology_window,
+        pq_e, pq_m, gain,
+    )  # fmt: skip
     micro_uv = crop_origin(cx, cy, s_e, microenvironment_size)
     morph_uv = crop_origin(cx, cy, s_m, morphology_size)
     half = np.maximum(micro_w, morph_w) / 2
@@ -423,6 +441,8 @@ def cell_views(
         "morphology_window_px": w_m,
         "microenvironment_scale": s_e,
         "morphology_scale": s_m,
+        "microenvironment_scale_pq": list(pq_e),
+        "morphology_scale_pq": list(pq_m),
         "morphology_quantile": float(morphology_quantile),
         "morphology_margin": float(morphology_margin),
         "image_shape": [int(h), int(w)],
@@ -491,7 +511,7 @@ def cell_views(
             k for k, (a, b) in enumerate(ranges)
             if not done[a // chunk_size : -(-b // chunk_size)].all()
         ]  # fmt: skip
-        sink = _ZarrSink(str(path))
+        sink = _ZarrSink(str(path), c, morphology_size, microenvironment_size)
 
     # --- run -----------------------------------------------------------------------------
     import dask
@@ -503,7 +523,7 @@ def cell_views(
         a, b = ranges[k]
         rows = order[a:b]
         groups = split_region(lo_y[rows], hi_y[rows], lo_x[rows], hi_x[rows], (h, w), max_side)
-        sub = Cells(*(getattr(cells, f)[rows] for f in Cells.__dataclass_fields__))
+        sub = cells.take(rows)
         task = dask.delayed(_run_task, pure=False)(
             a, rows, sub, groups, image_reader, labels_reader, (dy, dx), spec, image_key, sink
         )

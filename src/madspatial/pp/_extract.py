@@ -1,9 +1,9 @@
-"""Cut the morphology and microenvironment views of the cells of one image region.
+"""Cut the morphology and microenvironment views of a group of neighbouring cells.
 
-Slide-wide windows (the default) use the "rescale once, then crop" path: the
-region is resampled onto the global grid of the rescaled slide (see
-``_resample``) and every view is a copy of a ``size x size`` block of it, taken
-for all cells at once through a sliding-window view. Morphology views take the
+Slide-wide windows (the default) take the "rescale once, then crop" path: the
+image around the cells is rescaled onto the global grid of the rescaled slide
+(see ``_resample``) and every view is a plain copy of a ``size x size`` block
+of it, written straight into its destination row. Morphology views sample the
 labels on the same grid by nearest neighbour and keep only the cell's own
 pixels, so "outside the cell is exactly 0" holds in the output pixel grid.
 
@@ -19,7 +19,13 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ._resample import grid_positions, nearest_indices, resample_to_uint8, resample_weights
+from ._resample import (
+    aligned_range,
+    nearest_indices,
+    padded,
+    resize_uint8,
+    to_uint8,
+)
 
 #: Cells per roi_align call (bounds the float temporaries of the per-cell path).
 ROI_BATCH = 64
@@ -33,14 +39,22 @@ class ViewSpec:
     microenvironment_size: int
     micro_mode: str  # "slide" | "cell"
     morph_mode: str
-    micro_scale: float  # output px per image px (slide mode)
-    morph_scale: float
+    micro_pq: tuple[int, int]  # rational rescaling factor p / q (slide mode)
+    morph_pq: tuple[int, int]
     gain: float  # 255 for [0, 1] float images, 1 for uint8
+
+    @property
+    def micro_scale(self) -> float:
+        return self.micro_pq[0] / self.micro_pq[1]
+
+    @property
+    def morph_scale(self) -> float:
+        return self.morph_pq[0] / self.morph_pq[1]
 
 
 @dataclass
 class Cells:
-    """The cells of one region (image pixel frame)."""
+    """Some cells (image pixel frame)."""
 
     ids: np.ndarray
     cx: np.ndarray
@@ -49,6 +63,9 @@ class Cells:
     morph_w: np.ndarray
     micro_uv: np.ndarray  # (n, 2) top-left of the crop on the rescaled grid (slide mode)
     morph_uv: np.ndarray
+
+    def take(self, sel) -> Cells:
+        return Cells(*(getattr(self, f)[sel] for f in self.__dataclass_fields__))
 
 
 def crop_origin(cx: np.ndarray, cy: np.ndarray, scale: float, size: int) -> np.ndarray:
@@ -63,104 +80,154 @@ def crop_origin(cx: np.ndarray, cy: np.ndarray, scale: float, size: int) -> np.n
     return np.stack([u, v], axis=1)
 
 
-def _rescaled(img, y0, x0, scale, gain, u0, u1, v0, v1):
-    """Region resampled onto rescaled-grid pixels ``[v0, v1) x [u0, u1)`` as uint8 (C, ., .)."""
-    h, w = img.shape[1:]
-    wy = resample_weights(grid_positions(v0, v1, scale, y0), h, scale, gain=gain)
-    wx = resample_weights(grid_positions(u0, u1, scale, x0), w, scale)  # gain once, on y
-    out = np.empty((img.shape[0], v1 - v0, u1 - u0), dtype=np.uint8)
-    return resample_to_uint8(img, wy, wx.T.tocsr(), out)
+def _slide_need(uv: np.ndarray, size: int, pq: tuple[int, int]):
+    """Aligned image and rescaled ranges (y then x) covering the crops at ``uv``."""
+    p, q = pq
+    ry = aligned_range(int(uv[:, 1].min()), int(uv[:, 1].max()) + size, p, q)
+    rx = aligned_range(int(uv[:, 0].min()), int(uv[:, 0].max()) + size, p, q)
+    return ry, rx
 
 
-def _slide_crops(img, y0, x0, uv, scale, size, gain, out):
-    u, v = uv[:, 0], uv[:, 1]
-    u0, v0 = int(u.min()), int(v.min())
-    res = _rescaled(img, y0, x0, scale, gain, u0, int(u.max()) + size, v0, int(v.max()) + size)
-    for c in range(res.shape[0]):
-        out[:, c] = sliding_window_view(res[c], (size, size))[v - v0, u - u0]
-    return u0, v0, res.shape[1:]
+def _roi_need(cells: Cells, w: np.ndarray):
+    y0 = int(np.floor((cells.cy - w / 2).min())) - 2
+    y1 = int(np.ceil((cells.cy + w / 2).max())) + 3
+    x0 = int(np.floor((cells.cx - w / 2).min())) - 2
+    x1 = int(np.ceil((cells.cx + w / 2).max())) + 3
+    return (y0, y1), (x0, x1)
 
 
-def _slide_mask(lab, y0, x0, uv, scale, size, ids, u0, v0, shape):
-    """Nearest-neighbour labels on the rescaled grid, cropped per cell, == each cell's id."""
-    h, w = lab.shape
-    iy, vy = nearest_indices(grid_positions(v0, v0 + shape[0], scale, y0), h)
-    ix, vx = nearest_indices(grid_positions(u0, u0 + shape[1], scale, x0), w)
-    rs = lab[np.ix_(iy, ix)]
-    rs[~vy, :] = 0
-    rs[:, ~vx] = 0
-    crops = sliding_window_view(rs, (size, size))[uv[:, 1] - v0, uv[:, 0] - u0]
-    return crops == ids[:, None, None].astype(crops.dtype)
+def _slide_rescaled(reg, origin, ry, rx):
+    sub = padded(reg, origin, ry[0], ry[1], rx[0], rx[1])
+    return resize_uint8(sub, (ry[3] - ry[2], rx[3] - rx[2]))
 
 
-def _boxes(cells: Cells, w: np.ndarray, y0: int, x0: int):
-    import torch
-
-    # roi_align(aligned=True) puts pixel i's centre at box coordinate i + 0.5.
-    cx = cells.cx - x0 + 0.5
-    cy = cells.cy - y0 + 0.5
-    b = np.stack([np.zeros_like(cx), cx - w / 2, cy - w / 2, cx + w / 2, cy + w / 2], axis=1)
-    return torch.from_numpy(b.astype(np.float32))
-
-
-def _roi_crops(img, cells: Cells, w, y0, x0, size, gain, out):
+def _roi_views(reg, origin, cells: Cells, w: np.ndarray, size: int, out, dest) -> None:
     import torch
     from torchvision.ops import roi_align
 
-    feat = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))[None]
-    boxes = _boxes(cells, w, y0, x0)
+    (y0, y1), (x0, x1) = _roi_need(cells, w)
+    sub = padded(reg, origin, y0, y1, x0, x1)
+    feat = torch.from_numpy(sub).float()[None]
+    # roi_align(aligned=True) puts pixel i's centre at box coordinate i + 0.5.
+    cx, cy = cells.cx - x0 + 0.5, cells.cy - y0 + 0.5
+    boxes = np.stack([np.zeros_like(cx), cx - w / 2, cy - w / 2, cx + w / 2, cy + w / 2], 1)
+    boxes = torch.from_numpy(boxes.astype(np.float32))
     for a in range(0, len(boxes), ROI_BATCH):
         r = roi_align(
             feat, boxes[a : a + ROI_BATCH], output_size=size, sampling_ratio=-1, aligned=True
         )
-        r = r.mul_(gain).clamp_(0, 255).add_(0.5)
-        out[a : a + ROI_BATCH] = r.to(torch.uint8).numpy()
+        r = r.clamp_(0, 255).add_(0.5).to(torch.uint8).numpy()
+        out[dest[a : a + ROI_BATCH]] = r
 
 
-def _roi_mask(lab, cells: Cells, w, y0, x0, size):
-    h, wd = lab.shape
-    # Bin j's centre in pixel-centre coordinates (pixel i centred at i): the window start
-    # plus (j + 0.5) bin widths; the same points roi_align samples around.
+def _roi_masks(labels, offset, cells: Cells, w: np.ndarray, size: int) -> np.ndarray:
+    """Each cell's mask at its own view's bin centres (nearest label == id), (n, size, size)."""
+    dy, dx = offset
     j = (np.arange(size) + 0.5) / size
-    px = (cells.cx - x0 - w / 2)[:, None] + j[None, :] * w[:, None]
-    py = (cells.cy - y0 - w / 2)[:, None] + j[None, :] * w[:, None]
-    ix, vx = nearest_indices(px, wd)
-    iy, vy = nearest_indices(py, h)
-    crops = lab[iy[:, :, None], ix[:, None, :]]
+    # Bin j's centre in image coordinates (pixel i centred at i): the window start plus
+    # (j + 0.5) bin widths; the same points roi_align samples around.
+    px = (cells.cx - w / 2)[:, None] + j[None, :] * w[:, None] - dx
+    py = (cells.cy - w / 2)[:, None] + j[None, :] * w[:, None] - dy
+    iy, vy = nearest_indices(py, labels.shape[0])
+    ix, vx = nearest_indices(px, labels.shape[1])
+    ly0, ly1, lx0, lx1 = iy.min(), iy.max() + 1, ix.min(), ix.max() + 1
+    lab = labels.read(ly0, ly1, lx0, lx1)
+    crops = lab[(iy - ly0)[:, :, None], (ix - lx0)[:, None, :]]
     crops = np.where(vy[:, :, None] & vx[:, None, :], crops, 0)
     return crops == cells.ids[:, None, None].astype(crops.dtype)
 
 
+def _slide_label_crops(labels, offset, uv, size, scale):
+    """Each cell's labels on its morphology crop of the rescaled grid (nearest), (n, size, size).
+
+    Only the crops' pixels are sampled (not the whole rescaled region), from one
+    read of the label region they cover.
+    """
+    dy, dx = offset
+    j = np.arange(size)
+    iy, vy = nearest_indices((uv[:, 1:2] + j + 0.5) / scale - 0.5 - dy, labels.shape[0])
+    ix, vx = nearest_indices((uv[:, 0:1] + j + 0.5) / scale - 0.5 - dx, labels.shape[1])
+    ly0, lx0 = int(iy.min()), int(ix.min())
+    lab = labels.read(ly0, int(iy.max()) + 1, lx0, int(ix.max()) + 1)
+    crops = lab[(iy - ly0)[:, :, None], (ix - lx0)[:, None, :]]
+    outside = ~(vy[:, :, None] & vx[:, None, :])
+    if outside.any():
+        crops[outside] = 0
+    return crops
+
+
 def extract_views(
-    img: np.ndarray,
-    lab: np.ndarray,
-    origin: tuple[int, int],
+    image,
+    labels,
+    offset: tuple[int, int],
     cells: Cells,
     spec: ViewSpec,
     morph_out: np.ndarray,
     micro_out: np.ndarray,
-) -> None:
-    """Fill ``morph_out`` (n, C, Sm, Sm) and ``micro_out`` (n, C, Se, Se) for ``cells``.
+    dest: np.ndarray,
+    check=None,
+) -> np.ndarray:
+    """Write the views of ``cells`` into rows ``dest`` of ``morph_out`` and ``micro_out``.
 
-    ``img`` (C, h, w) and ``lab`` (h, w) cover image pixels from ``origin`` = (y0, x0);
-    pixels the views need beyond them are zeros (the image border).
+    ``image`` and ``labels`` are region readers (image pixel frame; the labels are
+    offset by ``offset`` = (dy, dx)). ``check(region, origin)`` validates the raw
+    pixels. Returns, per cell, whether its morphology mask came out empty.
     """
-    y0, x0 = origin
-    if len(cells.ids) == 0:
-        return
+    n = len(cells.ids)
+    empty = np.zeros(n, dtype=bool)
+    if n == 0:
+        return empty
     se, sm = spec.microenvironment_size, spec.morphology_size
     if spec.micro_mode == "slide":
-        _slide_crops(img, y0, x0, cells.micro_uv, spec.micro_scale, se, spec.gain, micro_out)
+        need_e = _slide_need(cells.micro_uv, se, spec.micro_pq)
     else:
-        _roi_crops(img, cells, cells.micro_w, y0, x0, se, spec.gain, micro_out)
+        need_e = _roi_need(cells, cells.micro_w)
     if spec.morph_mode == "slide":
-        u0, v0, shape = _slide_crops(
-            img, y0, x0, cells.morph_uv, spec.morph_scale, sm, spec.gain, morph_out
-        )
-        mask = _slide_mask(
-            lab, y0, x0, cells.morph_uv, spec.morph_scale, sm, cells.ids, u0, v0, shape
-        )
+        need_m = _slide_need(cells.morph_uv, sm, spec.morph_pq)
     else:
-        _roi_crops(img, cells, cells.morph_w, y0, x0, sm, spec.gain, morph_out)
-        mask = _roi_mask(lab, cells, cells.morph_w, y0, x0, sm)
-    morph_out *= mask[:, None]
+        need_m = _roi_need(cells, cells.morph_w)
+    h, w = image.shape[-2:]
+    y0 = max(0, min(need_e[0][0], need_m[0][0]))
+    y1 = min(h, max(need_e[0][1], need_m[0][1]))
+    x0 = max(0, min(need_e[1][0], need_m[1][0]))
+    x1 = min(w, max(need_e[1][1], need_m[1][1]))
+    raw = image.read(y0, max(y0, y1), x0, max(x0, x1))
+    if check is not None:
+        check(raw, (y0, x0))
+    reg = to_uint8(raw, spec.gain)
+    del raw
+    origin = (y0, x0)
+    dest_l = dest.tolist()
+
+    # --- microenvironment ---------------------------------------------------------------
+    if spec.micro_mode == "slide":
+        ry, rx = need_e
+        res = _slide_rescaled(reg, origin, ry, rx)
+        vs = (cells.micro_uv[:, 1] - ry[2]).tolist()
+        us = (cells.micro_uv[:, 0] - rx[2]).tolist()
+        for r, v, u in zip(dest_l, vs, us):
+            micro_out[r] = res[:, v : v + se, u : u + se]
+        del res
+    else:
+        _roi_views(reg, origin, cells, cells.micro_w, se, micro_out, dest)
+
+    # --- morphology ---------------------------------------------------------------------
+    if spec.morph_mode == "slide":
+        ry, rx = need_m
+        res = _slide_rescaled(reg, origin, ry, rx)
+        crops = _slide_label_crops(labels, offset, cells.morph_uv, sm, spec.morph_scale)
+        vs = cells.morph_uv[:, 1] - ry[2]
+        us = cells.morph_uv[:, 0] - rx[2]
+        # The mask as 0/255 bytes turns masking into a bitwise AND (SIMD) instead of a
+        # multiply with a boolean; the image crops come through sliding-window views.
+        keep = np.negative((crops == cells.ids.astype(crops.dtype)[:, None, None]).view(np.uint8))
+        empty = ~keep.reshape(n, -1).any(axis=1)
+        for c in range(res.shape[0]):
+            morph_out[dest, c] = sliding_window_view(res[c], (sm, sm))[vs, us] & keep
+    else:
+        _roi_views(reg, origin, cells, cells.morph_w, sm, morph_out, dest)
+        masks = _roi_masks(labels, offset, cells, cells.morph_w, sm)
+        for i, r in enumerate(dest_l):
+            morph_out[r] *= masks[i]
+        empty = ~masks.reshape(n, -1).any(axis=1)
+    return empty

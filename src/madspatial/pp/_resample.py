@@ -1,81 +1,105 @@
-"""Separable, antialiased resampling of an image region onto a slice of a global scaled grid.
+"""Rescale image regions onto the global grid of the rescaled slide, tile by tile.
 
 "Rescale the slide once, then crop" is the fast way to make views: every crop
 is then a plain copy. To do it tile by tile without ever holding the rescaled
-slide, each tile computes exactly the rescaled pixels it needs, on the *global*
-grid of the rescaled slide: pixel ``u`` of the rescaled slide has its centre at
-original coordinate ``(u + 0.5) / scale - 0.5`` (pixel centres at integers),
-whatever tile computes it. Tiles therefore agree to the last bit, and the
-result equals resizing the whole slide.
+slide, each tile computes exactly the rescaled pixels it needs, on the
+*global* grid: pixel ``u`` of the rescaled slide has its centre at image
+coordinate ``(u + 0.5) / scale - 0.5`` (pixel centres at integers), whatever
+tile computes it.
 
-The filter is the triangle (bilinear) kernel, widened by ``1 / scale`` when
-shrinking so that every input pixel contributes (the antialiasing of PIL and of
-``torch.nn.functional.interpolate(..., antialias=True)``). Samples falling
-outside the region read zeros (zero padding beyond the image).
+The scale is a fraction ``p / q`` (``p >= 128``, so it is within 0.4% of the
+requested one). A region starting at an image pixel that is a multiple of
+``q`` then starts at rescaled pixel ``x0 * p / q``, an integer, and resizing
+it with ``torch.nn.functional.interpolate`` (bilinear, antialiased when
+shrinking, uint8 SIMD kernel) reproduces the global grid exactly: the filter
+weights depend only on the position modulo ``p``. Regions carry a margin of
+the filter support, so filters never see a region edge, and pixels beyond the image are
+zeros (zero padding).
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
-import scipy.sparse as sp
+
+#: Smallest numerator of the rational scale (sets the precision of the scale).
+MIN_NUMERATOR = 128
 
 
-def resample_weights(
-    positions: np.ndarray, n_in: int, scale: float, *, gain: float = 1.0
-) -> sp.csr_matrix:
-    """Sparse ``(len(positions), n_in)`` interpolation matrix.
+def rational_scale(scale: float) -> tuple[int, int]:
+    """``(p, q)`` with ``p / q`` within 0.4% of ``scale`` (``p >= 128``)."""
+    if not scale > 0 or not math.isfinite(scale):
+        raise ValueError(f"scale must be positive and finite, got {scale}.")
+    q = max(1, math.ceil(MIN_NUMERATOR / scale))
+    p = max(1, round(scale * q))
+    g = math.gcd(p, q)
+    return p // g, q // g
 
-    Parameters
-    ----------
-    positions
-        Sample positions in input pixel coordinates (pixel ``i`` centred at ``i``).
-    n_in
-        Input length; weights on indices outside ``[0, n_in)`` are dropped
-        after normalisation, which is zero padding.
-    scale
-        Output pixels per input pixel; below 1 the kernel widens to ``1 / scale``.
-    gain
-        Multiplies every weight (e.g. 255 to produce 0..255 from a [0, 1] image).
+
+def aligned_range(u0: int, u1: int, p: int, q: int) -> tuple[int, int, int, int]:
+    """Image range ``[x0, x1)`` (multiples of ``q``) and rescaled range ``[U0, U1)`` covering
+    rescaled pixels ``[u0, u1)`` plus a margin of the filter's support on each side."""
+    support = max(1.0, q / p) + 1.0  # in image pixels: the bilinear (antialiased) kernel
+    margin = math.ceil(support * p / q) + 1
+    k0 = (u0 - margin) // p
+    k1 = -(-(u1 + margin) // p)
+    return k0 * q, k1 * q, k0 * p, k1 * p
+
+
+def padded(region: np.ndarray, origin: tuple[int, int], y0: int, y1: int, x0: int, x1: int):
+    """``region[..., y0:y1, x0:x1]`` in image coordinates, zeros where the region does not reach."""
+    ry, rx = origin
+    h, w = region.shape[-2:]
+    out = np.zeros((*region.shape[:-2], y1 - y0, x1 - x0), dtype=region.dtype)
+    a, b = max(y0, ry), min(y1, ry + h)
+    c, d = max(x0, rx), min(x1, rx + w)
+    if a < b and c < d:
+        out[..., a - y0 : b - y0, c - x0 : d - x0] = region[..., a - ry : b - ry, c - rx : d - rx]
+    return out
+
+
+def resize_uint8(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear (antialiased) resize of a uint8 ``(C, h, w)`` array to ``(C, *size)``.
+
+    torch's uint8 kernel is fast for 3-4 channels in channels-last layout, so
+    channels go through in groups of 4 (a group of 1-2 is padded to 3).
     """
-    x = np.asarray(positions, dtype=np.float64)
-    support = max(1.0, 1.0 / scale)
-    k = int(np.ceil(support)) * 2 + 1
-    start = np.floor(x - support).astype(np.int64) + 1
-    idx = start[:, None] + np.arange(k)[None, :]
-    w = np.maximum(0.0, 1.0 - np.abs(idx - x[:, None]) / support)
-    w /= w.sum(axis=1, keepdims=True)
-    w *= gain
-    keep = (idx >= 0) & (idx < n_in) & (w > 0)
-    rows = np.broadcast_to(np.arange(len(x))[:, None], idx.shape)
-    return sp.csr_matrix(
-        (w[keep].astype(np.float32), (rows[keep], idx[keep])), shape=(len(x), n_in)
-    )
+    import torch
+    import torch.nn.functional as F
+
+    c = img.shape[0]
+    out = np.empty((c, *size), dtype=np.uint8)
+    for a in range(0, c, 4):
+        grp = img[a : a + 4]
+        k = len(grp)
+        if k < 3:
+            grp = np.concatenate([grp, np.zeros((3 - k, *grp.shape[1:]), dtype=np.uint8)])
+        t = torch.from_numpy(np.ascontiguousarray(grp.transpose(1, 2, 0)))  # h, w, c
+        t = t.permute(2, 0, 1)[None]  # a channels-last view of (1, c, h, w), no copy
+        r = F.interpolate(t, size=size, mode="bilinear", antialias=True, align_corners=False)
+        out[a : a + k] = r[0, :k].numpy()
+    return out
+
+
+def to_uint8(region: np.ndarray, gain: float) -> np.ndarray:
+    """``round(region * gain)`` as uint8 (the input itself when it is uint8 and gain is 1).
+
+    Callers have checked the range ([0, 1] up to 1e-3 for gain 255), so
+    ``x * 255 + 0.5`` lies in (-0.3, 255.8) and truncation rounds without clipping.
+    """
+    if region.dtype == np.uint8 and gain == 1.0:
+        return region
+    import torch
+
+    t = torch.from_numpy(np.ascontiguousarray(region, dtype=np.float32))
+    return t.mul(gain).add_(0.5).clamp_(0.0, 255.0).to(torch.uint8).numpy()
 
 
 def grid_positions(start: int, stop: int, scale: float, origin: float) -> np.ndarray:
-    """Input coordinates (relative to a region starting at ``origin``) of global grid pixels."""
+    """Image coordinates (relative to ``origin``) of the centres of rescaled pixels ``[start, stop)``."""
     u = np.arange(start, stop, dtype=np.float64)
     return (u + 0.5) / scale - 0.5 - origin
-
-
-def resample_to_uint8(
-    region: np.ndarray, wy: sp.csr_matrix, wx_t: sp.csr_matrix, out: np.ndarray
-) -> np.ndarray:
-    """Resample each channel of ``region`` (C, h, w) with ``wy @ img @ wx_t`` into uint8 ``out``.
-
-    The weights already carry the gain to 0..255; values are rounded half up
-    and clipped. One channel at a time keeps the float temporaries small.
-    """
-    for c in range(region.shape[0]):
-        plane = region[c]
-        if plane.dtype != np.float32:
-            plane = plane.astype(np.float32)
-        tmp = wy @ plane
-        res = np.asarray(tmp @ wx_t)
-        np.clip(res, 0.0, 255.0, out=res)
-        res += 0.5
-        out[c] = res  # float -> uint8 cast truncates; +0.5 made it round half up
-    return out
 
 
 def nearest_indices(positions: np.ndarray, n_in: int) -> tuple[np.ndarray, np.ndarray]:
