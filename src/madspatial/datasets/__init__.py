@@ -4,6 +4,7 @@ from ._cosmx import cosmx_lung_mini
 from ._gene_sets import synthetic_gene_sets, synthetic_gene_sets_path
 from ._synthetic import synthetic_tissue
 from ._tissue_spec import (
+    CELL_TYPE_CLASS,
     CELL_TYPE_COLORS,
     CELL_TYPES,
     CHANNEL_NAMES,
@@ -17,6 +18,7 @@ from ._tissue_spec import (
 
 __all__ = [
     "CELL_TYPES",
+    "CELL_TYPE_CLASS",
     "CELL_TYPE_COLORS",
     "CHANNEL_NAMES",
     "MORPHOLOGY_ONLY_PAIRS",

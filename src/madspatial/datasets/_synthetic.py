@@ -31,7 +31,7 @@ from ._gene_sets import panel_genes, synthetic_gene_sets
 from ._tissue_cells import relax_positions, sample_cells
 from ._tissue_expression import program_activities, simulate_counts
 from ._tissue_layout import _split_counts, make_layout, nominal_area_per_cell
-from ._tissue_render import blank, rasterize, render_image
+from ._tissue_render import blank, rasterize_all, render_image
 
 #: Densest packing accepted when both ``n_cells`` and ``size`` are given, as a
 #: multiple of the default density (beyond it intrinsic cells cannot all fit).
@@ -277,7 +277,7 @@ def synthetic_tissue(
         layout = make_layout(r_layout, shape, int(per_slide[s]))
         params = sample_cells(r_cells, layout)
         relax_stats.append(relax_positions(r_relax, layout, params))
-        labels, nuc = rasterize(layout.xy, params, shape)
+        labels, nuc = rasterize_all(layout, params)
         stain_gain = np.exp(r_image.normal(0, 0.08, len(S.CHANNEL_NAMES)))
         img = render_image(
             r_image, labels, nuc, params, layout.niche_map, noise=noise, stain_gain=stain_gain

@@ -40,7 +40,7 @@ def smooth_field(rng: np.random.Generator, shape: tuple[int, int], sigma: float)
     dominate the generation time).
     """
     h, w = shape
-    step = max(1, int(sigma // 4))
+    step = max(1, int(sigma // 3))
     ch, cw = h // step + 3, w // step + 3
     g = ndi.gaussian_filter(rng.standard_normal((ch, cw)), sigma / step, mode="reflect")
     g = (g - g.mean()) / (g.std() + 1e-12)

@@ -22,7 +22,7 @@ from skimage.measure import label as connected_components
 
 from . import _tissue_spec as S
 from ._tissue_cells import CellParams
-from ._tissue_layout import smooth_field
+from ._tissue_layout import SlideLayout, smooth_field
 
 _PATCH_SIZES = (13, 19, 25, 31, 37, 45)
 _BATCH_PIXELS = 4_000_000
@@ -73,6 +73,37 @@ def rasterize(
     nucleus &= labels > 0
     nuc_labels = keep_largest_component(np.where(nucleus, labels, 0), n)
     return labels, nuc_labels
+
+
+def rasterize_all(
+    layout: SlideLayout, p: CellParams, *, min_area: int = 20, tries: int = 3
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`rasterize`, re-seating tumour cells that came out (nearly) empty.
+
+    A tumour cell pinned against the slide edge by a macrophage or fibroblast can
+    lose all its pixels. Such cells move (``layout.xy`` is updated) to the spot of
+    their own niche farthest from every intrinsic cell and every other seed, where
+    they take a fair share of the space, and the slide is drawn again.
+    """
+    h, w = layout.shape
+    labels, nuc = rasterize(layout.xy, p, layout.shape)
+    for _ in range(tries):
+        area = np.bincount(labels.ravel(), minlength=len(layout.xy) + 1)[1:]
+        lost = np.flatnonzero((area < min_area) & (p.priority == 1))
+        if lost.size == 0:
+            break
+        occupied = np.r_[False, p.priority == 0][labels]
+        seeds = np.clip(np.round(layout.xy).astype(int), 0, [w - 1, h - 1])
+        occupied[seeds[:, 1], seeds[:, 0]] = True
+        room = ndi.distance_transform_edt(~occupied)
+        for c in lost:
+            spot = np.where(layout.niche_map == layout.niche[c], room, -1.0)
+            y, x = np.unravel_index(int(np.argmax(spot)), spot.shape)
+            layout.xy[c] = (x, y)
+            r = int(p.nominal_r[c])  # no second lost cell on the same spot
+            room[max(0, y - r) : y + r + 1, max(0, x - r) : x + r + 1] = 0
+        labels, nuc = rasterize(layout.xy, p, layout.shape)
+    return labels, nuc
 
 
 def _patch_candidates(xy, p: CellParams, idx, size, shape):
