@@ -350,6 +350,7 @@ class ZarrViewWriter:
         self.microenvironment = group[VIEW_MICROENVIRONMENT]
         self.done = group[STORE_DONE]
         self.chunk_size = int(self.morphology.chunks[0])
+        self._direct = _direct_chunk_writer(group, (self.morphology, self.microenvironment))
 
     @classmethod
     def create(
@@ -441,15 +442,78 @@ class ZarrViewWriter:
             raise ValueError(
                 f"rows {start}:{stop} are not aligned to chunks of {self.chunk_size} cells."
             )
-        self.morphology[start:stop] = morphology
-        self.microenvironment[start:stop] = microenvironment
         c0, c1 = start // self.chunk_size, -(-stop // self.chunk_size)
+        if self._direct is not None:
+            for arr, data in (
+                (self.morphology, morphology),
+                (self.microenvironment, microenvironment),
+            ):
+                for c in range(c0, c1):
+                    a = c * self.chunk_size - start
+                    self._direct(arr, c, data[a : a + self.chunk_size])
+        else:
+            self.morphology[start:stop] = morphology
+            self.microenvironment[start:stop] = microenvironment
         self.done[c0:c1] = 1
 
     def finish(self) -> None:
         meta = self.attrs
         meta["complete"] = True
         self.group.attrs[ATTRS_KEY] = meta
+
+
+def _direct_chunk_writer(group, arrays):
+    """A fast writer of whole chunks for local stores, or ``None`` to go through zarr.
+
+    zarr-python's codec pipeline runs one chunk at a time on its event loop and
+    tops out near 400 MB/s here, below the rate views are made. For a local
+    store whose arrays use exactly ``bytes`` + ``blosc`` codecs, the chunk
+    object is fully specified by the zarr v3 spec (key ``c/<i>/0/0/0``, the
+    Blosc frame of the C-ordered chunk), so worker threads compress with
+    numcodecs (thread-safe, no global lock off the main thread) and write the
+    files themselves, atomically (temporary file, then rename).
+    """
+    import os
+
+    import numcodecs
+    from zarr.codecs import BloscCodec, BytesCodec
+    from zarr.storage import LocalStore
+
+    store = group.store
+    if not isinstance(store, LocalStore):
+        return None
+    for arr in arrays:
+        codecs = arr.metadata.codecs
+        enc = getattr(arr.metadata, "chunk_key_encoding", None)
+        if (
+            arr.metadata.zarr_format != 3
+            or len(codecs) != 2
+            or not isinstance(codecs[0], BytesCodec)
+            or not isinstance(codecs[1], BloscCodec)
+            or getattr(enc, "separator", None) != "/"
+            or type(enc).__name__ != "DefaultChunkKeyEncoding"
+        ):
+            return None
+    blosc = codecs[1]
+    shuffle = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}[str(blosc.shuffle.value)]
+    compressor = numcodecs.Blosc(cname=str(blosc.cname.value), clevel=blosc.clevel, shuffle=shuffle)
+    root = Path(store.root)
+
+    def write(arr, index: int, data: np.ndarray) -> None:
+        full = arr.chunks
+        if data.shape != full:  # the last chunk is stored whole, padded with the fill value
+            pad = np.zeros(full, dtype=arr.dtype)
+            pad[: len(data)] = data
+            data = pad
+        payload = compressor.encode(np.ascontiguousarray(data))
+        key = "/".join(["c", str(index)] + ["0"] * (len(full) - 1))
+        path = root / arr.path / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        tmp.write_bytes(payload)
+        os.replace(tmp, path)
+
+    return write
 
 
 def _jsonable(obj: Any) -> Any:

@@ -205,11 +205,11 @@ def cell_views(
     morphology_margin: float = 1.1,
     store: str | Path | None = None,
     chunk_size: int = 64,
-    cells_per_tile: int = 1024,
+    cells_per_tile: int | None = None,
     overwrite: bool = False,
     missing: Literal["raise", "intersect"] = "raise",
     max_memory_gb: float = 8.0,
-    cache_mb: float = 512,
+    cache_mb: float = 192,
     n_jobs: int | None = None,
     key_added: str = UNS_VIEWS,
     inplace: bool = True,
@@ -279,8 +279,9 @@ def cell_views(
     chunk_size
         Cells per zarr chunk.
     cells_per_tile
-        Cells per tile (dask task); memory per running task is about
-        ``cells_per_tile`` times the bytes of one cell's views.
+        Cells per tile (dask task). Default: 1024 in memory, 512 for a zarr
+        store (whose tasks buffer their views: about ``cells_per_tile`` x the
+        bytes of one cell's views per running task).
     overwrite
         Replace an existing store at ``store`` (otherwise an incomplete store
         with the same parameters is resumed and a complete one is reused).
@@ -293,7 +294,8 @@ def cell_views(
     max_memory_gb
         Refuse to build an in-memory store larger than this (use ``store=``).
     cache_mb
-        Memory for caching decoded image chunks shared by neighbouring tiles.
+        Memory for caching decoded image chunks shared by neighbouring tiles
+        (a quarter more for label chunks).
     n_jobs
         Worker threads (default ``mad.settings.n_jobs``).
     key_added
@@ -425,6 +427,8 @@ def cell_views(
     reach = np.maximum(micro_w / 2 + 2 + max(1.0, 1 / s_e), morph_w / 2 + 2 + max(1.0, 1 / s_m))
     lo_x, hi_x, lo_y, hi_y = cx - reach, cx + reach, cy - reach, cy + reach
     max_side = max(MAX_RESCALED_SIDE / max(s_e, s_m), 4 * float(reach.max()))
+    if cells_per_tile is None:
+        cells_per_tile = 1024 if store is None else 512
     ranges = plan_tasks(n, chunk_size, cells_per_tile)
 
     attrs = {
@@ -518,7 +522,7 @@ def cell_views(
 
     tasks = []
     image_reader = RegionReader(image, cache_bytes=int(cache_mb * 2**20))
-    labels_reader = RegionReader(labels, cache_bytes=int(cache_mb * 2**20) // 2)
+    labels_reader = RegionReader(labels, cache_bytes=int(cache_mb * 2**20) // 4)
     for k in todo:
         a, b = ranges[k]
         rows = order[a:b]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 #: Blocks are processed at about this many pixels per side.
-BLOCK = 4096
+BLOCK = 1024
 
 
 @dataclass

@@ -77,9 +77,9 @@ def _scan_block(block: np.ndarray, y0: int, x0: int, f: int, k: int, seed: int) 
         "sums": sums,
         "counts": np.outer(ny, nx).astype(np.float64),
         "nonfinite": nonfinite,
-        "values": block[:, iy, ix].astype(np.float64),
-        "y": (iy + y0).astype(np.float64),
-        "x": (ix + x0).astype(np.float64),
+        "values": block[:, iy, ix].astype(np.float32),
+        "y": (iy + y0).astype(np.float32),
+        "x": (ix + x0).astype(np.float32),
     }
 
 
@@ -104,23 +104,20 @@ def _local_linear(values: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndar
     def g(a):
         return gaussian_filter(a, sigma, mode="constant", cval=0.0)
 
-    s0, sx, sy = g(m), g(m * xx), g(m * yy)
-    sxx, sxy, syy = g(m * xx * xx), g(m * xx * yy), g(m * yy * yy)
-    b0, bx, by = g(v), g(v * xx), g(v * yy)
-    a = np.stack(
-        [np.stack([s0, sx, sy], -1), np.stack([sx, sxx, sxy], -1), np.stack([sy, sxy, syy], -1)],
-        -2,
-    )
-    rhs = np.stack([b0, bx, by], -1)
+    a, b, c = g(m), g(m * xx), g(m * yy)  # the symmetric 3x3 normal equations per point:
+    d, e, f = g(m * xx * xx), g(m * xx * yy), g(m * yy * yy)  # [[a b c] [b d e] [c e f]]
+    r0, r1, r2 = g(v), g(v * xx), g(v * yy)
+    # Solved in closed form (adjugate / determinant): no per-point matrices in memory.
+    i00, i01, i02 = d * f - e * e, c * e - b * f, b * e - c * d
+    i11, i12, i22 = a * f - c * c, b * c - a * e, a * d - b * b
+    det = a * i00 + b * i01 + c * i02
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(s0 > 1e-6, b0 / s0, np.nan)
-    det = np.linalg.det(a)
-    ok = det > 1e-9 * np.maximum(s0, 1e-12) ** 3
-    est = mean.copy()
-    if ok.any():
-        beta = np.linalg.solve(a[ok], rhs[ok][..., None])[..., 0]
-        est[ok] = beta[:, 0] + beta[:, 1] * xx[ok] + beta[:, 2] * yy[ok]
-    return est
+        beta0 = (i00 * r0 + i01 * r1 + i02 * r2) / det
+        beta1 = (i01 * r0 + i11 * r1 + i12 * r2) / det
+        beta2 = (i02 * r0 + i12 * r1 + i22 * r2) / det
+        mean = np.where(a > 1e-6, r0 / a, np.nan)
+        ok = det > 1e-9 * np.maximum(a, 1e-12) ** 3
+        return np.where(ok, beta0 + beta1 * xx + beta2 * yy, mean)
 
 
 def _flatfield(overview: np.ndarray, sigma: float) -> np.ndarray:
