@@ -305,3 +305,20 @@ def test_uint8_rgb_image_is_taken_as_is(make_disks):
     assert store.n_channels == 3
     diff = np.abs(store.morphology[:, 0].astype(int) - ref.morphology[:, 0].astype(int))
     assert diff.max() <= 1
+
+
+def test_dask_distributed_client_runs_the_tiles(tissue, run, tmp_path):
+    """Tiles are dask tasks: an active distributed client executes them (threads here)."""
+    distributed = pytest.importorskip("distributed")
+    sdata, _ = tissue
+    ref = run[3]
+    with distributed.Client(processes=False, n_workers=1, threads_per_worker=2):
+        with distributed.get_task_stream() as ts:
+            store = mad.pp.cell_views(
+                sdata, image_key="morphology", labels_key="cell_labels",
+                store=tmp_path / "d.zarr", chunk_size=16, cells_per_tile=32, inplace=False,
+            )  # fmt: skip
+    n_tiles = -(-len(ref) // 32)
+    assert sum("_run_task" in t["key"] for t in ts.data) == n_tiles
+    np.testing.assert_array_equal(store.morphology[:], ref.morphology)
+    np.testing.assert_array_equal(store.microenvironment[:], ref.microenvironment)

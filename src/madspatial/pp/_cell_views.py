@@ -225,7 +225,9 @@ def cell_views(
     density ``rho`` of the median cell, robust to holes and tissue borders).
     As in the paper the slide is rescaled once so that window becomes
     ``microenvironment_size`` pixels, and each view is a crop of it (computed
-    tile by tile, never holding the rescaled slide). Windows crossing the image
+    tile by tile, never holding the rescaled slide; the rescaling factor is
+    rounded to a fraction within 0.4% so that tiles agree to the last bit, and
+    ``window_px`` records the window actually used). Windows crossing the image
     edge are zero-padded and flagged in ``obs["mad_border"]``.
 
     **Morphology view**: a window of one slide-wide size that fits the large
