@@ -29,8 +29,6 @@ Tiling
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
 
@@ -91,16 +89,6 @@ def storage_order(cx: np.ndarray, cy: np.ndarray, cell_px: float) -> np.ndarray:
     order = min(order, 30)
     d = hilbert_index(gx, gy, order)
     return np.lexsort((np.arange(len(cx)), d))
-
-
-@dataclass
-class Task:
-    """One unit of work: a run of whole store chunks (storage rows ``start:stop``)."""
-
-    start: int
-    stop: int
-    #: Groups of (positions within the task, region (y0, y1, x0, x1) in image pixels).
-    groups: list[tuple[np.ndarray, tuple[int, int, int, int]]] = field(default_factory=list)
 
 
 def plan_tasks(n_cells: int, chunk_size: int, cells_per_task: int) -> list[tuple[int, int]]:

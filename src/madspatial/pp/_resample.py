@@ -96,12 +96,6 @@ def to_uint8(region: np.ndarray, gain: float) -> np.ndarray:
     return t.mul(gain).add_(0.5).clamp_(0.0, 255.0).to(torch.uint8).numpy()
 
 
-def grid_positions(start: int, stop: int, scale: float, origin: float) -> np.ndarray:
-    """Image coordinates (relative to ``origin``) of the centres of rescaled pixels ``[start, stop)``."""
-    u = np.arange(start, stop, dtype=np.float64)
-    return (u + 0.5) / scale - 0.5 - origin
-
-
 def nearest_indices(positions: np.ndarray, n_in: int) -> tuple[np.ndarray, np.ndarray]:
     """Nearest input index of each position, and whether it falls inside ``[0, n_in)``."""
     idx = np.floor(np.asarray(positions) + 0.5).astype(np.int64)
