@@ -33,3 +33,14 @@ def test_clustering_bad_input():
         metrics.ari([0, 1, 1], [0, 1])
     with pytest.raises(ValueError, match="1 missing"):
         metrics.purity(np.array(["a", None, "b"], dtype=object), [0, 1, 1])
+
+
+def test_ari_agrees_with_sklearn():
+    from sklearn.metrics import adjusted_rand_score
+
+    rng = np.random.default_rng(0)
+    for n, k in [(50, 3), (200, 7), (5, 5)]:
+        t, p = rng.integers(0, k, n), rng.integers(0, k + 1, n)
+        assert metrics.ari(t, p) == pytest.approx(adjusted_rand_score(t, p))
+    assert metrics.ari([0, 0, 0], [1, 1, 1]) == 1.0 == adjusted_rand_score([0, 0, 0], [1, 1, 1])
+    assert metrics.ari([0, 1, 2], [0, 1, 2]) == 1.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 
@@ -14,6 +15,8 @@ def bootstrap_ci(
     n_boot: int = 1000,
     ci: float = 0.95,
     strata=None,
+    resample: Literal["bootstrap", "half"] = "bootstrap",
+    center: bool = False,
     seed: int = 0,
 ) -> tuple[float, float, float]:
     """Estimate and percentile-bootstrap confidence interval of a statistic over cells.
@@ -37,6 +40,19 @@ def bootstrap_ci(
         Coverage of the interval (0.95: the 2.5th and 97.5th percentiles).
     strata
         Optional stratum per cell.
+    resample
+        ``"bootstrap"``: ``n`` cells drawn with replacement (the classic bootstrap).
+        ``"half"``: half of the cells drawn without replacement (half-sampling; for a
+        mean, its variance equals that of the full-sample estimate). Use ``"half"`` for
+        pair-counting statistics such as the ARI or purity: duplicated cells in a
+        bootstrap resample always agree with themselves, which biases those statistics
+        upwards and can push the whole interval above the estimate.
+    center
+        Re-centre the replicates on the estimate before taking percentiles (replicates
+        minus their median plus the estimate). The interval then measures the spread
+        of the statistic around the estimate, without the small-sample bias that
+        statistics like purity (a maximum) carry in every resample; it always contains
+        the estimate.
     seed
         Seed of the resampling.
 
@@ -63,13 +79,21 @@ def bootstrap_ci(
             raise ValueError(f"strata has {len(s)} entries for {n} cells.")
         _, codes = np.unique(s.astype(str), return_inverse=True)
         blocks = [np.flatnonzero(codes == c) for c in range(codes.max() + 1)]
+    if resample not in ("bootstrap", "half"):
+        raise ValueError(f"resample must be 'bootstrap' or 'half', got {resample!r}.")
     reps = np.empty(n_boot)
     for b in range(n_boot):
-        idx = np.concatenate([blk[rng.integers(0, len(blk), len(blk))] for blk in blocks])
+        if resample == "bootstrap":
+            parts = [blk[rng.integers(0, len(blk), len(blk))] for blk in blocks]
+        else:
+            parts = [rng.choice(blk, max(1, len(blk) // 2), replace=False) for blk in blocks]
+        idx = np.concatenate(parts)
         reps[b] = statistic(*(a[idx] for a in arrays))
     reps = reps[np.isfinite(reps)]
     if len(reps) == 0:
         return estimate, float("nan"), float("nan")
+    if center:
+        reps = reps - np.median(reps) + estimate
     alpha = (1 - ci) / 2
     low, high = np.quantile(reps, [alpha, 1 - alpha])
     return estimate, float(low), float(high)

@@ -5,6 +5,7 @@ from ._cluster import kmeans, louvain
 from ._de import differential_expression
 from ._decoder import Decoder, fit_decoder, predict
 from ._enrich import enrich
+from ._evaluate import evaluate
 from ._pseudotime import pseudotime
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "cca",
     "differential_expression",
     "enrich",
+    "evaluate",
     "fit_decoder",
     "kmeans",
     "louvain",

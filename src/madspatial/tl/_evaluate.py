@@ -1,0 +1,375 @@
+"""One table comparing embeddings on every downstream score, with seeds and bootstrap CIs."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+
+from .._constants import (
+    OBSM_MICROENVIRONMENT_SUFFIX,
+    OBSM_MORPHOLOGY_SUFFIX,
+    UNS_EVALUATE,
+)
+from .._logging import added, logger, progress
+from ..metrics import ari, bootstrap_ci, pearson_per_gene, probe_predictions, purity
+from ..metrics._retrieval import retrieval_ranks
+from ._cluster import kmeans_labels, knn_graph, multilevel
+from ._decoder import fit_decoder
+from ._inputs import EXPRESSION, get_expression, get_obs, get_rep
+
+METRIC_GROUPS = ("louvain", "kmeans", "knn", "linear", "decoder", "expression", "recall")
+COLUMNS = ["rep", "metric", "seed", "value", "ci_low", "ci_high", "n"]
+
+
+def _nanmean_pearson(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    r = pearson_per_gene(y_true, y_pred)
+    return float(np.nanmean(r)) if np.isfinite(r).any() else float("nan")
+
+
+def evaluate(
+    adata: AnnData,
+    *,
+    reps: Sequence[str] = ("X_mad",),
+    labels: str | None = None,
+    expression: str | None = None,
+    groupby: str | None = None,
+    seeds: Sequence[int] = (0, 1, 2),
+    n_boot: int = 200,
+    metrics: Sequence[str] | None = None,
+    n_neighbors: int = 15,
+    graph_neighbors: int = 30,
+    resolution: float = 1.0,
+    n_splits: int = 5,
+    recall_k: Sequence[int] = (1, 5, 10),
+    normalize: str | None = "auto",
+    decoder_kwargs: dict | None = None,
+    key_added: str = UNS_EVALUATE,
+    inplace: bool = True,
+) -> pd.DataFrame:
+    """Compare embeddings on clustering, probes, decoders and cross-view retrieval.
+
+    For every representation in ``reps`` and every seed, the metrics below are
+    computed; each value comes with a percentile-bootstrap 95% CI over the scored
+    cells (stratified by ``groupby`` when given). The CI describes the uncertainty of
+    the evaluation set for one fitted model; the spread across seeds describes the
+    randomness of fitting (clustering initialisation, folds, decoder training).
+    ARI and purity intervals use half-sampling re-centred on the estimate (see
+    :func:`~madspatial.metrics.bootstrap_ci`): a classic bootstrap inflates these
+    pair-counting scores through duplicated cells.
+
+    ============================ ==========================================================
+    metric                       how
+    ============================ ==========================================================
+    ``louvain_ari``,             :func:`louvain` (``graph_neighbors``, ``resolution``)
+    ``louvain_purity``,          against ``labels``; ``louvain_n_clusters`` for context
+    ``louvain_n_clusters``
+    ``kmeans_ari``,              :func:`kmeans` with k = the number of label classes
+    ``kmeans_purity``
+    ``knn_accuracy``             out-of-fold kNN probe (``n_neighbors``, cosine,
+                                 ``n_splits`` folds, group-aware with ``groupby``)
+    ``linear_accuracy``          out-of-fold logistic-regression probe
+    ``decoder_accuracy``,        :func:`fit_decoder` on ``labels``; test-split scores
+    ``decoder_balanced_accuracy``
+    ``expression_pearson``       :func:`fit_decoder` on ``expression``; mean over genes of
+                                 the test-split Pearson r (constant genes excluded)
+    ``recall@K``                 cross-view Recall@K between ``obsm[rep + "_morphology"]``
+                                 and ``obsm[rep + "_microenvironment"]`` when both exist
+                                 (mean of both directions; no seed: deterministic)
+    ============================ ==========================================================
+
+    Cells without a label are left out of the label metrics, and so are classes with
+    fewer than ``max(n_splits, 3)`` cells (too few for cross-validation and a
+    train/val/test split; a warning lists them).
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix holding the embeddings in ``.obsm``.
+    reps
+        ``.obsm`` keys of the embeddings to compare.
+    labels
+        ``.obs`` column of reference labels (cell types); ``None`` skips label metrics.
+    expression
+        ``"X"`` or a layer holding expression for the expression decoder; ``None`` skips it.
+    groupby
+        ``.obs`` column of groups (slides, patients): folds and decoder splits keep
+        groups whole, and the bootstrap is stratified by group.
+    seeds
+        Seeds; each gives one row per metric and representation.
+    n_boot
+        Bootstrap replicates per CI (0: no CIs).
+    metrics
+        Subset of ``("louvain", "kmeans", "knn", "linear", "decoder", "expression",
+        "recall")`` (default: all that the inputs allow).
+    n_neighbors
+        Neighbours of the kNN probe.
+    graph_neighbors
+        Neighbours of the Louvain graph.
+    resolution
+        Louvain resolution.
+    n_splits
+        Cross-validation folds of the probes.
+    recall_k
+        The K values of Recall@K.
+    normalize
+        Expression transform for the expression decoder (see :func:`fit_decoder`).
+    decoder_kwargs
+        Extra keyword arguments for :func:`fit_decoder` (e.g. ``{"max_epochs": 100}``).
+    key_added
+        ``.uns`` key of the stored results.
+    inplace
+        Store the results in ``adata.uns``; with ``False`` they are only returned.
+
+    Returns
+    -------
+    Tidy DataFrame with columns ``rep``, ``metric``, ``seed`` (nullable integer; missing
+    for deterministic metrics), ``value``, ``ci_low``, ``ci_high`` and ``n`` (cells
+    scored). With ``inplace=True`` also ``.uns[key_added] = {"results": DataFrame,
+    "per_gene": DataFrame (rep, seed, gene, pearson; when expression is evaluated),
+    "params": {...}}``.
+    """
+    wanted = set(METRIC_GROUPS if metrics is None else metrics)
+    unknown = wanted - set(METRIC_GROUPS)
+    if unknown:
+        raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {list(METRIC_GROUPS)}.")
+    reps = [reps] if isinstance(reps, str) else list(reps)
+    if not reps:
+        raise ValueError("reps is empty; pass the .obsm keys of the embeddings to compare.")
+    embeddings = {rep: get_rep(adata, rep) for rep in reps}  # fails early on bad keys / NaN
+    seeds = [int(s) for s in seeds]
+    groups = None if groupby is None else get_obs(adata, groupby).astype(str).to_numpy()
+
+    y, label_mask = None, None
+    if labels is not None:
+        y, label_mask = _usable_labels(adata, labels, min_cells=max(n_splits, 3))
+        y_codes = pd.factorize(y)[0]
+    else:
+        wanted -= {"louvain", "kmeans", "knn", "linear", "decoder"}
+    Y = None
+    if expression is not None and "expression" in wanted:
+        Y, gene_names, _ = get_expression(
+            adata, layer=None if expression == "X" else expression, normalize=normalize
+        )
+    else:
+        wanted.discard("expression")
+    if not wanted:
+        raise ValueError(
+            "nothing to evaluate: pass labels= (an .obs column) and/or expression= ('X' or a "
+            "layer), or embeddings with both view keys for recall."
+        )
+
+    rows: list[dict] = []
+    per_gene: list[pd.DataFrame] = []
+    dec_kwargs = {"groupby": groupby, **(decoder_kwargs or {})}
+
+    def record(rep, metric, seed, data, statistic: Callable, n, strata, boot_seed):
+        if n_boot > 0:
+            # pair-counting scores are biased by the duplicates of a classic bootstrap
+            pairs = statistic in (ari, purity)
+            est, lo, hi = bootstrap_ci(
+                data,
+                statistic=statistic,
+                n_boot=n_boot,
+                strata=strata,
+                resample="half" if pairs else "bootstrap",
+                center=pairs,
+                seed=boot_seed,
+            )
+        else:
+            est, lo, hi = float(statistic(*data)), np.nan, np.nan
+        rows.append(dict(rep=rep, metric=metric, seed=seed, value=est, ci_low=lo, ci_high=hi, n=n))
+
+    def strata_of(mask_or_idx):
+        return None if groups is None else groups[mask_or_idx]
+
+    steps = [(rep, s) for rep in reps for s in seeds]
+    graphs: dict[str, object] = {}
+    with _quiet():
+        for rep, seed in progress(steps, desc="evaluate"):
+            X = embeddings[rep]
+            if label_mask is not None:
+                # integer codes: the scores only compare labels, and ints are much faster
+                # to count than strings in hundreds of bootstrap replicates
+                Xl, yl, gl = X[label_mask], y_codes[label_mask], strata_of(label_mask)
+            if "louvain" in wanted:
+                if rep not in graphs:  # the graph does not depend on the seed
+                    graphs[rep] = knn_graph(X, n_neighbors=min(graph_neighbors, len(X) - 1))
+                cl, _ = multilevel(graphs[rep], resolution=resolution, seed=seed)
+                cl = cl[label_mask]
+                record(rep, "louvain_ari", seed, (yl, cl), ari, len(yl), gl, seed)
+                record(rep, "louvain_purity", seed, (yl, cl), purity, len(yl), gl, seed)
+                rows.append(
+                    dict(
+                        rep=rep,
+                        metric="louvain_n_clusters",
+                        seed=seed,
+                        value=float(cl.max() + 1),
+                        ci_low=np.nan,
+                        ci_high=np.nan,
+                        n=len(yl),
+                    )
+                )
+            if "kmeans" in wanted:
+                km, _ = kmeans_labels(X, len(np.unique(yl)), seed=seed)
+                km = km[label_mask]
+                record(rep, "kmeans_ari", seed, (yl, km), ari, len(yl), gl, seed)
+                record(rep, "kmeans_purity", seed, (yl, km), purity, len(yl), gl, seed)
+            for method in ("knn", "linear"):
+                if method in wanted:
+                    pred = probe_predictions(
+                        Xl,
+                        yl,
+                        method=method,
+                        groups=gl,
+                        n_splits=n_splits,
+                        n_neighbors=n_neighbors,
+                        seed=seed,
+                    )
+                    record(
+                        rep,
+                        f"{method}_accuracy",
+                        seed,
+                        ((pred == yl).astype(float),),
+                        np.mean,
+                        len(yl),
+                        gl,
+                        seed,
+                    )
+            if "decoder" in wanted:
+                _decoder_rows(
+                    adata, rep, X, labels, label_mask, groupby, seed, dec_kwargs, record, strata_of
+                )
+            if "expression" in wanted:
+                per_gene.append(
+                    _expression_rows(
+                        adata, rep, X, Y, gene_names, groupby, seed, dec_kwargs, record, strata_of
+                    )
+                )
+    if "recall" in wanted:
+        for rep in reps:
+            views = [f"{rep}{OBSM_MORPHOLOGY_SUFFIX}", f"{rep}{OBSM_MICROENVIRONMENT_SUFFIX}"]
+            if not all(v in adata.obsm for v in views):
+                continue
+            a, b = (get_rep(adata, v) for v in views)
+            ranks = np.stack([retrieval_ranks(a, b), retrieval_ranks(b, a)])
+            for k in recall_k:
+                hits = (ranks < k).mean(axis=0)  # both directions, per cell
+                record(
+                    rep,
+                    f"recall@{k}",
+                    pd.NA,
+                    (hits,),
+                    np.mean,
+                    len(hits),
+                    strata_of(slice(None)),
+                    0,
+                )
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    table["seed"] = table["seed"].astype("Int64")
+    if inplace:
+        entry = {
+            "results": table,
+            "params": {
+                "reps": list(reps),
+                "labels": labels or "none",
+                "expression": expression or "none",
+                "groupby": groupby or "none",
+                "seeds": seeds,
+                "n_boot": n_boot,
+                "metrics": sorted(wanted),
+                "n_neighbors": n_neighbors,
+                "graph_neighbors": graph_neighbors,
+                "resolution": resolution,
+                "n_splits": n_splits,
+            },
+        }
+        if per_gene:
+            entry["per_gene"] = pd.concat(per_gene, ignore_index=True)
+        adata.uns[key_added] = entry
+        added(key_added, "uns")
+    return table
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence info messages of the many inner fits (decoders log every fit)."""
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _usable_labels(adata: AnnData, labels: str, *, min_cells: int):
+    col = get_obs(adata, labels)
+    y = col.astype(str).to_numpy(dtype=object)
+    mask = ~col.isna().to_numpy()
+    counts = pd.Series(y[mask]).value_counts()
+    rare = counts[counts < min_cells]
+    if len(rare):
+        logger.warning(
+            "    evaluate: leaving out label classes with < %d cells: %s",
+            min_cells,
+            rare.to_dict(),
+        )
+        mask &= ~np.isin(y, rare.index.to_numpy())
+    if len(np.unique(y[mask])) < 2:
+        raise ValueError(
+            f"adata.obs[{labels!r}] has fewer than 2 classes with >= {min_cells} cells; label "
+            "metrics need at least 2."
+        )
+    return y, mask
+
+
+def _scratch(
+    adata: AnnData, rep: str, X: np.ndarray, obs_cols: list[str], rows, Y=None, genes=None
+):
+    """A minimal AnnData (positional obs names) for fitting decoders without writing into
+    the user's object; ``rows`` are positions into ``adata``."""
+    obs = adata.obs[[c for c in obs_cols if c is not None]].iloc[rows].copy()
+    obs.index = pd.Index(np.arange(len(obs)).astype(str))
+    var = None if genes is None else pd.DataFrame(index=pd.Index(genes))
+    return AnnData(None if Y is None else Y[rows], obs=obs, var=var, obsm={rep: X[rows]})
+
+
+def _decoder_rows(adata, rep, X, labels, mask, groupby, seed, kwargs, record, strata_of):
+    rows = np.flatnonzero(mask)
+    tmp = _scratch(adata, rep, X, [labels, groupby], rows)
+    tmp.obs[labels] = tmp.obs[labels].astype(str)
+    dec = fit_decoder(tmp, target=labels, use_rep=rep, seed=seed, **kwargs)
+    idx = tmp.obs_names.get_indexer(dec.split[dec.metrics["evaluated_on"]])
+    pred = dec.predict(tmp.obsm[rep][idx])
+    true = tmp.obs[labels].to_numpy()[idx]
+    strata = strata_of(rows[idx])
+    hits = (pred == true).astype(float)
+    record(rep, "decoder_accuracy", seed, (hits,), np.mean, len(idx), strata, seed)
+
+    def balanced(t, p):
+        return float(np.mean([np.mean(p[t == c] == c) for c in np.unique(t)]))
+
+    record(rep, "decoder_balanced_accuracy", seed, (true, pred), balanced, len(idx), strata, seed)
+
+
+def _expression_rows(adata, rep, X, Y, genes, groupby, seed, kwargs, record, strata_of):
+    tmp = _scratch(adata, rep, X, [groupby], np.arange(adata.n_obs), Y=Y, genes=genes)
+    dec = fit_decoder(tmp, target=EXPRESSION, use_rep=rep, normalize=None, seed=seed, **kwargs)
+    idx = tmp.obs_names.get_indexer(dec.split[dec.metrics["evaluated_on"]])
+    pred, true = dec.predict(X[idx]), Y[idx]
+    record(
+        rep,
+        "expression_pearson",
+        seed,
+        (true, pred),
+        _nanmean_pearson,
+        len(idx),
+        strata_of(idx),
+        seed,
+    )
+    r = pearson_per_gene(true, pred)
+    return pd.DataFrame({"rep": rep, "seed": seed, "gene": genes, "pearson": r})
