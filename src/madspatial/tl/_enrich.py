@@ -137,7 +137,9 @@ def enrich(
     bg_set = set(bg)
     outside = [g for g in query if g not in bg_set]
     if outside:
-        logger.warning("    %d query gene(s) are not in the background and are ignored", len(outside))
+        logger.warning(
+            "    %d query gene(s) are not in the background and are ignored", len(outside)
+        )
         query = [g for g in query if g in bg_set]
     restricted = {t: sorted(set(gs) & bg_set) for t, gs in sets.items()}
     if not any(restricted.values()):
@@ -155,9 +157,7 @@ def enrich(
         )
     meta = {"n_query": len(query), "n_background": len(bg_set), "n_sets": len(restricted)}
     if not query:
-        warnings.warn(
-            f"no genes pass fdr <= {fdr} ({direction}); nothing to enrich.", stacklevel=2
-        )
+        warnings.warn(f"no genes pass fdr <= {fdr} ({direction}); nothing to enrich.", stacklevel=2)
         out = pd.DataFrame({c: [] for c in RESULT_COLUMNS})
         out.attrs.update(meta)
         return out
