@@ -96,3 +96,28 @@ def test_evaluate_bad_input(adata):
     adata.obsm["X_noise"][:4] = np.nan
     with pytest.raises(ValueError, match="NaN/inf in 4 of 120 rows"):
         evaluate(adata, reps=["X_mad", "X_noise"], labels="cell_type")
+
+
+def test_everything_the_downstream_tools_write_round_trips_through_h5ad(adata, tmp_path):
+    import anndata as ad
+
+    import madspatial as mad
+
+    mad.tl.louvain(adata, n_neighbors=10)
+    mad.tl.kmeans(adata, k_range=(2, 4))
+    dec = mad.tl.fit_decoder(adata, target="counts", max_epochs=3)
+    mad.tl.predict(dec, adata)
+    mad.tl.cca(adata, groupby="cell_type", n_components=2)
+    mad.tl.pseudotime(adata, root=0, expression="counts", n_neighbors=30)
+    mad.tl.differential_expression(adata, groupby="cell_type", group="type0")
+    evaluate(adata, labels="cell_type", seeds=(0,), n_boot=5, metrics=["kmeans", "recall"])
+    adata.write_h5ad(tmp_path / "a.h5ad")
+    back = ad.read_h5ad(tmp_path / "a.h5ad")
+    pd.testing.assert_frame_equal(
+        back.uns["mad_evaluate"]["results"], adata.uns["mad_evaluate"]["results"]
+    )
+    assert back.uns["mad_decoder_expression"]["per_gene"].shape == (12, 2)
+    assert back.uns["mad_de"]["type0_vs_rest"]["results"]["gene"].tolist() == (
+        adata.uns["mad_de"]["type0_vs_rest"]["results"]["gene"].tolist()
+    )
+    np.testing.assert_array_equal(back.layers["mad_pred"], adata.layers["mad_pred"])

@@ -35,10 +35,11 @@ from .._logging import added, logger, progress
 from .._settings import settings
 from .._version import __version__
 from ..metrics import mae_per_gene, pearson_per_gene
-from ._inputs import EXPRESSION, get_expression, get_rep
+from ._decoder_split import SPLITS as _SPLITS
+from ._decoder_split import check_class_sizes, make_split, split_from_obs
+from ._inputs import EXPRESSION, get_expression, get_obs, get_rep
 
 DECODER_TYPE = "madspatial.Decoder"
-_SPLITS = ("train", "val", "test")
 _ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
 
 
@@ -283,82 +284,6 @@ def _resolve_target(adata: AnnData, target, kind: str, layer: str | None):
     )
 
 
-# --- splits --------------------------------------------------------------------------
-def make_split(
-    n: int,
-    *,
-    fractions: tuple[float, float, float],
-    labels: np.ndarray | None = None,
-    groups: np.ndarray | None = None,
-    seed: int = 0,
-) -> np.ndarray:
-    """Assign each of ``n`` cells to "train"/"val"/"test" (object array).
-
-    With ``groups``, whole groups go to one split (drawn in a seeded random order
-    until each split holds its share of cells). Otherwise, with ``labels``, each
-    class is split in the given proportions, with at least one cell per class in
-    every non-empty split.
-    """
-    frac = np.asarray(fractions, dtype=float)
-    if frac.shape != (3,) or (frac < 0).any() or not np.isclose(frac.sum(), 1) or frac[0] <= 0:
-        raise ValueError(
-            f"split fractions must be (train, val, test), non-negative, summing to 1 with "
-            f"train > 0; got {tuple(fractions)}."
-        )
-    rng = np.random.default_rng(seed)
-    out = np.empty(n, dtype=object)
-    needed = [s for s, f in zip(_SPLITS, frac) if f > 0]
-    if groups is not None:
-        uniq, codes = np.unique(np.asarray(groups).astype(str), return_inverse=True)
-        if len(uniq) < len(needed):
-            raise ValueError(
-                f"a group-aware split into {needed} needs at least {len(needed)} groups, "
-                f"groupby has {len(uniq)} ({uniq.tolist()}); use more groups, set the val or "
-                "test fraction to 0, or pass groupby=None."
-            )
-        sizes = np.bincount(codes)
-        order = rng.permutation(len(uniq))
-        assign = np.full(len(uniq), "train", dtype=object)
-        # fill test then val group by group; every needed split gets at least one group
-        pos = 0
-        for name, f in (("test", frac[2]), ("val", frac[1])):
-            if f <= 0:
-                continue
-            got = 0
-            while pos < len(order) - 1 and (got == 0 or got < f * n):
-                assign[order[pos]] = name
-                got += sizes[order[pos]]
-                pos += 1
-        out[:] = assign[codes]
-        return out
-    strata = np.zeros(n, dtype=np.int64) if labels is None else pd.factorize(labels)[0]
-    for c in np.unique(strata):
-        idx = rng.permutation(np.flatnonzero(strata == c))
-        m = len(idx)
-        n_test = max(1, round(frac[2] * m)) if frac[2] > 0 else 0
-        n_val = max(1, round(frac[1] * m)) if frac[1] > 0 else 0
-        if m - n_test - n_val < 1:
-            n_test, n_val = (1 if frac[2] > 0 else 0), (1 if frac[1] > 0 else 0)
-        out[idx[:n_test]] = "test"
-        out[idx[n_test : n_test + n_val]] = "val"
-        out[idx[n_test + n_val :]] = "train"
-    return out
-
-
-def _split_from_obs(adata: AnnData, key: str) -> np.ndarray:
-    if key not in adata.obs.columns:
-        raise KeyError(
-            f"split={key!r} is not a column of adata.obs (available: {list(adata.obs.columns)}); "
-            "pass split=(train, val, test) fractions instead."
-        )
-    vals = adata.obs[key].astype(str).str.lower().replace({"validation": "val", "valid": "val"})
-    out = vals.to_numpy(dtype=object)
-    if not (out == "train").any():
-        raise ValueError(f"adata.obs[{key!r}] has no 'train' cells (values: {sorted(set(out))}).")
-    out[~np.isin(out, _SPLITS)] = None  # other values: not used in fitting
-    return out
-
-
 # --- fitting ---------------------------------------------------------------------------
 def fit_decoder(
     adata: AnnData,
@@ -504,17 +429,15 @@ def fit_decoder(
 
     # split
     if isinstance(split, str):
-        assign = _split_from_obs(adata, split)
+        assign = split_from_obs(adata, split)
     else:
         sub = np.flatnonzero(keep)
         if groupby is not None:
-            from ._inputs import get_obs
-
             groups = get_obs(adata, groupby).astype(str).to_numpy()[sub]
         else:
             groups = None
         if kind == "categorical" and groups is None:
-            _check_class_sizes(y[sub], classes, split)
+            check_class_sizes(y[sub], classes, split)
         assign = np.full(adata.n_obs, None, dtype=object)
         assign[sub] = make_split(
             len(sub),
@@ -599,18 +522,6 @@ def _is_number(s: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _check_class_sizes(y: np.ndarray, classes: list[str], split) -> None:
-    need = 1 + sum(f > 0 for f in split[1:])
-    counts = np.bincount(y, minlength=len(classes))
-    rare = {c: int(n) for c, n in zip(classes, counts) if n < need}
-    if rare:
-        raise ValueError(
-            f"too few cells per class for a train/val/test split (each class needs >= {need}): "
-            f"{rare}. Drop or merge these classes (e.g. adata = adata[~adata.obs[target]"
-            f".isin({list(rare)})].copy()), or set the val/test fraction to 0."
-        )
 
 
 def _train(

@@ -11,6 +11,7 @@ import pandas as pd
 from anndata import AnnData
 
 from .._constants import (
+    OBSM_MAD,
     OBSM_MICROENVIRONMENT_SUFFIX,
     OBSM_MORPHOLOGY_SUFFIX,
     UNS_EVALUATE,
@@ -34,7 +35,7 @@ def _nanmean_pearson(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 def evaluate(
     adata: AnnData,
     *,
-    reps: Sequence[str] = ("X_mad",),
+    reps: Sequence[str] = (OBSM_MAD,),
     labels: str | None = None,
     expression: str | None = None,
     groupby: str | None = None,
