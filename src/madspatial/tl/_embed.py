@@ -1,0 +1,284 @@
+"""``mad.tl.embed``: class-token embeddings of every cell's views into ``.obsm``."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._constants import (
+    INSTANCE_KEY,
+    OBSM_MICROENVIRONMENT_SUFFIX,
+    OBSM_MORPHOLOGY_SUFFIX,
+    UNS_MAD,
+    UNS_MODEL,
+    UNS_VIEWS,
+    VIEW_MICROENVIRONMENT,
+    VIEW_MORPHOLOGY,
+)
+from .._logging import added, progress
+from .._settings import settings
+from .._version import __version__
+from ._pretrain import resolve_views
+
+_SUFFIX = {
+    VIEW_MORPHOLOGY: OBSM_MORPHOLOGY_SUFFIX,
+    VIEW_MICROENVIRONMENT: OBSM_MICROENVIRONMENT_SUFFIX,
+}
+
+
+def _load_model(model: Any, table):
+    from ..nn import MADModel
+
+    if isinstance(model, MADModel):
+        return model, None
+    if model is None:
+        record = table.uns.get(UNS_MAD, {}) if table is not None else {}
+        model = record.get(UNS_MODEL) if isinstance(record, dict) else None
+        if model is None:
+            raise ValueError(
+                "no model given and none recorded in table.uns['mad']['model']; train one with "
+                "mad.tl.pretrain(...) or pass model=<MADModel or saved model folder>."
+            )
+    path = Path(model)
+    return MADModel.load(path), str(path)
+
+
+def check_model_fits(model, store) -> None:
+    """Raise if the model cannot read the store's views (channels); warn on size changes."""
+    cfg = model.config
+    if int(store.n_channels) != cfg.in_chans:
+        raise ValueError(
+            f"the model was trained on {cfg.in_chans} channels {cfg.channel_names}, the views "
+            f"have {store.n_channels} {list(store.channel_names)}. Use a model trained on these "
+            "channels, or recompute the views from an image with the model's channels."
+        )
+    for view in cfg.views:
+        have, want = getattr(store, f"{view}_size"), cfg.view_size(view)
+        if int(have) != int(want):
+            warnings.warn(
+                f"{view} views are {have}px but the model was trained on {want}px views; "
+                "embeddings of a different scale may not be comparable.",
+                stacklevel=3,
+            )
+
+
+def embed_store(
+    store,
+    model,
+    *,
+    batch_size: int = 256,
+    precision: str = "bf16",
+    device: str | None = None,
+    num_workers: int = 0,
+    prefetch: int = 2,
+    show_progress: bool | None = None,
+) -> dict[str, np.ndarray]:
+    """Class tokens of every row of ``store``, ``{view: (N, D) float32}``, in row order.
+
+    Reads one batch at a time in storage order (sequential zarr reads), with a background
+    thread (or ``num_workers`` processes) fetching the next batches while the model runs,
+    so memory holds a few batches of views plus the output, whatever the cell count.
+    Under an initialised ``torch.distributed`` process group every rank embeds its own
+    contiguous shard and the results are gathered on every rank.
+    """
+    import torch
+    import torch.distributed as dist
+
+    from ..train._data import (
+        ChunkBatchSampler,
+        make_loader,
+        prefetch_iter,
+        storage_positions,
+    )
+
+    dev = torch.device(settings.resolve_device(device))
+    if precision not in ("bf16", "fp16", "fp32"):
+        raise ValueError(f"precision must be 'bf16', 'fp16' or 'fp32', got {precision!r}.")
+    amp = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[precision]
+    distributed = dist.is_available() and dist.is_initialized()
+    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+    views = model.views
+    n = len(store)
+    sampler = ChunkBatchSampler(
+        np.arange(n),
+        batch_size,
+        positions=storage_positions(store),
+        rank=rank,
+        world_size=world,
+        shuffle=False,
+        drop_last=False,
+    )
+    model = model.to(dev).eval()
+    out = {v: np.zeros((n, model.embed_dim), dtype=np.float32) for v in views}
+    done = np.zeros(n, dtype=bool)
+    loader = make_loader(store, views, sampler, num_workers=num_workers)
+    reads = loader if num_workers > 0 else prefetch_iter(loader, depth=prefetch)
+    show = settings.show_progress if show_progress is None else show_progress
+    bar = progress(total=n // world, desc="MAD embed", unit="cell", disable=not show or rank > 0)
+    try:
+        for read in reads:
+            for batch in read:
+                idx = batch["index"].numpy()
+                x = {v: batch[v].to(dev, non_blocking=True) for v in views}
+                feats = model.embed(
+                    x.get(VIEW_MORPHOLOGY), x.get(VIEW_MICROENVIRONMENT), autocast_dtype=amp
+                )
+                for v in views:
+                    out[v][idx] = feats[v].cpu().numpy()
+                done[idx] = True
+                bar.update(len(idx))
+    finally:
+        bar.close()
+    if distributed:
+        parts = [None] * world
+        mine = np.flatnonzero(done)
+        dist.all_gather_object(parts, (mine, {v: out[v][mine] for v in views}))
+        for rows, arrays in parts:
+            for v in views:
+                out[v][rows] = arrays[v]
+            done[rows] = True
+    if not done.all():  # pragma: no cover - the sampler covers every row
+        raise RuntimeError(f"{int((~done).sum())} cells were not embedded.")
+    return out
+
+
+def embed(
+    data: Any,
+    *,
+    model: Any = None,
+    table_key: str | None = None,
+    views_key: str = UNS_VIEWS,
+    key_added: str = "X_mad",
+    batch_size: int = 256,
+    precision: str = "bf16",
+    device: str | None = None,
+    num_workers: int = 0,
+    copy: bool = False,
+):
+    """Embed every cell: the backbone's class tokens of its views.
+
+    Views are read from the view store batch by batch (lazily for zarr stores), so memory
+    does not grow with the number of cells beyond the output itself. Rows follow the
+    table's row order.
+
+    Parameters
+    ----------
+    data
+        A SpatialData or AnnData table with views (``mad.pp.cell_views``), or a
+        :class:`~madspatial.io.ViewStore` / path to one (then a new AnnData is returned).
+    model
+        A :class:`~madspatial.nn.MADModel` or the folder of a saved one; default: the model
+        recorded by :func:`madspatial.tl.pretrain` in ``table.uns["mad"]["model"]``.
+    table_key
+        Table of a SpatialData (default: the one with views).
+    views_key
+        ``.uns`` key written by ``mad.pp.cell_views``.
+    key_added
+        ``.obsm`` key of the joint embedding; the per-view ones get the suffixes
+        ``_morphology`` and ``_microenvironment``.
+    batch_size
+        Cells per forward pass.
+    precision
+        ``"bf16"`` (autocast; default), ``"fp32"`` or ``"fp16"`` (CUDA).
+    device
+        Torch device (default ``mad.settings.device``).
+    num_workers
+        DataLoader worker processes reading ahead (``0``: one background thread).
+    copy
+        Return a modified copy of the table instead of writing into it.
+
+    Returns
+    -------
+    ``None`` (the table is modified), or an AnnData when ``copy=True`` or when ``data`` is a
+    view store (one row per cell, ``obs_names`` = instance ids). Written:
+
+    ``.obsm["X_mad"]``
+        ``(n_cells, 2 * D)``: morphology and microenvironment class tokens concatenated
+        (for a one-view model, that view's ``(n_cells, D)`` tokens).
+    ``.obsm["X_mad_morphology"]``, ``.obsm["X_mad_microenvironment"]``
+        ``(n_cells, D)`` per view (only the model's views).
+    ``.uns["mad"]``
+        Model folder and id, mode, backbone, embedding width, madspatial version, precision,
+        the view parameters and the keys written.
+    """
+    import anndata as ad
+    import pandas as pd
+
+    store, table = resolve_views(data, table_key=table_key, views_key=views_key)
+    mad_model, model_path = _load_model(model, table)
+    check_model_fits(mad_model, store)
+    feats = embed_store(
+        store, mad_model, batch_size=batch_size, precision=precision, device=device,
+        num_workers=num_workers,
+    )  # fmt: skip
+    views = mad_model.views
+    if table is None:
+        ids = np.asarray(store.instance_id)
+        target = ad.AnnData(
+            obs=pd.DataFrame({INSTANCE_KEY: ids}, index=pd.Index(ids.astype(str), name=None))
+        )
+    else:
+        if table.n_obs != len(store):
+            raise ValueError(
+                f"the table has {table.n_obs} rows but the view store {len(store)} cells; "
+                "re-run mad.pp.cell_views on this table."
+            )
+        target = table.copy() if copy else table
+    joint = np.concatenate([feats[v] for v in views], axis=1) if len(views) > 1 else feats[views[0]]
+    target.obsm[key_added] = joint
+    keys = [key_added]
+    for v in views:
+        target.obsm[key_added + _SUFFIX[v]] = feats[v]
+        keys.append(key_added + _SUFFIX[v])
+    cfg = mad_model.config
+    record = dict(target.uns.get(UNS_MAD, {}))
+    record.update(
+        {
+            UNS_MODEL: model_path or record.get(UNS_MODEL),
+            "model_id": _model_id(mad_model),
+            "mode": cfg.mode,
+            "views": list(views),
+            "backbone": cfg.backbone,
+            "embed_dim": int(mad_model.embed_dim),
+            "version": __version__,
+            "model_version": cfg.version,
+            "precision": precision,
+            "channel_names": list(cfg.channel_names),
+            "view_params": _view_params(store),
+            "obsm_keys": keys,
+        }
+    )
+    target.uns[UNS_MAD] = {k: v for k, v in record.items() if v is not None}
+    for k in keys:
+        added(k, "obsm")
+    added(UNS_MAD, "uns")
+    if table is None or copy:
+        return target
+    return None
+
+
+def _model_id(model) -> str:
+    """A short fingerprint of the weights (same weights, same id)."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().float().numpy().tobytes()[:4096])
+        h.update(str(float(t.float().sum())).encode())
+    return h.hexdigest()[:16]
+
+
+def _view_params(store) -> dict[str, Any]:
+    keep = {}
+    for k, v in (getattr(store, "attrs", {}) or {}).items():
+        if isinstance(v, str | int | float | bool):
+            keep[k] = v
+        elif isinstance(v, list | tuple) and all(isinstance(x, str | int | float) for x in v):
+            keep[k] = list(v)
+    if getattr(store, "path", None):
+        keep["store"] = str(store.path)
+    return keep

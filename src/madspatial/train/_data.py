@@ -1,0 +1,327 @@
+"""Reading cell views for training and embedding: batched, lazy, chunk-aware.
+
+The view store may be a chunked zarr array far larger than memory. Reading one
+random cell from a compressed chunk decompresses the whole chunk, so a naive
+uniform shuffle reads every chunk ``chunk_size`` times per epoch. The sampler
+here shuffles *chunks*, then cells inside a small window of chunks: each chunk is
+decompressed about once per epoch while batches still mix cells from many parts
+of the slide. For in-memory stores (chunk size 1) it is a plain permutation.
+
+Batches are produced as index arrays and read with one ``ViewStore.batch`` call
+(sorted indices), so RAM holds one batch of uint8 views at a time, never the
+store.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .._constants import VIEW_MICROENVIRONMENT, VIEW_MORPHOLOGY
+
+
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed from integers (seed, step, rank, ...), stable across runs and platforms."""
+    return int(
+        np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(2, np.uint64)[0]
+        >> 1
+    )
+
+
+def store_chunk_size(store) -> int:
+    """Rows per compressed chunk of the store (1 when in memory)."""
+    if getattr(store, "path", None) is None:
+        return 1
+    size = (getattr(store, "attrs", None) or {}).get("chunk_size")
+    if size:
+        return int(size)
+    for name in (VIEW_MICROENVIRONMENT, VIEW_MORPHOLOGY):
+        chunks = getattr(getattr(store, name, None), "chunks", None)
+        if chunks:  # zarr.Array; numpy has no .chunks
+            first = chunks[0]
+            return int(first if np.isscalar(first) else first[0])
+    return 1
+
+
+def storage_positions(store) -> np.ndarray:
+    """Storage position of every table row (rows of one zarr chunk share ``pos // chunk``)."""
+    order = getattr(store, "storage_order", None)
+    n = len(store)
+    if order is None:
+        return np.arange(n, dtype=np.int64)
+    order = np.asarray(order, dtype=np.int64)
+    pos = np.empty(n, dtype=np.int64)
+    pos[order] = np.arange(n, dtype=np.int64)
+    return pos
+
+
+def read_batch(store, idx: np.ndarray, views: Sequence[str]) -> dict[str, np.ndarray]:
+    """Read the given rows of ``views`` as uint8 arrays, in the order of ``idx``.
+
+    Both views come from one ``store.batch`` call; a single view is read alone from the
+    store's lazy array (so single-view training never decompresses the other view).
+    """
+    idx = np.asarray(idx, dtype=np.int64)
+    views = tuple(views)
+    if len(views) == 1:
+        arrays = {views[0]: getattr(store, views[0])[idx]}
+    else:
+        morph, micro = store.batch(idx)
+        arrays = {VIEW_MORPHOLOGY: morph, VIEW_MICROENVIRONMENT: micro}
+    result = {}
+    for v in views:
+        a = arrays[v]
+        if a is None:
+            raise ValueError(
+                f"the view store returned no {v!r} views; recompute the views with "
+                "mad.pp.cell_views or train in a mode that does not need them."
+            )
+        a = np.asarray(a)
+        if a.dtype != np.uint8:
+            raise TypeError(
+                f"view store array {v!r} has dtype {a.dtype}; views must be uint8 (0..255). "
+                "Recompute them with mad.pp.cell_views."
+            )
+        result[v] = a
+    return result
+
+
+class ChunkBatchSampler(torch.utils.data.Sampler):
+    """Batches of store rows for one rank, grouped into chunk-friendly reads.
+
+    Works like :class:`torch.utils.data.DistributedSampler` followed by a batch
+    sampler: the order is a function of ``(seed, epoch)`` only, every rank computes
+    the same global order and takes its own disjoint share, and every rank gets the
+    same number of batches when ``drop_last`` (so collective operations never wait
+    on a rank that ran out of data).
+
+    For a chunked on-disk store the shuffle is two-level: chunks are shuffled, grouped
+    into windows of ``window_chunks`` chunks, windows are dealt round-robin to the
+    ranks, and cells are shuffled within each window. Iterating yields *reads*: lists
+    of consecutive batches that together cover about one window, which the dataset
+    fetches with one sorted read (each compressed chunk is decoded once per epoch).
+
+    Parameters
+    ----------
+    indices
+        Store rows to sample from (e.g. all rows minus a held-out set).
+    batch_size
+        Cells per batch on this rank.
+    seed
+        Base seed; epoch ``e`` uses a generator derived from ``(seed, e)``.
+    chunk_size
+        Store rows per compressed chunk (1: in memory, uniform shuffle).
+    positions
+        Storage position of every store row (default: row == position).
+    window_chunks
+        Chunks whose cells are mixed together and read at once.
+    rank, world_size
+        This process and the number of processes.
+    shuffle
+        ``False``: storage order, each rank a contiguous shard (for embedding).
+    drop_last
+        Drop incomplete batches and equalise the batch count across ranks (training).
+        Without it the last batch of a rank may be short (embedding).
+    """
+
+    def __init__(
+        self,
+        indices: np.ndarray,
+        batch_size: int,
+        *,
+        seed: int = 0,
+        chunk_size: int = 1,
+        positions: np.ndarray | None = None,
+        window_chunks: int = 8,
+        rank: int = 0,
+        world_size: int = 1,
+        shuffle: bool = True,
+        drop_last: bool = True,
+    ) -> None:
+        self.indices = np.asarray(indices, dtype=np.int64)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.chunk_size = max(1, int(chunk_size))
+        pos = self.indices if positions is None else np.asarray(positions)[self.indices]
+        self._pos = np.asarray(pos, dtype=np.int64)
+        self._chunk_of = self._pos // self.chunk_size
+        self.window_chunks = max(1, int(window_chunks))
+        self.rank, self.world_size = int(rank), int(world_size)
+        self.shuffle, self.drop_last = shuffle, drop_last
+        self.epoch = 0
+        self.start_batch = 0
+        if drop_last and self.batches_per_rank() == 0:
+            raise ValueError(
+                f"{len(self.indices)} cells are too few for batch_size={batch_size} on "
+                f"{world_size} process(es): lower batch_size (at most "
+                f"{max(1, len(self.indices) // world_size)})."
+            )
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Select the epoch's order; ``start_batch`` skips batches already done (resume)."""
+        self.epoch, self.start_batch = int(epoch), int(start_batch)
+
+    @property
+    def batches_per_read(self) -> int:
+        if not self.shuffle or self.chunk_size == 1:
+            return 1
+        return max(1, (self.chunk_size * self.window_chunks) // self.batch_size)
+
+    def _streams(self) -> list[np.ndarray]:
+        """Every rank's cells for this epoch, in order (same result on every rank)."""
+        idx, w = self.indices, self.world_size
+        if not self.shuffle:
+            return np.array_split(idx[np.argsort(self._pos, kind="stable")], w)
+        rng = np.random.default_rng(derive_seed(self.seed, self.epoch, 0x5A3))
+        if self.chunk_size == 1:
+            perm = idx[rng.permutation(len(idx))]
+            return [perm[r::w] for r in range(w)]
+        chunks = np.unique(self._chunk_of)
+        chunks = chunks[rng.permutation(len(chunks))]
+        rank_of_chunk = np.empty(int(chunks.max()) + 1, dtype=np.int64)
+        rank_of_chunk[chunks] = np.arange(len(chunks))
+        window_of = rank_of_chunk[self._chunk_of] // self.window_chunks
+        noise = rng.random(len(idx))
+        order = np.lexsort((noise, window_of))  # by window, shuffled within
+        cells, wins = idx[order], window_of[order]
+        return [cells[wins % w == r] for r in range(w)]
+
+    def batches_per_rank(self) -> int:
+        """Batches per epoch on each rank; with ``drop_last`` the same on every rank and epoch."""
+        if self.drop_last:
+            return (len(self.indices) // self.world_size) // self.batch_size
+        return math.ceil(len(self._streams()[self.rank]) / self.batch_size)
+
+    def rank_batches(self) -> list[np.ndarray]:
+        """This rank's batches for the current epoch (all of them, ignoring ``start_batch``)."""
+        mine = self._streams()[self.rank]
+        bs = self.batch_size
+        if not self.drop_last:
+            return [mine[i : i + bs] for i in range(0, len(mine), bs)]
+        need = self.batches_per_rank() * bs
+        if len(mine) < need:  # windows are dealt whole, so a rank may fall short: wrap around
+            mine = np.resize(mine, need)
+        return [mine[i * bs : (i + 1) * bs] for i in range(need // bs)]
+
+    def __len__(self) -> int:
+        n = max(0, self.batches_per_rank() - self.start_batch)
+        return math.ceil(n / self.batches_per_read)
+
+    def __iter__(self) -> Iterator[list[np.ndarray]]:
+        batches = self.rank_batches()[self.start_batch :]
+        k = self.batches_per_read
+        for i in range(0, len(batches), k):
+            yield batches[i : i + k]
+
+
+class ViewDataset(torch.utils.data.Dataset):
+    """A map-style dataset over a view store whose items are *reads* of whole batches.
+
+    ``dataset[[idx_a, idx_b, ...]]`` reads the union of the rows with one sorted read
+    and returns one dict per batch, ``{"index": (B,), view: uint8 tensor (B, C, H, W)}``,
+    for the requested ``views`` only (single-view modes never read the other view).
+    Use with :func:`make_loader`, so that worker processes read and decompress the next
+    batches while the model computes.
+    """
+
+    def __init__(self, store, views: Sequence[str]) -> None:
+        self.store = store
+        self.views = tuple(views)
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def __getitem__(self, read) -> list[dict[str, torch.Tensor]]:
+        if isinstance(read, np.ndarray) and read.ndim == 1:
+            read = [read]
+        parts = [np.asarray(b, dtype=np.int64) for b in read]
+        idx = np.concatenate(parts)
+        arrays = read_batch(self.store, idx, self.views)
+        out, start = [], 0
+        for b in parts:
+            sl = slice(start, start + len(b))
+            item = {"index": torch.from_numpy(b)}
+            for v, a in arrays.items():
+                item[v] = torch.from_numpy(np.ascontiguousarray(a[sl]))
+            out.append(item)
+            start += len(b)
+        return out
+
+
+def iterate_batches(loader) -> Iterator[dict[str, torch.Tensor]]:
+    """Flatten a loader of reads into batches."""
+    for read in loader:
+        yield from read
+
+
+def make_loader(
+    store,
+    views: Sequence[str],
+    sampler: ChunkBatchSampler,
+    *,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+    prefetch_factor: int = 2,
+) -> torch.utils.data.DataLoader:
+    """A DataLoader yielding reads (lists of batch dicts) in the sampler's order."""
+    kwargs = {}
+    if num_workers > 0:
+        kwargs = {"prefetch_factor": prefetch_factor, "persistent_workers": False}
+    return torch.utils.data.DataLoader(
+        ViewDataset(store, views),
+        sampler=sampler,
+        batch_size=None,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        **kwargs,
+    )
+
+
+def prefetch_iter(iterable, depth: int = 2):
+    """Iterate ``iterable`` in a background thread, ``depth`` items ahead.
+
+    zarr decompression and numpy copies release the GIL, so reading the next batch
+    overlaps with the model's forward pass without worker processes.
+    """
+    import queue
+    import threading
+
+    if depth <= 0:
+        yield from iterable
+        return
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def work():
+        try:
+            for item in iterable:
+                if stop.is_set():
+                    return
+                q.put(item)
+        except BaseException as err:  # re-raised in the consumer
+            q.put(err)
+        q.put(done)
+
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while t.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                t.join(timeout=0.05)

@@ -1,0 +1,671 @@
+"""The MAD training loop: DINO-style self-distillation of two views into one ViT.
+
+One step::
+
+    uint8 views of B cells (lazy read) -> multi-crop augmentation (torch.Generator)
+    teacher(global crops)          -> teacher logits (no grad)
+    student(global + local crops)  -> student logits
+    MADLoss(student, teacher, T_t) -> backward -> clip 3.0 -> (freeze prototypes early)
+    -> AdamW step (lr / weight-decay schedules) -> EMA teacher update -> center update
+
+Determinism: the sampler order is a function of (seed, epoch), the augmentation
+generator and the global torch RNG (stochastic depth) are re-seeded from
+(seed, step, rank) at every step. A run resumed from a checkpoint therefore
+replays exactly the batches and crops the uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._constants import MODE_MAD, PATCH_SIZE, VIEW_MICROENVIRONMENT, VIEW_MORPHOLOGY
+from .._logging import logger, progress
+from .._settings import settings
+from .._version import __version__
+from . import _checkpoint as ckpt
+from . import _distributed as D
+from ._data import (
+    ChunkBatchSampler,
+    derive_seed,
+    iterate_batches,
+    make_loader,
+    read_batch,
+    storage_positions,
+    store_chunk_size,
+)
+from ._forward import MultiCropForward
+from ._history import History, cross_view_recall, teacher_entropies
+from ._optim import Schedules, build_optimizer
+from ._teacher import ema_update, make_teacher
+
+PRECISIONS = ("bf16", "fp16", "fp32")
+
+
+class TrainingDivergedError(FloatingPointError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class TrainConfig:
+    """Options of a MAD pretraining run (see :func:`madspatial.tl.pretrain` for meanings)."""
+
+    mode: str = MODE_MAD
+    backbone: str | dict = "vit_small"
+    alpha: float = 1.0
+    epochs: int = 10
+    max_steps: int | None = None
+    batch_size: int = 64
+    lr: float | None = None
+    base_lr: float = 5e-4
+    min_lr: float = 1e-6
+    warmup_steps: int | None = None
+    weight_decay: tuple[float, float] = (0.04, 0.4)
+    momentum: tuple[float, float] = (0.992, 1.0)
+    teacher_temp: tuple[float, float] = (0.04, 0.07)
+    teacher_temp_warmup_steps: int | None = None
+    student_temp: float = 0.1
+    center_momentum: float = 0.9
+    freeze_last_layer_steps: int | None = None
+    clip_grad: float | None = 3.0
+    koleo_weight: float = 0.0
+    n_prototypes: int = 65536
+    head_layers: int = 3
+    head_hidden_dim: int = 2048
+    head_bottleneck_dim: int = 256
+    drop_path_rate: float = 0.0
+    n_global: int = 2
+    n_local: int = 4
+    local_morphology_size: int | None = None
+    local_microenvironment_size: int | None = None
+    augment: dict = field(default_factory=dict)
+    precision: str = "bf16"
+    grad_checkpointing: bool = False
+    strategy: str = "auto"
+    device: str | None = None
+    seed: int = 0
+    checkpoint_dir: str | None = None
+    checkpoint_every: int | None = None
+    resume: bool = True
+    n_holdout: int | None = None
+    eval_every: int | None = None
+    num_workers: int = 0
+    weights: str | None = None
+    weights_prefix: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}.")
+        if self.epochs < 1 and not self.max_steps:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}.")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}.")
+        if self.batch_size < 2:
+            raise ValueError(f"batch_size must be >= 2 (per process), got {self.batch_size}.")
+        if self.n_global < 1:
+            raise ValueError(f"n_global must be >= 1, got {self.n_global}.")
+        self.weight_decay = tuple(self.weight_decay)
+        self.momentum = tuple(self.momentum)
+        self.teacher_temp = tuple(self.teacher_temp)
+
+    def run_identity(self, n_cells: int, world_size: int) -> dict[str, Any]:
+        """What must match for a checkpoint to be resumed by this run."""
+        keys = (
+            "mode backbone alpha epochs max_steps batch_size lr base_lr min_lr warmup_steps "
+            "weight_decay momentum teacher_temp teacher_temp_warmup_steps student_temp "
+            "freeze_last_layer_steps n_prototypes head_layers head_hidden_dim "
+            "head_bottleneck_dim n_global n_local seed n_holdout koleo_weight"
+        ).split()
+        d = {k: getattr(self, k) for k in keys}
+        d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+        d.update(n_cells=int(n_cells), world_size=int(world_size))
+        return d
+
+
+def _local_size(size: int) -> int:
+    """Side of a zoomed-in local crop: ~0.44 x the view, a multiple of the patch (70->28, 224->98)."""
+    return max(PATCH_SIZE, round(0.44 * size / PATCH_SIZE) * PATCH_SIZE)
+
+
+class Trainer:
+    """Self-distillation of a :class:`~madspatial.nn.MADModel` on a view store.
+
+    Parameters
+    ----------
+    store
+        A view store (``mad.io.read_views``) or anything with its interface.
+    config
+        The run's options.
+    model
+        Start from this model's weights (and architecture) instead of a fresh one.
+    callback
+        ``callback(step, trainer)`` after every completed step (e.g. to stop early).
+    """
+
+    def __init__(
+        self,
+        store,
+        config: TrainConfig,
+        *,
+        model=None,
+        callback: Callable[[int, Trainer], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.cfg = config
+        self.init_model = model
+        self.callback = callback
+        self.history: History | None = None
+        self.model_dir: Path | None = None
+
+    # ------------------------------------------------------------------ set-up
+    def _model_config(self):
+        from ..nn import MADConfig
+
+        cfg, store = self.cfg, self.store
+        if self.init_model is not None:
+            mc = MADConfig.from_dict(self.init_model.config.to_dict())
+            if mc.mode != cfg.mode:
+                mc.mode = cfg.mode
+            return mc
+        return MADConfig(
+            backbone=cfg.backbone,
+            in_chans=int(store.n_channels),
+            channel_names=list(store.channel_names),
+            mode=cfg.mode,
+            morphology_size=int(store.morphology_size),
+            microenvironment_size=int(store.microenvironment_size),
+            head_layers=cfg.head_layers,
+            head_hidden_dim=cfg.head_hidden_dim,
+            head_bottleneck_dim=cfg.head_bottleneck_dim,
+            n_prototypes=cfg.n_prototypes,
+            drop_path_rate=cfg.drop_path_rate,
+            metadata={"view_store": _store_attrs(store)},
+        )
+
+    def _check_store(self, mconfig) -> None:
+        store = self.store
+        if len(store) == 0:
+            raise ValueError("the view store holds no cells; run mad.pp.cell_views first.")
+        if int(store.n_channels) != mconfig.in_chans:
+            raise ValueError(
+                f"the model expects {mconfig.in_chans} channels {mconfig.channel_names}, the view "
+                f"store has {store.n_channels} {list(store.channel_names)}; recompute the views "
+                "with the model's channels or train a new model."
+            )
+        if list(store.channel_names) != list(mconfig.channel_names):
+            warnings.warn(
+                f"channel names differ: model {mconfig.channel_names}, views "
+                f"{list(store.channel_names)}; assuming the same channel order.",
+                stacklevel=3,
+            )
+        for view, size in (
+            (VIEW_MORPHOLOGY, store.morphology_size),
+            (VIEW_MICROENVIRONMENT, store.microenvironment_size),
+        ):
+            if view in mconfig.views and int(size) % PATCH_SIZE:
+                raise ValueError(
+                    f"{view} views are {size}x{size} px, not a multiple of the patch size "
+                    f"{PATCH_SIZE}; recompute them with mad.pp.cell_views."
+                )
+
+    def _augment(self, mconfig):
+        from ..nn import MultiCropAugment
+
+        cfg = self.cfg
+        ms, es = mconfig.morphology_size, mconfig.microenvironment_size
+        kwargs = dict(
+            morphology_size=ms,
+            microenvironment_size=es,
+            n_global=cfg.n_global,
+            n_local=cfg.n_local,
+            local_morphology_size=cfg.local_morphology_size or _local_size(ms),
+            local_microenvironment_size=cfg.local_microenvironment_size or _local_size(es),
+        )
+        kwargs.update(cfg.augment)
+        return MultiCropAugment(**kwargs)
+
+    def _plan(self, steps_per_epoch: int) -> dict[str, int]:
+        cfg = self.cfg
+        total = cfg.max_steps or cfg.epochs * steps_per_epoch
+        plan = {
+            "steps_per_epoch": steps_per_epoch,
+            "total_steps": total,
+            # DINO: 10 of 100 epochs warm-up, teacher temperature over 30, prototypes
+            # frozen in epoch 1; shortened proportionally for short runs
+            "warmup_steps": (
+                cfg.warmup_steps if cfg.warmup_steps is not None else max(1, round(0.1 * total))
+            ),
+            "teacher_temp_warmup_steps": (
+                cfg.teacher_temp_warmup_steps
+                if cfg.teacher_temp_warmup_steps is not None
+                else max(1, round(0.3 * total))
+            ),
+            "freeze_last_layer_steps": (
+                cfg.freeze_last_layer_steps
+                if cfg.freeze_last_layer_steps is not None
+                else min(steps_per_epoch, total // 10)
+            ),
+            "checkpoint_every": cfg.checkpoint_every or max(1, min(steps_per_epoch, 1000)),
+            "eval_every": cfg.eval_every or max(1, math.ceil(total / 20)),
+        }
+        return plan
+
+    # ------------------------------------------------------------------ run
+    def fit(self):
+        """Train; returns the teacher as a :class:`~madspatial.nn.MADModel` (on CPU)."""
+        cfg = self.cfg
+        device = settings.resolve_device(cfg.device)
+        info = D.init_distributed(device)
+        try:
+            # the user's global RNG is restored afterwards: we reseed it at every step
+            devices = (
+                [torch.device(info.device).index or 0] if info.device.startswith("cuda") else []
+            )
+            with torch.random.fork_rng(devices=devices):
+                return self._fit(info)
+        finally:
+            D.cleanup(info)
+
+    def _fit(self, info: D.DistInfo):
+        from ..nn import MADLoss, MADModel, koleo_loss
+
+        cfg, store = self.cfg, self.store
+        dev = torch.device(info.device)
+        strategy = D.resolve_strategy(cfg.strategy, info)
+        mconfig = self._model_config()
+        self._check_store(mconfig)
+        views = mconfig.views
+        if cfg.precision == "fp16" and dev.type != "cuda":
+            raise ValueError("precision='fp16' needs a CUDA device; use 'bf16' or 'fp32' on CPU.")
+        amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[cfg.precision]
+
+        # --- data: held-out cells for Recall@K, the rest for training -----------------
+        n = len(store)
+        n_holdout = cfg.n_holdout if cfg.n_holdout is not None else min(256, max(16, n // 10))
+        if n_holdout >= n - cfg.batch_size * info.world_size:
+            n_holdout = max(0, min(n_holdout, n - cfg.batch_size * info.world_size))
+        rng = np.random.default_rng(derive_seed(cfg.seed, 0xE7A1))
+        holdout = np.sort(rng.choice(n, size=n_holdout, replace=False)) if n_holdout else None
+        train_idx = np.setdiff1d(np.arange(n), holdout) if n_holdout else np.arange(n)
+        sampler = ChunkBatchSampler(
+            train_idx,
+            cfg.batch_size,
+            seed=cfg.seed,
+            chunk_size=store_chunk_size(store),
+            positions=storage_positions(store),
+            rank=info.rank,
+            world_size=info.world_size,
+        )
+        plan = self._plan(sampler.batches_per_rank())
+        total = plan["total_steps"]
+        spe = plan["steps_per_epoch"]
+        lr = cfg.lr if cfg.lr is not None else cfg.base_lr * cfg.batch_size * info.world_size / 256
+        sched = Schedules.build(
+            total,
+            lr=lr,
+            min_lr=min(cfg.min_lr, lr),
+            warmup_steps=plan["warmup_steps"],
+            weight_decay=cfg.weight_decay,
+            momentum=cfg.momentum,
+            teacher_temp=cfg.teacher_temp,
+            teacher_temp_warmup_steps=plan["teacher_temp_warmup_steps"],
+            freeze_last_layer_steps=plan["freeze_last_layer_steps"],
+        )
+
+        # --- models ------------------------------------------------------------------
+        torch.manual_seed(derive_seed(cfg.seed, 0x1A17))  # identical initial weights on all ranks
+        student = MADModel(
+            mconfig,
+            weights=cfg.weights,
+            weights_prefix=cfg.weights_prefix,
+            grad_checkpointing=cfg.grad_checkpointing,
+        )
+        if self.init_model is not None:
+            student.load_state_dict(self.init_model.state_dict())
+        teacher = make_teacher(student)
+        student_f = MultiCropForward(student).to(dev)
+        teacher_f = MultiCropForward(teacher).to(dev)
+        student_f.train()
+        teacher_f.eval()
+        student_w, teacher_w = D.wrap_models(student_f, teacher_f, strategy, info)
+        optimizer = build_optimizer(student_f)
+        loss_fn = MADLoss(
+            mconfig.n_prototypes,
+            mode=cfg.mode,
+            alpha=cfg.alpha,
+            student_temp=cfg.student_temp,
+            center_momentum=cfg.center_momentum,
+        ).to(dev)
+        augment = self._augment(mconfig)
+        scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
+        recall_views = (
+            "morphology<->microenvironment (teacher class tokens)"
+            if cfg.mode == MODE_MAD
+            else f"{cfg.mode}: two augmented global crops (teacher class tokens)"
+        )
+        history = History(mconfig.n_prototypes, n_holdout, recall_views)
+        self.history = history
+        run_id = cfg.run_identity(n, info.world_size)
+
+        # --- resume ----------------------------------------------------------------
+        ckpt_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
+        start = 0
+        if ckpt_dir is not None and cfg.resume:
+            state = ckpt.load_checkpoint(ckpt_dir)
+            if state is not None:
+                diffs = ckpt.run_identity_mismatch(state["run"], run_id)
+                if diffs:
+                    raise ValueError(
+                        f"the checkpoint in {ckpt_dir} belongs to a different run ("
+                        + "; ".join(diffs)
+                        + "). Pass resume=False to start over (the checkpoint is overwritten) "
+                        "or choose another checkpoint_dir."
+                    )
+                self._load_state(state, student_f, teacher_f, optimizer, loss_fn)
+                history = History.from_dict(state["history"])
+                self.history = history
+                start = int(state["step"])
+                if info.is_main:
+                    logger.info("resuming from %s at step %d / %d", ckpt_dir, start, total)
+
+        # --- held-out batch ------------------------------------------------------------
+        held = None
+        if holdout is not None:
+            held = {
+                v: torch.from_numpy(np.ascontiguousarray(a)).to(dev)
+                for v, a in read_batch(store, holdout, views).items()
+            }
+        if start == 0 and held is not None:
+            history.log_eval(0, self._evaluate(teacher_w, held, augment, amp_dtype, dev))
+
+        loader = make_loader(store, views, sampler, num_workers=cfg.num_workers)
+        bar = progress(
+            total=total,
+            initial=start,
+            desc=f"MAD pretrain ({cfg.mode})",
+            disable=not (info.is_main and settings.show_progress),
+        )
+        cells_per_step = cfg.batch_size * info.world_size
+        it = None
+        t_last = time.perf_counter()
+        try:
+            for step in range(start, total):
+                epoch, b = divmod(step, spe)
+                if it is None or b == 0:
+                    sampler.set_epoch(epoch, start_batch=b)
+                    it = iterate_batches(loader)
+                batch = next(it)
+                torch.manual_seed(derive_seed(cfg.seed, step, info.rank, 1))
+                gen = torch.Generator(device=dev).manual_seed(
+                    derive_seed(cfg.seed, step, info.rank, 2)
+                )
+                x = {v: batch[v].to(dev, non_blocking=True) for v in views}
+                crops = augment(x.get(VIEW_MORPHOLOGY), x.get(VIEW_MICROENVIRONMENT), generator=gen)
+                sched.apply(optimizer, step)
+                temp = float(sched.teacher_temp[step])
+                autocast = (
+                    torch.autocast(dev.type, dtype=amp_dtype)
+                    if amp_dtype is not None
+                    else contextlib.nullcontext()
+                )
+                with autocast:
+                    with torch.no_grad():
+                        _, t_logits = teacher_w({v: crops[v]["global"] for v in views})
+                    s_feats, s_logits = student_w(
+                        {v: crops[v]["global"] + crops[v]["local"] for v in views}
+                    )
+                s_logits = {v: [z.float() for z in zs] for v, zs in s_logits.items()}
+                t_logits = {v: [z.float() for z in zs] for v, zs in t_logits.items()}
+                loss = loss_fn(s_logits, t_logits, temp)
+                if cfg.koleo_weight:
+                    for v in views:
+                        for f in s_feats[v][: cfg.n_global]:
+                            loss = loss + cfg.koleo_weight * koleo_loss(f.float()) / (
+                                len(views) * cfg.n_global
+                            )
+                # one all-reduce per step: mean loss for the log, and every rank stops together
+                stats = D.all_reduce_mean(
+                    torch.stack([loss.detach(), (~torch.isfinite(loss.detach())).float()]), info
+                )
+                if stats[1] > 0:
+                    raise TrainingDivergedError(
+                        self._nan_message(step, epoch, float(stats[0]), sched, x)
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.unscale_(optimizer)
+                else:
+                    loss.backward()
+                if cfg.clip_grad:
+                    torch.nn.utils.clip_grad_norm_(student_f.parameters(), cfg.clip_grad)
+                sched.freeze_last_layer(optimizer, step)
+                if scaler is not None:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
+                m = float(sched.momentum[step])
+                ema_update(teacher_f, student_f, m)
+                t_list = [z for v in views for z in t_logits[v]]
+                ent, batch_ent = teacher_entropies(t_list, loss_fn.center, temp)
+                loss_fn.update_center(t_list)
+
+                now = time.perf_counter()
+                cps = cells_per_step / max(now - t_last, 1e-9)
+                t_last = now
+                history.log_step(
+                    step=step,
+                    epoch=epoch,
+                    loss=float(stats[0]),
+                    lr=float(sched.lr[step]),
+                    weight_decay=float(sched.weight_decay[step]),
+                    momentum=m,
+                    teacher_temp=temp,
+                    teacher_entropy=ent,
+                    teacher_batch_entropy=batch_ent,
+                    cells_per_s=cps,
+                )
+                done = step + 1
+                if held is not None and (done % plan["eval_every"] == 0 or done == total):
+                    history.log_eval(done, self._evaluate(teacher_w, held, augment, amp_dtype, dev))
+                if ckpt_dir is not None and (done % plan["checkpoint_every"] == 0 or done == total):
+                    self._save_state(
+                        ckpt_dir,
+                        done,
+                        student_f,
+                        teacher_f,
+                        optimizer,
+                        loss_fn,
+                        history,
+                        run_id,
+                        mconfig,
+                        info,
+                    )
+                bar.update(1)
+                bar.set_postfix(loss=f"{float(stats[0]):.4f}", cells_s=f"{cps:.0f}")
+                if self.callback is not None:
+                    self.callback(done, self)
+        finally:
+            bar.close()
+
+        # --- finish: teacher weights into a plain MADModel, saved on rank 0 -------------
+        for msg in history.check_collapse():
+            if info.is_main:
+                warnings.warn(f"MAD pretraining: {msg}", RuntimeWarning, stacklevel=3)
+        model = self._export_teacher(teacher_f, mconfig, history, run_id, plan, lr, strategy)
+        if ckpt_dir is not None:
+            if info.is_main:
+                model.save(ckpt_dir)
+            D.barrier(info)
+            self.model_dir = ckpt_dir
+        return model
+
+    # ------------------------------------------------------------------ helpers
+    @torch.no_grad()
+    def _evaluate(self, teacher_w, held, augment, amp_dtype, dev) -> dict[int, float]:
+        """Cross-view Recall@K of teacher class tokens on the held-out cells (no augmentation)."""
+        cfg = self.cfg
+        autocast = (
+            torch.autocast(dev.type, dtype=amp_dtype)
+            if amp_dtype is not None
+            else contextlib.nullcontext()
+        )
+        if cfg.mode == MODE_MAD:
+            crops = {v: [held[v].float().div(255.0)] for v in held}
+            with autocast:
+                feats, _ = teacher_w(crops, with_head=False)
+            a, b = feats[VIEW_MORPHOLOGY][0], feats[VIEW_MICROENVIRONMENT][0]
+        else:
+            # one view: retrieve a cell's second augmented global crop with its first
+            gen = torch.Generator(device=dev).manual_seed(derive_seed(cfg.seed, 0xE7A1, 2))
+            x = held[cfg.mode]
+            aug = augment(
+                x if cfg.mode == VIEW_MORPHOLOGY else None,
+                x if cfg.mode == VIEW_MICROENVIRONMENT else None,
+                generator=gen,
+            )[cfg.mode]["global"]
+            pair = [aug[0], aug[1 % len(aug)]]
+            with autocast:
+                feats, _ = teacher_w({cfg.mode: pair}, with_head=False)
+            a, b = feats[cfg.mode]
+        return cross_view_recall(a.float(), b.float())
+
+    def _nan_message(self, step, epoch, loss, sched, x) -> str:
+        cfg = self.cfg
+        empty = {v: int((t.reshape(t.shape[0], -1).amax(1) == 0).sum()) for v, t in x.items()}
+        causes = [
+            f"learning rate too high (lr at this step {sched.lr[step]:.3g}; try lr=... 10x lower)",
+        ]
+        if cfg.precision == "fp16":
+            causes.append("fp16 overflow (use precision='bf16' or 'fp32')")
+        elif cfg.precision == "bf16":
+            causes.append("low precision (try precision='fp32' to rule it out)")
+        causes.append(
+            "empty views (all-zero cells in this batch: "
+            + ", ".join(f"{v} {k}/{x[v].shape[0]}" for v, k in empty.items())
+            + "; check mad.pp.cell_views and the segmentation)"
+        )
+        causes.append(f"teacher temperature {sched.teacher_temp[step]:.3g} too low")
+        return (
+            f"MAD pretraining diverged: loss is {loss} at step {step} (epoch {epoch}). "
+            "Likely causes: " + "; ".join(causes) + "."
+        )
+
+    def _full_state(self, module, info) -> dict[str, torch.Tensor]:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        if not info.distributed:
+            return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+        return get_model_state_dict(
+            module, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+        )
+
+    def _save_state(
+        self,
+        ckpt_dir,
+        step,
+        student_f,
+        teacher_f,
+        optimizer,
+        loss_fn,
+        history,
+        run_id,
+        mconfig,
+        info,
+    ) -> None:
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_optimizer_state_dict,
+        )
+
+        # collectives (FSDP gathers) run on every rank; only rank 0 writes
+        student_sd = self._full_state(student_f, info)
+        teacher_sd = self._full_state(teacher_f, info)
+        optim_sd = get_optimizer_state_dict(
+            student_f,
+            optimizer,
+            options=StateDictOptions(full_state_dict=True, cpu_offload=info.distributed),
+        )
+        if info.is_main:
+            ckpt.save_checkpoint(
+                {
+                    "step": int(step),
+                    "student": student_sd,
+                    "teacher": teacher_sd,
+                    "optimizer": optim_sd,
+                    "center": loss_fn.center.detach().cpu().clone(),
+                    "rng": ckpt.get_rng_state(),
+                    "history": history.to_dict(),
+                    "run": run_id,
+                    "model_config": mconfig.to_dict(),
+                    "madspatial": __version__,
+                },
+                ckpt_dir,
+            )
+        D.barrier(info)
+
+    def _load_state(self, state, student_f, teacher_f, optimizer, loss_fn) -> None:
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_model_state_dict,
+            set_optimizer_state_dict,
+        )
+
+        opts = StateDictOptions(full_state_dict=True)
+        set_model_state_dict(student_f, state["student"], options=opts)
+        set_model_state_dict(teacher_f, state["teacher"], options=opts)
+        set_optimizer_state_dict(student_f, optimizer, state["optimizer"], options=opts)
+        loss_fn.center.copy_(state["center"].to(loss_fn.center.device))
+        ckpt.set_rng_state(state["rng"])
+
+    def _export_teacher(self, teacher_f, mconfig, history, run_id, plan, lr, strategy):
+        from ..nn import MADConfig, MADModel
+
+        if strategy == "fsdp":
+            from torch.distributed.checkpoint.state_dict import (
+                StateDictOptions,
+                get_model_state_dict,
+            )
+
+            # all-gather: every rank returns the same full model
+            sd = get_model_state_dict(teacher_f, options=StateDictOptions(full_state_dict=True))
+        else:  # the teacher is never wrapped by DDP: every rank holds the same full copy
+            sd = teacher_f.state_dict()
+        sd = {k.removeprefix("model."): v.detach().cpu() for k, v in sd.items()}
+        config = MADConfig.from_dict(mconfig.to_dict())
+        config.metadata = dict(
+            config.metadata,
+            training={**run_id, **plan, "lr": lr, "precision": self.cfg.precision},
+        )
+        model = MADModel(config)
+        model.load_state_dict(sd)
+        model.history = history.to_dict()
+        return model.eval()
+
+
+def _store_attrs(store) -> dict[str, Any]:
+    attrs = dict(getattr(store, "attrs", {}) or {})
+    keep = {}
+    for k, v in attrs.items():
+        if isinstance(v, str | int | float | bool) or v is None:
+            keep[k] = v
+        elif isinstance(v, list | tuple) and all(isinstance(x, str | int | float) for x in v):
+            keep[k] = list(v)
+    if getattr(store, "path", None):
+        keep["path"] = str(store.path)
+    keep["n_cells"] = len(store)
+    return keep
+
+
+def train_config_fields() -> list[str]:
+    return list(asdict(TrainConfig()).keys())
