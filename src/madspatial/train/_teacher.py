@@ -15,6 +15,12 @@ def _local(t: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def ema_update(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
     """``teacher <- momentum * teacher + (1 - momentum) * student`` for every parameter."""
+    for m in (teacher, student):
+        # FSDP2 keeps the root unit unsharded after a forward without backward (the
+        # teacher's): go back to the local shards so both sides line up
+        reshard = getattr(m, "reshard", None)
+        if callable(reshard):
+            reshard()
     t_params = [_local(p.detach()) for p in teacher.parameters()]
     s_params = [_local(p.detach()) for p in student.parameters()]
     if len(t_params) != len(s_params):

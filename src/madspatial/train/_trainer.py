@@ -425,6 +425,14 @@ class Trainer:
                     )
                 s_logits = {v: [z.float() for z in zs] for v, zs in s_logits.items()}
                 t_logits = {v: [z.float() for z in zs] for v, zs in t_logits.items()}
+                if step == 0:
+                    # Warm-start the running center at the first batch's teacher mean. With
+                    # DINO's zero init the first ~1/(1 - center_momentum) steps compare the
+                    # student with an uncentred, artificially peaked teacher, which makes the
+                    # loss start low and rise for reasons unrelated to learning.
+                    loss_fn.center.zero_()
+                    loss_fn.update_center([z for v in views for z in t_logits[v]])
+                    loss_fn.center.div_(1 - loss_fn.center_momentum)
                 loss = loss_fn(s_logits, t_logits, temp)
                 if cfg.koleo_weight:
                     for v in views:
@@ -624,7 +632,20 @@ class Trainer:
         opts = StateDictOptions(full_state_dict=True)
         set_model_state_dict(student_f, state["student"], options=opts)
         set_model_state_dict(teacher_f, state["teacher"], options=opts)
-        set_optimizer_state_dict(student_f, optimizer, state["optimizer"], options=opts)
+        # strict=False: parameters frozen so far (the prototypes in the first steps) have no
+        # optimizer state yet, exactly as in the uninterrupted run
+        set_optimizer_state_dict(
+            student_f,
+            optimizer,
+            state["optimizer"],
+            options=StateDictOptions(full_state_dict=True, strict=False),
+        )
+        # ... but torch fills missing states with a zero-gradient "initialisation" step, which
+        # would start those parameters' Adam step count at 1 instead of 0: drop them again
+        saved = set(state["optimizer"].get("state", {}))
+        for name, p in student_f.named_parameters():
+            if p in optimizer.state and name not in saved:
+                del optimizer.state[p]
         loss_fn.center.copy_(state["center"].to(loss_fn.center.device))
         ckpt.set_rng_state(state["rng"])
 
