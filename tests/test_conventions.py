@@ -47,7 +47,9 @@ def test_data_first_then_keyword_only(func):
     assert params, f"{func.__name__} takes no data object"
     n_pos = 2 if func.__name__ in TWO_POSITIONAL else 1
     positional = [
-        p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+        p
+        for p in params
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
     ]
     assert len(positional) == n_pos, (
         f"{func.__module__}.{func.__name__}: expected {n_pos} positional parameter(s) "
