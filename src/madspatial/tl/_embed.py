@@ -199,7 +199,8 @@ def embed(
         ``(n_cells, 2 * D)``: morphology and microenvironment class tokens concatenated
         (for a one-view model, that view's ``(n_cells, D)`` tokens).
     ``.obsm["X_mad_morphology"]``, ``.obsm["X_mad_microenvironment"]``
-        ``(n_cells, D)`` per view (only the model's views).
+        ``(n_cells, D)`` per view (only the model's views; a stale entry of the other view
+        is removed).
     ``.uns["mad"]``
         Model folder and id, mode, backbone, embedding width, madspatial version, precision,
         the view parameters and the keys written.
@@ -233,6 +234,10 @@ def embed(
     for v in views:
         target.obsm[key_added + _SUFFIX[v]] = feats[v]
         keys.append(key_added + _SUFFIX[v])
+    for v, suffix in _SUFFIX.items():
+        # a one-view model replaces X_mad: drop the other view's now inconsistent tokens
+        if v not in views and key_added + suffix in target.obsm:
+            del target.obsm[key_added + suffix]
     cfg = mad_model.config
     record = dict(target.uns.get(UNS_MAD, {}))
     record.update(
