@@ -17,7 +17,7 @@ TINY = dict(
     head_bottleneck_dim=16,
     n_local=1,
     n_holdout=16,
-    precision="bf16",
+    precision="fp32",  # bf16 is emulated (slow) on AVX2-only CPUs
 )
 
 

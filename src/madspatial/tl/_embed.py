@@ -21,6 +21,7 @@ from .._constants import (
 from .._logging import added, progress
 from .._settings import settings
 from .._version import __version__
+from ..train._precision import resolve_precision
 from ._pretrain import resolve_views
 
 _SUFFIX = {
@@ -70,7 +71,7 @@ def embed_store(
     model,
     *,
     batch_size: int = 256,
-    precision: str = "bf16",
+    precision: str = "auto",
     device: str | None = None,
     num_workers: int = 0,
     prefetch: int = 2,
@@ -93,11 +94,10 @@ def embed_store(
         prefetch_iter,
         storage_positions,
     )
+    from ..train._precision import autocast_dtype
 
     dev = torch.device(settings.resolve_device(device))
-    if precision not in ("bf16", "fp16", "fp32"):
-        raise ValueError(f"precision must be 'bf16', 'fp16' or 'fp32', got {precision!r}.")
-    amp = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[precision]
+    amp = autocast_dtype(resolve_precision(precision, dev))
     distributed = dist.is_available() and dist.is_initialized()
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
     views = model.views
@@ -153,7 +153,7 @@ def embed(
     views_key: str = UNS_VIEWS,
     key_added: str = "X_mad",
     batch_size: int = 256,
-    precision: str = "bf16",
+    precision: str = "auto",
     device: str | None = None,
     num_workers: int = 0,
     copy: bool = False,
@@ -182,7 +182,8 @@ def embed(
     batch_size
         Cells per forward pass.
     precision
-        ``"bf16"`` (autocast; default), ``"fp32"`` or ``"fp16"`` (CUDA).
+        ``"auto"`` (default: bf16 autocast where bf16 is native - CUDA, AVX512-BF16/AMX
+        CPUs - else fp32), ``"bf16"``, ``"fp32"`` or ``"fp16"`` (CUDA).
     device
         Torch device (default ``mad.settings.device``).
     num_workers
@@ -250,7 +251,7 @@ def embed(
             "embed_dim": int(mad_model.embed_dim),
             "version": __version__,
             "model_version": cfg.version,
-            "precision": precision,
+            "precision": resolve_precision(precision, settings.resolve_device(device)),
             "channel_names": list(cfg.channel_names),
             "view_params": _view_params(store),
             "obsm_keys": keys,

@@ -137,7 +137,7 @@ def pretrain(
     max_steps: int | None = None,
     batch_size: int = 64,
     lr: float | None = None,
-    precision: str = "bf16",
+    precision: str = "auto",
     strategy: str = "auto",
     checkpoint_dir: str | Path | None = None,
     checkpoint_every: int | None = None,
@@ -202,8 +202,10 @@ def pretrain(
     lr
         Peak learning rate; default ``5e-4 * batch_size * n_processes / 256`` (DINO).
     precision
-        ``"bf16"`` (autocast; default, also fast on CPU), ``"fp32"``, or ``"fp16"``
-        (CUDA only, with gradient scaling).
+        ``"auto"`` (default: bf16 autocast where the hardware computes bf16 natively, i.e.
+        CUDA GPUs with bf16 and CPUs with AVX512-BF16/AMX; fp32 elsewhere, because emulated
+        bf16 is several times slower), ``"bf16"``, ``"fp32"``, or ``"fp16"`` (CUDA only,
+        with gradient scaling).
     strategy
         ``"auto"`` (DDP when several processes), ``"ddp"``, ``"fsdp"`` (FSDP2
         ``fully_shard`` per transformer block) or ``"none"``.

@@ -46,9 +46,8 @@ from ._data import (
 from ._forward import MultiCropForward
 from ._history import History, cross_view_recall, teacher_entropies
 from ._optim import Schedules, build_optimizer
+from ._precision import PRECISIONS, autocast_dtype, resolve_precision
 from ._teacher import ema_update, make_teacher
-
-PRECISIONS = ("bf16", "fp16", "fp32")
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -88,7 +87,7 @@ class TrainConfig:
     local_morphology_size: int | None = None
     local_microenvironment_size: int | None = None
     augment: dict = field(default_factory=dict)
-    precision: str = "bf16"
+    precision: str = "auto"
     grad_checkpointing: bool = False
     strategy: str = "auto"
     device: str | None = None
@@ -165,6 +164,7 @@ class Trainer:
         self.callback = callback
         self.history: History | None = None
         self.model_dir: Path | None = None
+        self.precision = config.precision  # resolved ("auto" -> bf16/fp32) in fit()
 
     # ------------------------------------------------------------------ set-up
     def _model_config(self):
@@ -284,9 +284,9 @@ class Trainer:
         mconfig = self._model_config()
         self._check_store(mconfig)
         views = mconfig.views
-        if cfg.precision == "fp16" and dev.type != "cuda":
-            raise ValueError("precision='fp16' needs a CUDA device; use 'bf16' or 'fp32' on CPU.")
-        amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[cfg.precision]
+        precision = resolve_precision(cfg.precision, dev)
+        self.precision = precision
+        amp_dtype = autocast_dtype(precision)
 
         # --- data: held-out cells for Recall@K, the rest for training -----------------
         n = len(store)
@@ -346,7 +346,7 @@ class Trainer:
             center_momentum=cfg.center_momentum,
         ).to(dev)
         augment = self._augment(mconfig)
-        scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
+        scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
         recall_views = (
             "morphology<->microenvironment (teacher class tokens)"
             if cfg.mode == MODE_MAD
@@ -549,14 +549,13 @@ class Trainer:
         return cross_view_recall(a.float(), b.float())
 
     def _nan_message(self, step, epoch, loss, sched, x) -> str:
-        cfg = self.cfg
         empty = {v: int((t.reshape(t.shape[0], -1).amax(1) == 0).sum()) for v, t in x.items()}
         causes = [
             f"learning rate too high (lr at this step {sched.lr[step]:.3g}; try lr=... 10x lower)",
         ]
-        if cfg.precision == "fp16":
+        if self.precision == "fp16":
             causes.append("fp16 overflow (use precision='bf16' or 'fp32')")
-        elif cfg.precision == "bf16":
+        elif self.precision == "bf16":
             causes.append("low precision (try precision='fp32' to rule it out)")
         causes.append(
             "empty views (all-zero cells in this batch: "
@@ -666,7 +665,7 @@ class Trainer:
         config = MADConfig.from_dict(mconfig.to_dict())
         config.metadata = dict(
             config.metadata,
-            training={**run_id, **plan, "lr": lr, "precision": self.cfg.precision},
+            training={**run_id, **plan, "lr": lr, "precision": self.precision},
         )
         model = MADModel(config)
         model.load_state_dict(sd)
