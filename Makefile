@@ -33,9 +33,11 @@ lint: $(STAMP)
 bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
+# sphinx + myst-nb + furo pinned in docs/constraints.txt; tutorials are rendered, not
+# executed (tests/test_tutorials.py runs them); -W: any warning fails the build
 docs: $(STAMP)
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,docs]"
-	$(PY) -m sphinx -W -b html docs docs/_build/html
+	$(PY) -m pip install --quiet -c constraints.txt -c docs/constraints.txt -e ".[dev,docs]"
+	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
 
 clean:
 	rm -rf $(VENV) demo_output docs/_build .pytest_cache .ruff_cache
