@@ -32,7 +32,7 @@ extensions = [
     "sphinx.ext.viewcode",
 ]
 
-source_suffix = {".md": "myst-nb", ".ipynb": "myst-nb", ".rst": "restructuredtext"}
+source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}  # .rst first: autosummary writes its stubs in that format
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "**/.ipynb_checkpoints", "**/README.md"]
 root_doc = "index"
 
@@ -55,7 +55,10 @@ napoleon_google_docstring = False
 napoleon_use_rtype = False
 napoleon_use_ivar = True  # "Attributes" as fields: no duplicate object descriptions
 napoleon_use_param = True
-napoleon_custom_sections = [("Raises", "params_style")]
+# Our "Returns" sections are prose (what is returned and every key written), as in scanpy;
+# napoleon's numpy parser would split them into "type : description" items. Rendered as a
+# generic section they stay the reST they are written in.
+napoleon_custom_sections = ["Returns", ("Raises", "params_style")]
 
 # --- HTML ---------------------------------------------------------------------------
 html_theme = "furo"

@@ -63,25 +63,25 @@ def evaluate(
     :func:`~madspatial.metrics.bootstrap_ci`): a classic bootstrap inflates these
     pair-counting scores through duplicated cells.
 
-    ============================ ==========================================================
-    metric                       how
-    ============================ ==========================================================
-    ``louvain_ari``,             :func:`louvain` (``graph_neighbors``, ``resolution``)
-    ``louvain_purity``,          against ``labels``; ``louvain_n_clusters`` for context
+    ============================== ==========================================================
+    metric                         how
+    ============================== ==========================================================
+    ``louvain_ari``,               :func:`louvain` (``graph_neighbors``, ``resolution``)
+    ``louvain_purity``,            against ``labels``; ``louvain_n_clusters`` for context
     ``louvain_n_clusters``
-    ``kmeans_ari``,              :func:`kmeans` with k = the number of label classes
+    ``kmeans_ari``,                :func:`kmeans` with k = the number of label classes
     ``kmeans_purity``
-    ``knn_accuracy``             out-of-fold kNN probe (``n_neighbors``, cosine,
-                                 ``n_splits`` folds, group-aware with ``groupby``)
-    ``linear_accuracy``          out-of-fold logistic-regression probe
-    ``decoder_accuracy``,        :func:`fit_decoder` on ``labels``; test-split scores
+    ``knn_accuracy``               out-of-fold kNN probe (``n_neighbors``, cosine,
+                                   ``n_splits`` folds, group-aware with ``groupby``)
+    ``linear_accuracy``            out-of-fold logistic-regression probe
+    ``decoder_accuracy``,          :func:`fit_decoder` on ``labels``; test-split scores
     ``decoder_balanced_accuracy``
-    ``expression_pearson``       :func:`fit_decoder` on ``expression``; mean over genes of
-                                 the test-split Pearson r (constant genes excluded)
-    ``recall@K``                 cross-view Recall@K between ``obsm[rep + "_morphology"]``
-                                 and ``obsm[rep + "_microenvironment"]`` when both exist
-                                 (mean of both directions; no seed: deterministic)
-    ============================ ==========================================================
+    ``expression_pearson``         :func:`fit_decoder` on ``expression``; mean over genes of
+                                   the test-split Pearson r (constant genes excluded)
+    ``recall@K``                   cross-view Recall@K between ``obsm[rep + "_morphology"]``
+                                   and ``obsm[rep + "_microenvironment"]`` when both exist
+                                   (mean of both directions; no seed: deterministic)
+    ============================== ==========================================================
 
     Cells without a label are left out of the label metrics, and so are classes with
     fewer than ``max(n_splits, 3)`` cells (too few for cross-validation and a
