@@ -44,6 +44,7 @@ from ._constants import (
     OBSM_MAD,
     OBSM_MAD_MICROENVIRONMENT,
     OBSM_MAD_MORPHOLOGY,
+    OBSM_SPATIAL,
     TABLE_KEY,
     UNS_CCA,
     UNS_DE,
@@ -71,6 +72,7 @@ DEMO_CPU_PRESET: dict[str, Any] = {
     "n_holdout": 256,
     "n_evals": 10,
     "decoder_epochs": 100,
+    "threads": None,
 }
 
 #: ``--quick``: a smoke run of every step (tests); numbers from it mean nothing.
@@ -89,6 +91,7 @@ QUICK_PRESET: dict[str, Any] = {
     "n_holdout": 48,
     "n_evals": 2,
     "decoder_epochs": 15,
+    "threads": None,
 }
 
 #: The paper's setting, which the library defaults follow (stated in the report).
@@ -124,23 +127,26 @@ def _louvain_key(m: _Model) -> str:
 
 # --------------------------------------------------------------------------- bookkeeping
 class _Timer:
+    """Wall-clock and CPU seconds (this process, all threads) per step. On a shared machine
+    the wall time grows with the load while the CPU time stays close to the work done."""
+
     def __init__(self) -> None:
-        self.rows: list[tuple[str, float]] = []
+        self.rows: list[tuple[str, float, float]] = []
 
     @contextmanager
     def step(self, name: str):
         logger.info("» %s", name)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             yield
         finally:
-            dt = time.perf_counter() - t0
-            self.rows.append((name, dt))
-            logger.info("  %s: %.1f s", name, dt)
+            dt, dc = time.perf_counter() - t0, time.process_time() - c0
+            self.rows.append((name, dt, dc))
+            logger.info("  %s: %.1f s (cpu %.1f s)", name, dt, dc)
 
     def table(self) -> pd.DataFrame:
-        df = pd.DataFrame(self.rows, columns=["step", "seconds"]).set_index("step")
-        df.loc["total"] = df["seconds"].sum()
+        df = pd.DataFrame(self.rows, columns=["step", "seconds", "cpu_seconds"]).set_index("step")
+        df.loc["total"] = df.sum()
         return df
 
 
@@ -268,8 +274,29 @@ def _preset_table(preset: dict[str, Any], *, synthetic: bool) -> pd.DataFrame:
             continue
         if isinstance(v, dict):
             v = ", ".join(f"{a}={b}" for a, b in v.items())
+        elif v is None:
+            v = "auto"
         rows.append((k, str(v)))
     return pd.DataFrame(rows, columns=["setting", "value"])
+
+
+def _torch_threads(requested: int | None) -> tuple[int, str]:
+    """Torch CPU threads for the demo and why: all cores on an idle machine, fewer when
+    other processes keep cores busy (threads that wait for a busy core spin, and a 2-thread
+    step on 2 busy cores ran ~4x slower than a 1-thread one)."""
+    n = os.cpu_count() or 1
+    if requested:
+        return int(requested), "set in the preset"
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    free = max(1, min(n, round(n - load + 0.25)))
+    return free, f"{n} cores, 1-minute load average {load:.2f} at the start"
+
+
+def _image_shape(element) -> tuple[int, ...]:
+    """Shape of an image element, single-scale or multiscale (its full-resolution level)."""
+    if hasattr(element, "shape"):
+        return tuple(element.shape)
+    return tuple(element["scale0"].image.shape)
 
 
 def _model_size(model) -> str:
@@ -323,11 +350,10 @@ def _views(run: _Run, image_key: str, labels_key: str, table_key: str) -> str:
             pp.normalize(run.sdata, image_key=image_key, n_jobs=2, seed=run.seed)
         norm_key = image_key + NORMALIZED_SUFFIX
     with run.timer.step("cell views"):
-        n_bytes = (
-            run.adata.n_obs * 1.0 * (p["morphology_size"] ** 2 + p["microenvironment_size"] ** 2)
-        )
-        n_bytes *= run.sdata.images[image_key].shape[0]
-        store = None if n_bytes < 2e9 else run.out / "views.zarr"
+        n_chan = _image_shape(run.sdata.images[image_key])[0]
+        n_px = p["morphology_size"] ** 2 + p["microenvironment_size"] ** 2
+        # small data stays in memory (fastest); a large table gets a zarr store in OUT
+        store = None if run.adata.n_obs * n_chan * n_px < 2e9 else run.out / "views.zarr"
         pp.cell_views(
             run.sdata,
             image_key=norm_key,
@@ -341,6 +367,10 @@ def _views(run: _Run, image_key: str, labels_key: str, table_key: str) -> str:
             n_jobs=2,
         )
         run.adata = run.sdata.tables[table_key]
+        if OBSM_SPATIAL not in run.adata.obsm:  # the maps need centroids: take the views'
+            from .io import read_views
+
+            run.adata.obsm[OBSM_SPATIAL] = np.asarray(read_views(run.adata).centroid)
     return norm_key
 
 
@@ -593,7 +623,7 @@ def _decoders(run: _Run) -> None:
                 )  # fmt: skip
                 run.decoders[m.name] = dec
                 run.metric(m.name, "expression_pearson", dec.metrics["mean_pearson"])
-                per_gene[m.rep] = pd.Series(dec.metrics["pearson_per_gene"])
+                per_gene[m.name] = pd.Series(dec.metrics["pearson_per_gene"])
             run.per_gene = pd.DataFrame(per_gene)
             if "MAD" in run.decoders:
                 tl.predict(run.decoders["MAD"], adata)  # -> layers["mad_pred"]
@@ -639,10 +669,8 @@ def _expression(run: _Run) -> None:
         run.skip("expression plots", "no expression decoder was fitted")
         return
     run.csv(run.per_gene.rename_axis("gene"), "per_gene_pearson", index=True)
-    mad_r = run.per_gene.get(OBSM_MAD)
-    fig = pl.gene_correlation(run.per_gene, reference=OBSM_MAD,
-                              palette={m.rep: PALETTE[m.name] for m in MODELS},
-                              return_fig=True)  # fmt: skip
+    mad_r = run.per_gene.get("MAD")
+    fig = pl.gene_correlation(run.per_gene, reference="MAD", palette=PALETTE, return_fig=True)
     run.figure(fig, "gene_correlation", "Held-out Pearson r per gene: MAD's bars sorted, the "
                "ablations as lines (left); MAD against each ablation per gene (right)")  # fmt: skip
     if mad_r is not None:
@@ -922,13 +950,30 @@ def run_demo(
     strict
         Re-raise the first failing step instead of reporting it and going on.
     """
+    import torch
+
+    p = dict(QUICK_PRESET if quick else DEMO_CPU_PRESET)
+    p.update(preset or {})
+    threads_before = torch.get_num_threads()
+    threads, why = _torch_threads(p.get("threads"))
+    torch.set_num_threads(threads)
+    try:
+        return _pipeline(
+            p, out=out, n_cells=n_cells, seed=seed, quick=quick, sdata_path=sdata_path,
+            image_key=image_key, labels_key=labels_key, table_key=table_key,
+            gene_sets=gene_sets, strict=strict, threads=(threads, why),
+        )  # fmt: skip
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _pipeline(p, *, out, n_cells, seed, quick, sdata_path, image_key, labels_key, table_key,
+              gene_sets, strict, threads) -> Path:  # fmt: skip
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    p = dict(QUICK_PRESET if quick else DEMO_CPU_PRESET)
-    p.update(preset or {})
     out = Path(out)
     figdir = out / "figures"
     figdir.mkdir(parents=True, exist_ok=True)
@@ -949,7 +994,7 @@ def run_demo(
     report.text(
         f"{'Synthetic tissue' if synthetic else 'User data <code>' + html.escape(str(sdata_path)) + '</code>'}: "
         f"{adata.n_obs:,} cells, {adata.n_vars} genes, image <code>{html.escape(image_key)}</code> "
-        f"of shape {tuple(run.sdata.images[image_key].shape)}; seed {seed}."
+        f"of shape {_image_shape(run.sdata.images[image_key])}; seed {seed}."
     )
     glance = report.mark()
     report.text(
@@ -961,6 +1006,7 @@ def run_demo(
         note=True,
     )
     report.table(_preset_table(p, synthetic=synthetic), "Demo preset", index=False)
+    report.text(f"Torch uses {threads[0]} CPU thread(s) ({threads[1]}).")
     plt.rcParams["figure.max_open_warning"] = 0
 
     with run.stage("tissue overview"):
@@ -1013,7 +1059,11 @@ def run_demo(
         f"{load0:.2f} at the start and {load1:.2f} at the end (above the core count means "
         "other processes shared the CPU and the times are inflated)."
     )
-    report.table(timings, "Wall-clock seconds per step", float_format="{:.1f}")
+    report.table(
+        timings,
+        "Wall-clock and CPU seconds per step (CPU: this process, all threads; timings.csv)",
+        float_format="{:.1f}",
+    )
     report.insert(glance, "<b>At a glance.</b> " + verdict, note=False)
     path = report.write(out / "report.html")
     logger.info(

@@ -24,9 +24,12 @@ def _add_demo(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="a reduced run for tests (~1 minute)")
     p.add_argument("--sdata", default=None, help="your own SpatialData zarr instead of the tissue")
-    p.add_argument("--image-key", default=None)
-    p.add_argument("--labels-key", default=None)
-    p.add_argument("--table-key", default=None)
+    p.add_argument("--image-key", default=None, help="image of --sdata (default: the first)")
+    p.add_argument("--labels-key", default=None, help="cell segmentation of --sdata")
+    p.add_argument("--table-key", default=None, help="table annotating the segmentation")
+    p.add_argument(
+        "--gene-sets", default=None, help="a local .gmt file for the enrichment of --sdata data"
+    )
     p.set_defaults(func=_run_demo)
 
 
@@ -42,6 +45,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         image_key=args.image_key,
         labels_key=args.labels_key,
         table_key=args.table_key,
+        gene_sets=args.gene_sets,
     )
     return 0
 
