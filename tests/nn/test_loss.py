@@ -204,3 +204,49 @@ def test_loss_stays_fp32_under_bf16_autocast():
         kol = koleo_loss(s[M][0])
     assert got.dtype == torch.float32 and kol.dtype == torch.float32
     torch.testing.assert_close(got, ref)
+
+
+def test_sinkhorn_probs_rows_normalised_and_columns_equalised():
+    torch.manual_seed(0)
+    logits = torch.randn(64, 16) * 0.05 + torch.randn(1, 16)  # a strong shared component
+    loss_fn = MADLoss(16, centering="sinkhorn", sinkhorn_iterations=50)
+    q = loss_fn.sinkhorn_probs(logits, 0.04)
+    torch.testing.assert_close(q.sum(1), torch.ones(64))
+    # equipartition: every prototype receives ~N/K of the mass despite the shared component
+    torch.testing.assert_close(q.sum(0), torch.full((16,), 64 / 16), atol=1e-3, rtol=1e-3)
+    # while the plain softmax puts (almost) everyone on the same prototype
+    plain = torch.softmax(logits / 0.04, dim=-1)
+    assert plain.sum(0).max() > 32
+
+
+def test_sinkhorn_loss_matches_hand_computation():
+    torch.manual_seed(1)
+    K, B = 8, 6
+    student = {v: [torch.randn(B, K) for _ in range(3)] for v in ("morphology", "microenvironment")}
+    teacher = {v: [torch.randn(B, K) for _ in range(2)] for v in ("morphology", "microenvironment")}
+    loss_fn = MADLoss(K, centering="sinkhorn", alpha=0.5)
+    got = loss_fn(student, teacher, 0.07)
+    probs = {
+        v: loss_fn.sinkhorn_probs(torch.cat(teacher[v]), 0.07).reshape(2, B, K) for v in teacher
+    }
+    total = 0.0
+    for (u, v), w in {
+        ("morphology", "morphology"): 1.0,
+        ("microenvironment", "microenvironment"): 1.0,
+        ("morphology", "microenvironment"): 0.5,
+        ("microenvironment", "morphology"): 0.5,
+    }.items():
+        ces = []
+        for i in range(2):
+            for j in range(3):
+                if u == v and i == j:
+                    continue
+                logp = torch.log_softmax(student[v][j] / 0.1, dim=-1)
+                ces.append(-(probs[u][i] * logp).sum(-1).mean())
+        total += w * torch.stack(ces).mean()
+    torch.testing.assert_close(got, total)
+
+
+def test_unknown_centering_raises():
+    with pytest.raises(ValueError, match="centering"):
+        MADLoss(8, centering="mean")

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from madspatial.train import TrainConfig, Trainer, TrainingDivergedError, load_checkpoint
+from madspatial.train._data import derive_seed
 
 TINY = dict(
     backbone="vit_pico",
@@ -142,3 +143,21 @@ def test_single_view_mode_reads_only_its_view(planted_store):
     assert set(store.reads) == {"morphology"}
     assert model.views == ("morphology",)
     assert "two augmented global crops" in model.history["recall_views"]
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_pixel_stats_data_or_fixed(planted_store):
+    from madspatial.train._data import pixel_statistics
+
+    data = _fit(planted_store, max_steps=1, seed=0)
+    want_mean, want_std = pixel_statistics(
+        planted_store, ("morphology", "microenvironment"), seed=derive_seed(0, 0, 0, 3)
+    )
+    assert data.config.pixel_mean == pytest.approx(want_mean)
+    assert data.config.pixel_std == pytest.approx(want_std)
+    fixed = _fit(planted_store, max_steps=1, seed=0, pixel_stats="fixed")
+    assert fixed.config.pixel_mean == [0.5, 0.5] and fixed.config.pixel_std == [0.25, 0.25]
+    with pytest.raises(ValueError, match="pixel_stats"):
+        TrainConfig(**dict(TINY, pixel_stats="imagenet"))
+    with pytest.raises(ValueError, match="centering"):
+        TrainConfig(**dict(TINY, centering="batch"))

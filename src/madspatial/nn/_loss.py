@@ -10,6 +10,14 @@ the pairs where the student sees the very crop the teacher saw (``u == v`` and `
 The loss of mode ``"mad"`` is ``CE(m, m) + CE(e, e) + alpha * (CE(m, e) + CE(e, m))`` (m:
 morphology, e: microenvironment); a single-view mode uses only its own ``CE(v, v)``, which
 is DINO's loss.
+
+Teacher targets are centred one of two ways: ``centering="center"`` (the paper's running
+center ``c``, subtracted before the sharpened softmax) or ``centering="sinkhorn"``
+(Sinkhorn-Knopp equipartition over the batch, as in SwAV and DINOv2). With a freshly
+initialised backbone nearly every cell maps to the same head output, so after subtracting
+the batch mean the centred teacher is uniform and gives the student nothing to learn for
+many steps; Sinkhorn-Knopp instead spreads the batch over the prototypes from the first
+step, which matters when the step budget is small (CPU runs).
 """
 
 from __future__ import annotations
@@ -20,6 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._constants import MODE_MAD, MODES, VIEW_MICROENVIRONMENT, VIEW_MORPHOLOGY, VIEWS
+
+CENTERINGS = ("center", "sinkhorn")
 
 
 def mode_views(mode: str) -> tuple[str, ...]:
@@ -46,6 +56,12 @@ class MADLoss(nn.Module):
         Student softmax temperature ``T_s``.
     center_momentum
         EMA momentum of the teacher center ``c``.
+    centering
+        ``"center"`` (running center, the paper's choice) or ``"sinkhorn"`` (Sinkhorn-Knopp
+        equipartition of each view's teacher crops over the batch; the running center is
+        still tracked for logging but not used).
+    sinkhorn_iterations
+        Number of Sinkhorn-Knopp normalisation rounds.
 
     Notes
     -----
@@ -65,8 +81,16 @@ class MADLoss(nn.Module):
         alpha: float = 1.0,
         student_temp: float = 0.1,
         center_momentum: float = 0.9,
+        centering: str = "center",
+        sinkhorn_iterations: int = 3,
     ) -> None:
         super().__init__()
+        if centering not in CENTERINGS:
+            raise ValueError(f"centering must be one of {list(CENTERINGS)}, got {centering!r}.")
+        if sinkhorn_iterations < 1:
+            raise ValueError(f"sinkhorn_iterations must be >= 1, got {sinkhorn_iterations}.")
+        self.centering = centering
+        self.sinkhorn_iterations = int(sinkhorn_iterations)
         self.views = mode_views(mode)
         self.mode = mode
         self.n_prototypes = n_prototypes
@@ -75,6 +99,7 @@ class MADLoss(nn.Module):
         self.center_momentum = float(center_momentum)
         self.register_buffer("center", torch.zeros(1, n_prototypes))
         self.last_terms: dict[str, torch.Tensor] = {}
+        self.last_teacher_probs: dict[str, torch.Tensor] = {}
 
     def _weights(self) -> dict[tuple[str, str], float]:
         if self.mode != MODE_MAD:
@@ -110,6 +135,45 @@ class MADLoss(nn.Module):
         """Centred, sharpened teacher distribution ``softmax((t - c) / T_t)`` (float32)."""
         return F.softmax((logits.detach().float() - self.center) / teacher_temp, dim=-1)
 
+    @torch.no_grad()
+    def sinkhorn_probs(self, logits: torch.Tensor, teacher_temp: float) -> torch.Tensor:
+        """Teacher distribution by Sinkhorn-Knopp equipartition over the batch.
+
+        Parameters
+        ----------
+        logits
+            ``(N, K)`` teacher logits of all crops of one view stacked along the batch axis.
+        teacher_temp
+            Teacher temperature ``T_t``.
+
+        Returns
+        -------
+        ``(N, K)`` float32 rows summing to one, whose column sums are as equal as
+        ``sinkhorn_iterations`` rounds make them (across all ranks under
+        ``torch.distributed``).
+        """
+        x = logits.detach().float() / teacher_temp
+        # subtract the global max before exp: the normalisation cancels it, overflow does not
+        gmax = x.max()
+        distributed = dist.is_available() and dist.is_initialized()
+        if distributed:
+            dist.all_reduce(gmax, op=dist.ReduceOp.MAX)
+        q = torch.exp(x - gmax).T  # (K, N)
+        n = torch.tensor(float(q.shape[1]), device=q.device)
+        total = q.sum()
+        if distributed:
+            dist.all_reduce(n)
+            dist.all_reduce(total)
+        q = q / total
+        k = q.shape[0]
+        for _ in range(self.sinkhorn_iterations):
+            rows = q.sum(1, keepdim=True)
+            if distributed:
+                dist.all_reduce(rows)
+            q = q / rows.clamp_min(1e-30) / k  # every prototype gets mass 1/K
+            q = q / q.sum(0, keepdim=True).clamp_min(1e-30) / n  # every cell gets mass 1/N
+        return (q * n).T
+
     def student_log_probs(self, logits: torch.Tensor) -> torch.Tensor:
         """Student log-distribution ``log_softmax(s / T_s)`` (float32)."""
         return F.log_softmax(logits.float() / self.student_temp, dim=-1)
@@ -142,10 +206,19 @@ class MADLoss(nn.Module):
             return self._forward(student, teacher, teacher_temp)
 
     def _forward(self, student, teacher, teacher_temp: float) -> torch.Tensor:
-        t_probs = {
-            v: torch.stack([self.teacher_probs(t, teacher_temp) for t in teacher[v]])
-            for v in self.views
-        }
+        if self.centering == "sinkhorn":
+            t_probs = {
+                v: self.sinkhorn_probs(torch.cat(teacher[v]), teacher_temp).reshape(
+                    len(teacher[v]), *teacher[v][0].shape
+                )
+                for v in self.views
+            }
+        else:
+            t_probs = {
+                v: torch.stack([self.teacher_probs(t, teacher_temp) for t in teacher[v]])
+                for v in self.views
+            }
+        self.last_teacher_probs = t_probs
         s_logp = {
             v: torch.stack([self.student_log_probs(s) for s in student[v]]) for v in self.views
         }

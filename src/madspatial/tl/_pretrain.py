@@ -154,6 +154,7 @@ def pretrain(
     teacher_temp: tuple[float, float] = (0.04, 0.07),
     momentum: tuple[float, float] = (0.992, 1.0),
     koleo_weight: float = 0.0,
+    centering: str = "center",
     num_workers: int = 0,
     table_key: str | None = None,
     views_key: str = UNS_VIEWS,
@@ -239,6 +240,13 @@ def pretrain(
         EMA momentum of the teacher at the start and the end (cosine).
     koleo_weight
         Weight of the KoLeo regulariser on the student's class tokens (DINOv2: 0.1).
+    centering
+        How the teacher's targets are centred: ``"center"`` (a running mean subtracted
+        before the sharpened softmax, as in the paper and DINO) or ``"sinkhorn"``
+        (Sinkhorn-Knopp equipartition of each batch over the prototypes, as in DINOv2).
+        With few steps from a random initialisation (CPU budgets) the running center
+        leaves the teacher uniform for a long time; Sinkhorn-Knopp gives targets from the
+        first step.
     num_workers
         DataLoader worker processes reading views ahead of the model.
     table_key
@@ -249,7 +257,12 @@ def pretrain(
         Further options of :class:`madspatial.train.TrainConfig` (e.g. ``warmup_steps``,
         ``freeze_last_layer_steps``, ``min_lr``, ``weight_decay``, ``n_holdout``,
         ``eval_every``, ``augment`` (dict of MultiCropAugment options), ``head_layers``,
-        ``drop_path_rate``, ``clip_grad``, ``student_temp``).
+        ``drop_path_rate``, ``clip_grad``, ``student_temp``, ``pixel_stats``). With
+        ``pixel_stats="data"`` (default) a new model standardises its input with the
+        channel mean and std of the views (microenvironment views when used, 1,024 cells);
+        ``"fixed"`` uses 0.5 / 0.25. Fluorescence views are mostly dark, and the fixed
+        scale leaves a random-initialised ViT with class tokens that differ by only ~5%
+        between cells, too little for the teacher to be anything but uniform early on.
 
     Returns
     -------
@@ -290,6 +303,7 @@ def pretrain(
         teacher_temp=tuple(teacher_temp),
         momentum=tuple(momentum),
         koleo_weight=koleo_weight,
+        centering=centering,
         num_workers=num_workers,
         **train_options,
     )

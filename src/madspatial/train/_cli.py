@@ -50,6 +50,18 @@ def add_train_commands(subparsers) -> None:
     p.add_argument("--teacher-temp", type=_pair, default=(0.04, 0.07), help="start,end")
     p.add_argument("--momentum", type=_pair, default=(0.992, 1.0), help="start,end")
     p.add_argument("--koleo-weight", type=float, default=0.0)
+    p.add_argument(
+        "--centering",
+        default="center",
+        choices=["center", "sinkhorn"],
+        help="teacher centering: running center (the paper) or Sinkhorn-Knopp",
+    )
+    p.add_argument(
+        "--pixel-stats",
+        default="data",
+        choices=["data", "fixed"],
+        help="input standardisation: channel mean/std of the views, or fixed 0.5/0.25",
+    )
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument(
         "--option",
@@ -118,6 +130,8 @@ def _run_pretrain(args: argparse.Namespace) -> int:
         teacher_temp=args.teacher_temp,
         momentum=args.momentum,
         koleo_weight=args.koleo_weight,
+        centering=args.centering,
+        pixel_stats=args.pixel_stats,
         num_workers=args.num_workers,
         **_parse_options(args.option),
     )

@@ -253,6 +253,34 @@ class ViewDataset(torch.utils.data.Dataset):
         return out
 
 
+def pixel_statistics(
+    store, views: Sequence[str], *, n_cells: int = 1024, seed: int = 0
+) -> tuple[list[float], list[float]]:
+    """Per-channel mean and standard deviation of the views, on the model's ``[0, 1]`` scale.
+
+    Read from the microenvironment views when the run uses them (they sample the tissue
+    around every cell), else from the morphology views, on a seeded random subset of at
+    most ``n_cells`` cells. A channel that is constant in the sample gets std 1, so that
+    standardising it is a shift only.
+    """
+    view = VIEW_MICROENVIRONMENT if VIEW_MICROENVIRONMENT in views else VIEW_MORPHOLOGY
+    n = len(store)
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(n, size=min(n, n_cells), replace=False))
+    x = read_batch(store, idx, [view])[view]  # (n, C, H, W) uint8
+    total = np.zeros(x.shape[1])
+    sq = np.zeros(x.shape[1])
+    for start in range(0, len(x), 256):  # float64 sums in slices: bounded memory
+        part = x[start : start + 256].astype(np.float64) / 255.0
+        total += part.sum(axis=(0, 2, 3))
+        sq += np.square(part).sum(axis=(0, 2, 3))
+    count = x.shape[0] * x.shape[2] * x.shape[3]
+    mean = total / count
+    std = np.sqrt(np.maximum(sq / count - mean**2, 0.0))
+    std = np.where(std > 1e-3, std, 1.0)
+    return [float(v) for v in mean], [float(v) for v in std]
+
+
 def iterate_batches(loader) -> Iterator[dict[str, torch.Tensor]]:
     """Flatten a loader of reads into batches."""
     for read in loader:

@@ -56,6 +56,12 @@ def teacher_entropies(
 ) -> tuple[float, float]:
     """Mean per-cell entropy and entropy of the batch-mean teacher distribution (nats)."""
     probs = torch.cat([torch.softmax((t.float() - center.float()) / temp, dim=-1) for t in logits])
+    return probs_entropies(probs)
+
+
+def probs_entropies(probs: torch.Tensor) -> tuple[float, float]:
+    """:func:`teacher_entropies` of given ``(..., K)`` teacher distributions."""
+    probs = probs.reshape(-1, probs.shape[-1]).float()
     log_p = torch.log(probs.clamp_min(1e-30))
     per_cell = float(-(probs * log_p).sum(-1).mean())
     mean_p = probs.mean(0)

@@ -32,6 +32,7 @@ from .._constants import MODE_MAD, PATCH_SIZE, VIEW_MICROENVIRONMENT, VIEW_MORPH
 from .._logging import logger, progress
 from .._settings import settings
 from .._version import __version__
+from ..nn._loss import CENTERINGS, mode_views
 from . import _checkpoint as ckpt
 from . import _distributed as D
 from ._data import (
@@ -39,15 +40,20 @@ from ._data import (
     derive_seed,
     iterate_batches,
     make_loader,
+    pixel_statistics,
     read_batch,
     storage_positions,
     store_chunk_size,
 )
 from ._forward import MultiCropForward
-from ._history import History, cross_view_recall, teacher_entropies
+from ._history import History, cross_view_recall, probs_entropies
 from ._optim import Schedules, build_optimizer
 from ._precision import PRECISIONS, autocast_dtype, resolve_precision
 from ._teacher import ema_update, make_teacher
+
+#: ``TrainConfig.pixel_stats``: standardise inputs with the data's channel statistics or
+#: with MADConfig's fixed 0.5 / 0.25.
+PIXEL_STATS = ("data", "fixed")
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -74,6 +80,8 @@ class TrainConfig:
     teacher_temp_warmup_steps: int | None = None
     student_temp: float = 0.1
     center_momentum: float = 0.9
+    centering: str = "center"
+    pixel_stats: str = "data"
     freeze_last_layer_steps: int | None = None
     clip_grad: float | None = 3.0
     koleo_weight: float = 0.0
@@ -112,6 +120,14 @@ class TrainConfig:
             raise ValueError(f"batch_size must be >= 2 (per process), got {self.batch_size}.")
         if self.n_global < 1:
             raise ValueError(f"n_global must be >= 1, got {self.n_global}.")
+        if self.pixel_stats not in PIXEL_STATS:
+            raise ValueError(
+                f"pixel_stats must be one of {list(PIXEL_STATS)}, got {self.pixel_stats!r}."
+            )
+        if self.centering not in CENTERINGS:
+            raise ValueError(
+                f"centering must be one of {list(CENTERINGS)}, got {self.centering!r}."
+            )
         self.weight_decay = tuple(self.weight_decay)
         self.momentum = tuple(self.momentum)
         self.teacher_temp = tuple(self.teacher_temp)
@@ -122,7 +138,7 @@ class TrainConfig:
             "mode backbone alpha epochs max_steps batch_size lr base_lr min_lr warmup_steps "
             "weight_decay momentum teacher_temp teacher_temp_warmup_steps student_temp "
             "freeze_last_layer_steps n_prototypes head_layers head_hidden_dim "
-            "head_bottleneck_dim n_global n_local seed n_holdout koleo_weight"
+            "head_bottleneck_dim n_global n_local seed n_holdout koleo_weight centering pixel_stats"
         ).split()
         d = {k: getattr(self, k) for k in keys}
         d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
@@ -176,8 +192,15 @@ class Trainer:
             if mc.mode != cfg.mode:
                 mc.mode = cfg.mode
             return mc
+        pixel_mean = pixel_std = None  # MADConfig's fixed default (0.5 / 0.25)
+        if cfg.pixel_stats == "data":
+            pixel_mean, pixel_std = pixel_statistics(
+                store, mode_views(cfg.mode), seed=derive_seed(cfg.seed, 0, 0, 3)
+            )
         return MADConfig(
             backbone=cfg.backbone,
+            pixel_mean=pixel_mean,
+            pixel_std=pixel_std,
             in_chans=int(store.n_channels),
             channel_names=list(store.channel_names),
             mode=cfg.mode,
@@ -344,6 +367,7 @@ class Trainer:
             alpha=cfg.alpha,
             student_temp=cfg.student_temp,
             center_momentum=cfg.center_momentum,
+            centering=cfg.centering,
         ).to(dev)
         augment = self._augment(mconfig)
         scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
@@ -465,7 +489,9 @@ class Trainer:
                 m = float(sched.momentum[step])
                 ema_update(teacher_f, student_f, m)
                 t_list = [z for v in views for z in t_logits[v]]
-                ent, batch_ent = teacher_entropies(t_list, loss_fn.center, temp)
+                ent, batch_ent = probs_entropies(
+                    torch.cat([p for v in views for p in loss_fn.last_teacher_probs[v]])
+                )
                 loss_fn.update_center(t_list)
 
                 now = time.perf_counter()
