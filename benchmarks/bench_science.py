@@ -1012,7 +1012,10 @@ def render_markdown(
         "per-channel nuclear means from `nucleus_labels`) + composition of the 25 nearest cells' "
         "k-means (k=10) morphology clusters + the 25 neighbours' mean features (no labels used); "
         "blocks z-scored and balanced; `MAD_untrained` = the MAD backbone at its random "
-        "initialisation (same seeds), no training",
+        "initialisation (same seeds), no training, with the fixed 0.5 / 0.25 input scale: "
+        "untrained, that scale gives better features than the data-standardised one the "
+        "trained models use (benchmarks/results/learning.md), so this is the stronger "
+        "untrained reference",
         f"- seeds {setup['seeds']} (pretraining seed = evaluation seed); cells: mean over seeds "
         "[95% t-interval over seeds]; bold = best mean. Per-seed bootstrap CIs "
         f"({setup['n_boot']} replicates, evaluation-set uncertainty) are in science.json",
