@@ -109,9 +109,15 @@ def test_models_share_one_budget(quick_demo):
         steps.append(len(json.loads((d / "history.json").read_text())["loss"]))
     assert steps == [QUICK_PRESET["steps"]] * 3
     assert [c["mode"] for c in configs] == [m.mode for m in MODELS]
-    # same backbone, head and view sizes; only the mode differs
-    strip = [{k: v for k, v in c.items() if k not in ("mode", "metadata")} for c in configs]
+    # same backbone, head and view sizes; only the mode and what follows from it differ
+    own = ("mode", "metadata", "pixel_mean", "pixel_std")
+    strip = [{k: v for k, v in c.items() if k not in own} for c in configs]
     assert strip[0] == strip[1] == strip[2]
+    # each model standardises the views it sees: MAD and the microenvironment model the
+    # microenvironment views' statistics, the morphology model the (darker) masked cells'
+    by_mode = {c["mode"]: c for c in configs}
+    assert by_mode["mad"]["pixel_mean"] == by_mode["microenvironment"]["pixel_mean"]
+    assert max(by_mode["morphology"]["pixel_mean"]) < min(by_mode["mad"]["pixel_mean"])
 
 
 def test_cpu_preset_is_small_and_patch_aligned():
