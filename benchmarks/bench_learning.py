@@ -11,6 +11,7 @@ embedding.
 
     python benchmarks/bench_learning.py           # writes benchmarks/results/learning.{json,md}
     python benchmarks/bench_learning.py --quick   # smoke run
+    python benchmarks/bench_learning.py --steps 2000 --pixel-stats data --out learning_2000
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ def main(argv=None) -> None:
     ap.add_argument("--n-cells", type=int, default=3000)
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--pixel-stats", nargs="+", default=["data", "fixed"], choices=["data", "fixed"]
+    )
+    ap.add_argument("--out", default="learning", help="results stem in benchmarks/results/")
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args(argv)
     if args.quick:
@@ -82,7 +87,7 @@ def main(argv=None) -> None:
     )  # fmt: skip
     runs = []
     workdir = Path(tempfile.mkdtemp(prefix="bench_learning_"))
-    for stats in ("data", "fixed"):
+    for stats in args.pixel_stats:
         # the untrained reference: same architecture and input standardisation, seeded
         torch.manual_seed(args.seed)
         mean = std = None
@@ -133,7 +138,7 @@ def main(argv=None) -> None:
     setup = {k: (v if not isinstance(v, dict) else dict(v)) for k, v in train.items()}
     out = {"n_cells": args.n_cells, "train": setup, "runs": runs,
            "wall_s": time.perf_counter() - t_start}  # fmt: skip
-    (RESULTS / "learning.json").write_text(json.dumps(out, indent=1))
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(out, indent=1))
     L = [
         "# Does a CPU-sized MAD run learn?",
         "",
@@ -168,8 +173,8 @@ def main(argv=None) -> None:
                 f"| {c['step']} | {c['loss']:.3f} | {c['teacher_entropy']:.3f} | "
                 f"{c['recall@5']:.3f} |"
             )
-    (RESULTS / "learning.md").write_text("\n".join(L) + "\n")
-    print(f"wrote {RESULTS / 'learning.md'}")
+    (RESULTS / f"{args.out}.md").write_text("\n".join(L) + "\n")
+    print(f"wrote {RESULTS / args.out}.md")
 
 
 if __name__ == "__main__":
