@@ -19,7 +19,7 @@ import madspatial  # noqa: E402
 
 project = "madspatial"
 author = "madspatial developers"
-copyright = "madspatial developers"  # noqa: A001
+copyright = "madspatial developers"
 release = madspatial.__version__
 version = ".".join(release.split(".")[:2])
 
