@@ -13,11 +13,11 @@ is DINO's loss.
 
 Teacher targets are centred one of two ways: ``centering="center"`` (the paper's running
 center ``c``, subtracted before the sharpened softmax) or ``centering="sinkhorn"``
-(Sinkhorn-Knopp equipartition over the batch, as in SwAV and DINOv2). With a freshly
-initialised backbone nearly every cell maps to the same head output, so after subtracting
-the batch mean the centred teacher is uniform and gives the student nothing to learn for
-many steps; Sinkhorn-Knopp instead spreads the batch over the prototypes from the first
-step, which matters when the step budget is small (CPU runs).
+(Sinkhorn-Knopp equipartition over the batch, as in SwAV and DINOv2). Both remove what
+all cells share; neither can create differences the head outputs do not have. When a
+freshly initialised backbone maps nearly every cell to the same output, both give a
+nearly uniform teacher (on the synthetic tissue that was fixed by standardising the
+input with the data's statistics, ``TrainConfig.pixel_stats``, not by the centering).
 """
 
 from __future__ import annotations

@@ -244,9 +244,8 @@ def pretrain(
         How the teacher's targets are centred: ``"center"`` (a running mean subtracted
         before the sharpened softmax, as in the paper and DINO) or ``"sinkhorn"``
         (Sinkhorn-Knopp equipartition of each batch over the prototypes, as in DINOv2).
-        With few steps from a random initialisation (CPU budgets) the running center
-        leaves the teacher uniform for a long time; Sinkhorn-Knopp gives targets from the
-        first step.
+        On short CPU runs from random weights we saw no gain from Sinkhorn-Knopp
+        (benchmarks: see the docs' concepts page).
     num_workers
         DataLoader worker processes reading views ahead of the model.
     table_key
@@ -261,7 +260,7 @@ def pretrain(
         ``pixel_stats="data"`` (default) a new model standardises its input with the
         channel mean and std of the views (microenvironment views when used, 1,024 cells);
         ``"fixed"`` uses 0.5 / 0.25. Fluorescence views are mostly dark, and the fixed
-        scale leaves a random-initialised ViT with class tokens that differ by only ~5%
+        scale leaves a random-initialised ViT with class tokens that differ by only 4-6%
         between cells, too little for the teacher to be anything but uniform early on.
 
     Returns
