@@ -2,6 +2,7 @@
 
 from ._cosmx import cosmx_lung_mini
 from ._gene_sets import synthetic_gene_sets, synthetic_gene_sets_path
+from ._slide import synthetic_slide
 from ._synthetic import synthetic_tissue
 from ._tissue_spec import (
     CELL_TYPE_CLASS,
@@ -30,5 +31,6 @@ __all__ = [
     "cosmx_lung_mini",
     "synthetic_gene_sets",
     "synthetic_gene_sets_path",
+    "synthetic_slide",
     "synthetic_tissue",
 ]

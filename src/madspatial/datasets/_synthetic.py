@@ -19,8 +19,6 @@ from .._constants import (
     OBS_NICHE,
     OBS_SAMPLE,
     OBS_SLIDE,
-    OBS_TRAJECTORY,
-    OBS_TUMOUR_DISTANCE,
     TABLE_KEY,
     UNS_COLORS_SUFFIX,
     UNS_SYNTHETIC,
@@ -28,10 +26,10 @@ from .._constants import (
 from .._logging import logger
 from . import _tissue_spec as S
 from ._gene_sets import panel_genes, synthetic_gene_sets
-from ._tissue_cells import relax_positions, sample_cells
-from ._tissue_expression import program_activities, simulate_counts
-from ._tissue_layout import _split_counts, make_layout, nominal_area_per_cell
-from ._tissue_render import blank, rasterize_all, render_image
+from ._tissue_expression import simulate_counts
+from ._tissue_layout import _split_counts, nominal_area_per_cell
+from ._tissue_render import blank
+from ._tissue_slide import render_slide
 
 #: Densest packing accepted when both ``n_cells`` and ``size`` are given, as a
 #: multiple of the default density (beyond it intrinsic cells cannot all fit).
@@ -273,53 +271,17 @@ def synthetic_tissue(
     relax_stats = []
     offset = 0
     for s in range(n_slides):
-        r_layout, r_cells, r_relax, r_image, _ = slide_rngs[s]
-        layout = make_layout(r_layout, shape, int(per_slide[s]))
-        params = sample_cells(r_cells, layout)
-        relax_stats.append(relax_positions(r_relax, layout, params))
-        labels, nuc = rasterize_all(layout, params)
-        stain_gain = np.exp(r_image.normal(0, 0.08, len(S.CHANNEL_NAMES)))
-        img = render_image(
-            r_image, labels, nuc, params, layout.niche_map, noise=noise, stain_gain=stain_gain
-        )
+        sl = render_slide(slide_rngs[s], shape, int(per_slide[s]), noise=noise, offset=offset)
         y0 = (s // ncol) * (shape[0] + gap)
         x0 = (s % ncol) * (shape[1] + gap)
         win = (slice(y0, y0 + shape[0]), slice(x0, x0 + shape[1]))
-        image[(slice(None), *win)] = img
-        cell_labels[win] = np.where(labels > 0, labels + offset, 0)
-        nucleus_labels[win] = np.where(nuc > 0, nuc + offset, 0)
-        ix = np.clip(np.round(layout.xy).astype(int), 0, [shape[1] - 1, shape[0] - 1])
-        dist = layout.tumour_distance[ix[:, 1], ix[:, 0]]
-        ids = np.arange(1, len(layout.xy) + 1)
-        present = np.bincount(labels.ravel(), minlength=len(ids) + 1)[1:] > 0
-        traj = np.where(layout.cell_type == S.STROMAL_FIBROBLAST, params.activation, np.nan)
-        parts.append(
-            pd.DataFrame(
-                {
-                    INSTANCE_KEY: ids + offset,
-                    OBS_CELL_TYPE: np.asarray(S.CELL_TYPES)[layout.cell_type],
-                    OBS_MORPH_CLASS: np.asarray(S.MORPH_CLASSES)[layout.morph_class],
-                    OBS_NICHE: np.asarray(S.NICHES)[layout.niche],
-                    OBS_TRAJECTORY: traj,
-                    OBS_TUMOUR_DISTANCE: dist.astype(np.float64),
-                    OBS_SLIDE: f"slide_{s}",
-                    OBS_SAMPLE: f"sample_{s}",
-                }
-            )[present]
-        )
-        activities_parts.append(
-            {
-                k: v[present]
-                for k, v in program_activities(
-                    layout.morph_class,
-                    layout.cell_type,
-                    layout.niche,
-                    params.activation,
-                    np.maximum(-dist, 0.0),
-                ).items()
-            }
-        )
-        offset += len(ids)
+        image[(slice(None), *win)] = sl.image
+        cell_labels[win] = sl.labels
+        nucleus_labels[win] = sl.nucleus
+        parts.append(sl.obs.assign(**{OBS_SLIDE: f"slide_{s}", OBS_SAMPLE: f"sample_{s}"}))
+        activities_parts.append(sl.activities)
+        relax_stats.append(sl.max_overlap_px)
+        offset += sl.n_ids
 
     obs = pd.concat(parts, ignore_index=True)
     ids = obs[INSTANCE_KEY].to_numpy()
@@ -371,7 +333,7 @@ def synthetic_tissue(
         "noise": float(noise),
         "dispersion": float(dispersion),
         "pixel_size": float(pixel_size),
-        "max_overlap_px": float(max(r["hard_overlap_px"] for r in relax_stats)),
+        "max_overlap_px": float(max(relax_stats)),
     }
     transforms = get_transformation(sdata.labels[next(iter(sdata.labels))], get_all=True)
     sdata[NUCLEUS_LABELS_KEY] = Labels2DModel.parse(
