@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,22 +20,37 @@ ID_STRIDE = 10_000
 FOV_GAP_PX = 64
 
 
-def _default_path() -> Path:
-    return Path(__file__).resolve().parents[3].parent / "shared" / "data" / "cosmx_lung_mini"
+#: Environment variable naming the data folder when ``path`` is not given.
+PATH_ENV = "MADSPATIAL_COSMX"
+
+
+def _resolve_path(path: str | Path | None) -> Path:
+    if path is not None:
+        return Path(path)
+    env = os.environ.get(PATH_ENV)
+    if env:
+        return Path(env)
+    raise ValueError(
+        "cosmx_lung_mini needs the folder of the data (it is not shipped with the package): "
+        f"pass path=... or set the environment variable {PATH_ENV}; in a checkout of the "
+        "project it is ../shared/data/cosmx_lung_mini."
+    )
 
 
 def cosmx_lung_mini(path: str | Path | None = None, *, fovs: tuple[int, ...] = (2, 3)):
     """Real CosMx NSCLC data (sample Lung12, two fields of view, 120 cells) as SpatialData.
 
-    The files are not part of the package: they are read from ``path`` (default:
-    ``shared/data/cosmx_lung_mini`` beside the repository). The fields of view
+    The files are not part of the package: they are read from ``path`` (default: the
+    folder named by the environment variable ``MADSPATIAL_COSMX``; in a checkout of the
+    project, ``../shared/data/cosmx_lung_mini``). The fields of view
     are placed side by side in one image with a gap of ``FOV_GAP_PX`` zero
     columns, so one image, one label image and one table hold both.
 
     Parameters
     ----------
     path
-        Folder holding ``CellComposite/``, ``CellLabels/`` and ``Lung12_tx_file.csv``.
+        Folder holding ``CellComposite/``, ``CellLabels/`` and ``Lung12_tx_file.csv``
+        (default: ``$MADSPATIAL_COSMX``; neither given raises a ``ValueError``).
     fovs
         Which fields of view to load (2 and/or 3).
 
@@ -54,7 +70,7 @@ def cosmx_lung_mini(path: str | Path | None = None, *, fovs: tuple[int, ...] = (
 
     from ..io import sdata_from_arrays
 
-    root = Path(path) if path is not None else _default_path()
+    root = _resolve_path(path)
     if not (root / "Lung12_tx_file.csv").is_file():
         raise FileNotFoundError(
             f"CosMx data not found in {root}: expected CellComposite/, CellLabels/ and "
