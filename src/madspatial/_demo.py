@@ -542,6 +542,7 @@ def _clusters(run: _Run) -> None:
         wide = run.metrics_wide()
         for i, m in enumerate(models):
             col = 0
+            tl.umap(adata, use_rep=m.rep)
             if run.has_types:
                 pl.umap(adata, use_rep=m.rep, color=OBS_CELL_TYPE, ax=axes[i, 0], show=False,
                         title=f"{m.name}: ground truth", size=size,
@@ -780,6 +781,7 @@ def _pseudotime(run: _Run) -> None:
             text += (" Spearman with a pseudotime computed on expression from the same root: "
                      f"{info['expression']['spearman']:.2f}.")  # fmt: skip
         run.report.text(text)
+        tl.umap(adata, use_rep=m.rep)
         fig = pl.umap(adata, use_rep=m.rep, color=key, return_fig=True)
         run.figure(fig, "pseudotime", f"{m.name} UMAP coloured by pseudotime")
 

@@ -6,11 +6,14 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 import madspatial as mad
-from madspatial.pl._umap import umap_keys
+from madspatial.tl._umap import umap_keys
 
 
 def test_umap_computes_per_rep_keys_and_shows_ari(embedded_adata):
     a = embedded_adata
+    with pytest.raises(KeyError, match=r"run mad\.tl\.umap\(adata, use_rep='X_mad'\) first"):
+        mad.pl.umap(a, color="cell_type", show=False)  # plots do not compute
+    assert mad.tl.umap(a) is None
     axes = mad.pl.umap(
         a, color=["cell_type", "mad_louvain", "score"], ari_against="cell_type", show=False
     )
@@ -19,7 +22,7 @@ def test_umap_computes_per_rep_keys_and_shows_ari(embedded_adata):
     params = a.uns[nk]["params"]
     assert params["metric"] == "cosine" and params["n_neighbors"] == 30
     assert a.uns[uk]["params"]["min_dist"] == 0.1
-    assert a.uns[uk]["params"]["random_state"] == 42
+    assert a.uns[uk]["params"]["seed"] == 42
     assert len(axes) == 3
     expected = adjusted_rand_score(a.obs["cell_type"], a.obs["mad_louvain"])
     assert axes[1].get_title() == f"mad_louvain\nARI vs cell_type = {expected:.2f}"
@@ -35,6 +38,8 @@ def test_umap_computes_per_rep_keys_and_shows_ari(embedded_adata):
 
     # a second representation coexists; an existing UMAP is reused, not recomputed
     first = a.obsm[uk].copy()
+    mad.tl.umap(a, use_rep="X_mad_morphology")
+    mad.tl.umap(a)  # kept, not recomputed
     ax = mad.pl.umap(a, use_rep="X_mad_morphology", color="cell_type", show=False)
     assert "X_umap_X_mad_morphology" in a.obsm and "neighbors_X_mad_morphology" in a.uns
     assert ax.get_xlabel() == "UMAP 1 (X_mad_morphology)"
@@ -48,6 +53,8 @@ def test_umap_bad_keys(embedded_adata):
     a.obsm["X_umap_X_mad"] = np.zeros((a.n_obs, 2))  # no computation needed for these checks
     with pytest.raises(KeyError, match=r"X_nope.*mad\.tl\.embed"):
         mad.pl.umap(a, use_rep="X_nope", color="cell_type", show=False)
+    with pytest.raises(KeyError, match=r"X_nope.*mad\.tl\.embed"):
+        mad.tl.umap(a, use_rep="X_nope")
     with pytest.raises(KeyError, match="'nope' is neither"):
         mad.pl.umap(a, color="nope", show=False)
     with pytest.raises(KeyError, match="ari_against"):
@@ -58,3 +65,16 @@ def test_umap_bad_keys(embedded_adata):
     # draws into a given Axes
     out = mad.pl.umap(a, color="mad_louvain", ari_against="cell_type", ax=ax, show=False)
     assert out is ax and "ARI" in ax.get_title()
+
+
+def test_tl_umap_copy_and_seed(embedded_adata):
+    a = embedded_adata.copy()
+    b = mad.tl.umap(a, use_rep="X_mad_morphology", seed=1, copy=True)
+    assert "X_umap_X_mad_morphology" not in a.obsm and "X_umap_X_mad_morphology" in b.obsm
+    c = mad.tl.umap(a, use_rep="X_mad_morphology", seed=1, copy=True)
+    np.testing.assert_array_equal(
+        b.obsm["X_umap_X_mad_morphology"], c.obsm["X_umap_X_mad_morphology"]
+    )
+    d = mad.tl.umap(a, use_rep="X_mad_morphology", seed=2, copy=True)
+    assert not np.array_equal(b.obsm["X_umap_X_mad_morphology"], d.obsm["X_umap_X_mad_morphology"])
+    assert b.uns["X_umap_X_mad_morphology"]["params"]["use_rep"] == "X_mad_morphology"

@@ -1,4 +1,4 @@
-"""UMAP of an embedding, computed with the paper's settings when missing, per representation."""
+"""UMAP of an embedding coloured by obs columns or genes (the layout comes from ``tl.umap``)."""
 
 from __future__ import annotations
 
@@ -7,73 +7,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .._constants import OBSM_MAD, OBSM_UMAP_PREFIX, UNS_NEIGHBORS_PREFIX
-from .._logging import added
+from .._constants import OBSM_MAD
+from ..tl._umap import umap_keys
 from ._utils import finish
-
-#: The paper's UMAP settings (Methods): cosine kNN graph of 30 neighbours, min_dist 0.1, seed 42.
-UMAP_DEFAULTS = {"n_neighbors": 30, "metric": "cosine", "min_dist": 0.1, "random_state": 42}
-
-
-def umap_keys(use_rep: str) -> tuple[str, str]:
-    """``(neighbors_key, umap_key)`` where :func:`umap` keeps the graph and UMAP of ``use_rep``."""
-    return UNS_NEIGHBORS_PREFIX + use_rep, OBSM_UMAP_PREFIX + use_rep
-
-
-def compute_umap(
-    adata,
-    *,
-    use_rep: str = OBSM_MAD,
-    neighbors_key: str | None = None,
-    umap_key: str | None = None,
-    n_neighbors: int = UMAP_DEFAULTS["n_neighbors"],
-    metric: str = UMAP_DEFAULTS["metric"],
-    min_dist: float = UMAP_DEFAULTS["min_dist"],
-    random_state: int = UMAP_DEFAULTS["random_state"],
-    recompute: bool = False,
-) -> str:
-    """Make sure ``obsm[umap_key]`` holds a UMAP of ``obsm[use_rep]``; returns ``umap_key``.
-
-    The neighbour graph goes to ``uns[neighbors_key]`` / ``obsp[neighbors_key + "_*"]`` and the
-    UMAP to ``obsm[umap_key]`` (defaults from :func:`umap_keys`), so that the UMAPs of several
-    embeddings (``X_mad``, ``X_mad_morphology``, a baseline, ...) coexist in one AnnData.
-    Existing results are reused unless ``recompute``.
-    """
-    import scanpy as sc
-
-    if use_rep not in adata.obsm:
-        raise KeyError(
-            f"use_rep={use_rep!r} is not in adata.obsm (available: {list(adata.obsm.keys())}); "
-            "run mad.tl.embed first or pass the key of another embedding."
-        )
-    default_nk, default_uk = umap_keys(use_rep)
-    neighbors_key = neighbors_key or default_nk
-    umap_key = umap_key or default_uk
-    if umap_key in adata.obsm and not recompute:
-        return umap_key
-    if neighbors_key not in adata.uns or recompute:
-        sc.pp.neighbors(
-            adata,
-            use_rep=use_rep,
-            n_neighbors=min(n_neighbors, adata.n_obs - 1),
-            metric=metric,
-            random_state=random_state,
-            key_added=neighbors_key,
-        )
-        added(neighbors_key, "uns, obsp")
-    sc.tl.umap(
-        adata,
-        min_dist=min_dist,
-        random_state=random_state,
-        neighbors_key=neighbors_key,
-        key_added=umap_key,
-    )
-    # scanpy keeps only a/b; record what the layout was made from, for provenance
-    adata.uns[umap_key]["params"].update(
-        min_dist=min_dist, use_rep=use_rep, neighbors_key=neighbors_key
-    )
-    added(umap_key, "obsm")
-    return umap_key
 
 
 def _check_color(adata, color: str) -> None:
@@ -108,13 +44,7 @@ def umap(
     use_rep: str = OBSM_MAD,
     color: str | Sequence[str] | None = None,
     ari_against: str | None = None,
-    neighbors_key: str | None = None,
     umap_key: str | None = None,
-    n_neighbors: int = UMAP_DEFAULTS["n_neighbors"],
-    min_dist: float = UMAP_DEFAULTS["min_dist"],
-    metric: str = UMAP_DEFAULTS["metric"],
-    random_state: int = UMAP_DEFAULTS["random_state"],
-    recompute: bool = False,
     title: str | Sequence[str] | None = None,
     ncols: int = 3,
     ax=None,
@@ -124,10 +54,10 @@ def umap(
 ):
     """UMAP of an embedding coloured by obs columns or genes, with the ARI in the title on request.
 
-    When missing, the neighbour graph and UMAP are computed with the paper's settings (cosine
-    kNN graph of 30 neighbours, ``min_dist`` 0.1, seed 42) and stored under keys specific to
-    ``use_rep`` (``uns``/``obsp["neighbors_<use_rep>..."]``, ``obsm["X_umap_<use_rep>"]``), so
-    UMAPs of several embeddings coexist. Drawing is scanpy's :func:`scanpy.pl.embedding`.
+    Plots only: the layout is ``obsm["X_umap_<use_rep>"]`` written by
+    :func:`madspatial.tl.umap` (the paper's settings: cosine kNN graph of 30 neighbours,
+    ``min_dist`` 0.1, seed 42), so UMAPs of several embeddings coexist. Drawing is
+    scanpy's :func:`scanpy.pl.embedding`.
 
     Parameters
     ----------
@@ -140,13 +70,8 @@ def umap(
     ari_against
         obs column with reference labels (e.g. ``"cell_type"``): panels coloured by another
         categorical column (e.g. a Louvain clustering) get the adjusted Rand index in the title.
-    neighbors_key, umap_key
-        Where the graph and the UMAP live (default ``"neighbors_<use_rep>"``,
-        ``"X_umap_<use_rep>"``); an existing UMAP under ``umap_key`` is reused.
-    n_neighbors, min_dist, metric, random_state
-        UMAP settings used when computing (paper: 30, 0.1, cosine, 42).
-    recompute
-        Recompute the graph and UMAP even when present.
+    umap_key
+        Where the UMAP lives (default ``"X_umap_<use_rep>"``, as ``tl.umap`` writes it).
     title
         Panel title(s); default the colour key (plus the ARI).
     ncols
@@ -163,9 +88,7 @@ def umap(
     Returns
     -------
     The Axes (one colour) or list of Axes (``show=False``), the Figure (``return_fig=True``) or
-    None. Writes ``obsm["X_umap_<use_rep>"]``, ``uns["X_umap_<use_rep>"]``,
-    ``uns["neighbors_<use_rep>"]`` and ``obsp["neighbors_<use_rep>_{distances,connectivities}"]``
-    when computed, and scanpy's ``uns["<color>_colors"]`` palettes.
+    None. scanpy stores its palettes in ``uns["<color>_colors"]``.
     """
     import scanpy as sc
 
@@ -182,17 +105,18 @@ def umap(
         )
     if ax is not None and len(colors) > 1:
         raise ValueError(f"ax= takes a single colour, got {len(colors)}: {colors}")
-    key = compute_umap(
-        adata,
-        use_rep=use_rep,
-        neighbors_key=neighbors_key,
-        umap_key=umap_key,
-        n_neighbors=n_neighbors,
-        metric=metric,
-        min_dist=min_dist,
-        random_state=random_state,
-        recompute=recompute,
-    )
+    key = umap_key or umap_keys(use_rep)[1]
+    if key not in adata.obsm:
+        if use_rep not in adata.obsm:
+            raise KeyError(
+                f"use_rep={use_rep!r} is not in adata.obsm (available: "
+                f"{list(adata.obsm.keys())}); run mad.tl.embed first or pass the key of "
+                "another embedding."
+            )
+        raise KeyError(
+            f"no UMAP of {use_rep!r} in adata.obsm[{key!r}]: run "
+            f"mad.tl.umap(adata, use_rep={use_rep!r}) first (plots do not compute)."
+        )
     titles = [title] * len(colors) if isinstance(title, str) else title
     if titles is None:
         titles = []

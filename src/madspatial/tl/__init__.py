@@ -9,6 +9,7 @@ from ._enrich import enrich
 from ._evaluate import evaluate
 from ._pretrain import pretrain
 from ._pseudotime import pseudotime
+from ._umap import umap
 
 __all__ = [
     "Decoder",
@@ -23,4 +24,5 @@ __all__ = [
     "predict",
     "pretrain",
     "pseudotime",
+    "umap",
 ]
