@@ -16,7 +16,7 @@ venv: $(STAMP)
 $(STAMP):
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,tutorials,io]"
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
