@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from .._docs import doc_params, doc_show
 from ._utils import finish
 
 
@@ -44,6 +45,7 @@ def summarize_comparison(
     ).reset_index()
 
 
+@doc_params(doc_show=doc_show)
 def embedding_comparison(
     table: pd.DataFrame,
     *,
@@ -87,10 +89,7 @@ def embedding_comparison(
         Write each bar's value above it.
     ax
         Axes to draw into (a single metric only).
-    show
-        Show the figure (default: when the backend is interactive).
-    return_fig
-        Return the Figure instead of the Axes.
+    {doc_show}
 
     Returns
     -------

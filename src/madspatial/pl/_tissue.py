@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .._constants import CELL_LABELS_KEY, IMAGE_KEY, INSTANCE_KEY, OBS_CELL_TYPE, TABLE_KEY
+from .._docs import doc_ax_show, doc_params
 from ._utils import composite, finish, new_axes
 
 
@@ -17,6 +18,7 @@ def _as_2d(element) -> np.ndarray:
     return np.asarray(element.values if hasattr(element, "values") else element)
 
 
+@doc_params(doc_ax_show=doc_ax_show)
 def tissue_overview(
     sdata,
     *,
@@ -53,12 +55,7 @@ def tissue_overview(
         Axes title.
     legend
         Draw a legend of the categories.
-    ax
-        Axes to draw into.
-    show
-        Show the figure (default: when the backend is interactive).
-    return_fig
-        Return the Figure instead of the Axes.
+    {doc_ax_show}
 
     Returns
     -------

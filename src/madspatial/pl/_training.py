@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from .._constants import MODEL_HISTORY_FILE
+from .._docs import doc_params, doc_show
 from ._utils import finish
 
 #: Series that identify a mapping as one training history (not a dict of models).
@@ -94,6 +95,7 @@ def _recall_keys(h: Mapping) -> list[str]:
     return sorted(keys, key=lambda k: int(_RECALL.match(k).group(1)))
 
 
+@doc_params(doc_show=doc_show)
 def training_curves(
     model_or_history,
     *,
@@ -131,10 +133,7 @@ def training_curves(
         Figure title.
     panel_size
         Width of one panel in inches.
-    show
-        Show the figure (default: when the backend is interactive).
-    return_fig
-        Return the Figure instead of the Axes.
+    {doc_show}
 
     Returns
     -------

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .._constants import OBSM_MAD
+from .._docs import doc_params, doc_show
 from ..tl._umap import umap_keys
 from ._utils import finish
 
@@ -38,6 +39,7 @@ def ari_title(adata, color: str, against: str) -> str | None:
     return f"ARI vs {against} = {score:.2f}"
 
 
+@doc_params(doc_show=doc_show)
 def umap(
     adata,
     *,
@@ -78,10 +80,7 @@ def umap(
         Panels per row when several colours are given.
     ax
         Axes to draw into (a single colour only).
-    show
-        Show the figure (default: when the backend is interactive).
-    return_fig
-        Return the Figure instead of the Axes.
+    {doc_show}
     **kwargs
         Passed to :func:`scanpy.pl.embedding` (``palette``, ``size``, ``legend_loc``, ...).
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .._constants import TABLE_KEY
+from .._docs import doc_params, doc_show
 from ._utils import CHANNEL_COLORS, composite, finish
 
 
@@ -40,6 +41,7 @@ def _channel_colors(n_channels: int, channels: list[int]):
     return [CHANNEL_COLORS[k % len(CHANNEL_COLORS)] for k in range(len(channels))]
 
 
+@doc_params(doc_show=doc_show)
 def cell_views(
     data,
     *,
@@ -84,10 +86,7 @@ def cell_views(
         Cells per row.
     panel_size
         Size of one view panel in inches.
-    show
-        Show the figure (default: when the backend is interactive).
-    return_fig
-        Return the Figure instead of the Axes.
+    {doc_show}
 
     Returns
     -------

@@ -1,0 +1,58 @@
+"""Parameter documentation shared by many functions, filled into docstrings once.
+
+As scanpy's ``_doc_params``: a docstring holds a placeholder such as ``{doc_show}`` on a
+line of its own, and :func:`doc_params` replaces it with the fragment, indented like the
+placeholder. Only the named placeholders are touched, so other braces in a docstring
+(``{distances,connectivities}``) stay as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+F = TypeVar("F", bound=Callable)
+
+#: ``show`` and ``return_fig`` of every ``pl`` function.
+doc_show = """\
+show
+    Show the figure (default: when the backend is interactive).
+return_fig
+    Return the Figure instead of the Axes."""
+
+#: ``ax``, ``show`` and ``return_fig`` of a ``pl`` function that draws into one Axes.
+doc_ax_show = (
+    """\
+ax
+    Axes to draw into.
+"""
+    + doc_show
+)
+
+
+def _fill(doc: str, name: str, text: str) -> str:
+    token = "{" + name + "}"
+    out = []
+    for line in doc.split("\n"):
+        stripped = line.strip()
+        if stripped == token:
+            indent = line[: len(line) - len(line.lstrip())]
+            out.extend(indent + t if t else t for t in text.split("\n"))
+        else:
+            out.append(line.replace(token, text) if token in line else line)
+    return "\n".join(out)
+
+
+def doc_params(**fragments: str) -> Callable[[F], F]:
+    """Decorator filling ``{name}`` placeholders of a docstring with ``fragments[name]``."""
+
+    def decorate(obj: F) -> F:
+        doc = obj.__doc__ or ""
+        for name, text in fragments.items():
+            if "{" + name + "}" not in doc:
+                raise ValueError(f"{obj.__qualname__}: docstring has no {{{name}}} placeholder")
+            doc = _fill(doc, name, text)
+        obj.__doc__ = doc
+        return obj
+
+    return decorate
