@@ -240,6 +240,7 @@ def test_demo_threads_are_the_cores_this_process_may_use(monkeypatch):
     monkeypatch.setattr(settings, "n_threads", None)
     n, why = _demo._torch_threads(None)
     assert (n, why) == (3, "the cores this process may run on: 3 of 64")
+    assert settings.resolve_n_jobs(-1) == 3  # n_jobs=-1 counts the same cores
     monkeypatch.setattr(settings, "n_threads", 2)
     assert _demo._torch_threads(None) == (2, "mad.settings.n_threads")
     assert _demo._torch_threads(5) == (5, "as asked")  # run_demo(threads=) / --threads
