@@ -157,6 +157,11 @@ def test_options_not_given_take_the_library_defaults():
     )
     given = {**args._options["pretrain"].given(args), **args._options["train"].given(args)}
     assert given == {"lr": 0.01, "teacher_temp": (0.03, 0.06), "grad_checkpointing": True}
+    # `model` is a preset name or a dict of ViT options (JSON)
+    args = parser.parse_args(["pretrain", "v", "--out", "m", "--model", '{"preset": "vit_pico"}'])
+    assert args._options["pretrain"].given(args) == {"model": {"preset": "vit_pico"}}
+    args = parser.parse_args(["pretrain", "v", "--out", "m", "--model", "vit_pico"])
+    assert args._options["pretrain"].given(args) == {"model": "vit_pico"}
     # the help shows the signature's default and the docstring's first sentence
     text = _sub(parser, "pretrain").format_help()
     assert "(default: 65536)" in " ".join(text.split())

@@ -128,7 +128,7 @@ def _unwrap_optional(hint: Any) -> Any:
 
 def _argparse_kwargs(hint: Any, default: Any) -> dict[str, Any]:
     hint = _unwrap_optional(hint)
-    if hint is inspect.Parameter.empty or hint is Any:
+    if hint is inspect.Parameter.empty:  # not annotated: the default's type
         hint = type(default) if default not in (None, inspect.Parameter.empty) else Any
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is typing.Literal:
