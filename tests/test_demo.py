@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 
 import numpy as np
@@ -149,9 +150,25 @@ def user_zarr(tmp_path_factory):
     )
     assert "cell_type" not in sdata.tables["cells"].obs
     assert UNS_SYNTHETIC not in sdata.tables["cells"].uns
+    # a nucleus segmentation with its own table, listed first: the demo must pick the table
+    # annotating --labels-key, not the first one
+    sdata.labels["nuclei"] = sdata.labels["segmentation"]
+    sdata.tables["a_nuclei"] = _table_annotating("nuclei", n=5)
+    sdata.tables = {"a_nuclei": sdata.tables["a_nuclei"], "cells": sdata.tables["cells"]}
     path = tmp_path_factory.mktemp("user") / "user.zarr"
     sdata.write(path)
     return path
+
+
+def _table_annotating(region: str, *, n: int):
+    import anndata as ad
+    from spatialdata.models import TableModel
+
+    obs = pd.DataFrame({"region": pd.Categorical([region] * n), "instance_id": np.arange(1, n + 1)})
+    obs.index = obs.index.astype(str)
+    return TableModel.parse(
+        ad.AnnData(obs=obs), region=region, region_key="region", instance_key="instance_id"
+    )
 
 
 def test_demo_on_user_sdata_via_cli(user_zarr, tmp_path):
@@ -180,3 +197,52 @@ def test_demo_on_user_sdata_via_cli(user_zarr, tmp_path):
 def test_user_sdata_bad_key_says_what_exists(user_zarr, tmp_path):
     with pytest.raises(KeyError, match=r"'nope'.*\['stains'\]"):
         run_demo(out=tmp_path, quick=True, sdata_path=user_zarr, image_key="nope")
+
+
+def test_user_zarr_lists_the_nucleus_table_first(user_zarr):
+    import spatialdata
+
+    # what makes test_demo_on_user_sdata_via_cli check the table choice
+    assert list(spatialdata.read_zarr(user_zarr).tables) == ["a_nuclei", "cells"]
+
+
+def test_sdata_tables_are_picked_by_the_labels_they_annotate(copy_tissue):
+    from madspatial._elements import pick_elements
+
+    sdata = copy_tissue
+    sdata.tables = {"nuclei": _table_annotating("nucleus_labels", n=3), **sdata.tables}
+    # the chosen labels decide the table (the first table annotates other labels)
+    assert pick_elements(sdata, labels_key="cell_labels") == ("morphology", "cell_labels", "table")
+    assert pick_elements(sdata, labels_key="nucleus_labels")[2] == "nuclei"
+    # a named table decides the labels
+    assert pick_elements(sdata, table_key="nuclei")[1] == "nucleus_labels"
+    # two tables, two segmentations, nothing named: really ambiguous
+    with pytest.raises(ValueError, match=r"annotate several segmentations \['nucleus_labels', "):
+        pick_elements(sdata)
+    sdata.tables["cells2"] = _table_annotating("cell_labels", n=3)
+    with pytest.raises(ValueError, match=r"several tables .* annotate 'cell_labels': \['table', "):
+        pick_elements(sdata, labels_key="cell_labels")
+    del sdata.tables["nuclei"], sdata.tables["cells2"]
+    with pytest.raises(ValueError, match="no table of the SpatialData annotates 'nucleus_labels'"):
+        pick_elements(sdata, labels_key="nucleus_labels")
+
+
+def test_demo_threads_are_the_cores_this_process_may_use(monkeypatch):
+    from madspatial import _demo
+    from madspatial._settings import settings
+
+    def no_load_average():
+        raise AssertionError("the thread count must not depend on the load average")
+
+    monkeypatch.setattr(_demo.os, "getloadavg", no_load_average, raising=False)
+    monkeypatch.setattr(_demo.os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3, 5, 7}, raising=False)
+    monkeypatch.setattr(settings, "n_threads", None)
+    n, why = _demo._torch_threads(None)
+    assert (n, why) == (3, "the cores this process may run on: 3 of 64")
+    assert settings.resolve_n_jobs(-1) == 3  # n_jobs=-1 counts the same cores
+    monkeypatch.setattr(settings, "n_threads", 2)
+    assert _demo._torch_threads(None) == (2, "mad.settings.n_threads")
+    assert _demo._torch_threads(5) == (5, "as asked")  # run_demo(threads=) / --threads
+    with pytest.raises(ValueError, match=r"must be a positive int.*got 0 \(int\)"):
+        _demo._torch_threads(0)

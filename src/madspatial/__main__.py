@@ -6,8 +6,8 @@ import sys
 
 
 def _main() -> int:
-    # imported here so `python -m madspatial --help` stays cheap and a broken optional
-    # subcommand never prevents the module from starting
+    # imported here, not at module level, so that `import madspatial.__main__` (as tools
+    # that scan packages do) runs nothing
     from madspatial.cli import main
 
     return main()

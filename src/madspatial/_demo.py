@@ -50,8 +50,10 @@ from ._constants import (
     UNS_DE,
     UNS_DECODER_PREFIX,
 )
+from ._elements import pick_elements
 from ._logging import logger
 from ._report import Report
+from ._settings import available_cores, settings
 
 #: The demo's CPU budget. The library defaults stay the paper's (ViT-L/14, 70 px morphology
 #: and 224 px microenvironment views, 4 local crops, 65,536 prototypes); this preset shrinks
@@ -233,21 +235,14 @@ def _load_data(*, n_cells, seed, quick, sdata_path, image_key, labels_key, table
         import spatialdata
 
         sdata = spatialdata.read_zarr(sdata_path)
-        for kind, key, elements in (
-            ("image", image_key, sdata.images),
-            ("labels", labels_key, sdata.labels),
-            ("table", table_key, sdata.tables),
-        ):
-            if key is not None and key not in elements:
-                raise KeyError(
-                    f"--{kind}-key {key!r} is not in {sdata_path}; its {kind} elements are "
-                    f"{list(elements)}."
-                )
-            if key is None and len(elements) == 0:
-                raise ValueError(f"{sdata_path} holds no {kind} element; the demo needs one.")
-        image_key = image_key or next(iter(sdata.images))
-        labels_key = labels_key or next(iter(sdata.labels))
-        table_key = table_key or next(iter(sdata.tables))
+        # the table is the one annotating the chosen labels (not merely the first)
+        image_key, labels_key, table_key = pick_elements(
+            sdata,
+            image_key=image_key,
+            labels_key=labels_key,
+            table_key=table_key,
+            where=str(sdata_path),
+        )
         return sdata, image_key, labels_key, table_key, False
     from .datasets import synthetic_tissue
 
@@ -281,15 +276,15 @@ def _preset_table(preset: dict[str, Any], *, synthetic: bool) -> pd.DataFrame:
 
 
 def _torch_threads(requested: int | None) -> tuple[int, str]:
-    """Torch CPU threads for the demo and why: all cores on an idle machine, fewer when
-    other processes keep cores busy (threads that wait for a busy core spin, and a 2-thread
-    step on 2 busy cores ran ~4x slower than a 1-thread one)."""
-    n = os.cpu_count() or 1
-    if requested:
-        return int(requested), "set in the preset"
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    free = max(1, min(n, round(n - load + 0.25)))
-    return free, f"{n} cores, 1-minute load average {load:.2f} at the start"
+    """Torch CPU threads for the demo and why: the ``threads`` asked for, else
+    ``mad.settings.n_threads``, else every core this process may run on (its affinity
+    mask, so ``taskset``, cgroup cpusets and SLURM allocations are respected)."""
+    if requested is not None:
+        return settings.resolve_n_threads(requested), "as asked"
+    if settings.n_threads is not None:
+        return settings.resolve_n_threads(), "mad.settings.n_threads"
+    n = available_cores()
+    return n, f"the cores this process may run on: {n} of {os.cpu_count()}"
 
 
 def _image_shape(element) -> tuple[int, ...]:
@@ -928,6 +923,7 @@ def run_demo(
     table_key: str | None = None,
     gene_sets: str | Path | None = None,
     preset: dict[str, Any] | None = None,
+    threads: int | None = None,
     strict: bool = False,
 ) -> Path:
     """Run the demo pipeline and write ``out/report.html``; returns the report path.
@@ -951,6 +947,9 @@ def run_demo(
         ``.gmt`` file for the enrichment of user data (the synthetic tissue brings its own).
     preset
         Overrides of the preset's entries.
+    threads
+        Torch CPU threads (default: the preset's ``"threads"``, else
+        ``mad.settings.n_threads``, else every core this process may run on).
     strict
         Re-raise the first failing step instead of reporting it and going on.
     """
@@ -959,7 +958,7 @@ def run_demo(
     p = dict(QUICK_PRESET if quick else DEMO_CPU_PRESET)
     p.update(preset or {})
     threads_before = torch.get_num_threads()
-    threads, why = _torch_threads(p.get("threads"))
+    threads, why = _torch_threads(threads if threads is not None else p.get("threads"))
     torch.set_num_threads(threads)
     try:
         return _pipeline(
@@ -1059,7 +1058,8 @@ def _pipeline(p, *, out, n_cells, seed, quick, sdata_path, image_key, labels_key
     run.csv(timings, "timings", index=True)
     report.section("Timings")
     report.text(
-        f"Wall time {wall:.0f} s on {os.cpu_count()} CPU core(s); 1-minute load average "
+        f"Wall time {wall:.0f} s with {threads[0]} torch thread(s) on {available_cores()} of "
+        f"{os.cpu_count()} CPU core(s); 1-minute load average "
         f"{load0:.2f} at the start and {load1:.2f} at the end (above the core count means "
         "other processes shared the CPU and the times are inflated)."
     )

@@ -41,7 +41,11 @@ class MADSettings:
     figdir
         Folder where the demo and the CLI write figures.
     n_jobs
-        Worker processes/threads for CPU-parallel steps (``-1``: all cores).
+        Worker processes/threads for CPU-parallel steps (``-1``: every core this process
+        may run on, see :func:`available_cores`).
+    n_threads
+        Torch CPU threads of the demo (``madspatial demo --threads``); ``None``: every
+        core this process may run on.
     """
 
     seed: int = 0
@@ -49,6 +53,7 @@ class MADSettings:
     _verbosity: str = field(default="info", repr=False)
     figdir: Path = Path("figures")
     n_jobs: int = 1
+    n_threads: int | None = None
 
     @property
     def verbosity(self) -> str:
@@ -85,7 +90,30 @@ class MADSettings:
 
     def resolve_n_jobs(self, n_jobs: int | None = None) -> int:
         n = self.n_jobs if n_jobs is None else n_jobs
-        return (os.cpu_count() or 1) if n < 0 else max(1, n)
+        return available_cores() if n < 0 else max(1, n)
+
+    def resolve_n_threads(self, n_threads: int | None = None) -> int:
+        """Torch CPU threads: ``n_threads``, else :attr:`n_threads`, else every core this
+        process may run on (:func:`available_cores`)."""
+        n = self.n_threads if n_threads is None else n_threads
+        if n is None:
+            return available_cores()
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(
+                "the torch thread count (threads= / --threads / mad.settings.n_threads) must "
+                f"be a positive int, or None for every available core; got {n!r} "
+                f"({type(n).__name__})."
+            )
+        return n
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on: its affinity mask (``taskset``, cgroup cpusets,
+    SLURM's ``--cpus-per-task``), not the machine's core count."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # macOS and Windows have no affinity call
+        return os.cpu_count() or 1
 
 
 settings = MADSettings()

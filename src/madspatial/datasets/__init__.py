@@ -1,36 +1,24 @@
 """Built-in data: the synthetic tissue with known ground truth, its gene sets, real-data loaders."""
 
-from ._cosmx import cosmx_lung_mini
-from ._gene_sets import synthetic_gene_sets, synthetic_gene_sets_path
-from ._slide import synthetic_slide
-from ._synthetic import synthetic_tissue
-from ._tissue_spec import (
-    CELL_TYPE_CLASS,
-    CELL_TYPE_COLORS,
-    CELL_TYPES,
-    CHANNEL_NAMES,
-    MORPH_CLASS_COLORS,
-    MORPH_CLASSES,
-    MORPHOLOGY_ONLY_PAIRS,
-    NICHE_COLORS,
-    NICHE_ONLY_PAIRS,
-    NICHES,
-)
+from .._lazy import attach as _attach
 
-__all__ = [
-    "CELL_TYPES",
-    "CELL_TYPE_CLASS",
-    "CELL_TYPE_COLORS",
-    "CHANNEL_NAMES",
-    "MORPHOLOGY_ONLY_PAIRS",
-    "MORPH_CLASSES",
-    "MORPH_CLASS_COLORS",
-    "NICHES",
-    "NICHE_COLORS",
-    "NICHE_ONLY_PAIRS",
-    "cosmx_lung_mini",
-    "synthetic_gene_sets",
-    "synthetic_gene_sets_path",
-    "synthetic_slide",
-    "synthetic_tissue",
-]
+# public name -> the module defining it, imported on first access (see madspatial._lazy)
+_ATTRIBUTES = {
+    "cosmx_lung_mini": "._cosmx",
+    "synthetic_gene_sets": "._gene_sets",
+    "synthetic_gene_sets_path": "._gene_sets",
+    "synthetic_slide": "._slide",
+    "synthetic_tissue": "._synthetic",
+    "CELL_TYPE_CLASS": "._tissue_spec",
+    "CELL_TYPE_COLORS": "._tissue_spec",
+    "CELL_TYPES": "._tissue_spec",
+    "CHANNEL_NAMES": "._tissue_spec",
+    "MORPH_CLASS_COLORS": "._tissue_spec",
+    "MORPH_CLASSES": "._tissue_spec",
+    "MORPHOLOGY_ONLY_PAIRS": "._tissue_spec",
+    "NICHE_COLORS": "._tissue_spec",
+    "NICHE_ONLY_PAIRS": "._tissue_spec",
+    "NICHES": "._tissue_spec",
+}
+
+__getattr__, __dir__, __all__ = _attach(__name__, attributes=_ATTRIBUTES)

@@ -1,7 +1,14 @@
 """Reading and writing: SpatialData from arrays, view stores, models."""
 
-from ._arrays import sdata_from_arrays
-from ._h5 import export_h5, import_h5
-from ._views import ViewStore, read_views
+from .._lazy import attach as _attach
 
-__all__ = ["ViewStore", "export_h5", "import_h5", "read_views", "sdata_from_arrays"]
+# public name -> the module defining it, imported on first access (see madspatial._lazy)
+_ATTRIBUTES = {
+    "sdata_from_arrays": "._arrays",
+    "export_h5": "._h5",
+    "import_h5": "._h5",
+    "ViewStore": "._views",
+    "read_views": "._views",
+}
+
+__getattr__, __dir__, __all__ = _attach(__name__, attributes=_ATTRIBUTES)

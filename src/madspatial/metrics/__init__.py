@@ -1,24 +1,22 @@
 """madspatial.metrics: scores of embeddings and predictions (arrays in, numbers out)."""
 
-from ._bootstrap import bootstrap_ci
-from ._clustering import ari, contingency_table, purity
-from ._expression import mae_per_gene, mse_per_gene, pearson_per_gene
-from ._heterogeneity import within_patch_heterogeneity
-from ._probe import knn_accuracy, linear_probe_accuracy, probe_predictions
-from ._retrieval import recall_at_k, retrieval_ranks
+from .._lazy import attach as _attach
 
-__all__ = [
-    "ari",
-    "bootstrap_ci",
-    "contingency_table",
-    "knn_accuracy",
-    "linear_probe_accuracy",
-    "mae_per_gene",
-    "mse_per_gene",
-    "pearson_per_gene",
-    "probe_predictions",
-    "purity",
-    "recall_at_k",
-    "retrieval_ranks",
-    "within_patch_heterogeneity",
-]
+# public name -> the module defining it, imported on first access (see madspatial._lazy)
+_ATTRIBUTES = {
+    "bootstrap_ci": "._bootstrap",
+    "ari": "._clustering",
+    "contingency_table": "._clustering",
+    "purity": "._clustering",
+    "mae_per_gene": "._expression",
+    "mse_per_gene": "._expression",
+    "pearson_per_gene": "._expression",
+    "within_patch_heterogeneity": "._heterogeneity",
+    "knn_accuracy": "._probe",
+    "linear_probe_accuracy": "._probe",
+    "probe_predictions": "._probe",
+    "recall_at_k": "._retrieval",
+    "retrieval_ranks": "._retrieval",
+}
+
+__getattr__, __dir__, __all__ = _attach(__name__, attributes=_ATTRIBUTES)

@@ -5,34 +5,28 @@ DINO head, :class:`MADModel` with save/load, :class:`MADLoss`, KoLeo, batched mu
 augmentation and schedules.
 """
 
-from __future__ import annotations
+from .._lazy import attach as _attach
 
-from ._augment import MultiCropAugment
-from ._backbone import BACKBONE_PRESETS, ViTBackbone, build_backbone, resolve_backbone_kwargs
-from ._head import DINOHead
-from ._loss import MADLoss, koleo_loss, mode_views
-from ._model import MODEL_FORMAT_VERSION, MADConfig, MADModel
-from ._params import parameter_groups
-from ._schedules import cosine_schedule, teacher_temperature_schedule
-from ._weights import LoadReport, load_backbone_weights, read_state_dict
+# public name -> the module defining it, imported on first access (see madspatial._lazy)
+_ATTRIBUTES = {
+    "MultiCropAugment": "._augment",
+    "BACKBONE_PRESETS": "._backbone",
+    "ViTBackbone": "._backbone",
+    "build_backbone": "._backbone",
+    "resolve_backbone_kwargs": "._backbone",
+    "DINOHead": "._head",
+    "MADLoss": "._loss",
+    "koleo_loss": "._loss",
+    "mode_views": "._loss",
+    "MODEL_FORMAT_VERSION": "._model",
+    "MADConfig": "._model",
+    "MADModel": "._model",
+    "parameter_groups": "._params",
+    "cosine_schedule": "._schedules",
+    "teacher_temperature_schedule": "._schedules",
+    "LoadReport": "._weights",
+    "load_backbone_weights": "._weights",
+    "read_state_dict": "._weights",
+}
 
-__all__ = [
-    "BACKBONE_PRESETS",
-    "MODEL_FORMAT_VERSION",
-    "DINOHead",
-    "LoadReport",
-    "MADConfig",
-    "MADLoss",
-    "MADModel",
-    "MultiCropAugment",
-    "ViTBackbone",
-    "build_backbone",
-    "cosine_schedule",
-    "koleo_loss",
-    "load_backbone_weights",
-    "mode_views",
-    "parameter_groups",
-    "read_state_dict",
-    "resolve_backbone_kwargs",
-    "teacher_temperature_schedule",
-]
+__getattr__, __dir__, __all__ = _attach(__name__, attributes=_ATTRIBUTES)

@@ -1,22 +1,19 @@
 """Plotting: ``mad.pl``. Every function takes ``show``, ``ax`` (where it draws one panel)
 and ``return_fig``, as in scanpy."""
 
-from ._de import enrichment, volcano
-from ._evaluate import embedding_comparison
-from ._expression import gene_correlation, spatial_expression
-from ._tissue import tissue_overview
-from ._training import training_curves
-from ._umap import umap
-from ._views import cell_views
+from .._lazy import attach as _attach
 
-__all__ = [
-    "cell_views",
-    "embedding_comparison",
-    "enrichment",
-    "gene_correlation",
-    "spatial_expression",
-    "tissue_overview",
-    "training_curves",
-    "umap",
-    "volcano",
-]
+# public name -> the module defining it, imported on first access (see madspatial._lazy)
+_ATTRIBUTES = {
+    "enrichment": "._de",
+    "volcano": "._de",
+    "embedding_comparison": "._evaluate",
+    "gene_correlation": "._expression",
+    "spatial_expression": "._expression",
+    "tissue_overview": "._tissue",
+    "training_curves": "._training",
+    "umap": "._umap",
+    "cell_views": "._views",
+}
+
+__getattr__, __dir__, __all__ = _attach(__name__, attributes=_ATTRIBUTES)

@@ -1,7 +1,13 @@
 """madspatial.pp: image normalization, per-cell views and group-aware splits."""
 
-from ._cell_views import cell_views
-from ._normalize import normalization_params, normalize
-from ._split import split
+from .._lazy import attach as _attach
 
-__all__ = ["cell_views", "normalization_params", "normalize", "split"]
+# public name -> the module defining it, imported on first access (see madspatial._lazy)
+_ATTRIBUTES = {
+    "cell_views": "._cell_views",
+    "normalization_params": "._normalize",
+    "normalize": "._normalize",
+    "split": "._split",
+}
+
+__getattr__, __dir__, __all__ = _attach(__name__, attributes=_ATTRIBUTES)

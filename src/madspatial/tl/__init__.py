@@ -1,28 +1,22 @@
 """madspatial.tl"""
 
-from ._cca import cca
-from ._cluster import kmeans, louvain
-from ._de import differential_expression
-from ._decoder import Decoder, fit_decoder, predict
-from ._embed import embed
-from ._enrich import enrich
-from ._evaluate import evaluate
-from ._pretrain import pretrain
-from ._pseudotime import pseudotime
-from ._umap import umap
+from .._lazy import attach as _attach
 
-__all__ = [
-    "Decoder",
-    "cca",
-    "differential_expression",
-    "embed",
-    "enrich",
-    "evaluate",
-    "fit_decoder",
-    "kmeans",
-    "louvain",
-    "predict",
-    "pretrain",
-    "pseudotime",
-    "umap",
-]
+# public name -> the module defining it, imported on first access (see madspatial._lazy)
+_ATTRIBUTES = {
+    "cca": "._cca",
+    "kmeans": "._cluster",
+    "louvain": "._cluster",
+    "differential_expression": "._de",
+    "Decoder": "._decoder",
+    "fit_decoder": "._decoder",
+    "predict": "._decoder",
+    "embed": "._embed",
+    "enrich": "._enrich",
+    "evaluate": "._evaluate",
+    "pretrain": "._pretrain",
+    "pseudotime": "._pseudotime",
+    "umap": "._umap",
+}
+
+__getattr__, __dir__, __all__ = _attach(__name__, attributes=_ATTRIBUTES)

@@ -1,18 +1,18 @@
 """madspatial.train: the MAD training loop (single process, DDP, FSDP2), checkpoints, history."""
 
-from ._checkpoint import load_checkpoint, save_checkpoint
-from ._data import ChunkBatchSampler, ViewDataset
-from ._history import History, cross_view_recall
-from ._trainer import TrainConfig, Trainer, TrainingDivergedError
+from .._lazy import attach as _attach
 
-__all__ = [
-    "ChunkBatchSampler",
-    "History",
-    "TrainConfig",
-    "Trainer",
-    "TrainingDivergedError",
-    "ViewDataset",
-    "cross_view_recall",
-    "load_checkpoint",
-    "save_checkpoint",
-]
+# public name -> the module defining it, imported on first access (see madspatial._lazy)
+_ATTRIBUTES = {
+    "load_checkpoint": "._checkpoint",
+    "save_checkpoint": "._checkpoint",
+    "ChunkBatchSampler": "._data",
+    "ViewDataset": "._data",
+    "History": "._history",
+    "cross_view_recall": "._history",
+    "TrainConfig": "._trainer",
+    "Trainer": "._trainer",
+    "TrainingDivergedError": "._trainer",
+}
+
+__getattr__, __dir__, __all__ = _attach(__name__, attributes=_ATTRIBUTES)
