@@ -182,7 +182,7 @@ class ViewStore:
             )
         self._morph_raw = morphology
         self._micro_raw = microenvironment
-        self.instance_id = np.asarray(instance_id, dtype=np.int64)
+        self.instance_id = _ids(instance_id)
         self.centroid = np.asarray(centroid, dtype=np.float64).reshape(n, 2)
         self.window_px = np.asarray(window_px, dtype=np.float64).reshape(n)
         self.attrs = dict(attrs)
@@ -393,7 +393,7 @@ class ZarrViewWriter:
                 dimension_names=("cell", "c", "y", "x"),
             )
         small = {
-            STORE_INSTANCE_ID: np.asarray(instance_id, dtype=np.int64),
+            STORE_INSTANCE_ID: _ids(instance_id),
             STORE_CENTROID: np.asarray(centroid, dtype=np.float64),
             STORE_WINDOW_PX: np.asarray(window_px, dtype=np.float64),
             STORE_ROWS: np.asarray(storage_rows, dtype=np.int64),
@@ -516,6 +516,14 @@ def _direct_chunk_writer(group, arrays):
     return write
 
 
+def _ids(ids: Any) -> np.ndarray:
+    """Instance ids as int64, or uint64 when they are (ids >= 2**63 must not wrap negative)."""
+    ids = np.asarray(ids)
+    if ids.dtype == np.uint64:
+        return ids
+    return ids.astype(np.int64)
+
+
 def _jsonable(obj: Any) -> Any:
     """Plain JSON types for zarr attrs / AnnData uns (numpy scalars and arrays converted)."""
     if isinstance(obj, dict):
@@ -606,10 +614,20 @@ def read_views(source: Any, *, table_key: str | None = None, key: str = UNS_VIEW
     if "store" not in info:
         raise KeyError(f"table.uns[{key!r}] has no 'store' entry; re-run mad.pp.cell_views.")
     store = read_views(info["store"])
-    instance_key = table.uns.get("spatialdata_attrs", {}).get("instance_key")
+    instance_key = info.get("label_id_key") or table.uns.get("spatialdata_attrs", {}).get(
+        "instance_key"
+    )
     if instance_key in table.obs and len(store) == table.n_obs:
-        ids = table.obs[instance_key].to_numpy()
-        if not np.array_equal(ids.astype(np.int64), store.instance_id):
+        from ._ids import _as_id_array, id_codes
+
+        try:
+            same = np.array_equal(
+                id_codes(_as_id_array(table.obs[instance_key], instance_key)),
+                id_codes(store.instance_id),
+            )
+        except ValueError:
+            same = False
+        if not same:
             raise ValueError(
                 "the table's rows no longer match the view store (instance ids differ, e.g. "
                 "the table was subset or reordered after mad.pp.cell_views); subset the store "

@@ -22,8 +22,17 @@ from ..io._views import (
 )
 from ._extract import Cells, ViewSpec, crop_origin, extract_views
 from ._geometry import centred_extent, neighbor_distance, plan_tasks, split_region, storage_order
-from ._inputs import IdMatch, get_image, get_labels, labels_offset, resolve_table
+from ._inputs import (
+    IdMatch,
+    get_image,
+    get_labels,
+    id_codes,
+    labels_offset,
+    resolve_table,
+    table_ids,
+)
 from ._label_stats import label_stats
+from ._options import check_int, check_real, check_view_size
 from ._reader import RegionReader
 from ._resample import rational_scale
 
@@ -31,16 +40,6 @@ from ._resample import rational_scale
 NORMALIZE_ATTR = "mad_normalize"
 #: A task region is split when its rescaled side would exceed this many pixels.
 MAX_RESCALED_SIDE = 6144
-
-
-def _check_size(name: str, value: int) -> int:
-    if not isinstance(value, (int, np.integer)) or value <= 0 or value % PATCH_SIZE:
-        lo = max(PATCH_SIZE, (int(value) // PATCH_SIZE) * PATCH_SIZE) if value > 0 else PATCH_SIZE
-        raise ValueError(
-            f"{name}={value!r} must be a positive multiple of the ViT patch size {PATCH_SIZE} "
-            f"(so the view splits into whole patches); e.g. {lo} or {lo + PATCH_SIZE}."
-        )
-    return int(value)
 
 
 def _image_gain(data, image_el, image_key: str) -> tuple[float, bool]:
@@ -208,6 +207,7 @@ def cell_views(
     cells_per_tile: int | None = None,
     overwrite: bool = False,
     missing: Literal["raise", "intersect"] = "raise",
+    label_id_key: str | None = None,
     max_memory_gb: float = 8.0,
     cache_mb: float = 192,
     n_jobs: int | None = None,
@@ -293,6 +293,11 @@ def cell_views(
         with the rows present in both, log a warning with counts and ids,
         record them in ``uns[key_added]["missing"]`` and, when ``inplace``,
         drop the rows without labels from the table.
+    label_id_key
+        Column of the table's ``obs`` holding each row's label value, when the instance
+        ids are not the label values (e.g. Xenium's text cell ids ``"aaabbbcc-1"``).
+        Default: the instance key; for text ids, the only integer column whose values
+        are the label ids (a column named like ``labels_key`` is preferred).
     max_memory_gb
         Refuse to build an in-memory store larger than this (use ``store=``).
     cache_mb
@@ -325,8 +330,32 @@ def cell_views(
         mismatch; NaN/inf or un-normalized pixels; constant channels; fewer
         cells than ``n_neighbors + 1``.
     """
-    morphology_size = _check_size("morphology_size", morphology_size)
-    microenvironment_size = _check_size("microenvironment_size", microenvironment_size)
+    morphology_size = check_view_size("morphology_size", morphology_size, PATCH_SIZE)
+    microenvironment_size = check_view_size(
+        "microenvironment_size", microenvironment_size, PATCH_SIZE
+    )
+    n_neighbors = check_int("n_neighbors", n_neighbors, example=25)
+    if window_px is not None:
+        window_px = check_real("window_px", window_px, example=100)
+    if morphology_window_px is not None:
+        morphology_window_px = check_real("morphology_window_px", morphology_window_px, example=16)
+    morphology_quantile = check_real(
+        "morphology_quantile", morphology_quantile, low=0.0, high=1.0, example=0.99
+    )
+    morphology_margin = check_real("morphology_margin", morphology_margin, example=1.1)
+    chunk_size = check_int("chunk_size", chunk_size, example=64)
+    if cells_per_tile is not None:
+        cells_per_tile = check_int("cells_per_tile", cells_per_tile, example=512)
+    max_memory_gb = check_real("max_memory_gb", max_memory_gb, example=8)
+    cache_mb = check_real("cache_mb", cache_mb, low_open=False, example=192)
+    if n_jobs is not None:
+        n_jobs = check_int(
+            "n_jobs", n_jobs, minimum=-(2**62), example=4, rule="an int (-1: all cores)"
+        )
+    if not isinstance(key_added, str) or not key_added:
+        raise ValueError(
+            f"key_added must be a non-empty str, e.g. {UNS_VIEWS!r}; got {key_added!r}."
+        )
     for name, val in (
         ("microenvironment_window", microenvironment_window),
         ("morphology_window", morphology_window),
@@ -335,8 +364,6 @@ def cell_views(
             raise ValueError(f"{name} must be 'slide' or 'cell', got {val!r}.")
     if missing not in ("raise", "intersect"):
         raise ValueError(f"missing must be 'raise' or 'intersect', got {missing!r}.")
-    if not isinstance(n_neighbors, (int, np.integer)) or n_neighbors < 1:
-        raise ValueError(f"n_neighbors must be a positive integer, got {n_neighbors!r}.")
     n_jobs = settings.resolve_n_jobs(n_jobs)
 
     # --- inputs -------------------------------------------------------------------------
@@ -351,10 +378,14 @@ def cell_views(
 
     # --- cells: label statistics and the table's ids ------------------------------------
     stats = label_stats(labels, n_jobs=n_jobs)
-    ids = table.obs[instance_key].to_numpy().astype(np.int64)
-    pos, found = stats.lookup(ids)
-    in_table = np.isin(stats.ids, ids)
-    match = IdMatch(ids[~found], stats.ids[~in_table])
+    ids, id_column = table_ids(
+        table, instance_key, table_key, labels_key, stats.ids, label_id_key=label_id_key
+    )
+    codes = id_codes(ids)  # int64 with the ids' bits: uint64 ids >= 2**63 stay exact
+    pos, found = stats.lookup(codes)
+    in_table = np.isin(stats.ids, codes)
+    label_ids = stats.ids.view(np.uint64) if ids.dtype == np.uint64 else stats.ids
+    match = IdMatch(ids[~found], label_ids[~in_table])
     keep = np.ones(len(ids), dtype=bool)
     if not match.ok:
         msg = match.describe(labels_key, table_key)
@@ -366,7 +397,7 @@ def cell_views(
             )
         logger.warning("cell_views (missing='intersect'): %s; continuing with the rest.", msg)
         keep = found
-    rows_ids, pos = ids[keep], pos[keep]
+    rows_ids, rows_codes, pos = ids[keep], codes[keep], pos[keep]
     n = len(rows_ids)
     if len(stats.ids) < n_neighbors + 1 or n == 0:
         raise ValueError(
@@ -424,7 +455,7 @@ def cell_views(
 
     # --- plan ----------------------------------------------------------------------------
     order = storage_order(cx, cy, w_e / 2)
-    cells = Cells(rows_ids, cx, cy, micro_w, morph_w, micro_uv, morph_uv)
+    cells = Cells(rows_codes, cx, cy, micro_w, morph_w, micro_uv, morph_uv)
     # Pixels each cell's views read (image px): the window plus the resampling support.
     reach = np.maximum(micro_w / 2 + 2 + max(1.0, 1 / s_e), morph_w / 2 + 2 + max(1.0, 1 / s_m))
     lo_x, hi_x, lo_y, hi_y = cx - reach, cx + reach, cy - reach, cy + reach
@@ -453,6 +484,8 @@ def cell_views(
         "morphology_margin": float(morphology_margin),
         "image_shape": [int(h), int(w)],
         "labels_offset_yx": [int(dy), int(dx)],
+        "label_id_key": id_column,
+        "instance_id_dtype": str(rows_ids.dtype),
         "madspatial_version": __version__,
     }
     fingerprint = _fingerprint(
