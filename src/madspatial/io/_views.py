@@ -20,6 +20,7 @@ Reading batches in ``store.storage_order`` is the fast sequential order.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -312,8 +313,17 @@ class ViewStore:
         chunk_size
             Cells per zarr chunk.
         overwrite
-            Replace an existing store at ``path``.
+            Replace an existing view store at ``path`` (never anything else).
         """
+        from ._lock import StoreLock
+
+        if self.path is not None and Path(self.path).resolve() == Path(path).resolve():
+            raise ValueError(f"cannot save the view store at {path} onto itself.")
+        with StoreLock(path):
+            self._save_locked(path, chunk_size=chunk_size, overwrite=overwrite)
+        return open_zarr_views(path)
+
+    def _save_locked(self, path: str | Path, *, chunk_size: int, overwrite: bool) -> None:
         writer = ZarrViewWriter.create(
             path,
             n_cells=len(self),
@@ -333,7 +343,6 @@ class ViewStore:
             morph, micro = self.batch(np.arange(c0, c1))
             writer.write(c0, morph, micro)
         writer.finish()
-        return open_zarr_views(path)
 
 
 class ZarrViewWriter:
@@ -376,7 +385,13 @@ class ZarrViewWriter:
             raise FileExistsError(
                 f"a store already exists at {path}; pass overwrite=True to replace it."
             )
-        group = zarr.open_group(str(path), mode="w")
+        if path.exists():
+            check_replaceable(path)
+        remove_leftovers(path)
+        # Built beside, then renamed into place: a run killed while creating the store leaves
+        # either no store or a whole one (never one without its arrays or its flags).
+        tmp = path.with_name(f".{path.name}{_CREATING}{uuid.uuid4().hex[:12]}")
+        group = zarr.open_group(str(tmp), mode="w-")
         n_chunks = max(1, -(-n_cells // chunk_size))
         comp = _compressor()
         for name, size in (
@@ -410,7 +425,8 @@ class ZarrViewWriter:
             complete=False,
         )
         group.attrs[ATTRS_KEY] = _jsonable(meta)
-        return cls(group)
+        replace_dir(tmp, path)
+        return cls(zarr.open_group(str(path), mode="r+"))
 
     @classmethod
     def open_existing(cls, path: str | Path) -> ZarrViewWriter:
@@ -460,6 +476,71 @@ class ZarrViewWriter:
         meta = self.attrs
         meta["complete"] = True
         self.group.attrs[ATTRS_KEY] = meta
+
+
+#: Name parts of the hidden siblings of a store being created or replaced.
+_CREATING = ".creating-"
+_REPLACED = ".replaced-"
+#: What a (possibly damaged) view store may hold; anything else is never deleted.
+_STORE_MEMBERS = {
+    VIEW_MORPHOLOGY, VIEW_MICROENVIRONMENT, STORE_INSTANCE_ID, STORE_CENTROID, STORE_WINDOW_PX,
+    STORE_ROWS, STORE_DONE, "zarr.json", ".zgroup", ".zattrs",
+}  # fmt: skip
+
+
+def is_view_store(path: str | Path) -> bool:
+    """Whether ``path`` is a madspatial view store (whole or damaged), safe to replace."""
+    path = Path(path)
+    if not path.is_dir():
+        return False
+    names = {p.name for p in path.iterdir()}
+    if not names:
+        return True  # an empty folder
+    meta = path / "zarr.json"
+    if meta.is_file():
+        try:
+            import json
+
+            if ATTRS_KEY in json.loads(meta.read_text()).get("attributes", {}):
+                return True
+        except (OSError, ValueError):
+            pass
+    return names <= _STORE_MEMBERS and ("zarr.json" in names or ".zgroup" in names)
+
+
+def check_replaceable(path: Path) -> None:
+    """Refuse to delete anything that is not a view store, even with ``overwrite=True``."""
+    if not is_view_store(path):
+        raise FileExistsError(
+            f"{path} exists and is not a madspatial view store (e.g. a SpatialData zarr or "
+            "another folder); it is never deleted, even with overwrite=True. Pass another "
+            "store= path, or remove it yourself if it is really not needed."
+        )
+
+
+def remove_leftovers(path: Path) -> None:
+    """Delete hidden siblings left by runs killed while creating or replacing ``path``."""
+    import shutil
+
+    parent = path.parent
+    if not parent.is_dir():
+        return
+    for prefix in (f".{path.name}{_CREATING}", f".{path.name}{_REPLACED}"):
+        for p in parent.glob(prefix + "*"):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def replace_dir(src: Path, dst: Path) -> None:
+    """Move folder ``src`` to ``dst``, replacing a store there (two renames, then delete)."""
+    import shutil
+
+    old = None
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}{_REPLACED}{uuid.uuid4().hex[:12]}")
+        os.replace(dst, old)
+    os.replace(src, dst)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _direct_chunk_writer(group, arrays):

@@ -14,6 +14,7 @@ from .._logging import added, logger, progress
 from .._settings import settings
 from .._version import __version__
 from ..io._arrays import _few
+from ..io._lock import StoreLock
 from ..io._views import (
     ViewStore,
     ZarrViewWriter,
@@ -187,6 +188,133 @@ def _fingerprint(**parts: Any) -> str:
     return h.hexdigest()
 
 
+#: Image and label tiles (side in pixels) hashed into a store's fingerprint, at seeded
+#: positions: three quarters on cells, the rest anywhere on the image.
+FINGERPRINT_TILES = 48
+FINGERPRINT_TILE = 32
+#: What each part of the fingerprint covers, for the message when a store does not match.
+_PART_NAMES = {
+    "parameters": "parameters",
+    "cells": "cells (ids, centroids, extents or windows)",
+    "image_pixels": "image pixels",
+    "labels_pixels": "label pixels",
+}
+
+
+def _pixel_digests(image, labels, offset, cx, cy) -> tuple[str, str]:
+    """Hashes of a seeded sample of image and label tiles (same positions every run)."""
+    h, w = image.shape[-2:]
+    dy, dx = offset
+    rng = np.random.default_rng(0)
+    t = FINGERPRINT_TILE
+    k = min(len(cx), FINGERPRINT_TILES * 3 // 4)
+    on = rng.choice(len(cx), size=k, replace=False) if k else np.zeros(0, dtype=np.int64)
+    extra = FINGERPRINT_TILES - k
+    ys = np.r_[cy[on], rng.uniform(0, h, extra)]
+    xs = np.r_[cx[on], rng.uniform(0, w, extra)]
+    him, hlab = hashlib.blake2b(digest_size=16), hashlib.blake2b(digest_size=16)
+    him.update(str(image.dtype).encode())
+    for y, x in zip(ys, xs):
+        y0 = int(np.clip(round(float(y)) - t // 2, 0, max(h - t, 0)))
+        x0 = int(np.clip(round(float(x)) - t // 2, 0, max(w - t, 0)))
+        him.update(np.ascontiguousarray(image.read(y0, y0 + t, x0, x0 + t)).tobytes())
+        lab = labels.read(y0 - dy, y0 - dy + t, x0 - dx, x0 - dx + t)
+        hlab.update(np.ascontiguousarray(lab, dtype=np.int64).tobytes())
+        hlab.update(str(lab.shape).encode())
+    return him.hexdigest(), hlab.hexdigest()
+
+
+def _fingerprint_parts(
+    attrs, *, chunk_size, cells_per_tile, image, labels, image_el, offset, codes, cells, extents
+) -> dict[str, str]:
+    """Hashes of what a store's views depend on: parameters, cells, image and label pixels."""
+    from ._inputs import scale0
+
+    cx, cy, micro_w, morph_w = cells
+    img_digest, lab_digest = _pixel_digests(image, labels, offset, cx, cy)
+    normalized = getattr(scale0(image_el), "attrs", {}).get(NORMALIZE_ATTR)
+    return {
+        "parameters": _fingerprint(
+            attrs=sorted((k, str(v)) for k, v in attrs.items()),
+            chunk=chunk_size,
+            tile=cells_per_tile,
+            dtype=str(image.dtype),
+            normalize=repr(normalized),
+        ),
+        "cells": _fingerprint(
+            ids=np.asarray(codes, dtype=np.int64),
+            cx=np.round(cx, 6),
+            cy=np.round(cy, 6),
+            w=np.round(micro_w, 6),
+            wm=np.round(morph_w, 6),
+            extents=np.round(np.stack(extents), 6),
+        ),
+        "image_pixels": img_digest,
+        "labels_pixels": lab_digest,
+    }
+
+
+def _mismatch(path: Path, old: dict, new: dict) -> str:
+    """Which parts of a store's fingerprint differ, with the parameters that changed."""
+    old_parts = old.get("fingerprint_parts") or {}
+    if not old_parts:
+        return "it has no fingerprint of its pixels (written by an older madspatial)"
+    what = []
+    for key, name in _PART_NAMES.items():
+        if old_parts.get(key) == new["fingerprint_parts"].get(key):
+            continue
+        if key == "parameters":
+            skip = {"fingerprint", "fingerprint_parts", "complete", "n_cells", "store_format"}
+            diffs = [
+                f"{k} {old.get(k)!r} -> {v!r}"
+                for k, v in _jsonable(new).items()
+                if k not in skip and old.get(k) != v
+            ]
+            name += f" ({'; '.join(diffs)})" if diffs else ""
+        what.append(name)
+    return "different " + ", ".join(what) if what else "a different fingerprint"
+
+
+def _open_or_create(path: Path, overwrite: bool, attrs: dict, **kw) -> np.ndarray:
+    """The per-chunk done flags of the store at ``path``: resumed, reused or newly created."""
+    if path.exists() and not overwrite:
+        try:
+            existing = ZarrViewWriter.open_existing(path)
+            old = existing.attrs
+        except Exception as err:
+            raise FileExistsError(
+                f"{path} exists and is not a (complete or resumable) view store; pass another "
+                "store= path, or overwrite=True to replace it if it is a damaged view store."
+            ) from err
+        if old.get("fingerprint") != attrs["fingerprint"]:
+            raise FileExistsError(
+                f"the view store at {path} was made from {_mismatch(path, old, attrs)}, so its "
+                "views may be stale and it is not reused. Pass overwrite=True to rebuild it (its "
+                "views are replaced), or another store= path."
+            )
+        done = existing.chunks_done()
+        if old.get("complete"):
+            logger.warning(
+                "cell_views: reusing the complete view store at %s (its fingerprint of the "
+                "parameters, cells and sampled image/label pixels matches); pass overwrite=True "
+                "to rebuild it.",
+                path,
+            )
+        else:
+            logger.info(
+                "cell_views: resuming %s (%d/%d chunks already written)",
+                path, int(done.sum()), done.size,
+            )  # fmt: skip
+        return done
+    writer = ZarrViewWriter.create(
+        path, n_cells=kw["n"], n_channels=kw["c"], morphology_size=kw["morphology_size"],
+        microenvironment_size=kw["microenvironment_size"], chunk_size=kw["chunk_size"],
+        attrs=attrs, instance_id=kw["rows_ids"], centroid=kw["centroid"],
+        window_px=kw["micro_w"], storage_rows=kw["order"], overwrite=overwrite,
+    )  # fmt: skip
+    return writer.chunks_done()
+
+
 def cell_views(
     sdata: Any,
     *,
@@ -285,8 +413,17 @@ def cell_views(
         store (whose tasks buffer their views: about ``cells_per_tile`` x the
         bytes of one cell's views per running task).
     overwrite
-        Replace an existing store at ``store`` (otherwise an incomplete store
-        with the same parameters is resumed and a complete one is reused).
+        Replace an existing view store at ``store`` (the new one is built beside it and
+        renamed into place; a folder that is not a view store, such as a SpatialData zarr,
+        is never deleted). Without it, a store whose fingerprint matches is resumed
+        (incomplete) or reused (complete, logged at WARNING with its path), and a store
+        whose fingerprint differs raises ``FileExistsError`` naming what changed: it is
+        never reused and never deleted silently. The fingerprint covers every parameter,
+        the cells (ids, centroids, extents, windows) and a seeded sample of
+        ``FINGERPRINT_TILES`` image and label tiles (plus ``mad.pp.normalize``'s record).
+        While a store is written, ``<store>.lock`` names the writer's pid and host: a
+        second writer gets an error, and the lock of a killed run is taken over with a
+        warning.
     missing
         What to do when table rows have no pixels in the labels or label ids
         have no table row: ``"raise"`` (default) or ``"intersect"``: continue
@@ -488,22 +625,28 @@ def cell_views(
         "instance_id_dtype": str(rows_ids.dtype),
         "madspatial_version": __version__,
     }
-    fingerprint = _fingerprint(
-        ids=rows_ids,
-        cx=np.round(cx, 6),
-        cy=np.round(cy, 6),
-        w=np.round(micro_w, 6),
-        wm=np.round(morph_w, 6),
-        attrs=sorted((k, str(v)) for k, v in attrs.items()),
-        chunk=chunk_size,
-        tile=cells_per_tile,
-        dtype=str(image.dtype),
-    )
-    attrs["fingerprint"] = fingerprint
+    image_reader = RegionReader(image, cache_bytes=int(cache_mb * 2**20))
+    labels_reader = RegionReader(labels, cache_bytes=int(cache_mb * 2**20) // 4)
+    parts = _fingerprint_parts(
+        attrs,
+        chunk_size=chunk_size,
+        cells_per_tile=cells_per_tile,
+        image=image_reader,
+        labels=labels_reader,
+        image_el=image_el,
+        offset=(dy, dx),
+        codes=rows_codes,
+        cells=(cx, cy, micro_w, morph_w),
+        extents=(stats.area[pos], stats.xmin[pos], stats.xmax[pos], stats.ymin[pos],
+                 stats.ymax[pos]),
+    )  # fmt: skip
+    attrs["fingerprint"] = _fingerprint(**parts)
+    attrs["fingerprint_parts"] = parts
 
     # --- store ---------------------------------------------------------------------------
     c = image.shape[0]
     todo = list(range(len(ranges)))
+    lock = None
     if store is None:
         nbytes = n * c * (morphology_size**2 + microenvironment_size**2)
         if nbytes > max_memory_gb * 1e9:
@@ -515,37 +658,18 @@ def cell_views(
         sink: Any = _MemorySink(n, c, morphology_size, microenvironment_size)
     else:
         path = Path(store)
-        existing = None
-        if path.exists() and not overwrite:
-            try:
-                existing = ZarrViewWriter.open_existing(path)
-                old = existing.attrs
-            except Exception as err:
-                raise FileExistsError(
-                    f"{path} exists and is not a view store; pass overwrite=True or another path."
-                ) from err
-            if old.get("fingerprint") != fingerprint:
-                raise FileExistsError(
-                    f"a view store made with different cells or parameters exists at {path}; "
-                    "pass overwrite=True to replace it, or another store= path."
-                )
-        if existing is None:
-            writer = ZarrViewWriter.create(
-                path, n_cells=n, n_channels=c, morphology_size=morphology_size,
+        # Held until the store is complete: a second writer gets a clear error, and a lock
+        # left by a killed run (kill -9) is taken over with a warning.
+        lock = StoreLock(path).acquire()
+        try:
+            done = _open_or_create(
+                path, overwrite, attrs, n=n, c=c, morphology_size=morphology_size,
                 microenvironment_size=microenvironment_size, chunk_size=chunk_size,
-                attrs=attrs, instance_id=rows_ids, centroid=np.c_[cx, cy], window_px=micro_w,
-                storage_rows=order, overwrite=overwrite,
+                rows_ids=rows_ids, centroid=np.c_[cx, cy], micro_w=micro_w, order=order,
             )  # fmt: skip
-            done = writer.chunks_done()
-        else:
-            done = existing.chunks_done()
-            if existing.attrs.get("complete"):
-                logger.info("cell_views: reusing the complete view store at %s", path)
-            else:
-                logger.info(
-                    "cell_views: resuming %s (%d/%d chunks already written)",
-                    path, int(done.sum()), done.size,
-                )  # fmt: skip
+        except BaseException:
+            lock.release()
+            raise
         todo = [
             k for k, (a, b) in enumerate(ranges)
             if not done[a // chunk_size : -(-b // chunk_size)].all()
@@ -556,8 +680,6 @@ def cell_views(
     import dask
 
     tasks = []
-    image_reader = RegionReader(image, cache_bytes=int(cache_mb * 2**20))
-    labels_reader = RegionReader(labels, cache_bytes=int(cache_mb * 2**20) // 4)
     for k in todo:
         a, b = ranges[k]
         rows = order[a:b]
@@ -569,13 +691,19 @@ def cell_views(
         tasks.append((b - a, task))
     empties = []
     wave = max(2, 2 * n_jobs)
-    with progress(
-        total=n, desc="cell views", unit="cells", initial=n - sum(t[0] for t in tasks)
-    ) as bar:
-        for i in range(0, len(tasks), wave):
-            part = tasks[i : i + wave]
-            empties.extend(dask.compute(*[t[1] for t in part], **_scheduler(n_jobs)))
-            bar.update(sum(t[0] for t in part))
+    try:
+        with progress(
+            total=n, desc="cell views", unit="cells", initial=n - sum(t[0] for t in tasks)
+        ) as bar:
+            for i in range(0, len(tasks), wave):
+                part = tasks[i : i + wave]
+                empties.extend(dask.compute(*[t[1] for t in part], **_scheduler(n_jobs)))
+                bar.update(sum(t[0] for t in part))
+        if store is not None:
+            ZarrViewWriter.open_existing(store).finish()
+    finally:
+        if lock is not None:
+            lock.release()
 
     # --- finish --------------------------------------------------------------------------
     empty = np.concatenate(empties) if empties else np.zeros(0, dtype=np.int64)
@@ -585,7 +713,6 @@ def cell_views(
             dict(attrs, n_cells=n),
         )  # fmt: skip
     else:
-        ZarrViewWriter.open_existing(store).finish()
         views = open_zarr_views(store)
     if len(empty):
         logger.warning(
