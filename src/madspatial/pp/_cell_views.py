@@ -265,11 +265,11 @@ def _mismatch(path: Path, old: dict, new: dict) -> str:
             continue
         if key == "parameters":
             skip = {"fingerprint", "fingerprint_parts", "complete", "n_cells", "store_format"}
-            diffs = [
-                f"{k} {old.get(k)!r} -> {v!r}"
-                for k, v in _jsonable(new).items()
-                if k not in skip and old.get(k) != v
-            ]
+            derived = {"window_px", "morphology_window_px", "microenvironment_scale",
+                       "morphology_scale", "microenvironment_scale_pq", "morphology_scale_pq"}  # fmt: skip
+            changed = [k for k, v in _jsonable(new).items() if k not in skip and old.get(k) != v]
+            changed.sort(key=lambda k: k in derived)  # the arguments first, then what follows
+            diffs = [f"{k} {old.get(k)!r} -> {_jsonable(new)[k]!r}" for k in changed]
             name += f" ({'; '.join(diffs)})" if diffs else ""
         what.append(name)
     return "different " + ", ".join(what) if what else "a different fingerprint"
