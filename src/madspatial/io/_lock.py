@@ -19,16 +19,23 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-_PACKAGE_DIR = str(Path(__file__).resolve().parents[1])
+#: Modules whose frames are skipped to find the user's call (madspatial and the libraries
+#: that call into it while writing: anndata's IO registry, spatialdata's writers).
+_LIBRARIES = (
+    "madspatial", "anndata", "spatialdata", "zarr", "h5py", "functools", "contextlib",
+    "legacy_api_wrap",
+)  # fmt: skip
 
 
 def user_stacklevel() -> int:
-    """The ``stacklevel`` of the first frame outside madspatial (the user's call)."""
+    """The ``stacklevel`` (for a ``warnings.warn`` in the caller) of the user's own frame."""
     import sys
 
-    frame = sys._getframe(1)
-    level = 1
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+    frame = sys._getframe(2)  # the caller of warn_user's caller
+    level = 2
+    while frame is not None and str(frame.f_globals.get("__name__", "")).split(".")[0] in (
+        _LIBRARIES
+    ):
         frame = frame.f_back
         level += 1
     return level

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import uuid
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from .._constants import (
+    SDATA_VIEWS_DIR,
     STORE_CENTROID,
     STORE_INSTANCE_ID,
     STORE_WINDOW_PX,
@@ -49,7 +51,107 @@ ATTRS_KEY = "mad_views"
 #: Layout version of the zarr store (bump when the layout changes incompatibly).
 STORE_FORMAT = 1
 
-_MEMORY_STORES: dict[str, ViewStore] = {}
+#: In-memory stores by location. Weak: a store lives as long as something uses it (the
+#: table whose ``uns`` holds its :class:`MemoryLocation`, or the user's own reference).
+_MEMORY_STORES: weakref.WeakValueDictionary[str, ViewStore] = weakref.WeakValueDictionary()
+#: Prefix of store locations relative to the root of the SpatialData zarr holding them.
+SDATA_PREFIX = "sdata:"
+
+
+class MemoryLocation(str):
+    """``"memory:<uuid>"``, holding its in-memory store alive while a table refers to it.
+
+    Copies of the table (``adata.copy()``, ``spatialdata.deepcopy``) share the store.
+    Written with the table, it becomes a plain string; inside a SpatialData zarr the
+    store itself is saved beside the table (see :func:`_write_memory_location`).
+    """
+
+    def __new__(cls, key: str, store: ViewStore):
+        obj = super().__new__(cls, key)
+        obj.store = store
+        return obj
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __reduce__(self):  # pickling cannot carry the arrays to another process
+        return (str, (str(self),))
+
+
+def _sdata_views_path(root: Path, table: str, key: str) -> Path:
+    return root / SDATA_VIEWS_DIR / table / f"{key}.zarr"
+
+
+def _write_memory_location(f, k, v, *, _writer, dataset_kwargs, _base):
+    """anndata writer of a :class:`MemoryLocation`: saves the store, writes where it went.
+
+    A table written inside a SpatialData zarr (``<root>/tables/<table>/uns/<key>``) gets
+    its views saved to ``<root>/mad_views/<table>/<key>.zarr`` and its ``store`` entry
+    becomes ``"sdata:mad_views/<table>/<key>.zarr"`` (relative to the SpatialData, so
+    the folder can move); ``store_written_at`` records the absolute path as a fallback
+    for readers given only the table. Anywhere else the views cannot follow: a warning
+    says so and the entry stays ``"memory:<uuid>"``.
+    """
+    from .._logging import logger
+    from ._lock import StoreLock, warn_user
+
+    value = str(v)
+    full = None
+    try:
+        from zarr.storage import LocalStore
+
+        if isinstance(f.store, LocalStore):
+            full = Path(f.store.root) / f.path
+    except (ImportError, AttributeError):
+        full = None
+    parts = full.parts if full is not None else ()
+    if k == "store" and len(parts) >= 5 and parts[-4] == "tables" and parts[-2] == "uns":
+        root, table, key = full.parents[3], parts[-3], parts[-1]
+        dest = _sdata_views_path(root, table, key)
+        with StoreLock(dest):
+            v.store._save_locked(dest, chunk_size=64, overwrite=dest.exists())
+        rel = dest.relative_to(root).as_posix()
+        logger.info("saved the in-memory views of table %r (uns[%r]) into %s", table, key, dest)
+        _base(f, k, SDATA_PREFIX + rel, _writer=_writer, dataset_kwargs=dataset_kwargs)
+        _base(f, "store_written_at", str(dest.resolve()), _writer=_writer,
+              dataset_kwargs=dataset_kwargs)  # fmt: skip
+        return
+    warn_user(
+        f"the cell views this table refers to ({value}) are kept in memory only and are not "
+        "written with it: in a new process mad.io.read_views will not find them. Write the "
+        "table inside a SpatialData (sdata.write saves them into its zarr), or keep them on "
+        "disk with mad.pp.cell_views(..., store='views.zarr') (or ViewStore.save)."
+    )
+    _base(f, k, value, _writer=_writer, dataset_kwargs=dataset_kwargs)
+
+
+def _register_anndata_writer() -> bool:
+    """Teach anndata to write a :class:`MemoryLocation` (as a string, saving the views)."""
+    try:
+        from functools import partial
+
+        from anndata._io.specs.registry import _REGISTRY
+    except ImportError:  # pragma: no cover - another anndata layout
+        return False
+    try:
+        for (dest, src, mods), base in list(_REGISTRY.write.items()):
+            if src is str and not mods:
+                _REGISTRY.write[(dest, MemoryLocation, mods)] = partial(
+                    _write_memory_location, _base=base
+                )
+        _REGISTRY.write_specs[MemoryLocation] = _REGISTRY.write_specs[str]
+    except (AttributeError, KeyError, TypeError):  # pragma: no cover
+        return False
+    return True
+
+
+#: Whether tables may hold :class:`MemoryLocation` objects (anndata knows how to write them);
+#: if not, locations are plain strings and in-memory stores are kept for the process.
+_LOCATIONS_WRITABLE = _register_anndata_writer()
+_KEEP_ALIVE: dict[str, ViewStore] = {}
 
 
 def _compressor(level: int = 5):
@@ -276,7 +378,9 @@ class ViewStore:
         if self._key is None:
             self._key = MEMORY_PREFIX + uuid.uuid4().hex
             _MEMORY_STORES[self._key] = self
-        return self._key
+            if not _LOCATIONS_WRITABLE:  # pragma: no cover
+                _KEEP_ALIVE[self._key] = self
+        return MemoryLocation(self._key, self) if _LOCATIONS_WRITABLE else self._key
 
     def __repr__(self) -> str:
         where = self.path or "memory"
@@ -679,22 +783,32 @@ def read_views(source: Any, *, table_key: str | None = None, key: str = UNS_VIEW
     """
     if isinstance(source, ViewStore):
         return source
+    if isinstance(source, MemoryLocation):
+        return source.store
     if isinstance(source, (str, Path)):
         loc = str(source)
         if loc.startswith(MEMORY_PREFIX):
-            if loc not in _MEMORY_STORES:
+            store = _MEMORY_STORES.get(loc)
+            if store is None:
                 raise KeyError(
                     f"in-memory view store {loc!r} does not exist in this Python process "
-                    "(in-memory stores live only as long as the process that made them). "
-                    "Re-run mad.pp.cell_views, or pass store='views.zarr' to keep them on disk."
+                    "(in-memory views live as long as the table that refers to them, in the "
+                    "process that made them; a table written outside a SpatialData does not "
+                    "carry them). Re-run mad.pp.cell_views, or pass store='views.zarr' to keep "
+                    "them on disk."
                 )
-            return _MEMORY_STORES[loc]
+            return store
+        if loc.startswith(SDATA_PREFIX):
+            raise ValueError(
+                f"view store location {loc!r} is relative to the SpatialData zarr that holds "
+                "it; pass the SpatialData (spatialdata.read_zarr(path)) to mad.io.read_views."
+            )
         return open_zarr_views(loc)
     table = _table_with_views(source, table_key=table_key, key=key)
     info = table.uns[key]
     if "store" not in info:
         raise KeyError(f"table.uns[{key!r}] has no 'store' entry; re-run mad.pp.cell_views.")
-    store = read_views(info["store"])
+    store = read_views(_resolve_location(info, getattr(source, "path", None)))
     instance_key = info.get("label_id_key") or table.uns.get("spatialdata_attrs", {}).get(
         "instance_key"
     )
@@ -720,6 +834,29 @@ def read_views(source: Any, *, table_key: str | None = None, key: str = UNS_VIEW
             "re-run mad.pp.cell_views on this table."
         )
     return store
+
+
+def _resolve_location(info: dict, sdata_path: Any) -> Any:
+    """A store location from a table's record; ``sdata:`` paths against the SpatialData's root."""
+    loc = info["store"]
+    if not (isinstance(loc, str) and loc.startswith(SDATA_PREFIX)):
+        return loc
+    rel = loc[len(SDATA_PREFIX) :]
+    tried = []
+    if sdata_path is not None:
+        cand = Path(sdata_path) / rel
+        if cand.exists():
+            return str(cand)
+        tried.append(str(cand))
+    written = info.get("store_written_at")
+    if written and Path(written).exists():
+        return str(written)
+    tried.append(str(written))
+    raise FileNotFoundError(
+        f"the views of this table were saved inside its SpatialData zarr ({loc!r}) but are not "
+        f"at {' or '.join(tried)}; pass the SpatialData read with spatialdata.read_zarr (with "
+        "its mad_views folder) to mad.io.read_views, or re-run mad.pp.cell_views."
+    )
 
 
 def _table_with_views(source: Any, *, table_key: str | None, key: str):
