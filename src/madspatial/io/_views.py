@@ -16,6 +16,12 @@ other, which is what makes tiled writing and resuming possible); the array
 ``storage_rows`` maps storage position -> table row. The store hides this:
 ``store.morphology[i]`` and ``store.batch(idx)`` always address table rows.
 Reading batches in ``store.storage_order`` is the fast sequential order.
+
+Writing is safe against crashes and concurrent writers: a store is created beside
+its path and renamed into place (never half-created), chunks are written
+atomically and flagged done (a killed run resumes exactly), and a writer holds
+``<store>.lock`` (pid, host) while it writes (see :mod:`madspatial.io._lock`).
+Replacing (``overwrite=True``) only ever deletes view stores, never other folders.
 """
 
 from __future__ import annotations
@@ -771,7 +777,10 @@ def read_views(source: Any, *, table_key: str | None = None, key: str = UNS_VIEW
     source
         A path to a zarr view store, a ``"memory:<uuid>"`` location, a
         :class:`~spatialdata.SpatialData` (its table's ``.uns[key]["store"]``
-        says where the store is) or an :class:`~anndata.AnnData` table (same).
+        says where the store is; ``"sdata:<relative path>"`` locations, written by
+        ``sdata.write``, are found inside its zarr even after it moved) or an
+        :class:`~anndata.AnnData` table (same; ``sdata:`` locations through the
+        absolute path recorded when written).
     table_key
         Which table of a SpatialData to look in (default: the one with ``.uns[key]``).
     key

@@ -405,7 +405,12 @@ def cell_views(
         morphology window.
     store
         Path of a zarr store to write (chunked, compressed). ``None``: keep the
-        views in memory (registered in this process as ``"memory:<uuid>"``).
+        views in memory, as long as the table refers to them (``uns[key_added]["store"]``
+        holds ``"memory:<uuid>"`` and the arrays; dropping the SpatialData frees them).
+        ``sdata.write(path)`` saves in-memory views into ``path/mad_views/<table>/<key>.zarr``
+        and records ``"sdata:mad_views/<table>/<key>.zarr"`` (relative to the SpatialData),
+        so ``spatialdata.read_zarr(path)`` finds them in another process; writing the
+        table alone (``write_h5ad``) warns that the views stay behind.
     chunk_size
         Cells per zarr chunk.
     cells_per_tile
