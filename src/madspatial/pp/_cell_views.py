@@ -741,7 +741,8 @@ def cell_views(
 
     record = dict(attrs)
     record.update(
-        store=views.location,
+        # absolute: the table keeps finding its store whatever the working directory
+        store=views.location if views.in_memory else str(Path(views.path).resolve()),
         n_cells=n,
         n_border=int(border.sum()),
         n_empty_morphology=len(empty),
