@@ -72,6 +72,8 @@ VIEWS: Final = (VIEW_MORPHOLOGY, VIEW_MICROENVIRONMENT)
 STORE_INSTANCE_ID: Final = "instance_id"
 STORE_CENTROID: Final = "centroid"
 STORE_WINDOW_PX: Final = "window_px"
+# folder of a SpatialData zarr holding the views of its tables: <root>/mad_views/<table>/<key>.zarr
+SDATA_VIEWS_DIR: Final = "mad_views"
 H5_MORPHOLOGY: Final = "morphology"
 H5_NEIGHBORHOOD: Final = "neighborhood"
 H5_CELL_IDS: Final = "cell_ids"

@@ -215,7 +215,9 @@ def test_interrupted_store_resumes_without_recomputing(tissue, run, tmp_path, mo
     calls.clear()
     mad.pp.cell_views(sdata, **kw)  # complete store: reused, nothing recomputed
     assert calls == []
-    with pytest.raises(FileExistsError, match="different cells or parameters"):
+    with pytest.raises(
+        FileExistsError, match=r"made from different parameters \(n_neighbors 25 -> 10;.*not reused"
+    ):
         mad.pp.cell_views(sdata, **{**kw, "n_neighbors": 10})
 
 

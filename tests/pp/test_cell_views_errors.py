@@ -64,11 +64,16 @@ def test_table_rows_without_labels_raise_or_intersect(small, caplog):
 
 
 def test_non_integer_labels(small):
+    """Float labels with whole values are ids (issue 12.4); other values are refused."""
     sdata, truth = small
-    sdata.labels["cell_labels"] = Labels2DModel.parse(
-        truth["labels"].astype(np.float32), dims=("y", "x")
-    )
-    with pytest.raises(ValueError, match=r"dtype float32.*integer cell ids"):
+    lab = truth["labels"].astype(np.float32)
+    lab[50, 60] = 3.5
+    sdata.labels["cell_labels"] = Labels2DModel.parse(lab, dims=("y", "x"))
+    with pytest.raises(
+        ValueError,
+        match=r"dtype float32.*not a non-negative whole number, e\.g\. 3\.5 at pixel "
+        r"\(y=50, x=60\)",
+    ):
         mad.pp.cell_views(sdata, **KW)
 
 
@@ -162,3 +167,44 @@ def test_unknown_keys_and_options(small):
         mad.pp.cell_views(sdata, **KW, morphology_window="tight")
     with pytest.raises(ValueError, match=r"need .* GB.*store="):
         mad.pp.cell_views(sdata, **KW, max_memory_gb=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        (
+            {"morphology_size": "28"},
+            r"morphology_size='28' \(str\) must be a positive int multiple of the ViT patch "
+            r"size 14.*pass the number 28, not a string",
+        ),
+        (
+            {"microenvironment_size": 56.0},
+            r"microenvironment_size=56\.0 \(float\) must be a positive int multiple.*pass 56 "
+            r"\(an int\)",
+        ),
+        ({"chunk_size": 0}, r"chunk_size=0 \(int\) must be a positive int, e\.g\. 64"),
+        (
+            {"morphology_quantile": 1.5},
+            r"morphology_quantile=1\.5 \(float\) must be a number in \(0, 1\], e\.g\. 0\.99",
+        ),
+        (
+            {"morphology_window_px": 0},
+            r"morphology_window_px=0 \(int\) must be a finite number > 0",
+        ),
+        ({"window_px": -10}, r"window_px=-10 \(int\) must be a finite number > 0, e\.g\. 100"),
+        ({"window_px": float("nan")}, r"window_px=nan \(float\) must be a finite number > 0"),
+        ({"morphology_margin": -1}, r"morphology_margin=-1 \(int\) must be a finite number > 0"),
+        ({"n_neighbors": True}, r"n_neighbors=True \(bool\) must be a positive int"),
+        ({"n_neighbors": 2.5}, r"n_neighbors=2\.5 \(float\) must be a positive int"),
+        ({"cells_per_tile": 0}, r"cells_per_tile=0 \(int\) must be a positive int"),
+        ({"max_memory_gb": 0}, r"max_memory_gb=0 \(int\) must be a finite number > 0"),
+        ({"cache_mb": -1}, r"cache_mb=-1 \(int\) must be a finite number >= 0"),
+        ({"n_jobs": 1.5}, r"n_jobs=1\.5 \(float\) must be an int \(-1: all cores\)"),
+        ({"key_added": ""}, r"key_added must be a non-empty str"),
+    ],
+)
+def test_numeric_options_get_clear_errors(small, kw, message):
+    """Issue 10: each of these was a ZeroDivisionError, a wrong hint or a silent bad run."""
+    sdata, _ = small
+    with pytest.raises(ValueError, match=message):
+        mad.pp.cell_views(sdata, **KW, **kw)

@@ -169,3 +169,25 @@ def test_nan_pixels_and_constant_channels_raise():
         mad.pp.normalize(sdata, image_key="morphology")
     with pytest.raises(ValueError, match="clip must be"):
         mad.pp.normalize(sdata, image_key="morphology", clip=(50, 10))
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        (
+            {"clip": 5},
+            r"clip must be two percentiles 0 <= lo < hi <= 100, e\.g\. \(0\.01, 99\.99\); got 5",
+        ),
+        ({"clip": (1, 2, 3)}, r"clip must be two percentiles.*got \(1, 2, 3\)"),
+        ({"clip": ("1", 99)}, r"clip must be two percentiles"),
+        ({"flatfield_sigma": 0}, r"flatfield_sigma=0 \(int\) must be a finite number > 0"),
+        ({"n_samples": 0}, r"n_samples=0 \(int\) must be a positive int"),
+        ({"n_samples": 1e5}, r"n_samples=100000\.0 \(float\).*pass 100000 \(an int\)"),
+        ({"seed": -1}, r"seed=-1 \(int\) must be a non-negative int"),
+        ({"n_jobs": "2"}, r"n_jobs='2' \(str\) must be an int"),
+    ],
+)
+def test_options_get_clear_errors(kw, message):
+    sdata, _ = disk_tissue(shape=(80, 80), shuffle_table=False)
+    with pytest.raises(ValueError, match=message):
+        mad.pp.normalize(sdata, image_key="morphology", **kw)

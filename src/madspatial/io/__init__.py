@@ -7,6 +7,7 @@ _ATTRIBUTES = {
     "sdata_from_arrays": "._arrays",
     "export_h5": "._h5",
     "import_h5": "._h5",
+    "StoreLockedError": "._lock",
     "ViewStore": "._views",
     "read_views": "._views",
 }

@@ -16,11 +16,19 @@ other, which is what makes tiled writing and resuming possible); the array
 ``storage_rows`` maps storage position -> table row. The store hides this:
 ``store.morphology[i]`` and ``store.batch(idx)`` always address table rows.
 Reading batches in ``store.storage_order`` is the fast sequential order.
+
+Writing is safe against crashes and concurrent writers: a store is created beside
+its path and renamed into place (never half-created), chunks are written
+atomically and flagged done (a killed run resumes exactly), and a writer holds
+``<store>.lock`` (pid, host) while it writes (see :mod:`madspatial.io._lock`).
+Replacing (``overwrite=True``) only ever deletes view stores, never other folders.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from .._constants import (
+    SDATA_VIEWS_DIR,
     STORE_CENTROID,
     STORE_INSTANCE_ID,
     STORE_WINDOW_PX,
@@ -48,7 +57,107 @@ ATTRS_KEY = "mad_views"
 #: Layout version of the zarr store (bump when the layout changes incompatibly).
 STORE_FORMAT = 1
 
-_MEMORY_STORES: dict[str, ViewStore] = {}
+#: In-memory stores by location. Weak: a store lives as long as something uses it (the
+#: table whose ``uns`` holds its :class:`MemoryLocation`, or the user's own reference).
+_MEMORY_STORES: weakref.WeakValueDictionary[str, ViewStore] = weakref.WeakValueDictionary()
+#: Prefix of store locations relative to the root of the SpatialData zarr holding them.
+SDATA_PREFIX = "sdata:"
+
+
+class MemoryLocation(str):
+    """``"memory:<uuid>"``, holding its in-memory store alive while a table refers to it.
+
+    Copies of the table (``adata.copy()``, ``spatialdata.deepcopy``) share the store.
+    Written with the table, it becomes a plain string; inside a SpatialData zarr the
+    store itself is saved beside the table (see :func:`_write_memory_location`).
+    """
+
+    def __new__(cls, key: str, store: ViewStore):
+        obj = super().__new__(cls, key)
+        obj.store = store
+        return obj
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __reduce__(self):  # pickling cannot carry the arrays to another process
+        return (str, (str(self),))
+
+
+def _sdata_views_path(root: Path, table: str, key: str) -> Path:
+    return root / SDATA_VIEWS_DIR / table / f"{key}.zarr"
+
+
+def _write_memory_location(f, k, v, *, _writer, dataset_kwargs, _base):
+    """anndata writer of a :class:`MemoryLocation`: saves the store, writes where it went.
+
+    A table written inside a SpatialData zarr (``<root>/tables/<table>/uns/<key>``) gets
+    its views saved to ``<root>/mad_views/<table>/<key>.zarr`` and its ``store`` entry
+    becomes ``"sdata:mad_views/<table>/<key>.zarr"`` (relative to the SpatialData, so
+    the folder can move); ``store_written_at`` records the absolute path as a fallback
+    for readers given only the table. Anywhere else the views cannot follow: a warning
+    says so and the entry stays ``"memory:<uuid>"``.
+    """
+    from .._logging import logger
+    from ._lock import StoreLock, warn_user
+
+    value = str(v)
+    full = None
+    try:
+        from zarr.storage import LocalStore
+
+        if isinstance(f.store, LocalStore):
+            full = Path(f.store.root) / f.path
+    except (ImportError, AttributeError):
+        full = None
+    parts = full.parts if full is not None else ()
+    if k == "store" and len(parts) >= 5 and parts[-4] == "tables" and parts[-2] == "uns":
+        root, table, key = full.parents[3], parts[-3], parts[-1]
+        dest = _sdata_views_path(root, table, key)
+        with StoreLock(dest):
+            v.store._save_locked(dest, chunk_size=64, overwrite=dest.exists())
+        rel = dest.relative_to(root).as_posix()
+        logger.info("saved the in-memory views of table %r (uns[%r]) into %s", table, key, dest)
+        _base(f, k, SDATA_PREFIX + rel, _writer=_writer, dataset_kwargs=dataset_kwargs)
+        _base(f, "store_written_at", str(dest.resolve()), _writer=_writer,
+              dataset_kwargs=dataset_kwargs)  # fmt: skip
+        return
+    warn_user(
+        f"the cell views this table refers to ({value}) are kept in memory only and are not "
+        "written with it: in a new process mad.io.read_views will not find them. Write the "
+        "table inside a SpatialData (sdata.write saves them into its zarr), or keep them on "
+        "disk with mad.pp.cell_views(..., store='views.zarr') (or ViewStore.save)."
+    )
+    _base(f, k, value, _writer=_writer, dataset_kwargs=dataset_kwargs)
+
+
+def _register_anndata_writer() -> bool:
+    """Teach anndata to write a :class:`MemoryLocation` (as a string, saving the views)."""
+    try:
+        from functools import partial
+
+        from anndata._io.specs.registry import _REGISTRY
+    except ImportError:  # pragma: no cover - another anndata layout
+        return False
+    try:
+        for (dest, src, mods), base in list(_REGISTRY.write.items()):
+            if src is str and not mods:
+                _REGISTRY.write[(dest, MemoryLocation, mods)] = partial(
+                    _write_memory_location, _base=base
+                )
+        _REGISTRY.write_specs[MemoryLocation] = _REGISTRY.write_specs[str]
+    except (AttributeError, KeyError, TypeError):  # pragma: no cover
+        return False
+    return True
+
+
+#: Whether tables may hold :class:`MemoryLocation` objects (anndata knows how to write them);
+#: if not, locations are plain strings and in-memory stores are kept for the process.
+_LOCATIONS_WRITABLE = _register_anndata_writer()
+_KEEP_ALIVE: dict[str, ViewStore] = {}
 
 
 def _compressor(level: int = 5):
@@ -182,7 +291,7 @@ class ViewStore:
             )
         self._morph_raw = morphology
         self._micro_raw = microenvironment
-        self.instance_id = np.asarray(instance_id, dtype=np.int64)
+        self.instance_id = _ids(instance_id)
         self.centroid = np.asarray(centroid, dtype=np.float64).reshape(n, 2)
         self.window_px = np.asarray(window_px, dtype=np.float64).reshape(n)
         self.attrs = dict(attrs)
@@ -275,7 +384,9 @@ class ViewStore:
         if self._key is None:
             self._key = MEMORY_PREFIX + uuid.uuid4().hex
             _MEMORY_STORES[self._key] = self
-        return self._key
+            if not _LOCATIONS_WRITABLE:  # pragma: no cover
+                _KEEP_ALIVE[self._key] = self
+        return MemoryLocation(self._key, self) if _LOCATIONS_WRITABLE else self._key
 
     def __repr__(self) -> str:
         where = self.path or "memory"
@@ -312,8 +423,17 @@ class ViewStore:
         chunk_size
             Cells per zarr chunk.
         overwrite
-            Replace an existing store at ``path``.
+            Replace an existing view store at ``path`` (never anything else).
         """
+        from ._lock import StoreLock
+
+        if self.path is not None and Path(self.path).resolve() == Path(path).resolve():
+            raise ValueError(f"cannot save the view store at {path} onto itself.")
+        with StoreLock(path):
+            self._save_locked(path, chunk_size=chunk_size, overwrite=overwrite)
+        return open_zarr_views(path)
+
+    def _save_locked(self, path: str | Path, *, chunk_size: int, overwrite: bool) -> None:
         writer = ZarrViewWriter.create(
             path,
             n_cells=len(self),
@@ -333,7 +453,6 @@ class ViewStore:
             morph, micro = self.batch(np.arange(c0, c1))
             writer.write(c0, morph, micro)
         writer.finish()
-        return open_zarr_views(path)
 
 
 class ZarrViewWriter:
@@ -376,7 +495,13 @@ class ZarrViewWriter:
             raise FileExistsError(
                 f"a store already exists at {path}; pass overwrite=True to replace it."
             )
-        group = zarr.open_group(str(path), mode="w")
+        if path.exists():
+            check_replaceable(path)
+        remove_leftovers(path)
+        # Built beside, then renamed into place: a run killed while creating the store leaves
+        # either no store or a whole one (never one without its arrays or its flags).
+        tmp = path.with_name(f".{path.name}{_CREATING}{uuid.uuid4().hex[:12]}")
+        group = zarr.open_group(str(tmp), mode="w-")
         n_chunks = max(1, -(-n_cells // chunk_size))
         comp = _compressor()
         for name, size in (
@@ -393,7 +518,7 @@ class ZarrViewWriter:
                 dimension_names=("cell", "c", "y", "x"),
             )
         small = {
-            STORE_INSTANCE_ID: np.asarray(instance_id, dtype=np.int64),
+            STORE_INSTANCE_ID: _ids(instance_id),
             STORE_CENTROID: np.asarray(centroid, dtype=np.float64),
             STORE_WINDOW_PX: np.asarray(window_px, dtype=np.float64),
             STORE_ROWS: np.asarray(storage_rows, dtype=np.int64),
@@ -410,7 +535,8 @@ class ZarrViewWriter:
             complete=False,
         )
         group.attrs[ATTRS_KEY] = _jsonable(meta)
-        return cls(group)
+        replace_dir(tmp, path)
+        return cls(zarr.open_group(str(path), mode="r+"))
 
     @classmethod
     def open_existing(cls, path: str | Path) -> ZarrViewWriter:
@@ -460,6 +586,71 @@ class ZarrViewWriter:
         meta = self.attrs
         meta["complete"] = True
         self.group.attrs[ATTRS_KEY] = meta
+
+
+#: Name parts of the hidden siblings of a store being created or replaced.
+_CREATING = ".creating-"
+_REPLACED = ".replaced-"
+#: What a (possibly damaged) view store may hold; anything else is never deleted.
+_STORE_MEMBERS = {
+    VIEW_MORPHOLOGY, VIEW_MICROENVIRONMENT, STORE_INSTANCE_ID, STORE_CENTROID, STORE_WINDOW_PX,
+    STORE_ROWS, STORE_DONE, "zarr.json", ".zgroup", ".zattrs",
+}  # fmt: skip
+
+
+def is_view_store(path: str | Path) -> bool:
+    """Whether ``path`` is a madspatial view store (whole or damaged), safe to replace."""
+    path = Path(path)
+    if not path.is_dir():
+        return False
+    names = {p.name for p in path.iterdir()}
+    if not names:
+        return True  # an empty folder
+    meta = path / "zarr.json"
+    if meta.is_file():
+        try:
+            import json
+
+            if ATTRS_KEY in json.loads(meta.read_text()).get("attributes", {}):
+                return True
+        except (OSError, ValueError):
+            pass
+    return names <= _STORE_MEMBERS and ("zarr.json" in names or ".zgroup" in names)
+
+
+def check_replaceable(path: Path) -> None:
+    """Refuse to delete anything that is not a view store, even with ``overwrite=True``."""
+    if not is_view_store(path):
+        raise FileExistsError(
+            f"{path} exists and is not a madspatial view store (e.g. a SpatialData zarr or "
+            "another folder); it is never deleted, even with overwrite=True. Pass another "
+            "store= path, or remove it yourself if it is really not needed."
+        )
+
+
+def remove_leftovers(path: Path) -> None:
+    """Delete hidden siblings left by runs killed while creating or replacing ``path``."""
+    import shutil
+
+    parent = path.parent
+    if not parent.is_dir():
+        return
+    for prefix in (f".{path.name}{_CREATING}", f".{path.name}{_REPLACED}"):
+        for p in parent.glob(prefix + "*"):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def replace_dir(src: Path, dst: Path) -> None:
+    """Move folder ``src`` to ``dst``, replacing a store there (two renames, then delete)."""
+    import shutil
+
+    old = None
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}{_REPLACED}{uuid.uuid4().hex[:12]}")
+        os.replace(dst, old)
+    os.replace(src, dst)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _direct_chunk_writer(group, arrays):
@@ -514,6 +705,14 @@ def _direct_chunk_writer(group, arrays):
         os.replace(tmp, path)
 
     return write
+
+
+def _ids(ids: Any) -> np.ndarray:
+    """Instance ids as int64, or uint64 when they are (ids >= 2**63 must not wrap negative)."""
+    ids = np.asarray(ids)
+    if ids.dtype == np.uint64:
+        return ids
+    return ids.astype(np.int64)
 
 
 def _jsonable(obj: Any) -> Any:
@@ -578,7 +777,10 @@ def read_views(source: Any, *, table_key: str | None = None, key: str = UNS_VIEW
     source
         A path to a zarr view store, a ``"memory:<uuid>"`` location, a
         :class:`~spatialdata.SpatialData` (its table's ``.uns[key]["store"]``
-        says where the store is) or an :class:`~anndata.AnnData` table (same).
+        says where the store is; ``"sdata:<relative path>"`` locations, written by
+        ``sdata.write``, are found inside its zarr even after it moved) or an
+        :class:`~anndata.AnnData` table (same; ``sdata:`` locations through the
+        absolute path recorded when written).
     table_key
         Which table of a SpatialData to look in (default: the one with ``.uns[key]``).
     key
@@ -590,26 +792,46 @@ def read_views(source: Any, *, table_key: str | None = None, key: str = UNS_VIEW
     """
     if isinstance(source, ViewStore):
         return source
+    if isinstance(source, MemoryLocation):
+        return source.store
     if isinstance(source, (str, Path)):
         loc = str(source)
         if loc.startswith(MEMORY_PREFIX):
-            if loc not in _MEMORY_STORES:
+            store = _MEMORY_STORES.get(loc)
+            if store is None:
                 raise KeyError(
                     f"in-memory view store {loc!r} does not exist in this Python process "
-                    "(in-memory stores live only as long as the process that made them). "
-                    "Re-run mad.pp.cell_views, or pass store='views.zarr' to keep them on disk."
+                    "(in-memory views live as long as the table that refers to them, in the "
+                    "process that made them; a table written outside a SpatialData does not "
+                    "carry them). Re-run mad.pp.cell_views, or pass store='views.zarr' to keep "
+                    "them on disk."
                 )
-            return _MEMORY_STORES[loc]
+            return store
+        if loc.startswith(SDATA_PREFIX):
+            raise ValueError(
+                f"view store location {loc!r} is relative to the SpatialData zarr that holds "
+                "it; pass the SpatialData (spatialdata.read_zarr(path)) to mad.io.read_views."
+            )
         return open_zarr_views(loc)
     table = _table_with_views(source, table_key=table_key, key=key)
     info = table.uns[key]
     if "store" not in info:
         raise KeyError(f"table.uns[{key!r}] has no 'store' entry; re-run mad.pp.cell_views.")
-    store = read_views(info["store"])
-    instance_key = table.uns.get("spatialdata_attrs", {}).get("instance_key")
+    store = read_views(_resolve_location(info, getattr(source, "path", None)))
+    instance_key = info.get("label_id_key") or table.uns.get("spatialdata_attrs", {}).get(
+        "instance_key"
+    )
     if instance_key in table.obs and len(store) == table.n_obs:
-        ids = table.obs[instance_key].to_numpy()
-        if not np.array_equal(ids.astype(np.int64), store.instance_id):
+        from ._ids import _as_id_array, id_codes
+
+        try:
+            same = np.array_equal(
+                id_codes(_as_id_array(table.obs[instance_key], instance_key)),
+                id_codes(store.instance_id),
+            )
+        except ValueError:
+            same = False
+        if not same:
             raise ValueError(
                 "the table's rows no longer match the view store (instance ids differ, e.g. "
                 "the table was subset or reordered after mad.pp.cell_views); subset the store "
@@ -621,6 +843,29 @@ def read_views(source: Any, *, table_key: str | None = None, key: str = UNS_VIEW
             "re-run mad.pp.cell_views on this table."
         )
     return store
+
+
+def _resolve_location(info: dict, sdata_path: Any) -> Any:
+    """A store location from a table's record; ``sdata:`` paths against the SpatialData's root."""
+    loc = info["store"]
+    if not (isinstance(loc, str) and loc.startswith(SDATA_PREFIX)):
+        return loc
+    rel = loc[len(SDATA_PREFIX) :]
+    tried = []
+    if sdata_path is not None:
+        cand = Path(sdata_path) / rel
+        if cand.exists():
+            return str(cand)
+        tried.append(str(cand))
+    written = info.get("store_written_at")
+    if written and Path(written).exists():
+        return str(written)
+    tried.append(str(written))
+    raise FileNotFoundError(
+        f"the views of this table were saved inside its SpatialData zarr ({loc!r}) but are not "
+        f"at {' or '.join(tried)}; pass the SpatialData read with spatialdata.read_zarr (with "
+        "its mad_views folder) to mad.io.read_views, or re-run mad.pp.cell_views."
+    )
 
 
 def _table_with_views(source: Any, *, table_key: str | None, key: str):

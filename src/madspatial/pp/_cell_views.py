@@ -14,6 +14,7 @@ from .._logging import added, logger, progress
 from .._settings import settings
 from .._version import __version__
 from ..io._arrays import _few
+from ..io._lock import StoreLock
 from ..io._views import (
     ViewStore,
     ZarrViewWriter,
@@ -22,8 +23,17 @@ from ..io._views import (
 )
 from ._extract import Cells, ViewSpec, crop_origin, extract_views
 from ._geometry import centred_extent, neighbor_distance, plan_tasks, split_region, storage_order
-from ._inputs import IdMatch, get_image, get_labels, labels_offset, resolve_table
+from ._inputs import (
+    IdMatch,
+    get_image,
+    get_labels,
+    id_codes,
+    labels_offset,
+    resolve_table,
+    table_ids,
+)
 from ._label_stats import label_stats
+from ._options import check_int, check_real, check_view_size
 from ._reader import RegionReader
 from ._resample import rational_scale
 
@@ -31,16 +41,6 @@ from ._resample import rational_scale
 NORMALIZE_ATTR = "mad_normalize"
 #: A task region is split when its rescaled side would exceed this many pixels.
 MAX_RESCALED_SIDE = 6144
-
-
-def _check_size(name: str, value: int) -> int:
-    if not isinstance(value, (int, np.integer)) or value <= 0 or value % PATCH_SIZE:
-        lo = max(PATCH_SIZE, (int(value) // PATCH_SIZE) * PATCH_SIZE) if value > 0 else PATCH_SIZE
-        raise ValueError(
-            f"{name}={value!r} must be a positive multiple of the ViT patch size {PATCH_SIZE} "
-            f"(so the view splits into whole patches); e.g. {lo} or {lo + PATCH_SIZE}."
-        )
-    return int(value)
 
 
 def _image_gain(data, image_el, image_key: str) -> tuple[float, bool]:
@@ -188,6 +188,133 @@ def _fingerprint(**parts: Any) -> str:
     return h.hexdigest()
 
 
+#: Image and label tiles (side in pixels) hashed into a store's fingerprint, at seeded
+#: positions: three quarters on cells, the rest anywhere on the image.
+FINGERPRINT_TILES = 48
+FINGERPRINT_TILE = 32
+#: What each part of the fingerprint covers, for the message when a store does not match.
+_PART_NAMES = {
+    "parameters": "parameters",
+    "cells": "cells (ids, centroids, extents or windows)",
+    "image_pixels": "image pixels",
+    "labels_pixels": "label pixels",
+}
+
+
+def _pixel_digests(image, labels, offset, cx, cy) -> tuple[str, str]:
+    """Hashes of a seeded sample of image and label tiles (same positions every run)."""
+    h, w = image.shape[-2:]
+    dy, dx = offset
+    rng = np.random.default_rng(0)
+    t = FINGERPRINT_TILE
+    k = min(len(cx), FINGERPRINT_TILES * 3 // 4)
+    on = rng.choice(len(cx), size=k, replace=False) if k else np.zeros(0, dtype=np.int64)
+    extra = FINGERPRINT_TILES - k
+    ys = np.r_[cy[on], rng.uniform(0, h, extra)]
+    xs = np.r_[cx[on], rng.uniform(0, w, extra)]
+    him, hlab = hashlib.blake2b(digest_size=16), hashlib.blake2b(digest_size=16)
+    him.update(str(image.dtype).encode())
+    for y, x in zip(ys, xs):
+        y0 = int(np.clip(round(float(y)) - t // 2, 0, max(h - t, 0)))
+        x0 = int(np.clip(round(float(x)) - t // 2, 0, max(w - t, 0)))
+        him.update(np.ascontiguousarray(image.read(y0, y0 + t, x0, x0 + t)).tobytes())
+        lab = labels.read(y0 - dy, y0 - dy + t, x0 - dx, x0 - dx + t)
+        hlab.update(np.ascontiguousarray(lab, dtype=np.int64).tobytes())
+        hlab.update(str(lab.shape).encode())
+    return him.hexdigest(), hlab.hexdigest()
+
+
+def _fingerprint_parts(
+    attrs, *, chunk_size, cells_per_tile, image, labels, image_el, offset, codes, cells, extents
+) -> dict[str, str]:
+    """Hashes of what a store's views depend on: parameters, cells, image and label pixels."""
+    from ._inputs import scale0
+
+    cx, cy, micro_w, morph_w = cells
+    img_digest, lab_digest = _pixel_digests(image, labels, offset, cx, cy)
+    normalized = getattr(scale0(image_el), "attrs", {}).get(NORMALIZE_ATTR)
+    return {
+        "parameters": _fingerprint(
+            attrs=sorted((k, str(v)) for k, v in attrs.items()),
+            chunk=chunk_size,
+            tile=cells_per_tile,
+            dtype=str(image.dtype),
+            normalize=repr(normalized),
+        ),
+        "cells": _fingerprint(
+            ids=np.asarray(codes, dtype=np.int64),
+            cx=np.round(cx, 6),
+            cy=np.round(cy, 6),
+            w=np.round(micro_w, 6),
+            wm=np.round(morph_w, 6),
+            extents=np.round(np.stack(extents), 6),
+        ),
+        "image_pixels": img_digest,
+        "labels_pixels": lab_digest,
+    }
+
+
+def _mismatch(path: Path, old: dict, new: dict) -> str:
+    """Which parts of a store's fingerprint differ, with the parameters that changed."""
+    old_parts = old.get("fingerprint_parts") or {}
+    if not old_parts:
+        return "it has no fingerprint of its pixels (written by an older madspatial)"
+    what = []
+    for key, name in _PART_NAMES.items():
+        if old_parts.get(key) == new["fingerprint_parts"].get(key):
+            continue
+        if key == "parameters":
+            skip = {"fingerprint", "fingerprint_parts", "complete", "n_cells", "store_format"}
+            derived = {"window_px", "morphology_window_px", "microenvironment_scale",
+                       "morphology_scale", "microenvironment_scale_pq", "morphology_scale_pq"}  # fmt: skip
+            changed = [k for k, v in _jsonable(new).items() if k not in skip and old.get(k) != v]
+            changed.sort(key=lambda k: k in derived)  # the arguments first, then what follows
+            diffs = [f"{k} {old.get(k)!r} -> {_jsonable(new)[k]!r}" for k in changed]
+            name += f" ({'; '.join(diffs)})" if diffs else ""
+        what.append(name)
+    return "different " + ", ".join(what) if what else "a different fingerprint"
+
+
+def _open_or_create(path: Path, overwrite: bool, attrs: dict, **kw) -> np.ndarray:
+    """The per-chunk done flags of the store at ``path``: resumed, reused or newly created."""
+    if path.exists() and not overwrite:
+        try:
+            existing = ZarrViewWriter.open_existing(path)
+            old = existing.attrs
+        except Exception as err:
+            raise FileExistsError(
+                f"{path} exists and is not a (complete or resumable) view store; pass another "
+                "store= path, or overwrite=True to replace it if it is a damaged view store."
+            ) from err
+        if old.get("fingerprint") != attrs["fingerprint"]:
+            raise FileExistsError(
+                f"the view store at {path} was made from {_mismatch(path, old, attrs)}, so its "
+                "views may be stale and it is not reused. Pass overwrite=True to rebuild it (its "
+                "views are replaced), or another store= path."
+            )
+        done = existing.chunks_done()
+        if old.get("complete"):
+            logger.warning(
+                "cell_views: reusing the complete view store at %s (its fingerprint of the "
+                "parameters, cells and sampled image/label pixels matches); pass overwrite=True "
+                "to rebuild it.",
+                path,
+            )
+        else:
+            logger.info(
+                "cell_views: resuming %s (%d/%d chunks already written)",
+                path, int(done.sum()), done.size,
+            )  # fmt: skip
+        return done
+    writer = ZarrViewWriter.create(
+        path, n_cells=kw["n"], n_channels=kw["c"], morphology_size=kw["morphology_size"],
+        microenvironment_size=kw["microenvironment_size"], chunk_size=kw["chunk_size"],
+        attrs=attrs, instance_id=kw["rows_ids"], centroid=kw["centroid"],
+        window_px=kw["micro_w"], storage_rows=kw["order"], overwrite=overwrite,
+    )  # fmt: skip
+    return writer.chunks_done()
+
+
 def cell_views(
     sdata: Any,
     *,
@@ -208,6 +335,7 @@ def cell_views(
     cells_per_tile: int | None = None,
     overwrite: bool = False,
     missing: Literal["raise", "intersect"] = "raise",
+    label_id_key: str | None = None,
     max_memory_gb: float = 8.0,
     cache_mb: float = 192,
     n_jobs: int | None = None,
@@ -277,7 +405,12 @@ def cell_views(
         morphology window.
     store
         Path of a zarr store to write (chunked, compressed). ``None``: keep the
-        views in memory (registered in this process as ``"memory:<uuid>"``).
+        views in memory, as long as the table refers to them (``uns[key_added]["store"]``
+        holds ``"memory:<uuid>"`` and the arrays; dropping the SpatialData frees them).
+        ``sdata.write(path)`` saves in-memory views into ``path/mad_views/<table>/<key>.zarr``
+        and records ``"sdata:mad_views/<table>/<key>.zarr"`` (relative to the SpatialData),
+        so ``spatialdata.read_zarr(path)`` finds them in another process; writing the
+        table alone (``write_h5ad``) warns that the views stay behind.
     chunk_size
         Cells per zarr chunk.
     cells_per_tile
@@ -285,14 +418,28 @@ def cell_views(
         store (whose tasks buffer their views: about ``cells_per_tile`` x the
         bytes of one cell's views per running task).
     overwrite
-        Replace an existing store at ``store`` (otherwise an incomplete store
-        with the same parameters is resumed and a complete one is reused).
+        Replace an existing view store at ``store`` (the new one is built beside it and
+        renamed into place; a folder that is not a view store, such as a SpatialData zarr,
+        is never deleted). Without it, a store whose fingerprint matches is resumed
+        (incomplete) or reused (complete, logged at WARNING with its path), and a store
+        whose fingerprint differs raises ``FileExistsError`` naming what changed: it is
+        never reused and never deleted silently. The fingerprint covers every parameter,
+        the cells (ids, centroids, extents, windows) and a seeded sample of
+        ``FINGERPRINT_TILES`` image and label tiles (plus ``mad.pp.normalize``'s record).
+        While a store is written, ``<store>.lock`` names the writer's pid and host: a
+        second writer gets an error, and the lock of a killed run is taken over with a
+        warning.
     missing
         What to do when table rows have no pixels in the labels or label ids
         have no table row: ``"raise"`` (default) or ``"intersect"``: continue
         with the rows present in both, log a warning with counts and ids,
         record them in ``uns[key_added]["missing"]`` and, when ``inplace``,
         drop the rows without labels from the table.
+    label_id_key
+        Column of the table's ``obs`` holding each row's label value, when the instance
+        ids are not the label values (e.g. Xenium's text cell ids ``"aaabbbcc-1"``).
+        Default: the instance key; for text ids, the only integer column whose values
+        are the label ids (a column named like ``labels_key`` is preferred).
     max_memory_gb
         Refuse to build an in-memory store larger than this (use ``store=``).
     cache_mb
@@ -325,8 +472,32 @@ def cell_views(
         mismatch; NaN/inf or un-normalized pixels; constant channels; fewer
         cells than ``n_neighbors + 1``.
     """
-    morphology_size = _check_size("morphology_size", morphology_size)
-    microenvironment_size = _check_size("microenvironment_size", microenvironment_size)
+    morphology_size = check_view_size("morphology_size", morphology_size, PATCH_SIZE)
+    microenvironment_size = check_view_size(
+        "microenvironment_size", microenvironment_size, PATCH_SIZE
+    )
+    n_neighbors = check_int("n_neighbors", n_neighbors, example=25)
+    if window_px is not None:
+        window_px = check_real("window_px", window_px, example=100)
+    if morphology_window_px is not None:
+        morphology_window_px = check_real("morphology_window_px", morphology_window_px, example=16)
+    morphology_quantile = check_real(
+        "morphology_quantile", morphology_quantile, low=0.0, high=1.0, example=0.99
+    )
+    morphology_margin = check_real("morphology_margin", morphology_margin, example=1.1)
+    chunk_size = check_int("chunk_size", chunk_size, example=64)
+    if cells_per_tile is not None:
+        cells_per_tile = check_int("cells_per_tile", cells_per_tile, example=512)
+    max_memory_gb = check_real("max_memory_gb", max_memory_gb, example=8)
+    cache_mb = check_real("cache_mb", cache_mb, low_open=False, example=192)
+    if n_jobs is not None:
+        n_jobs = check_int(
+            "n_jobs", n_jobs, minimum=-(2**62), example=4, rule="an int (-1: all cores)"
+        )
+    if not isinstance(key_added, str) or not key_added:
+        raise ValueError(
+            f"key_added must be a non-empty str, e.g. {UNS_VIEWS!r}; got {key_added!r}."
+        )
     for name, val in (
         ("microenvironment_window", microenvironment_window),
         ("morphology_window", morphology_window),
@@ -335,8 +506,6 @@ def cell_views(
             raise ValueError(f"{name} must be 'slide' or 'cell', got {val!r}.")
     if missing not in ("raise", "intersect"):
         raise ValueError(f"missing must be 'raise' or 'intersect', got {missing!r}.")
-    if not isinstance(n_neighbors, (int, np.integer)) or n_neighbors < 1:
-        raise ValueError(f"n_neighbors must be a positive integer, got {n_neighbors!r}.")
     n_jobs = settings.resolve_n_jobs(n_jobs)
 
     # --- inputs -------------------------------------------------------------------------
@@ -351,10 +520,14 @@ def cell_views(
 
     # --- cells: label statistics and the table's ids ------------------------------------
     stats = label_stats(labels, n_jobs=n_jobs)
-    ids = table.obs[instance_key].to_numpy().astype(np.int64)
-    pos, found = stats.lookup(ids)
-    in_table = np.isin(stats.ids, ids)
-    match = IdMatch(ids[~found], stats.ids[~in_table])
+    ids, id_column = table_ids(
+        table, instance_key, table_key, labels_key, stats.ids, label_id_key=label_id_key
+    )
+    codes = id_codes(ids)  # int64 with the ids' bits: uint64 ids >= 2**63 stay exact
+    pos, found = stats.lookup(codes)
+    in_table = np.isin(stats.ids, codes)
+    label_ids = stats.ids.view(np.uint64) if ids.dtype == np.uint64 else stats.ids
+    match = IdMatch(ids[~found], label_ids[~in_table])
     keep = np.ones(len(ids), dtype=bool)
     if not match.ok:
         msg = match.describe(labels_key, table_key)
@@ -366,7 +539,7 @@ def cell_views(
             )
         logger.warning("cell_views (missing='intersect'): %s; continuing with the rest.", msg)
         keep = found
-    rows_ids, pos = ids[keep], pos[keep]
+    rows_ids, rows_codes, pos = ids[keep], codes[keep], pos[keep]
     n = len(rows_ids)
     if len(stats.ids) < n_neighbors + 1 or n == 0:
         raise ValueError(
@@ -424,7 +597,7 @@ def cell_views(
 
     # --- plan ----------------------------------------------------------------------------
     order = storage_order(cx, cy, w_e / 2)
-    cells = Cells(rows_ids, cx, cy, micro_w, morph_w, micro_uv, morph_uv)
+    cells = Cells(rows_codes, cx, cy, micro_w, morph_w, micro_uv, morph_uv)
     # Pixels each cell's views read (image px): the window plus the resampling support.
     reach = np.maximum(micro_w / 2 + 2 + max(1.0, 1 / s_e), morph_w / 2 + 2 + max(1.0, 1 / s_m))
     lo_x, hi_x, lo_y, hi_y = cx - reach, cx + reach, cy - reach, cy + reach
@@ -453,24 +626,32 @@ def cell_views(
         "morphology_margin": float(morphology_margin),
         "image_shape": [int(h), int(w)],
         "labels_offset_yx": [int(dy), int(dx)],
+        "label_id_key": id_column,
+        "instance_id_dtype": str(rows_ids.dtype),
         "madspatial_version": __version__,
     }
-    fingerprint = _fingerprint(
-        ids=rows_ids,
-        cx=np.round(cx, 6),
-        cy=np.round(cy, 6),
-        w=np.round(micro_w, 6),
-        wm=np.round(morph_w, 6),
-        attrs=sorted((k, str(v)) for k, v in attrs.items()),
-        chunk=chunk_size,
-        tile=cells_per_tile,
-        dtype=str(image.dtype),
-    )
-    attrs["fingerprint"] = fingerprint
+    image_reader = RegionReader(image, cache_bytes=int(cache_mb * 2**20))
+    labels_reader = RegionReader(labels, cache_bytes=int(cache_mb * 2**20) // 4)
+    parts = _fingerprint_parts(
+        attrs,
+        chunk_size=chunk_size,
+        cells_per_tile=cells_per_tile,
+        image=image_reader,
+        labels=labels_reader,
+        image_el=image_el,
+        offset=(dy, dx),
+        codes=rows_codes,
+        cells=(cx, cy, micro_w, morph_w),
+        extents=(stats.area[pos], stats.xmin[pos], stats.xmax[pos], stats.ymin[pos],
+                 stats.ymax[pos]),
+    )  # fmt: skip
+    attrs["fingerprint"] = _fingerprint(**parts)
+    attrs["fingerprint_parts"] = parts
 
     # --- store ---------------------------------------------------------------------------
     c = image.shape[0]
     todo = list(range(len(ranges)))
+    lock = None
     if store is None:
         nbytes = n * c * (morphology_size**2 + microenvironment_size**2)
         if nbytes > max_memory_gb * 1e9:
@@ -482,37 +663,18 @@ def cell_views(
         sink: Any = _MemorySink(n, c, morphology_size, microenvironment_size)
     else:
         path = Path(store)
-        existing = None
-        if path.exists() and not overwrite:
-            try:
-                existing = ZarrViewWriter.open_existing(path)
-                old = existing.attrs
-            except Exception as err:
-                raise FileExistsError(
-                    f"{path} exists and is not a view store; pass overwrite=True or another path."
-                ) from err
-            if old.get("fingerprint") != fingerprint:
-                raise FileExistsError(
-                    f"a view store made with different cells or parameters exists at {path}; "
-                    "pass overwrite=True to replace it, or another store= path."
-                )
-        if existing is None:
-            writer = ZarrViewWriter.create(
-                path, n_cells=n, n_channels=c, morphology_size=morphology_size,
+        # Held until the store is complete: a second writer gets a clear error, and a lock
+        # left by a killed run (kill -9) is taken over with a warning.
+        lock = StoreLock(path).acquire()
+        try:
+            done = _open_or_create(
+                path, overwrite, attrs, n=n, c=c, morphology_size=morphology_size,
                 microenvironment_size=microenvironment_size, chunk_size=chunk_size,
-                attrs=attrs, instance_id=rows_ids, centroid=np.c_[cx, cy], window_px=micro_w,
-                storage_rows=order, overwrite=overwrite,
+                rows_ids=rows_ids, centroid=np.c_[cx, cy], micro_w=micro_w, order=order,
             )  # fmt: skip
-            done = writer.chunks_done()
-        else:
-            done = existing.chunks_done()
-            if existing.attrs.get("complete"):
-                logger.info("cell_views: reusing the complete view store at %s", path)
-            else:
-                logger.info(
-                    "cell_views: resuming %s (%d/%d chunks already written)",
-                    path, int(done.sum()), done.size,
-                )  # fmt: skip
+        except BaseException:
+            lock.release()
+            raise
         todo = [
             k for k, (a, b) in enumerate(ranges)
             if not done[a // chunk_size : -(-b // chunk_size)].all()
@@ -523,8 +685,6 @@ def cell_views(
     import dask
 
     tasks = []
-    image_reader = RegionReader(image, cache_bytes=int(cache_mb * 2**20))
-    labels_reader = RegionReader(labels, cache_bytes=int(cache_mb * 2**20) // 4)
     for k in todo:
         a, b = ranges[k]
         rows = order[a:b]
@@ -536,13 +696,19 @@ def cell_views(
         tasks.append((b - a, task))
     empties = []
     wave = max(2, 2 * n_jobs)
-    with progress(
-        total=n, desc="cell views", unit="cells", initial=n - sum(t[0] for t in tasks)
-    ) as bar:
-        for i in range(0, len(tasks), wave):
-            part = tasks[i : i + wave]
-            empties.extend(dask.compute(*[t[1] for t in part], **_scheduler(n_jobs)))
-            bar.update(sum(t[0] for t in part))
+    try:
+        with progress(
+            total=n, desc="cell views", unit="cells", initial=n - sum(t[0] for t in tasks)
+        ) as bar:
+            for i in range(0, len(tasks), wave):
+                part = tasks[i : i + wave]
+                empties.extend(dask.compute(*[t[1] for t in part], **_scheduler(n_jobs)))
+                bar.update(sum(t[0] for t in part))
+        if store is not None:
+            ZarrViewWriter.open_existing(store).finish()
+    finally:
+        if lock is not None:
+            lock.release()
 
     # --- finish --------------------------------------------------------------------------
     empty = np.concatenate(empties) if empties else np.zeros(0, dtype=np.int64)
@@ -552,7 +718,6 @@ def cell_views(
             dict(attrs, n_cells=n),
         )  # fmt: skip
     else:
-        ZarrViewWriter.open_existing(store).finish()
         views = open_zarr_views(store)
     if len(empty):
         logger.warning(
@@ -576,7 +741,8 @@ def cell_views(
 
     record = dict(attrs)
     record.update(
-        store=views.location,
+        # absolute: the table keeps finding its store whatever the working directory
+        store=views.location if views.in_memory else str(Path(views.path).resolve()),
         n_cells=n,
         n_border=int(border.sum()),
         n_empty_morphology=len(empty),

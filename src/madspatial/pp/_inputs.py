@@ -14,6 +14,7 @@ import numpy as np
 
 from .._constants import COORDINATE_SYSTEM
 from ..io._arrays import _few
+from ..io._ids import _INT_KINDS, _as_id_array, _StringIds, id_codes
 
 
 def _element(container: dict, key: str, kind: str):
@@ -64,13 +65,41 @@ def get_labels(sdata: Any, labels_key: str):
             "need 2-D (y, x) labels. For a z-stack, pass one plane or a max projection."
         )
     data = arr.data if isinstance(arr.data, da.Array) else da.from_array(np.asarray(arr.data))
-    if not np.issubdtype(data.dtype, np.integer):
+    if data.dtype == bool:
+        data = data.astype(np.uint8)
+    elif np.issubdtype(data.dtype, np.floating):
+        # Some tools store labels as floats (GiottoData's CosMx crop: float32). Whole values
+        # are ids; the cast checks every block as it is read and names the first bad pixel.
+        data = da.map_blocks(
+            _float_labels_to_int,
+            data,
+            labels_key=labels_key,
+            dtype=np.int64,
+            meta=np.empty((0, 0), dtype=np.int64),
+        )
+    elif not np.issubdtype(data.dtype, np.integer):
         raise ValueError(
             f"labels {labels_key!r} have dtype {data.dtype}; a label image holds integer "
             "cell ids (0 = background). Cast it, e.g. "
             "Labels2DModel.parse(labels.astype('uint32')), after checking the values are whole."
         )
     return el, data
+
+
+def _float_labels_to_int(block: np.ndarray, labels_key: str, block_info=None) -> np.ndarray:
+    bad = ~np.isfinite(block) | (block != np.round(block)) | (block < 0) | (block >= 2.0**63)
+    if bad.any():
+        y, x = np.argwhere(bad)[0]
+        if block_info is not None:
+            loc = block_info[0]["array-location"]
+            y, x = y + loc[0][0], x + loc[1][0]
+        raise ValueError(
+            f"labels {labels_key!r} (dtype {block.dtype}) hold a value that is not a "
+            f"non-negative whole number, e.g. {block[bad][0].item()!r} at pixel (y={y}, x={x}); a label "
+            "image holds one whole id per cell (0 = background). Fix the segmentation (e.g. "
+            "round it if the values are ids stored with noise) and retry."
+        )
+    return block.astype(np.int64)
 
 
 def _affine(el: Any, cs: str) -> np.ndarray:
@@ -180,11 +209,6 @@ def resolve_table(sdata: Any, labels_key: str, table_key: str | None):
                 f"region {labels_key!r} (table[table.obs[{region_key!r}] == {labels_key!r}]) "
                 "and retry."
             )
-    ids = table.obs[instance_key].to_numpy()
-    if not np.issubdtype(ids.dtype, np.integer):
-        as_float = np.asarray(ids, dtype=np.float64)
-        if not np.all(np.isfinite(as_float)) or np.any(as_float != np.round(as_float)):
-            raise ValueError(f"table column {instance_key!r} must hold integer label ids.")
     return table_key, table, instance_key
 
 
@@ -221,3 +245,94 @@ class IdMatch:
             "labels_without_rows": len(self.labels_without_rows),
             "labels_without_rows_ids": self.labels_without_rows[:100].tolist(),
         }
+
+
+def table_ids(
+    table: Any,
+    instance_key: str,
+    table_key: str,
+    labels_key: str,
+    label_ids: np.ndarray,
+    label_id_key: str | None = None,
+) -> tuple[np.ndarray, str]:
+    """The label id of every table row (int64, or uint64 for ids >= 2**63) and its column.
+
+    ``label_ids`` are the int64 codes of the ids present in the labels. Text instance ids
+    (Xenium's ``aaabbbcc-1``) are matched through an integer column of ``obs`` holding the
+    label values: ``label_id_key``, or the only such column whose values are the label ids.
+    """
+    obs = table.obs
+    if label_id_key is not None:
+        if label_id_key not in obs:
+            raise KeyError(
+                f"label_id_key={label_id_key!r} is not a column of table {table_key!r}; "
+                f"columns: {list(obs.columns)}."
+            )
+        col = label_id_key
+    else:
+        col = instance_key
+    what = f"table {table_key!r} column {col!r}"
+    try:
+        ids = _as_id_array(obs[col], what)
+    except _StringIds as err:
+        if label_id_key is not None:
+            raise ValueError(
+                f"{err}; label_id_key must name a column of whole-number label values."
+            ) from err
+        ids, col = _match_label_column(obs, instance_key, table_key, labels_key, label_ids, err)
+    codes = id_codes(ids)
+    uniq, counts = np.unique(codes, return_counts=True)
+    if (counts > 1).any():
+        dup = uniq[counts > 1]
+        shown = [
+            f"{_show_id(d, ids.dtype)} (x{int(c)})" for d, c in zip(dup[:5], counts[counts > 1][:5])
+        ]
+        raise ValueError(
+            f"table {table_key!r} column {col!r} holds {len(dup)} duplicate id(s): "
+            f"{', '.join(shown)}{', ...' if len(dup) > 5 else ''}; each row must be one cell "
+            f"(rows with the same id would get identical views). Drop or fix the duplicated "
+            f"rows, e.g. table[~table.obs[{col!r}].duplicated()], or re-parse the table with "
+            "spatialdata.models.TableModel.parse."
+        )
+    return ids, col
+
+
+def _show_id(code: Any, dtype: np.dtype) -> str:
+    return str(np.int64(code).view(np.uint64)) if dtype == np.uint64 else str(int(code))
+
+
+def _match_label_column(obs, instance_key, table_key, labels_key, label_ids, err):
+    """An integer column of ``obs`` whose values are the label ids (for text instance ids)."""
+    label_set = np.asarray(label_ids)
+    found = []
+    names = [labels_key] + [c for c in obs.columns if c not in (labels_key, instance_key)]
+    for name in names:
+        if name not in obs:
+            continue
+        try:
+            cand = _as_id_array(obs[name], name)
+        except ValueError:
+            continue
+        codes = id_codes(cand)
+        if len(np.unique(codes)) == len(codes) and np.isin(codes, label_set).mean() >= 0.5:
+            found.append((name, cand))
+    if len(found) >= 1 and (len(found) == 1 or found[0][0] == labels_key):
+        from .._logging import logger
+
+        logger.info(
+            "cell_views: table %r has text instance ids (%r); matching rows to labels %r by "
+            "column %r.",
+            table_key, instance_key, labels_key, found[0][0],
+        )  # fmt: skip
+        return found[0][1], found[0][0]
+    ints = [c for c in obs.columns if c != instance_key and obs[c].dtype.kind in _INT_KINDS + "f"]
+    more = (
+        f"several columns could be it: {[f[0] for f in found]}"
+        if found
+        else f"numeric columns of obs: {ints}"
+    )
+    raise ValueError(
+        f"{err}; cell views need each row's value in labels {labels_key!r}. Pass "
+        f"label_id_key='<obs column holding the label value of each row>' ({more}), or add "
+        "such a column (e.g. from the reader's cell id -> label mapping)."
+    ) from err

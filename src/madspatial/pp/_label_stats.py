@@ -66,7 +66,7 @@ def block_stats(block: np.ndarray, y0: int, x0: int):
         lab = inv.reshape(b.shape).astype(np.intp)
         if ids_all[0] != 0:
             lab += 1
-            ids_all = np.concatenate([[0], ids_all])
+            ids_all = np.concatenate([np.zeros(1, ids_all.dtype), ids_all])
         top = len(ids_all) - 1
         ids = ids_all
     h, w = lab.shape
@@ -82,8 +82,12 @@ def block_stats(block: np.ndarray, y0: int, x0: int):
     xmax = np.array([objs[i - 1][1].stop - 1 for i in present], dtype=np.float64)
     cnt = n[present].astype(np.float64)
     out_ids = present if ids is None else ids[present]
+    # uint64 ids >= 2**63 become negative int64 codes with the same bits (lossless; the
+    # table's ids are coded the same way, see _inputs.id_codes).
+    out_ids = np.asarray(out_ids)
+    out_ids = out_ids.view(np.int64) if out_ids.dtype == np.uint64 else out_ids.astype(np.int64)
     return (
-        np.asarray(out_ids, dtype=np.int64),
+        out_ids,
         cnt,
         sy[present] + y0 * cnt,
         sx[present] + x0 * cnt,

@@ -42,6 +42,7 @@ from .._settings import settings
 from .._version import __version__
 from ._cell_views import NORMALIZE_ATTR
 from ._inputs import get_image
+from ._options import check_int, check_real
 
 #: Longest side of the overview used for the flat field.
 OVERVIEW_SIDE = 512
@@ -245,9 +246,25 @@ def normalize(
     from spatialdata.models import Image2DModel
     from spatialdata.transformations import get_transformation
 
-    lo_pct, hi_pct = (float(v) for v in clip)
+    try:
+        lo_pct, hi_pct = (check_real("clip", v, low=0.0, low_open=False, example=1) for v in clip)
+    except (TypeError, ValueError):
+        lo_pct = hi_pct = -1.0
     if not 0 <= lo_pct < hi_pct <= 100:
-        raise ValueError(f"clip must be two percentiles 0 <= lo < hi <= 100, got {clip!r}.")
+        raise ValueError(
+            f"clip must be two percentiles 0 <= lo < hi <= 100, e.g. (0.01, 99.99); got {clip!r}."
+        )
+    if flatfield_sigma is not None:
+        flatfield_sigma = check_real("flatfield_sigma", flatfield_sigma, example=64)
+    n_samples = check_int("n_samples", n_samples, example=1_000_000)
+    if seed is not None:
+        seed = check_int("seed", seed, minimum=0, example=0, rule="a non-negative int")
+    if n_jobs is not None:
+        n_jobs = check_int(
+            "n_jobs", n_jobs, minimum=-(2**62), example=4, rule="an int (-1: all cores)"
+        )
+    if key_added is not None and (not isinstance(key_added, str) or not key_added):
+        raise ValueError(f"key_added must be a non-empty str or None; got {key_added!r}.")
     seed = settings.seed if seed is None else int(seed)
     n_jobs = settings.resolve_n_jobs(n_jobs)
     key_added = key_added or f"{image_key}{NORMALIZED_SUFFIX}"
