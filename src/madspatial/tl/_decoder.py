@@ -243,14 +243,16 @@ class Decoder:
         leaves a half-written file under the final name. ``config.json`` records the
         format version and the sha256 of the weights; :meth:`load` checks both.
         """
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         weights = directory / MODEL_WEIGHTS_FILE
         meta = {"type": DECODER_TYPE, "format_version": str(DECODER_FORMAT_VERSION)}
         tensors = self._tensors()
-        _atomic_write(weights, lambda p: save_file(tensors, str(p), metadata=meta))
+        # bytes written with a plain open: safetensors' save_file makes 0600 files
+        blob = save(tensors, metadata=meta)
+        _atomic_write(weights, lambda p: p.write_bytes(blob))
         cfg = self._config()
         cfg["weights_sha256"] = _sha256(weights)
         text = json.dumps(cfg, indent=1, default=_jsonable)
@@ -696,7 +698,9 @@ def _cross_fit(dec, arch, X, y, sub, folds, *, groups, val_share, names, train_o
             seed=train_opts["seed"] + 1 + f,
         )
         fold = Decoder(**arch)
-        _train(fold, X, y, {s: rest[inner == s] for s in _SPLITS}, **train_opts)
+        fold_idx = {s: rest[inner == s] for s in _SPLITS}
+        fold.split = {s: names[fold_idx[s]].tolist() for s in _SPLITS}  # in memory only
+        _train(fold, X, y, fold_idx, **train_opts)
         oof[folds == f] = fold.predict(X[held])
         dec.folds.append(fold)
         dec.fold_cells.append(names[held].tolist())
