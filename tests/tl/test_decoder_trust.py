@@ -68,6 +68,10 @@ def test_all_nan_gene_is_a_clear_error(toy_embedding_adata):
     with pytest.raises(ValueError, match=r"NaN in every cell \(\['GENE2'\]\), so no cell's total"):
         dm.fit_decoder(adata, target=["GENE1"], **FAST)
     adata.X[:, 2] = 1.0
+    scattered = adata.copy()
+    scattered.X[np.arange(180), np.arange(180) % 20] = np.nan  # a NaN in every cell
+    with pytest.raises(ValueError, match=r"every cell has a NaN in some gene of adata.X"):
+        dm.fit_decoder(scattered, target=["GENE1"], **FAST)
     adata.X[0, 0] = np.inf
     with pytest.raises(ValueError, match=r"adata.X holds 1 infinite value"):
         dm.fit_decoder(adata, target=["GENE1"], **FAST)

@@ -750,12 +750,10 @@ def _expression_target(adata, *, layer, genes, normalize, target_sum):
             "target= a list of the other genes."
         )
     if normalize == "auto":
-        finite = ~nan_cells(np.flatnonzero(~all_nan))
-        normalize = "log1p" if looks_like_counts(raw[finite][:, ~all_nan]) else None
+        normalize = "log1p" if _counts_apart_from_nan(raw) else None
         if normalize:
             logger.info(
-                "    %s looks like raw counts (judged on the cells without NaN): "
-                "normalizing to %g per cell and log1p",
+                "    %s looks like raw counts (NaN aside): normalizing to %g per cell and log1p",
                 where,
                 target_sum,
             )
@@ -768,6 +766,13 @@ def _expression_target(adata, *, layer, genes, normalize, target_sum):
                 f"(adata = adata[:, ~adata.var_names.isin({bad[:3]!r})].copy())."
             )
         drop = nan_cells(np.arange(len(names)))  # totals use every gene
+        if drop.all():
+            worst = names[np.argsort(-nan_per_gene, kind="stable")[:5]].tolist()
+            raise ValueError(
+                f"every cell has a NaN in some gene of {where}, so no cell's total count is "
+                f"defined for normalize='log1p' (most NaN in {worst}). Fill the missing "
+                "counts (e.g. with 0) or drop the genes holding them."
+            )
     else:
         drop = nan_cells(cols)
     logger.warning(
@@ -783,6 +788,18 @@ def _expression_target(adata, *, layer, genes, normalize, target_sum):
     y = np.full((adata.n_obs, vals.shape[1]), np.nan, dtype=np.float32)
     y[~drop] = vals
     return y, out_genes, applied
+
+
+def _counts_apart_from_nan(x) -> bool:
+    """:func:`looks_like_counts` judged with NaN read as 0 (a valid count), so one
+    missing value no longer turns the normalization off."""
+    sub = x[: min(x.shape[0], 2000)]
+    if sparse.issparse(sub):
+        sub = sub.astype(np.float64, copy=True)
+        sub.data[np.isnan(sub.data)] = 0.0
+    else:
+        sub = np.nan_to_num(np.asarray(sub, dtype=np.float64), nan=0.0)
+    return looks_like_counts(sub)
 
 
 def _scan_missing(x):
@@ -1059,6 +1076,16 @@ def _log_metrics(dec: Decoder) -> None:
             dec.target,
             m.get("mean_pearson", np.nan),
             m.get("n_cells", 0),
+        )
+    if "cross_fit_k" in m:
+        score = "accuracy" if dec.kind == "categorical" else "mean_pearson"
+        logger.info(
+            "    decoder %r: out-of-fold %s %.3f over all %d cells (cross_fit=%d)",
+            dec.target,
+            score.replace("_", " "),
+            m.get(f"cross_fit_{score}", np.nan),
+            m["cross_fit_n_cells"],
+            m["cross_fit_k"],
         )
 
 
