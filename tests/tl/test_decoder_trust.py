@@ -124,6 +124,10 @@ def test_cross_fit_bad_values(toy_embedding_adata):
         dm.fit_decoder(adata, target="cell_type", cross_fit=1, **FAST)
     with pytest.raises(ValueError, match=r"cross_fit=5 with groupby .* groupby has 4"):
         dm.fit_decoder(adata, target="cell_type", groupby="slide", cross_fit=5, **FAST)
+    twice = adata.copy()
+    twice.obs_names = ["a", "a", *twice.obs_names[2:]]
+    with pytest.raises(ValueError, match=r"obs_names, which repeat \(e.g. \['a'\]\).*make_unique"):
+        dm.fit_decoder(twice, target="cell_type", cross_fit=3, **FAST)
 
 
 def test_make_folds_balances_classes_and_groups():

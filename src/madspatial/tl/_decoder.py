@@ -593,6 +593,7 @@ def fit_decoder(
         raise ValueError("no training cells after the split; check split= and the target's NaNs.")
     folds = None
     if cross_fit is not None:  # before training: a bad cross_fit fails fast
+        _need_unique_names(adata.obs_names, "fit_decoder(cross_fit=...)")
         folds = make_folds(
             len(sub),
             cross_fit,
@@ -1208,6 +1209,7 @@ def _predict_marked(decoder: Decoder, X: np.ndarray, obs_names: pd.Index):
     in_sample = np.zeros(len(names), dtype=bool)
     n_oof = 0
     if decoder.folds:
+        _need_unique_names(names, "predict with a cross-fitted decoder")
         for fold, cells in zip(decoder.folds, decoder.fold_cells, strict=True):
             pos = names.get_indexer(cells)
             pos = pos[pos >= 0]
@@ -1216,6 +1218,16 @@ def _predict_marked(decoder: Decoder, X: np.ndarray, obs_names: pd.Index):
                 n_oof += len(pos)
         return pred, in_sample, n_oof
     for split in ("train", "val"):
-        pos = names.get_indexer(decoder.split.get(split, []))
+        # get_indexer_for: with repeated obs_names every cell of a training name is marked
+        pos = names.get_indexer_for(decoder.split.get(split, []))
         in_sample[pos[pos >= 0]] = True
     return pred, in_sample, n_oof
+
+
+def _need_unique_names(names: pd.Index, what: str) -> None:
+    if not names.is_unique:
+        dup = names[names.duplicated()].unique()[:5].tolist()
+        raise ValueError(
+            f"{what} matches cells to folds by obs_names, which repeat (e.g. {dup}); make "
+            "them unique first: adata.obs_names_make_unique()."
+        )
