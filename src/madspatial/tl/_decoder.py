@@ -539,35 +539,9 @@ def fit_decoder(
     device = settings.resolve_device(device)
     X = get_rep(adata, use_rep)
     kind, name, layer, genes = _resolve_target(adata, target, kind, layer)
-    classes = None
-    applied = "none"
-    value_range = None
-    if kind == "categorical":
-        col = adata.obs[name]
-        keep = ~col.isna().to_numpy()
-        labels = col.astype(str).to_numpy()
-        present = set(labels[keep])
-        if isinstance(col.dtype, pd.CategoricalDtype):  # keep the user's category order
-            classes = [str(c) for c in col.cat.categories if str(c) in present]
-        else:
-            classes = sorted(present, key=_natural)
-        if len(classes) < 2:
-            raise ValueError(
-                f"target {name!r} has {len(classes)} class(es); a classifier needs 2+."
-            )
-        y = np.full(len(labels), -1, dtype=np.int64)
-        y[keep] = pd.Index(classes).get_indexer(labels[keep])
-    elif kind == "continuous":
-        vals = pd.to_numeric(adata.obs[name], errors="coerce").to_numpy(dtype=np.float32)
-        keep = np.isfinite(vals)
-        y = vals[:, None]
-    else:
-        y, genes, applied = _expression_target(
-            adata, layer=layer, genes=genes, normalize=normalize, target_sum=target_sum
-        )
-        keep = np.isfinite(y).all(axis=1)
-        if applied == "log1p" or (keep.any() and (y[keep] >= 0).all()):
-            value_range = (0.0, None)  # expression is never negative: clip predictions at 0
+    y, keep, classes, genes, applied, value_range = _build_target(
+        adata, kind, name, layer=layer, genes=genes, normalize=normalize, target_sum=target_sum
+    )
     if keep.sum() < 3:
         raise ValueError(f"only {int(keep.sum())} cell(s) have a target value; nothing to fit.")
 
@@ -676,6 +650,40 @@ def fit_decoder(
     added(key, "uns")
     _log_metrics(dec)
     return dec
+
+
+def _build_target(adata, kind, name, *, layer, genes, normalize, target_sum):
+    """(y, has-target mask, classes, genes, transform, value range) of a decoder target."""
+    classes = None
+    applied = "none"
+    value_range = None
+    if kind == "categorical":
+        col = adata.obs[name]
+        keep = ~col.isna().to_numpy()
+        labels = col.astype(str).to_numpy()
+        present = set(labels[keep])
+        if isinstance(col.dtype, pd.CategoricalDtype):  # keep the user's category order
+            classes = [str(c) for c in col.cat.categories if str(c) in present]
+        else:
+            classes = sorted(present, key=_natural)
+        if len(classes) < 2:
+            raise ValueError(
+                f"target {name!r} has {len(classes)} class(es); a classifier needs 2+."
+            )
+        y = np.full(len(labels), -1, dtype=np.int64)
+        y[keep] = pd.Index(classes).get_indexer(labels[keep])
+    elif kind == "continuous":
+        vals = pd.to_numeric(adata.obs[name], errors="coerce").to_numpy(dtype=np.float32)
+        keep = np.isfinite(vals)
+        y = vals[:, None]
+    else:
+        y, genes, applied = _expression_target(
+            adata, layer=layer, genes=genes, normalize=normalize, target_sum=target_sum
+        )
+        keep = np.isfinite(y).all(axis=1)
+        if applied == "log1p" or (keep.any() and (y[keep] >= 0).all()):
+            value_range = (0.0, None)  # expression is never negative: clip predictions at 0
+    return y, keep, classes, genes, applied, value_range
 
 
 def _cross_fit(dec, arch, X, y, sub, folds, *, groups, val_share, names, train_opts) -> None:
