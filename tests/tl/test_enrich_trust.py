@@ -4,6 +4,7 @@ import logging
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from madspatial.tl._enrich import RESULT_COLUMNS, enrich
 
@@ -39,11 +40,8 @@ def test_significant_genes_outside_every_set_give_an_empty_table(caplog):
 
 def test_empty_table_without_significant_genes_has_the_same_dtypes():
     full = enrich(_de(range(5)), gene_sets=SETS)
-    de = _de([])
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        empty = enrich(de, gene_sets=SETS)
+    with pytest.warns(UserWarning, match="no genes pass") as rec:
+        empty = enrich(_de([]), gene_sets=SETS)
+    assert rec[0].filename == __file__  # the warning points at the caller's line
     assert empty.dtypes.to_dict() == full.dtypes.to_dict()
     assert full["overlap"].dtype == np.int64 and full["pvalue"].dtype == np.float64
