@@ -9,6 +9,7 @@ import pandas as pd
 from scipy import sparse
 
 from .._constants import LAYER_PRED, OBS_IN_SAMPLE_SUFFIX, OBSM_MAD, OBSM_SPATIAL
+from .._docs import doc_params, doc_show
 from .._logging import logger
 from ._utils import finish, new_axes
 
@@ -89,6 +90,7 @@ def _scored_cells(adata, layer: str) -> tuple[np.ndarray | None, str]:
     return ~flag, f" ({n - n_in} out-of-sample cells)"
 
 
+@doc_params(doc_show=doc_show)
 def spatial_expression(
     adata,
     *,
@@ -144,10 +146,7 @@ def spatial_expression(
         Marker size (default from the number of cells).
     panel_size
         Width of one panel in inches.
-    show
-        Show the figure (default: when the backend is interactive).
-    return_fig
-        Return the Figure instead of the Axes.
+    {doc_show}
 
     Returns
     -------
@@ -268,6 +267,7 @@ def share_above_diagonal(results, *, reference: str, baseline: str) -> float:
     return float((t.loc[ok, reference] > t.loc[ok, baseline]).mean())
 
 
+@doc_params(doc_show=doc_show)
 def gene_correlation(
     results,
     *,
@@ -309,10 +309,7 @@ def gene_correlation(
         Figure title.
     ax
         Axes to draw into (``kind="bars"`` or ``"scatter"`` only).
-    show
-        Show the figure (default: when the backend is interactive).
-    return_fig
-        Return the Figure instead of the Axes.
+    {doc_show}
 
     Returns
     -------
