@@ -158,6 +158,7 @@ def pretrain(
     num_workers: int = 0,
     table_key: str | None = None,
     views_key: str = UNS_VIEWS,
+    cells: Any = None,
     **train_options: Any,
 ):
     """Pretrain a MAD model: self-distillation of every cell's two views into one ViT.
@@ -252,6 +253,14 @@ def pretrain(
         Table of a SpatialData (default: the one with views, or the only one).
     views_key
         ``.uns`` key written by ``mad.pp.cell_views``.
+    cells
+        Train on a subset of the table's rows only (e.g. the training split, so that
+        held-out cells are never seen in pretraining): a boolean mask of length
+        ``n_obs``, an array of integer row indices, the name of a boolean ``obs`` column,
+        or ``(obs_column, value)`` / ``(obs_column, [values])``. Only the selected cells'
+        views are read (the store is not loaded); the pixel statistics and the held-out
+        Recall@K cells come from them, and the selection is part of the run's identity
+        (another selection never resumes this run's checkpoint). Default: every cell.
     **train_options
         Further options of :class:`madspatial.train.TrainConfig` (e.g. ``warmup_steps``,
         ``freeze_last_layer_steps``, ``min_lr``, ``weight_decay``, ``n_holdout``,
@@ -272,8 +281,10 @@ def pretrain(
     """
     from ..nn import MADModel
     from ..train import TrainConfig, Trainer
+    from ..train._data import resolve_cells, rows_digest
 
     store, table = resolve_views(data, table_key=table_key, views_key=views_key, compute=True)
+    rows = resolve_cells(cells, len(store), obs=table.obs if table is not None else None)
     init_model = model if isinstance(model, MADModel) else None
     backbone = init_model.config.backbone if init_model is not None else model
     cfg = TrainConfig(
@@ -307,11 +318,12 @@ def pretrain(
         **train_options,
     )
     if checkpoint_dir is None:
-        run = cfg.run_identity(len(store), 1)
+        run = cfg.run_identity(len(store) if rows is None else len(rows), 1)
         run["store"] = getattr(store, "path", None) or "memory"
+        run["cells"] = rows_digest(rows)
         checkpoint_dir = default_checkpoint_dir(run, mode, backbone)
     cfg.checkpoint_dir = str(checkpoint_dir)
-    trainer = Trainer(store, cfg, model=init_model)
+    trainer = Trainer(store, cfg, model=init_model, cells=rows)
     result = trainer.fit()
     if table is not None:
         record = dict(table.uns.get(UNS_MAD, {}))

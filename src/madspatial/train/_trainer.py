@@ -37,11 +37,14 @@ from . import _checkpoint as ckpt
 from . import _distributed as D
 from ._data import (
     ChunkBatchSampler,
+    RowSubset,
     derive_seed,
     iterate_batches,
     make_loader,
     pixel_statistics,
     read_batch,
+    resolve_cells,
+    rows_digest,
     storage_positions,
     store_chunk_size,
 )
@@ -164,6 +167,10 @@ class Trainer:
         Start from this model's weights (and architecture) instead of a fresh one.
     callback
         ``callback(step, trainer)`` after every completed step (e.g. to stop early).
+    cells
+        Train on these store rows only (a boolean mask or integer row indices; see
+        :func:`madspatial.tl.pretrain`): only they are read, and the pixel statistics and
+        the held-out Recall@K cells come from them.
     """
 
     def __init__(
@@ -173,8 +180,11 @@ class Trainer:
         *,
         model=None,
         callback: Callable[[int, Trainer], None] | None = None,
+        cells=None,
     ) -> None:
-        self.store = store
+        self.cells = resolve_cells(cells, len(store))
+        self.full_store = store
+        self.store = store if self.cells is None else RowSubset(store, self.cells)
         self.cfg = config
         self.init_model = model
         self.callback = callback
@@ -379,6 +389,7 @@ class Trainer:
         history = History(mconfig.n_prototypes, n_holdout, recall_views)
         self.history = history
         run_id = cfg.run_identity(n, info.world_size)
+        run_id["cells"] = rows_digest(self.cells)
 
         # --- resume ----------------------------------------------------------------
         ckpt_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
