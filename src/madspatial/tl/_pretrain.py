@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -120,9 +118,13 @@ def resolve_views(data: Any, *, table_key: str | None = None, views_key: str = U
     )
 
 
-def default_checkpoint_dir(run: dict[str, Any], mode: str, backbone: Any) -> Path:
-    """``./mad_models/<mode>_<backbone>_<hash of the run's options>``."""
-    digest = hashlib.sha1(json.dumps(run, sort_keys=True, default=str).encode()).hexdigest()[:10]
+def default_checkpoint_dir(digest: str, mode: str, backbone: Any) -> Path:
+    """``./mad_models/<mode>_<backbone>_<digest>``; ``digest`` hashes the run's identity.
+
+    The identity (:meth:`madspatial.train.Trainer.identity`) covers every training and
+    model option and a fingerprint of the data, so another dataset or option never lands
+    in (and resumes) this folder.
+    """
     name = backbone if isinstance(backbone, str) else "custom"
     return Path(DEFAULT_MODEL_ROOT) / f"{mode}_{name}_{digest}"
 
@@ -281,7 +283,7 @@ def pretrain(
     """
     from ..nn import MADModel
     from ..train import TrainConfig, Trainer
-    from ..train._data import resolve_cells, rows_digest
+    from ..train._data import resolve_cells
 
     store, table = resolve_views(data, table_key=table_key, views_key=views_key, compute=True)
     rows = resolve_cells(cells, len(store), obs=table.obs if table is not None else None)
@@ -317,13 +319,10 @@ def pretrain(
         num_workers=num_workers,
         **train_options,
     )
-    if checkpoint_dir is None:
-        run = cfg.run_identity(len(store) if rows is None else len(rows), 1)
-        run["store"] = getattr(store, "path", None) or "memory"
-        run["cells"] = rows_digest(rows)
-        checkpoint_dir = default_checkpoint_dir(run, mode, backbone)
-    cfg.checkpoint_dir = str(checkpoint_dir)
     trainer = Trainer(store, cfg, model=init_model, cells=rows)
+    if checkpoint_dir is None:
+        checkpoint_dir = default_checkpoint_dir(trainer.identity_digest(), mode, backbone)
+    cfg.checkpoint_dir = str(checkpoint_dir)
     result = trainer.fit()
     if table is not None:
         record = dict(table.uns.get(UNS_MAD, {}))

@@ -76,13 +76,3 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])
-
-
-def run_identity_mismatch(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """Human-readable differences between the run that wrote a checkpoint and this one."""
-    diffs = []
-    for key in sorted(set(saved) | set(current)):
-        a, b = saved.get(key), current.get(key)
-        if a != b:
-            diffs.append(f"{key}: checkpoint {a!r} vs now {b!r}")
-    return diffs

@@ -44,12 +44,22 @@ from ._data import (
     pixel_statistics,
     read_batch,
     resolve_cells,
-    rows_digest,
     storage_positions,
     store_chunk_size,
 )
 from ._forward import MultiCropForward
 from ._history import History, cross_view_recall, probs_entropies
+from ._identity import (
+    IDENTITY_VERSION,
+    RunMismatchError,
+    config_identity,
+    data_fingerprint,
+    file_sha256,
+    identity_digest,
+    identity_mismatch,
+    model_identity,
+    state_dict_digest,
+)
 from ._optim import Schedules, build_optimizer
 from ._precision import PRECISIONS, autocast_dtype, resolve_precision
 from ._teacher import ema_update, make_teacher
@@ -135,18 +145,9 @@ class TrainConfig:
         self.momentum = tuple(self.momentum)
         self.teacher_temp = tuple(self.teacher_temp)
 
-    def run_identity(self, n_cells: int, world_size: int) -> dict[str, Any]:
-        """What must match for a checkpoint to be resumed by this run."""
-        keys = (
-            "mode backbone alpha epochs max_steps batch_size lr base_lr min_lr warmup_steps "
-            "weight_decay momentum teacher_temp teacher_temp_warmup_steps student_temp "
-            "freeze_last_layer_steps n_prototypes head_layers head_hidden_dim "
-            "head_bottleneck_dim n_global n_local seed n_holdout koleo_weight centering pixel_stats"
-        ).split()
-        d = {k: getattr(self, k) for k in keys}
-        d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
-        d.update(n_cells=int(n_cells), world_size=int(world_size))
-        return d
+    def identity_fields(self) -> dict[str, Any]:
+        """Every field that changes the run's numbers (all but :data:`NOT_IDENTITY`)."""
+        return config_identity(self)
 
 
 def _local_size(size: int) -> int:
@@ -191,8 +192,51 @@ class Trainer:
         self.history: History | None = None
         self.model_dir: Path | None = None
         self.precision = config.precision  # resolved ("auto" -> bf16/fp32) in fit()
+        self._mconfig = None
+
+    # ------------------------------------------------------------------ identity
+    def identity(self, world_size: int | None = None) -> dict[str, Any]:
+        """What must match for a checkpoint (or finished model) to be this run's.
+
+        Every TrainConfig field but :data:`~madspatial.train._identity.NOT_IDENTITY`, the
+        model's config (pixel statistics included), the starting weights and a fingerprint
+        of the data (see :mod:`madspatial.train._identity`). ``world_size`` defaults to
+        ``WORLD_SIZE`` of the environment (``torchrun``), else 1.
+        """
+        import os
+
+        cfg = self.cfg
+        if world_size is None:
+            world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        mconfig = self.model_config()
+        weights = cfg.weights
+        return {
+            "identity_version": IDENTITY_VERSION,
+            "config": config_identity(cfg),
+            "model": model_identity(mconfig),
+            "weights_file": (
+                file_sha256(weights) if weights is not None and Path(weights).is_file() else None
+            ),
+            "init_model": (
+                state_dict_digest(self.init_model.state_dict())
+                if self.init_model is not None
+                else None
+            ),
+            "data": data_fingerprint(self.store, mconfig.views, self.cells),
+            "world_size": int(world_size),
+        }
+
+    def identity_digest(self, world_size: int | None = None) -> str:
+        """Short hash of :meth:`identity` (names the default checkpoint folder)."""
+        return identity_digest(self.identity(world_size))
 
     # ------------------------------------------------------------------ set-up
+    def model_config(self):
+        """The :class:`~madspatial.nn.MADConfig` of the model this run trains (computed once)."""
+        if self._mconfig is None:
+            self._mconfig = self._model_config()
+        return self._mconfig
+
     def _model_config(self):
         from ..nn import MADConfig
 
@@ -314,7 +358,7 @@ class Trainer:
         cfg, store = self.cfg, self.store
         dev = torch.device(info.device)
         strategy = D.resolve_strategy(cfg.strategy, info)
-        mconfig = self._model_config()
+        mconfig = self.model_config()
         self._check_store(mconfig)
         views = mconfig.views
         precision = resolve_precision(cfg.precision, dev)
@@ -388,23 +432,19 @@ class Trainer:
         )
         history = History(mconfig.n_prototypes, n_holdout, recall_views)
         self.history = history
-        run_id = cfg.run_identity(n, info.world_size)
-        run_id["cells"] = rows_digest(self.cells)
+        run_id = self.identity(info.world_size)
 
         # --- resume ----------------------------------------------------------------
         ckpt_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
         start = 0
         if ckpt_dir is not None and cfg.resume:
             state = ckpt.load_checkpoint(ckpt_dir)
+            if state is None:
+                _check_model_folder(ckpt_dir, run_id)
             if state is not None:
-                diffs = ckpt.run_identity_mismatch(state["run"], run_id)
+                diffs = identity_mismatch(state.get("run"), run_id)
                 if diffs:
-                    raise ValueError(
-                        f"the checkpoint in {ckpt_dir} belongs to a different run ("
-                        + "; ".join(diffs)
-                        + "). Pass resume=False to start over (the checkpoint is overwritten) "
-                        "or choose another checkpoint_dir."
-                    )
+                    raise RunMismatchError(ckpt_dir / ckpt.CHECKPOINT_FILE, diffs)
                 self._load_state(state, student_f, teacher_f, optimizer, loss_fn)
                 history = History.from_dict(state["history"])
                 self.history = history
@@ -702,12 +742,46 @@ class Trainer:
         config = MADConfig.from_dict(mconfig.to_dict())
         config.metadata = dict(
             config.metadata,
-            training={**run_id, **plan, "lr": lr, "precision": self.precision},
+            training={
+                **run_id["config"],
+                "n_cells": run_id["data"]["n_cells"],
+                "world_size": run_id["world_size"],
+                **plan,
+                "lr": lr,
+                "precision": self.precision,
+                "identity_digest": identity_digest(run_id),
+                "identity": run_id,
+            },
         )
         model = MADModel(config)
         model.load_state_dict(sd)
         model.history = history.to_dict()
         return model.eval()
+
+
+def _check_model_folder(ckpt_dir: Path, run_id: dict[str, Any]) -> None:
+    """Refuse to overwrite (or stand for) a saved model of another run in ``ckpt_dir``."""
+    import json
+
+    from .._constants import MODEL_CONFIG_FILE
+
+    path = ckpt_dir / MODEL_CONFIG_FILE
+    if not path.is_file():
+        return
+    try:
+        saved = json.loads(path.read_text())
+        training = saved.get("metadata", {}).get("training", {})
+    except (OSError, ValueError, AttributeError):
+        training = None
+    if not isinstance(training, dict) or "identity" not in training:
+        raise RunMismatchError(
+            path,
+            ["the folder holds a model without a recorded training identity (not written by "
+             "this run, or damaged)"],
+        )  # fmt: skip
+    diffs = identity_mismatch(training["identity"], run_id)
+    if diffs:
+        raise RunMismatchError(path, diffs)
 
 
 def _store_attrs(store) -> dict[str, Any]:
