@@ -217,6 +217,7 @@ def embed(
         num_workers=num_workers,
     )  # fmt: skip
     views = mad_model.views
+    _check_finite(feats, store, table, model_path, key_added)
     if table is None:
         ids = np.asarray(store.instance_id)
         target = ad.AnnData(
@@ -264,6 +265,27 @@ def embed(
     if table is None or copy:
         return target
     return None
+
+
+def _check_finite(feats, store, table, model_path, key_added) -> None:
+    """Refuse to write NaN / inf embeddings: they mean damaged weights or views."""
+    for view, x in feats.items():
+        ok = np.isfinite(x).all(axis=1)
+        if ok.all():
+            continue
+        rows = np.flatnonzero(~ok)
+        if table is not None and table.n_obs == len(ok):
+            ids = [str(i) for i in table.obs_names[rows[:5]]]
+        else:
+            ids = [str(i) for i in np.asarray(store.instance_id)[rows[:5]]]
+        where = f"model {model_path}" if model_path else "the model"
+        raise ValueError(
+            f"{len(rows)} of {len(ok)} cells got non-finite (NaN or inf) {view} embeddings "
+            f"from {where}, so nothing was written to .obsm[{key_added!r}]; first rows "
+            f"{rows[:5].tolist()} (cell ids {ids}). The weights or these cells' views are "
+            "damaged: reload the model (MADModel.load verifies its checksum), check the views "
+            "of these cells (mad.pl.cell_views), or re-train."
+        )
 
 
 def _model_id(model) -> str:
