@@ -47,6 +47,7 @@ from ._data import (
     storage_positions,
     store_chunk_size,
 )
+from ._distributed import STRATEGIES
 from ._forward import MultiCropForward
 from ._history import History, cross_view_recall, probs_entropies
 from ._identity import (
@@ -125,14 +126,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}.")
-        if self.epochs < 1 and not self.max_steps:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}.")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}.")
-        if self.batch_size < 2:
-            raise ValueError(f"batch_size must be >= 2 (per process), got {self.batch_size}.")
-        if self.n_global < 1:
-            raise ValueError(f"n_global must be >= 1, got {self.n_global}.")
+        self._validate()
         if self.pixel_stats not in PIXEL_STATS:
             raise ValueError(
                 f"pixel_stats must be one of {list(PIXEL_STATS)}, got {self.pixel_stats!r}."
@@ -145,9 +139,141 @@ class TrainConfig:
         self.momentum = tuple(self.momentum)
         self.teacher_temp = tuple(self.teacher_temp)
 
+    def _validate(self) -> None:
+        """Refuse impossible options, naming the option, the value, the rule and a fix."""
+        mode_views(self.mode)
+        if self.strategy not in STRATEGIES:
+            raise ValueError(
+                f"strategy must be one of {list(STRATEGIES)}; got {_show(self.strategy)}."
+            )
+        _int("epochs", self.epochs, 0 if self.max_steps else 1, "e.g. 10")
+        _int("max_steps", self.max_steps, 1, "e.g. 1000, or None to train for epochs=", True)
+        _int("batch_size", self.batch_size, 2, "e.g. 64 cells per process")
+        _int("n_global", self.n_global, 1, "DINO uses 2")
+        _int("n_local", self.n_local, 0, "e.g. 4, or 0 for no local crops")
+        _int("n_prototypes", self.n_prototypes, 1, "e.g. 65536, or 1024 for small data")
+        _int("head_layers", self.head_layers, 1, "DINO uses 3")
+        _int("head_hidden_dim", self.head_hidden_dim, 1, "e.g. 2048")
+        _int("head_bottleneck_dim", self.head_bottleneck_dim, 1, "e.g. 256")
+        _int("seed", self.seed, None, "e.g. 0")
+        for name in ("warmup_steps", "teacher_temp_warmup_steps", "freeze_last_layer_steps"):
+            _int(name, getattr(self, name), 0, "or None for the default share of the run", True)
+        _int("checkpoint_every", self.checkpoint_every, 1, "steps, or None: every epoch", True)
+        _int("eval_every", self.eval_every, 1, "steps, or None: 20 evaluations a run", True)
+        _int("n_holdout", self.n_holdout, 0, "e.g. 256, or 0 for no Recall@K", True)
+        _int("num_workers", self.num_workers, 0, "0 reads in a background thread")
+        _num("lr", self.lr, "> 0", lambda v: v > 0, "e.g. 5e-4, or None for the DINO rule", True)
+        _num("base_lr", self.base_lr, "> 0", lambda v: v > 0, "DINO uses 5e-4")
+        _num("min_lr", self.min_lr, ">= 0", lambda v: v >= 0, "e.g. 1e-6")
+        _num(
+            "alpha",
+            self.alpha,
+            ">= 0",
+            lambda v: v >= 0,
+            "the paper uses 1; 0 drops the cross-view terms",
+        )
+        _num("student_temp", self.student_temp, "> 0", lambda v: v > 0, "DINO uses 0.1")
+        _num(
+            "center_momentum", self.center_momentum, "in [0, 1)", lambda v: 0 <= v < 1,
+            "DINO uses 0.9",
+        )  # fmt: skip
+        _num("clip_grad", self.clip_grad, ">= 0", lambda v: v >= 0, "3.0; 0 or None: off", True)
+        _num("koleo_weight", self.koleo_weight, ">= 0", lambda v: v >= 0, "DINOv2 uses 0.1")
+        _num(
+            "drop_path_rate", self.drop_path_rate, "in [0, 1)", lambda v: 0 <= v < 1,
+            "e.g. 0.1",
+        )  # fmt: skip
+        _pair("momentum", self.momentum, "in [0, 1]", lambda v: 0 <= v <= 1, "(0.992, 1.0)")
+        _pair("teacher_temp", self.teacher_temp, "> 0", lambda v: v > 0, "(0.04, 0.07)")
+        _pair("weight_decay", self.weight_decay, ">= 0", lambda v: v >= 0, "(0.04, 0.4)")
+        for name in ("local_morphology_size", "local_microenvironment_size"):
+            v = getattr(self, name)
+            if v is not None and (not _is_int(v) or v < PATCH_SIZE or v % PATCH_SIZE):
+                raise ValueError(
+                    f"{name} must be a positive int multiple of {PATCH_SIZE} (e.g. 28), or None "
+                    f"for ~0.44 x the view; got {_show(v)}."
+                )
+        if not isinstance(self.augment, dict):
+            raise TypeError(
+                "augment must be a dict of MultiCropAugment options (e.g. {'jitter': 0.1}); "
+                f"got {_show(self.augment)}."
+            )
+
     def identity_fields(self) -> dict[str, Any]:
         """Every field that changes the run's numbers (all but :data:`NOT_IDENTITY`)."""
         return config_identity(self)
+
+
+def holdout_size(n: int, wanted: int | None, batch_size: int, world_size: int,
+                 log: bool = True) -> int:  # fmt: skip
+    """Cells held out for Recall@K: ``wanted`` (default ``min(256, max(16, n // 10))``),
+    lowered so that one global batch of training cells remains; a lowered or empty
+    hold-out is logged at WARNING with the reason (never silently)."""
+    default = wanted is None
+    want = min(256, max(16, n // 10)) if default else int(wanted)
+    room = n - batch_size * world_size  # cells left after one global batch of training
+    got = max(0, min(want, room))
+    if log and got < want:
+        batch = f"batch_size={batch_size}" + (
+            f" x {world_size} processes" if world_size > 1 else ""
+        )
+        if got == 0:
+            logger.warning(
+                "no held-out cells, so no Recall@K will be computed: the %d training cells are "
+                "all needed to fill one batch (%s). Lower batch_size to at most %d to hold out "
+                "%d cells for Recall@K.",
+                n,
+                batch,
+                max(2, (n - want) // world_size),
+                want,
+            )
+        else:
+            logger.warning(
+                "holding out %d cells for Recall@K instead of %d%s: %d cells and %s leave room "
+                "for no more (Recall@K on few cells is noisy; lower batch_size to keep more).",
+                got,
+                want,
+                " (the default)" if default else f" (n_holdout={wanted})",
+                n,
+                batch,
+            )
+    return got
+
+
+def _show(v: Any) -> str:
+    return f"{v!r} ({type(v).__name__})"
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int | np.integer) and not isinstance(v, bool)
+
+
+def _int(name: str, v: Any, low: int | None, fix: str, optional: bool = False) -> None:
+    if v is None and optional:
+        return
+    if not _is_int(v) or (low is not None and v < low):
+        rule = "an int" if low is None else f"an int >= {low}"
+        raise ValueError(f"{name} must be {rule} ({fix}); got {_show(v)}.")
+
+
+def _num(name: str, v: Any, rule: str, ok, fix: str, optional: bool = False) -> None:
+    if v is None and optional:
+        return
+    good = isinstance(v, int | float | np.number) and not isinstance(v, bool)
+    if not good or not math.isfinite(float(v)) or not ok(float(v)):
+        raise ValueError(f"{name} must be a number {rule} ({fix}); got {_show(v)}.")
+
+
+def _pair(name: str, v: Any, rule: str, ok, fix: str) -> None:
+    vals = tuple(v) if isinstance(v, list | tuple) else ()
+    good = len(vals) == 2 and all(
+        isinstance(x, int | float | np.number) and not isinstance(x, bool) and math.isfinite(x)
+        for x in vals
+    )
+    if not good or not all(ok(float(x)) for x in vals):
+        raise ValueError(
+            f"{name} must be a pair (start, end) of numbers {rule} (e.g. {fix}); got {_show(v)}."
+        )
 
 
 def _local_size(size: int) -> int:
@@ -367,9 +493,7 @@ class Trainer:
 
         # --- data: held-out cells for Recall@K, the rest for training -----------------
         n = len(store)
-        n_holdout = cfg.n_holdout if cfg.n_holdout is not None else min(256, max(16, n // 10))
-        if n_holdout >= n - cfg.batch_size * info.world_size:
-            n_holdout = max(0, min(n_holdout, n - cfg.batch_size * info.world_size))
+        n_holdout = holdout_size(n, cfg.n_holdout, cfg.batch_size, info.world_size, info.is_main)
         rng = np.random.default_rng(derive_seed(cfg.seed, 0xE7A1))
         holdout = np.sort(rng.choice(n, size=n_holdout, replace=False)) if n_holdout else None
         train_idx = np.setdiff1d(np.arange(n), holdout) if n_holdout else np.arange(n)
