@@ -49,7 +49,7 @@ from ._data import (
 )
 from ._distributed import STRATEGIES
 from ._forward import MultiCropForward
-from ._history import History, cross_view_recall, probs_entropies
+from ._history import History, cross_view_recall, format_rate, probs_entropies
 from ._identity import (
     IDENTITY_VERSION,
     RunMismatchError,
@@ -701,7 +701,7 @@ class Trainer:
                         info,
                     )
                 bar.update(1)
-                bar.set_postfix(loss=f"{float(stats[0]):.4f}", cells_s=f"{cps:.0f}")
+                bar.set_postfix(loss=f"{float(stats[0]):.4f}", cells_s=format_rate(cps))
                 if self.callback is not None:
                     self.callback(done, self)
         finally:
