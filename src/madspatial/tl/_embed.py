@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from .._logging import added, progress
 from .._settings import settings
 from .._version import __version__
 from ..train._precision import resolve_precision
+from ..train._warn import warn_user
 from ._pretrain import resolve_views
 
 _SUFFIX = {
@@ -59,10 +59,9 @@ def check_model_fits(model, store) -> None:
     for view in cfg.views:
         have, want = getattr(store, f"{view}_size"), cfg.view_size(view)
         if int(have) != int(want):
-            warnings.warn(
+            warn_user(
                 f"{view} views are {have}px but the model was trained on {want}px views; "
-                "embeddings of a different scale may not be comparable.",
-                stacklevel=3,
+                "embeddings of a different scale may not be comparable."
             )
 
 

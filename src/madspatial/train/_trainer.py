@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -64,6 +63,7 @@ from ._identity import (
 from ._optim import Schedules, build_optimizer
 from ._precision import PRECISIONS, autocast_dtype, resolve_precision
 from ._teacher import ema_update, make_teacher
+from ._warn import warn_user
 
 #: ``TrainConfig.pixel_stats``: standardise inputs with the data's channel statistics or
 #: with MADConfig's fixed 0.5 / 0.25.
@@ -405,10 +405,9 @@ class Trainer:
                 "with the model's channels or train a new model."
             )
         if list(store.channel_names) != list(mconfig.channel_names):
-            warnings.warn(
+            warn_user(
                 f"channel names differ: model {mconfig.channel_names}, views "
-                f"{list(store.channel_names)}; assuming the same channel order.",
-                stacklevel=3,
+                f"{list(store.channel_names)}; assuming the same channel order."
             )
         for view, size in (
             (VIEW_MORPHOLOGY, store.morphology_size),
@@ -710,7 +709,7 @@ class Trainer:
         # --- finish: teacher weights into a plain MADModel, saved on rank 0 -------------
         for msg in history.check_collapse():
             if info.is_main:
-                warnings.warn(f"MAD pretraining: {msg}", RuntimeWarning, stacklevel=3)
+                warn_user(f"MAD pretraining: {msg}", RuntimeWarning)
         model = self._export_teacher(teacher_f, mconfig, history, run_id, plan, lr, strategy)
         if ckpt_dir is not None:
             if info.is_main:
