@@ -216,13 +216,19 @@ def pretrain(
     checkpoint_dir
         Folder for checkpoints and the final model (``config.json``,
         ``model.safetensors``, ``history.json``, ``checkpoint.pt``). Default
-        ``./mad_models/<mode>_<backbone>_<hash of the options>``, so re-running the same
-        call resumes (or returns the finished model) instead of training again.
+        ``./mad_models/<mode>_<backbone>_<hash of the run's identity>``: every training
+        and model option, the starting weights and a fingerprint of the data (a seeded
+        sample of the view pixels, channel names, view sizes, cell count and ids, the
+        ``cells=`` selection). Re-running the same call on the same data resumes (or
+        returns the finished model) instead of training again; other data or options get
+        another folder.
     checkpoint_every
         Steps between checkpoints (default: every epoch, at most every 1000 steps).
     resume
-        Continue from the checkpoint in ``checkpoint_dir`` when there is one (it must come
-        from a run with the same options); ``False`` starts over.
+        Continue from the checkpoint in ``checkpoint_dir`` when there is one. A checkpoint
+        (or saved model) of another run - any option or the data fingerprint differs - is
+        never resumed: it raises an error naming the fields that differ. ``False`` starts
+        over (the folder's checkpoint and model are overwritten).
     seed
         Seed of initialisation, sampling and augmentation (default ``mad.settings.seed``).
         On CPU the same seed gives the same numbers.

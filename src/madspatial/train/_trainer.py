@@ -319,6 +319,7 @@ class Trainer:
         self.model_dir: Path | None = None
         self.precision = config.precision  # resolved ("auto" -> bf16/fp32) in fit()
         self._mconfig = None
+        self._inputs_id: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ identity
     def identity(self, world_size: int | None = None) -> dict[str, Any]:
@@ -335,20 +336,26 @@ class Trainer:
         if world_size is None:
             world_size = int(os.environ.get("WORLD_SIZE", "1"))
         mconfig = self.model_config()
-        weights = cfg.weights
+        if self._inputs_id is None:  # reading and hashing the inputs once is enough
+            weights = cfg.weights
+            self._inputs_id = {
+                "weights_file": (
+                    file_sha256(weights)
+                    if weights is not None and Path(weights).is_file()
+                    else None
+                ),
+                "init_model": (
+                    state_dict_digest(self.init_model.state_dict())
+                    if self.init_model is not None
+                    else None
+                ),
+                "data": data_fingerprint(self.store, mconfig.views, self.cells),
+            }
         return {
             "identity_version": IDENTITY_VERSION,
             "config": config_identity(cfg),
             "model": model_identity(mconfig),
-            "weights_file": (
-                file_sha256(weights) if weights is not None and Path(weights).is_file() else None
-            ),
-            "init_model": (
-                state_dict_digest(self.init_model.state_dict())
-                if self.init_model is not None
-                else None
-            ),
-            "data": data_fingerprint(self.store, mconfig.views, self.cells),
+            **self._inputs_id,
             "world_size": int(world_size),
         }
 
