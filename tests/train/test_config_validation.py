@@ -91,3 +91,12 @@ def test_training_with_no_room_for_a_holdout_says_so(caplog):
         model = Trainer(store, cfg).fit()
     assert "no Recall@K will be computed" in caplog.text
     assert model.history["n_holdout"] == 0 and model.history["recall@5"] == []
+
+
+def test_empty_store_is_refused_before_any_read():
+    import numpy as np
+
+    store = make_store(np.zeros((0, 2, 28, 28), np.uint8), np.zeros((0, 2, 56, 56), np.uint8))
+    cfg = TrainConfig(backbone="vit_pico", batch_size=16, max_steps=1, precision="fp32")
+    with pytest.raises(ValueError, match="the view store holds no cells"):
+        Trainer(store, cfg).identity()

@@ -23,7 +23,8 @@ def _caught(fn):
     return caught
 
 
-def test_training_warnings_point_at_the_caller():
+def test_training_warnings_point_at_the_caller(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # pretrain's default folder goes under the working directory
     store = make_store(*planted_views(48, seed=0)[:2])
     caught = _caught(lambda: Trainer(store, TrainConfig(**TINY)).fit())
     ours = [w for w in caught if "MAD pretraining" in str(w.message)]

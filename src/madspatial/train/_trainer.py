@@ -367,6 +367,8 @@ class Trainer:
     def model_config(self):
         """The :class:`~madspatial.nn.MADConfig` of the model this run trains (computed once)."""
         if self._mconfig is None:
+            if len(self.store) == 0:
+                raise ValueError("the view store holds no cells; run mad.pp.cell_views first.")
             self._mconfig = self._model_config()
         return self._mconfig
 
