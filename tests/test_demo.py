@@ -37,11 +37,32 @@ def _images(html: str) -> list[bytes]:
     return [base64.b64decode(s) for s in re.findall(r'src="data:image/png;base64,([^"]+)"', html)]
 
 
+_GLOBAL_STATE: dict = {}  # matplotlib's rcParams and open figures around the quick demo
+
+
+def _matplotlib_state():
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    # reading "backend" resolves matplotlib's automatic choice: not the demo's doing
+    params = {k: v for k, v in matplotlib.rcParams.items() if k != "backend"}
+    return params, plt.get_fignums()
+
+
 @pytest.fixture(scope="module")
 def quick_demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
+    _GLOBAL_STATE["before"] = _matplotlib_state()
     path = run_demo(out=out, quick=True, strict=True)
+    _GLOBAL_STATE["after"] = _matplotlib_state()
     return out, path
+
+
+def test_demo_leaves_matplotlib_state_alone(quick_demo):
+    (params0, figs0), (params1, figs1) = _GLOBAL_STATE["before"], _GLOBAL_STATE["after"]
+    changed = {k for k in params0 if str(params0[k]) != str(params1[k])}
+    assert not changed  # e.g. figure.max_open_warning is set in a local context only
+    assert figs1 == figs0  # every figure drawn for the report is closed
 
 
 def test_report_has_every_section_and_embedded_figures(quick_demo):

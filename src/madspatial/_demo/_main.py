@@ -12,7 +12,6 @@ import pandas as pd
 
 from .._constants import OBS_CELL_TYPE, OBS_TRAJECTORY
 from .._logging import logger
-from .._report import Report
 from .._settings import available_cores
 from . import _pipeline as pipeline
 from . import _scoring as scoring
@@ -95,19 +94,11 @@ def _load_average() -> float:
 
 
 def _demo(p, *, out, n_cells, seed, quick, sdata_path, keys, gene_sets, strict, threads) -> Path:
-    figdir = out / "figures"
-    figdir.mkdir(parents=True, exist_ok=True)
-    load0, wall0 = _load_average(), time.perf_counter()
     run = Run(
-        out=out,
-        figdir=figdir,
-        preset=p,
-        seed=seed,
-        quick=quick,
-        synthetic=sdata_path is None,
-        strict=strict,
-        report=Report("madspatial demo report"),
+        out=out, preset=p, seed=seed, quick=quick, synthetic=sdata_path is None, strict=strict
     )
+    run.figdir.mkdir(parents=True, exist_ok=True)
+    load0, wall0 = _load_average(), time.perf_counter()
     with run.timer.step("load data"):
         run.sdata, image_key, labels_key, table_key, run.synthetic = pipeline.load_data(
             n_cells=n_cells,

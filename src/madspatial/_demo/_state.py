@@ -18,6 +18,8 @@ from .._logging import logger
 from .._report import Report
 from ._presets import MODELS, DemoModel
 
+REPORT_TITLE = "madspatial demo report"
+
 
 class Timer:
     """Wall-clock and CPU seconds (this process, all threads) per step. On a shared machine
@@ -50,13 +52,12 @@ class Run:
     """Everything one demo run knows: settings, data, models, scores and the report."""
 
     out: Path
-    figdir: Path
     preset: dict[str, Any]
     seed: int
     quick: bool
     synthetic: bool
     strict: bool
-    report: Report
+    report: Report = field(default_factory=lambda: Report(REPORT_TITLE))
     timer: Timer = field(default_factory=Timer)
     adata: Any = None
     sdata: Any = None
@@ -68,6 +69,11 @@ class Run:
     skipped: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def figdir(self) -> Path:
+        """Where the figures are saved as PNG files."""
+        return self.out / "figures"
 
     @property
     def has_types(self) -> bool:
