@@ -258,9 +258,10 @@ def metrics(run: Run, pairs: pd.DataFrame | None) -> None:
     run.csv(pd.DataFrame(run.metrics), "metrics_long")
     run.report.table(
         wide,
-        "Per model, all from mad.tl.evaluate (one seed, no bootstrap): Louvain ARI and purity "
-        "against the subtypes, number of clusters, kNN-probe accuracy (5-fold, cosine, 15 "
-        "neighbours), held-out accuracy of a 2-layer MLP decoder (plain and class-balanced), "
+        "Per model, from mad.tl.evaluate (one seed, no bootstrap): Louvain ARI and purity "
+        "against the subtypes, number of clusters (of tl.louvain, all cells), kNN-probe "
+        "accuracy (5-fold, cosine, 15 neighbours), held-out accuracy of a 2-layer MLP decoder "
+        "(plain and class-balanced), "
         "mean held-out Pearson r of the expression decoder over genes, and MAD's cross-view "
         "Recall@10 (morphology token -> microenvironment token of the same cell, both "
         f"directions; chance {10 / run.adata.n_obs:.4f}). Also in metrics.csv.",
@@ -518,7 +519,12 @@ def summary(run: Run, text: str) -> pd.DataFrame:
         run.csv(pd.DataFrame(run.metrics), "metrics_long")
     run.report.text(text)
     if not wide.empty:
-        run.report.table(wide, "All metrics (metrics.csv)")
+        run.report.table(
+            wide,
+            "All metrics (metrics.csv); cca_mean_r and pseudotime_spearman come from tl.cca "
+            "and tl.pseudotime (tl.evaluate has no CCA or trajectory score), the rest from "
+            "tl.evaluate",
+        )
     if run.skipped:
         listed = "; ".join(html.escape(s) for s in run.skipped)
         run.report.text(f"Skipped: {listed}.", kind="skip")
