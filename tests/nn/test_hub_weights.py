@@ -124,6 +124,23 @@ def test_hub_weights_land_in_the_backbone_after_channel_adaptation(cached):
     torch.testing.assert_close(bb(plane.expand(-1, 4, -1, -1)), ref)
 
 
+def test_register_tokens_architecture_loads_exactly():
+    import timm
+
+    from madspatial.nn._pretrained import timm_architecture
+
+    arch = "vit_small_patch14_reg4_dinov2"
+    src = timm.create_model(arch, pretrained=False, num_classes=0, dynamic_img_size=True,
+                            **TINY_ARGS).eval()  # fmt: skip
+    kw = timm_architecture(arch, TINY_ARGS)
+    assert kw["reg_tokens"] == 4 and kw["no_embed_class"] is True
+    x = torch.rand(2, 3, 70, 70)
+    ref = src.forward_head(src.forward_features(x), pre_logits=True)
+    for size in (518, 224):  # the 37x37 grid kept, or resampled without a class position
+        bb = build_backbone({**kw, "img_size": size}, in_chans=3, weights=src.state_dict())
+        torch.testing.assert_close(bb.eval()(x), ref, atol=1e-5, rtol=1e-4)
+
+
 def test_offline_and_not_cached_says_how_to_get_it(offline):
     with pytest.raises(
         WeightsNotCachedError,
