@@ -154,7 +154,7 @@ def embed(
     table_key: str | None = None,
     views_key: str = UNS_VIEWS,
     key_added: str | None = None,
-    weights: Any = None,
+    weights: str | Path | None = None,
     weights_prefix: str | None = None,
     batch_size: int = 256,
     precision: str = "auto",
