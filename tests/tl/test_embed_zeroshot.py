@@ -102,7 +102,7 @@ def test_zeroshot_embed_is_the_pretrained_vit_on_standardised_views(views_sdata,
     assert OBSM_MAD not in table.obsm or not np.array_equal(table.obsm[OBSM_MAD], x)
 
 
-def test_zeroshot_is_deterministic_and_not_a_random_model(views_sdata, cached):
+def test_zeroshot_is_deterministic_and_not_a_random_model(views_sdata, cached, tmp_path):
     from madspatial.nn import MADModel
 
     a = mad.tl.embed(views_sdata, weights=hub.REPO, precision="fp32", copy=True,
@@ -111,6 +111,7 @@ def test_zeroshot_is_deterministic_and_not_a_random_model(views_sdata, cached):
                      key_added="X_dino", batch_size=100)  # fmt: skip
     np.testing.assert_allclose(a.obsm["X_dino"], b.obsm["X_dino"], rtol=1e-5, atol=1e-6)
     assert a.uns[UNS_ZEROSHOT]["X_dino"]["weights"] == hub.REPO
+    a.write_h5ad(tmp_path / "a.h5ad")  # the record is storable
     assert b.uns[UNS_ZEROSHOT]["X_dino"]["weights"] == "hf-hub:" + hub.REPO
     cfg = mad.nn.MADConfig.from_dict(
         {**_zeroshot_config(views_sdata), "format_version": mad.nn.MODEL_FORMAT_VERSION}
