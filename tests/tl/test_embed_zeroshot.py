@@ -102,6 +102,7 @@ def test_zeroshot_embed_is_the_pretrained_vit_on_standardised_views(views_sdata,
     assert OBSM_MAD not in table.obsm or not np.array_equal(table.obsm[OBSM_MAD], x)
 
 
+@pytest.mark.filterwarnings("ignore:the cell views this table refers to:UserWarning")
 def test_zeroshot_is_deterministic_and_not_a_random_model(views_sdata, cached, tmp_path):
     from madspatial.nn import MADModel
 
