@@ -141,6 +141,14 @@ def test_register_tokens_architecture_loads_exactly():
         torch.testing.assert_close(bb.eval()(x), ref, atol=1e-5, rtol=1e-4)
 
 
+def test_build_backbone_takes_a_hub_name(cached, tmp_path):
+    model, _ = cached
+    # vit_pico's shape; the 518-px grid keeps the position embedding as saved
+    bb = build_backbone({"preset": "vit_pico", "img_size": 518}, in_chans=3, weights=NAME).eval()
+    x = torch.rand(1, 3, 70, 70)
+    torch.testing.assert_close(bb(x), model.forward_head(model.forward_features(x), True))
+
+
 def test_offline_and_not_cached_says_how_to_get_it(offline):
     with pytest.raises(
         WeightsNotCachedError,
