@@ -686,8 +686,12 @@ def _direct_chunk_writer(group, arrays):
         ):
             return None
     blosc = codecs[1]
-    shuffle = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}[str(blosc.shuffle.value)]
-    compressor = numcodecs.Blosc(cname=str(blosc.cname.value), clevel=blosc.clevel, shuffle=shuffle)
+
+    def name(v: Any) -> str:  # enums up to zarr 3.1, plain strings from zarr 3.4 on
+        return str(getattr(v, "value", v))
+
+    shuffle = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}[name(blosc.shuffle)]
+    compressor = numcodecs.Blosc(cname=name(blosc.cname), clevel=blosc.clevel, shuffle=shuffle)
     root = Path(store.root)
 
     def write(arr, index: int, data: np.ndarray) -> None:
