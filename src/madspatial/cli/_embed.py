@@ -13,12 +13,11 @@ _SKIP = ("model", "views_key", "key_added", "copy")
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Add ``DATA``, ``--model``, ``--out`` and the options of :func:`madspatial.tl.embed`."""
     from ..tl._embed import embed
-    from ..train._precision import PRECISIONS
 
     p.add_argument("data", metavar="DATA", help="zarr view store, or a SpatialData .zarr")
     p.add_argument("--model", required=True, help="saved model folder (pretrain --out)")
     p.add_argument("--out", required=True, help="output .h5ad")
-    p.set_defaults(_options=add_options(p, embed, skip=_SKIP, choices={"precision": PRECISIONS}))
+    p.set_defaults(_options=add_options(p, embed, skip=_SKIP))  # choices: Literal types
 
 
 def run(args: argparse.Namespace) -> int:

@@ -37,6 +37,7 @@ import numpy as np
 
 from .._constants import (
     SDATA_VIEWS_DIR,
+    STORE_ATTRS_KEY,
     STORE_CENTROID,
     STORE_INSTANCE_ID,
     STORE_WINDOW_PX,
@@ -53,7 +54,7 @@ STORE_DONE = "chunk_done"
 #: Prefix of in-process (in-memory) store locations.
 MEMORY_PREFIX = "memory:"
 #: Group attribute holding the store's metadata.
-ATTRS_KEY = "mad_views"
+ATTRS_KEY = STORE_ATTRS_KEY
 #: Layout version of the zarr store (bump when the layout changes incompatibly).
 STORE_FORMAT = 1
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from .._constants import (
     INSTANCE_KEY,
+    OBSM_MAD,
     OBSM_MICROENVIRONMENT_SUFFIX,
     OBSM_MORPHOLOGY_SUFFIX,
     UNS_MAD,
@@ -16,6 +17,7 @@ from .._constants import (
     UNS_VIEWS,
     VIEW_MICROENVIRONMENT,
     VIEW_MORPHOLOGY,
+    Precision,
 )
 from .._logging import added, progress
 from .._settings import settings
@@ -150,9 +152,9 @@ def embed(
     model: Any = None,
     table_key: str | None = None,
     views_key: str = UNS_VIEWS,
-    key_added: str = "X_mad",
+    key_added: str = OBSM_MAD,
     batch_size: int = 256,
-    precision: str = "auto",
+    precision: Precision = "auto",
     device: str | None = None,
     num_workers: int = 0,
     copy: bool = False,

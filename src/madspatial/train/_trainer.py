@@ -20,7 +20,6 @@ import contextlib
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +30,11 @@ from .._constants import MODE_MAD, PATCH_SIZE, VIEW_MICROENVIRONMENT, VIEW_MORPH
 from .._logging import logger, progress
 from .._settings import settings
 from .._version import __version__
-from ..nn._loss import CENTERINGS, mode_views
+from ..nn._config import mode_views
 from . import _checkpoint as ckpt
 from . import _distributed as D
+from ._config import PIXEL_STATS as PIXEL_STATS
+from ._config import TrainConfig as TrainConfig
 from ._data import (
     ChunkBatchSampler,
     RowSubset,
@@ -46,7 +47,6 @@ from ._data import (
     storage_positions,
     store_chunk_size,
 )
-from ._distributed import STRATEGIES
 from ._forward import MultiCropForward
 from ._history import History, cross_view_recall, format_rate, probs_entropies
 from ._identity import (
@@ -61,147 +61,13 @@ from ._identity import (
     state_dict_digest,
 )
 from ._optim import Schedules, build_optimizer
-from ._precision import PRECISIONS, autocast_dtype, resolve_precision
+from ._precision import autocast_dtype, resolve_precision
 from ._teacher import ema_update, make_teacher
 from ._warn import warn_user
-
-#: ``TrainConfig.pixel_stats``: standardise inputs with the data's channel statistics or
-#: with MADConfig's fixed 0.5 / 0.25.
-PIXEL_STATS = ("data", "fixed")
 
 
 class TrainingDivergedError(FloatingPointError):
     """The loss became NaN or infinite."""
-
-
-@dataclass
-class TrainConfig:
-    """Options of a MAD pretraining run (see :func:`madspatial.tl.pretrain` for meanings)."""
-
-    mode: str = MODE_MAD
-    backbone: str | dict = "vit_small"
-    alpha: float = 1.0
-    epochs: int = 10
-    max_steps: int | None = None
-    batch_size: int = 64
-    lr: float | None = None
-    base_lr: float = 5e-4
-    min_lr: float = 1e-6
-    warmup_steps: int | None = None
-    weight_decay: tuple[float, float] = (0.04, 0.4)
-    momentum: tuple[float, float] = (0.992, 1.0)
-    teacher_temp: tuple[float, float] = (0.04, 0.07)
-    teacher_temp_warmup_steps: int | None = None
-    student_temp: float = 0.1
-    center_momentum: float = 0.9
-    centering: str = "center"
-    pixel_stats: str = "data"
-    freeze_last_layer_steps: int | None = None
-    clip_grad: float | None = 3.0
-    koleo_weight: float = 0.0
-    n_prototypes: int = 65536
-    head_layers: int = 3
-    head_hidden_dim: int = 2048
-    head_bottleneck_dim: int = 256
-    drop_path_rate: float = 0.0
-    n_global: int = 2
-    n_local: int = 4
-    local_morphology_size: int | None = None
-    local_microenvironment_size: int | None = None
-    augment: dict = field(default_factory=dict)
-    precision: str = "auto"
-    grad_checkpointing: bool = False
-    strategy: str = "auto"
-    device: str | None = None
-    seed: int = 0
-    checkpoint_dir: str | None = None
-    checkpoint_every: int | None = None
-    resume: bool = True
-    n_holdout: int | None = None
-    eval_every: int | None = None
-    num_workers: int = 0
-    weights: str | None = None
-    weights_prefix: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}.")
-        self._validate()
-        if self.pixel_stats not in PIXEL_STATS:
-            raise ValueError(
-                f"pixel_stats must be one of {list(PIXEL_STATS)}, got {self.pixel_stats!r}."
-            )
-        if self.centering not in CENTERINGS:
-            raise ValueError(
-                f"centering must be one of {list(CENTERINGS)}, got {self.centering!r}."
-            )
-        self.weight_decay = tuple(self.weight_decay)
-        self.momentum = tuple(self.momentum)
-        self.teacher_temp = tuple(self.teacher_temp)
-
-    def _validate(self) -> None:
-        """Refuse impossible options, naming the option, the value, the rule and a fix."""
-        mode_views(self.mode)
-        if self.strategy not in STRATEGIES:
-            raise ValueError(
-                f"strategy must be one of {list(STRATEGIES)}; got {_show(self.strategy)}."
-            )
-        _int("epochs", self.epochs, 0 if self.max_steps else 1, "e.g. 10")
-        _int("max_steps", self.max_steps, 1, "e.g. 1000, or None to train for epochs=", True)
-        _int("batch_size", self.batch_size, 2, "e.g. 64 cells per process")
-        _int("n_global", self.n_global, 1, "DINO uses 2")
-        _int("n_local", self.n_local, 0, "e.g. 4, or 0 for no local crops")
-        _int("n_prototypes", self.n_prototypes, 1, "e.g. 65536, or 1024 for small data")
-        _int("head_layers", self.head_layers, 1, "DINO uses 3")
-        _int("head_hidden_dim", self.head_hidden_dim, 1, "e.g. 2048")
-        _int("head_bottleneck_dim", self.head_bottleneck_dim, 1, "e.g. 256")
-        _int("seed", self.seed, None, "e.g. 0")
-        for name in ("warmup_steps", "teacher_temp_warmup_steps", "freeze_last_layer_steps"):
-            _int(name, getattr(self, name), 0, "or None for the default share of the run", True)
-        _int("checkpoint_every", self.checkpoint_every, 1, "steps, or None: every epoch", True)
-        _int("eval_every", self.eval_every, 1, "steps, or None: 20 evaluations a run", True)
-        _int("n_holdout", self.n_holdout, 0, "e.g. 256, or 0 for no Recall@K", True)
-        _int("num_workers", self.num_workers, 0, "0 reads in a background thread")
-        _num("lr", self.lr, "> 0", lambda v: v > 0, "e.g. 5e-4, or None for the DINO rule", True)
-        _num("base_lr", self.base_lr, "> 0", lambda v: v > 0, "DINO uses 5e-4")
-        _num("min_lr", self.min_lr, ">= 0", lambda v: v >= 0, "e.g. 1e-6")
-        _num(
-            "alpha",
-            self.alpha,
-            ">= 0",
-            lambda v: v >= 0,
-            "the paper uses 1; 0 drops the cross-view terms",
-        )
-        _num("student_temp", self.student_temp, "> 0", lambda v: v > 0, "DINO uses 0.1")
-        _num(
-            "center_momentum", self.center_momentum, "in [0, 1)", lambda v: 0 <= v < 1,
-            "DINO uses 0.9",
-        )  # fmt: skip
-        _num("clip_grad", self.clip_grad, ">= 0", lambda v: v >= 0, "3.0; 0 or None: off", True)
-        _num("koleo_weight", self.koleo_weight, ">= 0", lambda v: v >= 0, "DINOv2 uses 0.1")
-        _num(
-            "drop_path_rate", self.drop_path_rate, "in [0, 1)", lambda v: 0 <= v < 1,
-            "e.g. 0.1",
-        )  # fmt: skip
-        _pair("momentum", self.momentum, "in [0, 1]", lambda v: 0 <= v <= 1, "(0.992, 1.0)")
-        _pair("teacher_temp", self.teacher_temp, "> 0", lambda v: v > 0, "(0.04, 0.07)")
-        _pair("weight_decay", self.weight_decay, ">= 0", lambda v: v >= 0, "(0.04, 0.4)")
-        for name in ("local_morphology_size", "local_microenvironment_size"):
-            v = getattr(self, name)
-            if v is not None and (not _is_int(v) or v < PATCH_SIZE or v % PATCH_SIZE):
-                raise ValueError(
-                    f"{name} must be a positive int multiple of {PATCH_SIZE} (e.g. 28), or None "
-                    f"for ~0.44 x the view; got {_show(v)}."
-                )
-        if not isinstance(self.augment, dict):
-            raise TypeError(
-                "augment must be a dict of MultiCropAugment options (e.g. {'jitter': 0.1}); "
-                f"got {_show(self.augment)}."
-            )
-
-    def identity_fields(self) -> dict[str, Any]:
-        """Every field that changes the run's numbers (all but :data:`NOT_IDENTITY`)."""
-        return config_identity(self)
 
 
 def holdout_size(n: int, wanted: int | None, batch_size: int, world_size: int,
@@ -238,42 +104,6 @@ def holdout_size(n: int, wanted: int | None, batch_size: int, world_size: int,
                 batch,
             )
     return got
-
-
-def _show(v: Any) -> str:
-    return f"{v!r} ({type(v).__name__})"
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int | np.integer) and not isinstance(v, bool)
-
-
-def _int(name: str, v: Any, low: int | None, fix: str, optional: bool = False) -> None:
-    if v is None and optional:
-        return
-    if not _is_int(v) or (low is not None and v < low):
-        rule = "an int" if low is None else f"an int >= {low}"
-        raise ValueError(f"{name} must be {rule} ({fix}); got {_show(v)}.")
-
-
-def _num(name: str, v: Any, rule: str, ok, fix: str, optional: bool = False) -> None:
-    if v is None and optional:
-        return
-    good = isinstance(v, int | float | np.number) and not isinstance(v, bool)
-    if not good or not math.isfinite(float(v)) or not ok(float(v)):
-        raise ValueError(f"{name} must be a number {rule} ({fix}); got {_show(v)}.")
-
-
-def _pair(name: str, v: Any, rule: str, ok, fix: str) -> None:
-    vals = tuple(v) if isinstance(v, list | tuple) else ()
-    good = len(vals) == 2 and all(
-        isinstance(x, int | float | np.number) and not isinstance(x, bool) and math.isfinite(x)
-        for x in vals
-    )
-    if not good or not all(ok(float(x)) for x in vals):
-        raise ValueError(
-            f"{name} must be a pair (start, end) of numbers {rule} (e.g. {fix}); got {_show(v)}."
-        )
 
 
 def _local_size(size: int) -> int:
@@ -928,7 +758,3 @@ def _store_attrs(store) -> dict[str, Any]:
         keep["path"] = str(store.path)
     keep["n_cells"] = len(store)
     return keep
-
-
-def train_config_fields() -> list[str]:
-    return list(asdict(TrainConfig()).keys())
