@@ -111,6 +111,73 @@ def _local_size(size: int) -> int:
     return max(PATCH_SIZE, round(0.44 * size / PATCH_SIZE) * PATCH_SIZE)
 
 
+class _Run:
+    """The state of one :meth:`Trainer.fit` shared by its steps (models, schedules, ...)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.__dict__.update(kwargs)
+
+
+#: A CPU run projected to take longer than this logs a WARNING naming ``preset="cpu"``.
+LONG_CPU_RUN_S = 3600.0
+
+
+def format_duration(seconds: float) -> str:
+    """``42 s``, ``12 min``, ``3.4 h``."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+class WallClock:
+    """Projects the run's wall time from its first steps and logs it once.
+
+    The first step (compilation, allocator and loader warm-up) is not counted: the
+    projection uses the steps after it, up to :attr:`MEASURE` of them.
+    """
+
+    MEASURE = 3
+
+    def __init__(self, start: int, total: int, device_type: str, *, log: bool = True) -> None:
+        self.start, self.total, self.device_type, self.log = start, total, device_type, log
+        self.t_first: float | None = None
+        self.projected_s: float | None = None
+
+    def step_done(self, done: int, now: float) -> None:
+        """Call after each completed step ``done`` (1-based) ended at ``now`` (perf_counter)."""
+        if self.projected_s is not None or not self.log:
+            return
+        if done == self.start + 1:
+            self.t_first = now
+            return
+        measured = done - self.start - 1
+        if self.t_first is None or (measured < self.MEASURE and done < self.total):
+            return
+        per_step = (now - self.t_first) / measured
+        self.projected_s = per_step * (self.total - self.start)
+        remaining = per_step * (self.total - done)
+        logger.info(
+            "MAD pretraining: %.2f s a step, projected wall time of the run ~%s "
+            "(%d steps; ~%s left)",
+            per_step,
+            format_duration(self.projected_s),
+            self.total - self.start,
+            format_duration(remaining),
+        )
+        if self.device_type == "cpu" and self.projected_s > LONG_CPU_RUN_S:
+            logger.warning(
+                "MAD pretraining on CPU is projected to take ~%s (%.1f s a step x %d steps). "
+                "The library defaults are the paper's GPU settings; for a model sized for a "
+                'CPU use mad.tl.pretrain(..., preset="cpu") (or preset="auto"), or train '
+                "fewer steps (max_steps=), or use a CUDA device.",
+                format_duration(self.projected_s),
+                per_step,
+                self.total - self.start,
+            )
+
+
 class Trainer:
     """Self-distillation of a :class:`~madspatial.nn.MADModel` on a view store.
 
@@ -317,25 +384,31 @@ class Trainer:
             D.cleanup(info)
 
     def _fit(self, info: D.DistInfo):
-        from ..nn import MADLoss, MADModel, koleo_loss
+        """The run, in named steps: data, models, resume, held-out batch, loop, finish."""
+        r = _Run(info=info, dev=torch.device(info.device))
+        r.strategy = D.resolve_strategy(self.cfg.strategy, info)
+        r.mconfig = self.model_config()
+        self._check_store(r.mconfig)
+        r.views = r.mconfig.views
+        self.precision = resolve_precision(self.cfg.precision, r.dev)
+        r.amp_dtype = autocast_dtype(self.precision)
+        self._setup_data(r)
+        self._build_models(r)
+        self._resume(r)
+        self._held_out_batch(r)
+        self._loop(r)
+        return self._finish(r)
 
-        cfg, store = self.cfg, self.store
-        dev = torch.device(info.device)
-        strategy = D.resolve_strategy(cfg.strategy, info)
-        mconfig = self.model_config()
-        self._check_store(mconfig)
-        views = mconfig.views
-        precision = resolve_precision(cfg.precision, dev)
-        self.precision = precision
-        amp_dtype = autocast_dtype(precision)
-
-        # --- data: held-out cells for Recall@K, the rest for training -----------------
+    # --- data: held-out cells for Recall@K, the rest for training -----------------
+    def _setup_data(self, r: _Run) -> None:
+        cfg, store, info = self.cfg, self.store, r.info
         n = len(store)
-        n_holdout = holdout_size(n, cfg.n_holdout, cfg.batch_size, info.world_size, info.is_main)
+        r.n_holdout = holdout_size(n, cfg.n_holdout, cfg.batch_size, info.world_size, info.is_main)
         rng = np.random.default_rng(derive_seed(cfg.seed, 0xE7A1))
-        holdout = np.sort(rng.choice(n, size=n_holdout, replace=False)) if n_holdout else None
-        train_idx = np.setdiff1d(np.arange(n), holdout) if n_holdout else np.arange(n)
-        sampler = ChunkBatchSampler(
+        holdout = np.sort(rng.choice(n, size=r.n_holdout, replace=False)) if r.n_holdout else None
+        r.holdout = holdout
+        train_idx = np.setdiff1d(np.arange(n), holdout) if r.n_holdout else np.arange(n)
+        r.sampler = ChunkBatchSampler(
             train_idx,
             cfg.batch_size,
             seed=cfg.seed,
@@ -344,12 +417,12 @@ class Trainer:
             rank=info.rank,
             world_size=info.world_size,
         )
-        plan = self._plan(sampler.batches_per_rank())
-        total = plan["total_steps"]
-        spe = plan["steps_per_epoch"]
+        r.plan = plan = self._plan(r.sampler.batches_per_rank())
+        r.total = plan["total_steps"]
         lr = cfg.lr if cfg.lr is not None else cfg.base_lr * cfg.batch_size * info.world_size / 256
-        sched = Schedules.build(
-            total,
+        r.lr = lr
+        r.sched = Schedules.build(
+            r.total,
             lr=lr,
             min_lr=min(cfg.min_lr, lr),
             warmup_steps=plan["warmup_steps"],
@@ -360,7 +433,11 @@ class Trainer:
             freeze_last_layer_steps=plan["freeze_last_layer_steps"],
         )
 
-        # --- models ------------------------------------------------------------------
+    # --- models ------------------------------------------------------------------
+    def _build_models(self, r: _Run) -> None:
+        from ..nn import MADLoss, MADModel
+
+        cfg, mconfig, dev = self.cfg, r.mconfig, r.dev
         torch.manual_seed(derive_seed(cfg.seed, 0x1A17))  # identical initial weights on all ranks
         student = MADModel(
             mconfig,
@@ -371,13 +448,13 @@ class Trainer:
         if self.init_model is not None:
             student.load_state_dict(self.init_model.state_dict())
         teacher = make_teacher(student)
-        student_f = MultiCropForward(student).to(dev)
-        teacher_f = MultiCropForward(teacher).to(dev)
-        student_f.train()
-        teacher_f.eval()
-        student_w, teacher_w = D.wrap_models(student_f, teacher_f, strategy, info)
-        optimizer = build_optimizer(student_f)
-        loss_fn = MADLoss(
+        r.student_f = MultiCropForward(student).to(dev)
+        r.teacher_f = MultiCropForward(teacher).to(dev)
+        r.student_f.train()
+        r.teacher_f.eval()
+        r.student_w, r.teacher_w = D.wrap_models(r.student_f, r.teacher_f, r.strategy, r.info)
+        r.optimizer = build_optimizer(r.student_f)
+        r.loss_fn = MADLoss(
             mconfig.n_prototypes,
             mode=cfg.mode,
             alpha=cfg.alpha,
@@ -385,176 +462,203 @@ class Trainer:
             center_momentum=cfg.center_momentum,
             centering=cfg.centering,
         ).to(dev)
-        augment = self._augment(mconfig)
-        scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+        r.augment = self._augment(mconfig)
+        r.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
         recall_views = (
             "morphology<->microenvironment (teacher class tokens)"
             if cfg.mode == MODE_MAD
             else f"{cfg.mode}: two augmented global crops (teacher class tokens)"
         )
-        history = History(mconfig.n_prototypes, n_holdout, recall_views)
-        self.history = history
-        run_id = self.identity(info.world_size)
+        r.history = History(mconfig.n_prototypes, r.n_holdout, recall_views)
+        self.history = r.history
+        r.run_id = self.identity(r.info.world_size)
 
-        # --- resume ----------------------------------------------------------------
-        ckpt_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
-        start = 0
-        if ckpt_dir is not None and cfg.resume:
-            state = ckpt.load_checkpoint(ckpt_dir)
-            if state is None:
-                _check_model_folder(ckpt_dir, run_id)
-            if state is not None:
-                diffs = identity_mismatch(state.get("run"), run_id)
-                if diffs:
-                    raise RunMismatchError(ckpt_dir / ckpt.CHECKPOINT_FILE, diffs)
-                self._load_state(state, student_f, teacher_f, optimizer, loss_fn)
-                history = History.from_dict(state["history"])
-                self.history = history
-                start = int(state["step"])
-                if info.is_main:
-                    logger.info("resuming from %s at step %d / %d", ckpt_dir, start, total)
+    # --- resume ----------------------------------------------------------------
+    def _resume(self, r: _Run) -> None:
+        cfg = self.cfg
+        r.ckpt_dir = ckpt_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
+        r.start = 0
+        if ckpt_dir is None or not cfg.resume:
+            return
+        state = ckpt.load_checkpoint(ckpt_dir)
+        if state is None:
+            _check_model_folder(ckpt_dir, r.run_id)
+            return
+        diffs = identity_mismatch(state.get("run"), r.run_id)
+        if diffs:
+            raise RunMismatchError(ckpt_dir / ckpt.CHECKPOINT_FILE, diffs)
+        self._load_state(state, r.student_f, r.teacher_f, r.optimizer, r.loss_fn)
+        r.history = History.from_dict(state["history"])
+        self.history = r.history
+        r.start = int(state["step"])
+        if r.info.is_main:
+            logger.info("resuming from %s at step %d / %d", ckpt_dir, r.start, r.total)
 
-        # --- held-out batch ------------------------------------------------------------
-        held = None
-        if holdout is not None:
-            held = {
-                v: torch.from_numpy(np.ascontiguousarray(a)).to(dev)
-                for v, a in read_batch(store, holdout, views).items()
+    # --- held-out batch ------------------------------------------------------------
+    def _held_out_batch(self, r: _Run) -> None:
+        r.held = None
+        if r.holdout is not None:
+            r.held = {
+                v: torch.from_numpy(np.ascontiguousarray(a)).to(r.dev)
+                for v, a in read_batch(self.store, r.holdout, r.views).items()
             }
-        if start == 0 and held is not None:
-            history.log_eval(0, self._evaluate(teacher_w, held, augment, amp_dtype, dev))
+        if r.start == 0 and r.held is not None:
+            r.history.log_eval(0, self._evaluate_run(r))
 
-        loader = make_loader(store, views, sampler, num_workers=cfg.num_workers)
+    def _evaluate_run(self, r: _Run) -> dict[int, float]:
+        return self._evaluate(r.teacher_w, r.held, r.augment, r.amp_dtype, r.dev)
+
+    # --- the loop ------------------------------------------------------------------
+    def _loop(self, r: _Run) -> None:
+        cfg, info = self.cfg, r.info
+        loader = make_loader(self.store, r.views, r.sampler, num_workers=cfg.num_workers)
         bar = progress(
-            total=total,
-            initial=start,
+            total=r.total,
+            initial=r.start,
             desc=f"MAD pretrain ({cfg.mode})",
             disable=not (info.is_main and settings.show_progress),
         )
-        cells_per_step = cfg.batch_size * info.world_size
+        clock = WallClock(r.start, r.total, r.dev.type, log=info.is_main)
+        spe = r.plan["steps_per_epoch"]
         it = None
-        t_last = time.perf_counter()
+        r.t_last = time.perf_counter()
         try:
-            for step in range(start, total):
+            for step in range(r.start, r.total):
                 epoch, b = divmod(step, spe)
                 if it is None or b == 0:
-                    sampler.set_epoch(epoch, start_batch=b)
+                    r.sampler.set_epoch(epoch, start_batch=b)
                     it = iterate_batches(loader)
-                batch = next(it)
-                torch.manual_seed(derive_seed(cfg.seed, step, info.rank, 1))
-                gen = torch.Generator(device=dev).manual_seed(
-                    derive_seed(cfg.seed, step, info.rank, 2)
-                )
-                x = {v: batch[v].to(dev, non_blocking=True) for v in views}
-                crops = augment(x.get(VIEW_MORPHOLOGY), x.get(VIEW_MICROENVIRONMENT), generator=gen)
-                sched.apply(optimizer, step)
-                temp = float(sched.teacher_temp[step])
-                autocast = (
-                    torch.autocast(dev.type, dtype=amp_dtype)
-                    if amp_dtype is not None
-                    else contextlib.nullcontext()
-                )
-                with autocast:
-                    with torch.no_grad():
-                        _, t_logits = teacher_w({v: crops[v]["global"] for v in views})
-                    s_feats, s_logits = student_w(
-                        {v: crops[v]["global"] + crops[v]["local"] for v in views}
-                    )
-                s_logits = {v: [z.float() for z in zs] for v, zs in s_logits.items()}
-                t_logits = {v: [z.float() for z in zs] for v, zs in t_logits.items()}
-                if step == 0:
-                    # Warm-start the running center at the first batch's teacher mean. With
-                    # DINO's zero init the first ~1/(1 - center_momentum) steps compare the
-                    # student with an uncentred, artificially peaked teacher, which makes the
-                    # loss start low and rise for reasons unrelated to learning.
-                    loss_fn.center.zero_()
-                    loss_fn.update_center([z for v in views for z in t_logits[v]])
-                    loss_fn.center.div_(1 - loss_fn.center_momentum)
-                loss = loss_fn(s_logits, t_logits, temp)
-                if cfg.koleo_weight:
-                    for v in views:
-                        for f in s_feats[v][: cfg.n_global]:
-                            loss = loss + cfg.koleo_weight * koleo_loss(f.float()) / (
-                                len(views) * cfg.n_global
-                            )
-                # one all-reduce per step: mean loss for the log, and every rank stops together
-                stats = D.all_reduce_mean(
-                    torch.stack([loss.detach(), (~torch.isfinite(loss.detach())).float()]), info
-                )
-                if stats[1] > 0:
-                    raise TrainingDivergedError(
-                        self._nan_message(step, epoch, float(stats[0]), sched, x)
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.unscale_(optimizer)
-                else:
-                    loss.backward()
-                if cfg.clip_grad:
-                    torch.nn.utils.clip_grad_norm_(student_f.parameters(), cfg.clip_grad)
-                sched.freeze_last_layer(optimizer, step)
-                if scaler is not None:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-                m = float(sched.momentum[step])
-                ema_update(teacher_f, student_f, m)
-                t_list = [z for v in views for z in t_logits[v]]
-                ent, batch_ent = probs_entropies(
-                    torch.cat([p for v in views for p in loss_fn.last_teacher_probs[v]])
-                )
-                loss_fn.update_center(t_list)
-
-                now = time.perf_counter()
-                cps = cells_per_step / max(now - t_last, 1e-9)
-                t_last = now
-                history.log_step(
-                    step=step,
-                    epoch=epoch,
-                    loss=float(stats[0]),
-                    lr=float(sched.lr[step]),
-                    weight_decay=float(sched.weight_decay[step]),
-                    momentum=m,
-                    teacher_temp=temp,
-                    teacher_entropy=ent,
-                    teacher_batch_entropy=batch_ent,
-                    cells_per_s=cps,
-                )
+                loss, cps = self._train_step(r, step, epoch, next(it))
                 done = step + 1
-                if held is not None and (done % plan["eval_every"] == 0 or done == total):
-                    history.log_eval(done, self._evaluate(teacher_w, held, augment, amp_dtype, dev))
-                if ckpt_dir is not None and (done % plan["checkpoint_every"] == 0 or done == total):
-                    self._save_state(
-                        ckpt_dir,
-                        done,
-                        student_f,
-                        teacher_f,
-                        optimizer,
-                        loss_fn,
-                        history,
-                        run_id,
-                        mconfig,
-                        info,
-                    )
+                self._after_step(r, done)
+                clock.step_done(done, r.t_last)
                 bar.update(1)
-                bar.set_postfix(loss=f"{float(stats[0]):.4f}", cells_s=format_rate(cps))
+                bar.set_postfix(loss=f"{loss:.4f}", cells_s=format_rate(cps))
                 if self.callback is not None:
                     self.callback(done, self)
         finally:
             bar.close()
 
-        # --- finish: teacher weights into a plain MADModel, saved on rank 0 -------------
-        for msg in history.check_collapse():
+    def _train_step(self, r: _Run, step: int, epoch: int, batch) -> tuple[float, float]:
+        """One optimisation step; returns the (all-reduced) loss and cells per second."""
+        from ..nn import koleo_loss
+
+        cfg, info, dev, views, sched, loss_fn = self.cfg, r.info, r.dev, r.views, r.sched, r.loss_fn
+        torch.manual_seed(derive_seed(cfg.seed, step, info.rank, 1))
+        gen = torch.Generator(device=dev).manual_seed(derive_seed(cfg.seed, step, info.rank, 2))
+        x = {v: batch[v].to(dev, non_blocking=True) for v in views}
+        crops = r.augment(x.get(VIEW_MORPHOLOGY), x.get(VIEW_MICROENVIRONMENT), generator=gen)
+        sched.apply(r.optimizer, step)
+        temp = float(sched.teacher_temp[step])
+        autocast = (
+            torch.autocast(dev.type, dtype=r.amp_dtype)
+            if r.amp_dtype is not None
+            else contextlib.nullcontext()
+        )
+        with autocast:
+            with torch.no_grad():
+                _, t_logits = r.teacher_w({v: crops[v]["global"] for v in views})
+            s_feats, s_logits = r.student_w(
+                {v: crops[v]["global"] + crops[v]["local"] for v in views}
+            )
+        s_logits = {v: [z.float() for z in zs] for v, zs in s_logits.items()}
+        t_logits = {v: [z.float() for z in zs] for v, zs in t_logits.items()}
+        if step == 0:
+            # Warm-start the running center at the first batch's teacher mean. With
+            # DINO's zero init the first ~1/(1 - center_momentum) steps compare the
+            # student with an uncentred, artificially peaked teacher, which makes the
+            # loss start low and rise for reasons unrelated to learning.
+            loss_fn.center.zero_()
+            loss_fn.update_center([z for v in views for z in t_logits[v]])
+            loss_fn.center.div_(1 - loss_fn.center_momentum)
+        loss = loss_fn(s_logits, t_logits, temp)
+        if cfg.koleo_weight:
+            for v in views:
+                for f in s_feats[v][: cfg.n_global]:
+                    loss = loss + cfg.koleo_weight * koleo_loss(f.float()) / (
+                        len(views) * cfg.n_global
+                    )
+        # one all-reduce per step: mean loss for the log, and every rank stops together
+        stats = D.all_reduce_mean(
+            torch.stack([loss.detach(), (~torch.isfinite(loss.detach())).float()]), info
+        )
+        if stats[1] > 0:
+            raise TrainingDivergedError(self._nan_message(step, epoch, float(stats[0]), sched, x))
+        self._backward_and_update(r, loss, step)
+        ent, batch_ent = probs_entropies(
+            torch.cat([p for v in views for p in loss_fn.last_teacher_probs[v]])
+        )
+        loss_fn.update_center([z for v in views for z in t_logits[v]])
+
+        now = time.perf_counter()
+        cps = cfg.batch_size * info.world_size / max(now - r.t_last, 1e-9)
+        r.t_last = now
+        r.history.log_step(
+            step=step,
+            epoch=epoch,
+            loss=float(stats[0]),
+            lr=float(sched.lr[step]),
+            weight_decay=float(sched.weight_decay[step]),
+            momentum=float(sched.momentum[step]),
+            teacher_temp=temp,
+            teacher_entropy=ent,
+            teacher_batch_entropy=batch_ent,
+            cells_per_s=cps,
+        )
+        return float(stats[0]), cps
+
+    def _backward_and_update(self, r: _Run, loss, step: int) -> None:
+        """Backward, clip, (frozen prototypes), optimizer step and the teacher's EMA."""
+        cfg, optimizer, scaler = self.cfg, r.optimizer, r.scaler
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        if cfg.clip_grad:
+            torch.nn.utils.clip_grad_norm_(r.student_f.parameters(), cfg.clip_grad)
+        r.sched.freeze_last_layer(optimizer, step)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        ema_update(r.teacher_f, r.student_f, float(r.sched.momentum[step]))
+
+    def _after_step(self, r: _Run, done: int) -> None:
+        """Recall@K and checkpoints on their schedule."""
+        plan, total = r.plan, r.total
+        if r.held is not None and (done % plan["eval_every"] == 0 or done == total):
+            r.history.log_eval(done, self._evaluate_run(r))
+        if r.ckpt_dir is not None and (done % plan["checkpoint_every"] == 0 or done == total):
+            self._save_state(
+                r.ckpt_dir,
+                done,
+                r.student_f,
+                r.teacher_f,
+                r.optimizer,
+                r.loss_fn,
+                r.history,
+                r.run_id,
+                r.mconfig,
+                r.info,
+            )
+
+    # --- finish: teacher weights into a plain MADModel, saved on rank 0 -------------
+    def _finish(self, r: _Run):
+        info = r.info
+        for msg in r.history.check_collapse():
             if info.is_main:
                 warn_user(f"MAD pretraining: {msg}", RuntimeWarning)
-        model = self._export_teacher(teacher_f, mconfig, history, run_id, plan, lr, strategy)
-        if ckpt_dir is not None:
+        model = self._export_teacher(
+            r.teacher_f, r.mconfig, r.history, r.run_id, r.plan, r.lr, r.strategy
+        )
+        if r.ckpt_dir is not None:
             if info.is_main:
-                model.save(ckpt_dir)
+                model.save(r.ckpt_dir)
             D.barrier(info)
-            self.model_dir = ckpt_dir
+            self.model_dir = r.ckpt_dir
         return model
 
     # ------------------------------------------------------------------ helpers
