@@ -348,7 +348,7 @@ class MADModel(nn.Module):
             try:
                 model.history = json.loads(hist.read_text())
             except (OSError, ValueError) as err:
-                from ..train._warn import warn_user
+                from .._warnings import warn_user
 
                 warn_user(
                     f"{hist} is damaged ({type(err).__name__}: {err}); the model's weights are "

@@ -12,7 +12,6 @@ import contextlib
 import hashlib
 import json
 import os
-import sys
 import uuid
 import warnings
 from collections.abc import Sequence
@@ -37,6 +36,7 @@ from .._constants import (
 from .._logging import added, logger, progress
 from .._settings import settings
 from .._version import __version__
+from .._warnings import user_stacklevel as _user_stacklevel
 from ..metrics import mae_per_gene, pearson_per_gene
 from ._decoder_split import SPLITS as _SPLITS
 from ._decoder_split import check_class_sizes, make_folds, make_split, split_from_obs
@@ -832,19 +832,6 @@ def _scan_missing(x):
     nan = np.isnan(x) if np.issubdtype(x.dtype, np.floating) else np.zeros(x.shape, bool)
     n_inf = int(np.isinf(x).sum()) if np.issubdtype(x.dtype, np.floating) else 0
     return (lambda use: nan[:, use].any(axis=1)), nan.sum(axis=0), n_inf
-
-
-def _user_stacklevel() -> int:
-    """``stacklevel`` for a ``warnings.warn`` in the calling function that points at the
-    first frame outside madspatial: the user's call, however deep inside the package the
-    warning is raised (fit_decoder directly, or through tl.evaluate)."""
-    frame, level = sys._getframe(1), 1
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
-        frame, level = frame.f_back, level + 1
-    return level
-
-
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
 def _natural(s: str):

@@ -22,8 +22,8 @@ from .._constants import (
 from .._logging import added, progress
 from .._settings import settings
 from .._version import __version__
+from .._warnings import warn_user
 from ..train._precision import resolve_precision
-from ..train._warn import warn_user
 from ._pretrain import resolve_views
 
 _SUFFIX = {

@@ -30,6 +30,7 @@ from .._constants import MODE_MAD, PATCH_SIZE, VIEW_MICROENVIRONMENT, VIEW_MORPH
 from .._logging import logger, progress
 from .._settings import settings
 from .._version import __version__
+from .._warnings import warn_user
 from ..nn._config import mode_views
 from . import _checkpoint as ckpt
 from . import _distributed as D
@@ -63,7 +64,6 @@ from ._identity import (
 from ._optim import Schedules, build_optimizer
 from ._precision import autocast_dtype, resolve_precision
 from ._teacher import ema_update, make_teacher
-from ._warn import warn_user
 
 
 class TrainingDivergedError(FloatingPointError):
