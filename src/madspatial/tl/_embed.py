@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from .._version import __version__
 from .._warnings import warn_user
 from ..train._precision import resolve_precision
 from ._pretrain import resolve_views
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 _SUFFIX = {
     VIEW_MORPHOLOGY: OBSM_MORPHOLOGY_SUFFIX,
@@ -158,7 +161,7 @@ def embed(
     device: str | None = None,
     num_workers: int = 0,
     copy: bool = False,
-):
+) -> AnnData | None:
     """Embed every cell: the backbone's class tokens of its views.
 
     Views are read from the view store batch by batch (lazily for zarr stores), so memory

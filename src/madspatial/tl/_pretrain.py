@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._constants import (
     IMAGE_KEY,
@@ -30,6 +30,9 @@ from ..train._config import (
     render_params,
     resolve_preset,
 )
+
+if TYPE_CHECKING:
+    from ..nn import MADModel
 
 #: TrainConfig's defaults: the keyword defaults of :func:`pretrain` are read from here.
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
@@ -298,7 +301,7 @@ def pretrain(
     views_key: str = UNS_VIEWS,
     cells: Any = None,
     **train_options: Any,
-):
+) -> MADModel:
     """Pretrain a MAD model: self-distillation of every cell's two views into one ViT.
 
     DINO-style: the student (one shared ViT backbone + projection head) sees global and
