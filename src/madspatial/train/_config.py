@@ -329,8 +329,9 @@ def _default(name: str) -> Any:
 #: defaults (the paper's GPU settings: ViT-S/14, 70 / 224 px views, 4 local crops, 65,536
 #: prototypes, head 2048 / 256); ``"cpu"`` is what ``make demo`` trains on 2 CPU cores
 #: (a 3-block ViT, 56 / 112 px views, 2 local crops, head 1024 / 512 / 128, a higher
-#: learning rate for the short run): ~1-2 s a step of 64 cells instead of ~2 min. ``"auto"``
-#: is ``"paper"`` on a CUDA device and ``"cpu"`` elsewhere. Explicit options win over a preset.
+#: learning rate for the short run; ~10 s a step of 64 cells on a busy 2-core machine,
+#: where the paper's settings take minutes). ``"auto"`` is ``"paper"`` on a CUDA device and
+#: ``"cpu"`` elsewhere. Explicit options win over a preset.
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
         **{name: _default(name) for name in PRESET_FIELDS},
