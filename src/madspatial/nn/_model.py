@@ -13,8 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,9 @@ from .._constants import (
     VIEW_MICROENVIRONMENT,
     VIEW_MORPHOLOGY,
 )
+from .._serialize import atomic_text as _atomic_text
+from .._serialize import atomic_write as _atomic
+from .._serialize import json_default as _jsonable
 from .._version import __version__
 from ._backbone import build_backbone
 from ._config import MODEL_FORMAT_VERSION, MADConfig
@@ -429,38 +430,3 @@ def _weights_metadata(path: Path) -> dict[str, str]:
             return dict(fh.metadata() or {})
     except Exception:  # already read once: a failure here is not the weights' fault
         return {}
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, np.ndarray | torch.Tensor):
-        return x.tolist()
-    if isinstance(x, Path):
-        return str(x)
-    raise TypeError(f"{type(x).__name__} is not JSON serialisable")
-
-
-def file_mode() -> int:
-    """Permissions of a newly created file under the current umask (``0o666 & ~umask``)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def _atomic(path: Path, write) -> None:
-    # mkstemp creates 0600 files: chmod to what open() would give, so colleagues sharing
-    # the folder can read the model
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, file_mode())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    _atomic(path, lambda p: Path(p).write_text(text))

@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import uuid
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,6 +32,8 @@ from .._constants import (
     UNS_DECODER_PREFIX,
 )
 from .._logging import added, logger, progress
+from .._serialize import atomic_write as _atomic_write
+from .._serialize import json_default as _jsonable
 from .._settings import settings
 from .._version import __version__
 from .._warnings import user_stacklevel as _user_stacklevel
@@ -355,29 +355,6 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _atomic_write(path: Path, write) -> None:
-    """``write(tmp)`` to a new file beside ``path``, then rename it over ``path``.
-
-    The temporary file is created by ``write`` itself (a plain ``open``), so it gets the
-    mode the umask allows, as a direct write would (``mkstemp`` would make it 0600).
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _jsonable(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
 
 
 # --- targets -------------------------------------------------------------------------
