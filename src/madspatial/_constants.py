@@ -51,6 +51,8 @@ OBSM_MORPHOLOGY_SUFFIX: Final = "_morphology"
 OBSM_MICROENVIRONMENT_SUFFIX: Final = "_microenvironment"
 OBSM_MAD_MORPHOLOGY: Final = OBSM_MAD + OBSM_MORPHOLOGY_SUFFIX
 OBSM_MAD_MICROENVIRONMENT: Final = OBSM_MAD + OBSM_MICROENVIRONMENT_SUFFIX
+# tl.embed(weights=...): class tokens of a pretrained backbone with no MAD training
+OBSM_ZEROSHOT: Final = "X_zeroshot"
 OBSM_CCA_SUFFIX: Final = "_cca"
 OBSM_CCA_EXPRESSION_SUFFIX: Final = "_cca_expression"  # tl.cca: expression-side variates
 # UMAP of an embedding: obsm[OBSM_UMAP_PREFIX + use_rep] (so UMAPs of several reps coexist)
@@ -65,6 +67,8 @@ UNS_VIEWS: Final = "mad_views"
 UNS_MAD: Final = "mad"
 UNS_MODEL: Final = "model"
 UNS_DECODER_PREFIX: Final = "mad_decoder_"
+# tl.embed(weights=...): uns[UNS_ZEROSHOT][key_added] describes each zero-shot embedding
+UNS_ZEROSHOT: Final = "mad_zeroshot"
 UNS_CCA: Final = "mad_cca"
 UNS_DE: Final = "mad_de"
 UNS_EVALUATE: Final = "mad_evaluate"

@@ -389,7 +389,9 @@ def _read_config(path: Path) -> dict[str, Any]:
     if not isinstance(d, dict):
         raise ModelFileError(path, f"it holds a JSON {type(d).__name__}, not a model config")
     kind = d.get("type")
-    if "format_version" not in d:
+    # A MAD config has no "type"; other madspatial folders (decoders) name theirs and may
+    # carry a format_version of their own.
+    if "format_version" not in d or kind is not None:
         what = f"a {kind!r}" if kind is not None else "something else"
         hint = (
             " (a decoder: load it with mad.tl.Decoder.load, or pass it as decoder=)"

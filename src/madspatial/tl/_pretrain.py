@@ -159,6 +159,59 @@ def default_checkpoint_dir(digest: str, mode: str, backbone: Any) -> Path:
     return Path(DEFAULT_MODEL_ROOT) / f"{mode}_{name}_{digest}"
 
 
+#: ``model=``'s default: replaced by the weights' own architecture when they carry one.
+DEFAULT_BACKBONE = _DEFAULTS["backbone"]
+
+
+def resolve_pretrain_weights(model: Any, weights: Any, *, prefix: str | None = None):
+    """``(model, weights file)`` for ``pretrain``: resolve ``weights=`` (file, hub, folder).
+
+    A saved MADModel folder becomes the model to continue from; weights with a known
+    architecture pick it when ``model`` is the default, and refuse a ``model`` of another
+    shape.
+    """
+    from ..nn import MADModel, resolve_backbone_kwargs
+    from ..nn._pretrained import matching_preset, resolve_weights, shape_mismatch
+
+    if weights is None:
+        return model, None
+    resolved = resolve_weights(weights, prefix=prefix)
+    if resolved.kind == "mad_model":
+        if isinstance(model, MADModel):
+            raise ValueError(
+                f"weights={str(weights)!r} is a saved MADModel folder and model= is a MADModel "
+                "too: pass one of them (model=MADModel.load(folder) or weights=folder)."
+            )
+        loaded = MADModel.load(resolved.path)
+        if model != DEFAULT_BACKBONE and model != loaded.config.backbone:
+            raise ValueError(
+                f"weights={str(weights)!r} is a saved {loaded.config.backbone!r} MADModel but "
+                f"model={model!r}; drop model= to continue training that model."
+            )
+        logger.info("pretrain: continuing from the MADModel saved in %s", resolved.path)
+        return loaded, None
+    if isinstance(model, MADModel):
+        raise ValueError(
+            f"model= is a MADModel and weights={str(weights)!r} too: to continue training the "
+            "model, drop weights=; to start from the weights, pass a preset as model=."
+        )
+    if resolved.backbone is not None:
+        diff = shape_mismatch(resolve_backbone_kwargs(model), resolved.backbone)
+        if diff and model == DEFAULT_BACKBONE:
+            model = matching_preset(resolved.backbone) or dict(resolved.backbone)
+            logger.info("pretrain: weights %s are a %s ViT: model=%r", weights, diff, model)
+        elif diff:
+            want = matching_preset(resolved.backbone) or dict(resolved.backbone)
+            raise ValueError(
+                f"weights={str(weights)!r} are a ViT with "
+                + ", ".join(f"{k}={b}" for k, (_, b) in diff.items())
+                + f" but model={model!r} has "
+                + ", ".join(f"{k}={a}" for k, (a, _) in diff.items())
+                + f"; pass model={want!r} (or leave model= at its default)."
+            )
+    return model, str(resolved.path)
+
+
 def _document_options(own: dict[str, str]):
     """Fill ``{doc_pretrain_params}`` with a description of every parameter, in signature
     order: ``own`` for the ones described here, :data:`TRAIN_OPTION_DOCS` for the training
@@ -207,6 +260,26 @@ def _indent(text: str) -> str:
 
 #: Parameters of :func:`pretrain` described here (the others: TRAIN_OPTION_DOCS).
 _PRETRAIN_DOCS = {
+    "weights": """Pretrained weights to start from (see the docs' *Pretrained weights* page):
+
+- a local file (``.safetensors`` / ``.pt`` / ``.pth``) in DINOv2, timm or
+  reference-MAD layout;
+- a timm model name with a pretrained tag (``"vit_small_patch14_dinov2.lvd142m"``) or
+  a Hugging Face repo id (``"timm/vit_large_patch14_dinov2.lvd142m"``), read from the
+  huggingface_hub cache (``HF_HOME`` / ``HF_HUB_CACHE``) when it is there, downloaded
+  into it otherwise; with ``HF_HUB_OFFLINE=1`` a model not in the cache raises
+  an error saying how to get it;
+- a folder saved by the reference MAD code (``config.yaml`` plus
+  ``eval/training_<N>/teacher_checkpoint.pth`` or one checkpoint file; choose one of
+  two backbones with ``weights_prefix="morphology"`` / ``"neighborhood"``);
+- a folder saved by :meth:`~madspatial.nn.MADModel.save` (or ``pretrain``): training
+  continues from that model (as with ``model=<the loaded MADModel>``).
+
+The backbone's patch embedding is adapted to the views' channels. When the weights
+carry their architecture (hub models, reference folders) and ``model`` is left at
+``"vit_small"`` while the weights are another shape, the weights' architecture is
+used (the matching preset, e.g. ``"vit_large"``); any other mismatching ``model``
+raises. Nothing is downloaded unless a hub model is named.""",
     "data": (
         "A SpatialData (views are computed with ``mad.pp.normalize`` and "
         "``mad.pp.cell_views`` defaults, and the preset's view sizes, when its table has "
@@ -365,6 +438,13 @@ def pretrain(
         view_sizes=view_sizes if name != "paper" else None,
     )
     rows = resolve_cells(cells, len(store), obs=table.obs if table is not None else None)
+    weights_file = None
+    if weights is not None:  # weights that carry an architecture pick it unless model= is given
+        options["backbone"], weights_file = resolve_pretrain_weights(
+            model if model is not None else DEFAULT_BACKBONE,
+            weights,
+            prefix=options.get("weights_prefix"),
+        )
     init_model = options["backbone"] if isinstance(options["backbone"], MADModel) else None
     if init_model is not None:  # continue training: the model's architecture
         mc = init_model.config
@@ -389,7 +469,7 @@ def pretrain(
         seed=settings.seed if seed is None else seed,
         device=device,
         grad_checkpointing=grad_checkpointing,
-        weights=str(weights) if weights is not None else None,
+        weights=weights_file,
         n_global=n_global,
         teacher_temp=tuple(teacher_temp),
         momentum=tuple(momentum),

@@ -42,6 +42,9 @@ def render_params(docs: dict[str, str], names: tuple[str, ...] | list[str] | Non
     out = []
     for name in docs if names is None else names:
         out.append(name)
+        if "\n" in docs[name]:  # laid out by hand (lists, paragraphs): kept as written
+            out.extend("    " + line if line else "" for line in docs[name].split("\n"))
+            continue
         out.extend(textwrap.wrap(docs[name], width=84, initial_indent="    ",
                                  subsequent_indent="    ", break_on_hyphens=False))  # fmt: skip
     return "\n".join(out)
