@@ -16,7 +16,6 @@ _SKIP = ("model", "views_key", "key_added", "copy")
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Add ``DATA``, ``--model``, ``--out`` and the options of :func:`madspatial.tl.embed`."""
     from ..tl._embed import embed
-    from ..train._precision import PRECISIONS
 
     p.add_argument("data", metavar="DATA", help="zarr view store, or a SpatialData .zarr")
     p.add_argument(
@@ -26,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "embedding with a pretrained backbone",
     )
     p.add_argument("--out", required=True, help="output .h5ad")
-    p.set_defaults(_options=add_options(p, embed, skip=_SKIP, choices={"precision": PRECISIONS}))
+    p.set_defaults(_options=add_options(p, embed, skip=_SKIP))  # choices: Literal types
 
 
 def run(args: argparse.Namespace) -> int:

@@ -570,7 +570,7 @@ def zeroshot_model(
         model = MADModel(config)
     report = load_backbone_weights(model.backbone, resolved.path, prefix=resolved.prefix)
     if report.missing:
-        from ..train._warn import warn_user
+        from .._warnings import warn_user
 
         warn_user(
             f"weights={resolved.spec!r} leave backbone parameters {report.missing[:6]} at "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,13 +19,17 @@ from .._constants import (
     UNS_ZEROSHOT,
     VIEW_MICROENVIRONMENT,
     VIEW_MORPHOLOGY,
+    Precision,
 )
 from .._logging import added, logger, progress
 from .._settings import settings
 from .._version import __version__
+from .._warnings import warn_user
 from ..train._precision import resolve_precision
-from ..train._warn import warn_user
 from ._pretrain import resolve_views
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 _SUFFIX = {
     VIEW_MORPHOLOGY: OBSM_MORPHOLOGY_SUFFIX,
@@ -157,11 +161,11 @@ def embed(
     weights: str | Path | None = None,
     weights_prefix: str | None = None,
     batch_size: int = 256,
-    precision: str = "auto",
+    precision: Precision = "auto",
     device: str | None = None,
     num_workers: int = 0,
     copy: bool = False,
-):
+) -> AnnData | None:
     """Embed every cell: the backbone's class tokens of its views.
 
     Views are read from the view store batch by batch (lazily for zarr stores), so memory
