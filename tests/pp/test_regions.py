@@ -169,3 +169,30 @@ def test_multiscale_level_and_pixel_size(small):
         assert info["labels_source"].startswith("labels resampled")
     with pytest.raises(ValueError, match=r"level must be 0\.\.1 for image 'morphology'"):
         mad.pp.cell_views(sdata, image_key="morphology", labels_key="cell_labels", level=3, **SIZES)
+
+
+def test_normalize_keeps_uint16_writes_a_pyramid_and_views_accept_it(tmp_path):
+    """Before: normalize returned float32 (2x the bytes of uint16), single-scale."""
+    sdata, truth = disk_tissue(shape=(1100, 100), shuffle_table=False)
+    raw = (truth["image"] * 3000 + 100).astype(np.uint16)
+    sdata.images["morphology"] = Image2DModel.parse(
+        raw, dims=("c", "y", "x"), c_coords=["value", "ramp"]
+    )
+    mad.pp.normalize(sdata, image_key="morphology", flatfield=False)
+    mad.pp.normalize(sdata, image_key="morphology", flatfield=False, dtype="float32", key_added="f")
+    out = sdata.images["morphology_normalized"]
+    assert list(out.children) == ["scale0", "scale1"]
+    assert out["scale0"]["image"].dtype == np.uint16 and out["scale1"]["image"].shape == (
+        2,
+        550,
+        50,
+    )
+    kw = dict(labels_key="cell_labels", inplace=False, **SIZES)
+    got = mad.pp.cell_views(sdata, image_key="morphology_normalized", **kw)
+    ref = mad.pp.cell_views(sdata, image_key="f", **kw)
+    diff = np.abs(got.morphology.astype(int) - ref.morphology.astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.01  # uint16 quantisation only
+    sdata.write(tmp_path / "s.zarr")
+    back = spatialdata.read_zarr(tmp_path / "s.zarr")  # the record is back from sdata.attrs
+    again = mad.pp.cell_views(back, image_key="morphology_normalized", **kw)
+    np.testing.assert_array_equal(again.morphology, got.morphology)

@@ -55,9 +55,11 @@ def _image_gain(data, image_el, image_key: str) -> tuple[float, bool]:
         return 255.0, True
     if np.issubdtype(data.dtype, np.floating):
         return 255.0, trusted
+    if data.dtype == np.uint16 and trusted:  # mad.pp.normalize of an integer image
+        return 255.0 / 65535.0, True
     raise ValueError(
         f"image {image_key!r} has dtype {data.dtype}; views are cut from a normalized image "
-        f"(float in [0, 1]) or a uint8 image. Run mad.pp.normalize(sdata, image_key="
+        f"(float in [0, 1], or uint16 made by mad.pp.normalize) or a uint8 image. Run mad.pp.normalize(sdata, image_key="
         f"{image_key!r}) and pass image_key={image_key + '_normalized'!r}."
     )
 

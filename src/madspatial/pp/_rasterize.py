@@ -151,7 +151,6 @@ def rasterize_shapes(
     import dask.array as da
     import pandas as pd
     import shapely
-    from skimage.draw import polygon as fill_polygon
 
     if np.linalg.det(to_image[:2, :2]) == 0:
         raise ValueError(
@@ -188,10 +187,7 @@ def rasterize_shapes(
     out = np.zeros((y1 - y0, x1 - x0), dtype=dtype)
     bounds = np.r_[0, np.flatnonzero(np.diff(ring_of)) + 1, len(ring_of)]
     label_of_ring = values[part_of[ring_of[bounds[:-1]]]]
-    for k in range(len(bounds) - 1):
-        a, b = bounds[k], bounds[k + 1]
-        rr, cc = fill_polygon(xy[a:b, 1] - y0, xy[a:b, 0] - x0, shape=out.shape)
-        out[rr, cc] = label_of_ring[k]
+    fill_rings(out, xy - [x0, y0], bounds, label_of_ring)
     labels = da.from_array(out, chunks=CHUNK)
     codes = None
     if not are_ids:
@@ -199,3 +195,42 @@ def rasterize_shapes(
         pos = pd.Index(pd.Index(shapes.index).astype(str)).get_indexer(obs[col].astype(str))
         codes = np.where(pos >= 0, values[np.maximum(pos, 0)], 0)
     return labels, (y0, x0), codes
+
+
+def fill_rings(out: np.ndarray, xy: np.ndarray, bounds: np.ndarray, labels: np.ndarray) -> None:
+    """Fill closed rings into ``out`` (scanline, even-odd, all rings at once, in numpy).
+
+    ``xy`` holds the vertices of ring ``k`` at rows ``bounds[k]:bounds[k + 1]`` in pixel
+    coordinates with pixel centres at integers; a pixel is filled when its centre is
+    inside (edges are half-open in y, spans half-open in x, so shared edges fill once).
+    Later rings overwrite earlier ones where they overlap.
+    """
+    h, w = out.shape
+    nxt = np.arange(1, len(xy) + 1)
+    nxt[bounds[1:] - 1] = bounds[:-1]  # each ring closes on its first vertex
+    ring = np.repeat(np.arange(len(bounds) - 1), np.diff(bounds))
+    xa, ya, xb, yb = xy[:, 0], xy[:, 1], xy[nxt, 0], xy[nxt, 1]
+    r0 = np.ceil(np.minimum(ya, yb)).astype(np.int64)
+    r1 = np.ceil(np.maximum(ya, yb)).astype(np.int64)  # rows r0 .. r1 - 1 cross the edge
+    r0, r1 = np.clip(r0, 0, h), np.clip(r1, 0, h)
+    count = np.maximum(r1 - r0, 0)
+    keep = count > 0
+    edge = np.repeat(np.flatnonzero(keep), count[keep])
+    if not len(edge):
+        return
+    start = np.repeat(np.cumsum(count[keep]) - count[keep], count[keep])
+    row = r0[edge] + (np.arange(len(edge)) - start)
+    t = (row - ya[edge]) / (yb[edge] - ya[edge])
+    x = xa[edge] + t * (xb[edge] - xa[edge])
+    order = np.lexsort((x, row, ring[edge]))
+    row, x, rg = row[order], x[order], ring[edge][order]
+    c0 = np.clip(np.ceil(x[0::2]), 0, w).astype(np.int64)
+    c1 = np.clip(np.ceil(x[1::2]), 0, w).astype(np.int64)
+    rows, lab = row[0::2], labels[rg[0::2]]
+    n = np.maximum(c1 - c0, 0)
+    total = int(n.sum())
+    if not total:
+        return
+    off = np.repeat(np.cumsum(n) - n, n)
+    cols = np.repeat(c0, n) + (np.arange(total) - off)
+    out[np.repeat(rows, n), cols] = np.repeat(lab, n)

@@ -110,8 +110,12 @@ def region_views(
     n = len(kept)
     inv = np.empty(n, dtype=np.int64)
     inv[storage_rows] = np.arange(n)
-    morph = np.concatenate([np.asarray(p[3].morphology) for p in parts])
-    micro = np.concatenate([np.asarray(p[3].microenvironment) for p in parts])
+    if len(parts) == 1:  # one region: its arrays as they are (no copy)
+        morph = np.asarray(parts[0][3].morphology)
+        micro = np.asarray(parts[0][3].microenvironment)
+    else:
+        morph = np.concatenate([np.asarray(p[3].morphology) for p in parts])
+        micro = np.concatenate([np.asarray(p[3].microenvironment) for p in parts])
     ids = np.concatenate([p[3].instance_id for p in parts])[inv]
     centroid = np.concatenate([p[3].centroid for p in parts])[inv]
     window = np.concatenate([p[3].window_px for p in parts])[inv]

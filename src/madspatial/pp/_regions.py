@@ -246,6 +246,17 @@ def _is_normalized(el: Any) -> bool:
     return NORMALIZE_ATTR in getattr(_levels(el)[0], "attrs", {})
 
 
+def _restore_record(sdata: Any, key: str) -> None:
+    """Put mad.pp.normalize's record back on an image read from zarr (it is kept in sdata.attrs)."""
+    from ._cell_views import NORMALIZE_ATTR
+
+    first = _levels(sdata.images[key])[0]
+    attrs = getattr(first, "attrs", None)
+    record = (getattr(sdata, "attrs", None) or {}).get(NORMALIZE_ATTR, {}).get(key)
+    if attrs is not None and record is not None and NORMALIZE_ATTR not in attrs:
+        attrs[NORMALIZE_ATTR] = record
+
+
 def _seg_bbox(seg_el: Any, cs: str) -> np.ndarray:
     aff = _affine(_transforms(seg_el)[cs])
     if hasattr(seg_el, "geometry"):
@@ -305,6 +316,7 @@ def resolve_inputs(
         kind, seg_el = segs[name]
         key = _image_for(sdata, name, seg_el, image_key)
         img_el = sdata.images[key]
+        _restore_record(sdata, key)
         levels = _levels(img_el)
         shared = _shared_cs(img_el, seg_el)
         if not shared:
