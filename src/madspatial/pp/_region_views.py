@@ -60,7 +60,8 @@ def _stand_in(r: RegionInput, inputs: Inputs, label_id_key: str | None):
     sub.uns["spatialdata_attrs"] = {
         "region": r.name, "region_key": inputs.region_key, "instance_key": inputs.instance_key,
     }  # fmt: skip
-    data = _Elements(images={r.image_key: img}, labels={r.name: lab}, tables={"table": sub})
+    tables = {inputs.table_key: sub}  # the user's table key: messages name it
+    data = _Elements(images={r.image_key: img}, labels={r.name: lab}, tables=tables)
     return data, label_id_key
 
 
@@ -86,10 +87,10 @@ def region_views(
             r.name, r.source, len(r.rows), r.image_key, r.level, r.pixel_size,
         )  # fmt: skip
         cell_views(
-            data, image_key=r.image_key, labels_key=r.name, table_key="table", store=None,
+            data, image_key=r.image_key, labels_key=r.name, table_key=inputs.table_key, store=None,
             inplace=True, key_added=key_added, label_id_key=lid, **options,
         )  # fmt: skip
-        sub = data.tables["table"]
+        sub = data.tables[inputs.table_key]
         rec = dict(sub.uns[key_added])
         parts.append((r, sub, rec, read_views(rec["store"])))
     channels = {tuple(p[3].channel_names) for p in parts}
