@@ -196,3 +196,14 @@ def test_normalize_keeps_uint16_writes_a_pyramid_and_views_accept_it(tmp_path):
     back = spatialdata.read_zarr(tmp_path / "s.zarr")  # the record is back from sdata.attrs
     again = mad.pp.cell_views(back, image_key="morphology_normalized", **kw)
     np.testing.assert_array_equal(again.morphology, got.morphology)
+
+
+def test_a_named_image_must_cover_every_region():
+    sdata, _ = _fov_sdata()
+    with pytest.raises(ValueError, match=r"image '1_image' does not cover region '2_labels'"):
+        mad.pp.cell_views(sdata, image_key="1_image", table_key="table", **SIZES)
+    mad.pp.cell_views(
+        sdata, image_key={"1_labels": "1_image", "2_labels": "2_image"}, table_key="table",
+        **SIZES,
+    )  # fmt: skip
+    assert sdata.tables["table"].uns[UNS_VIEWS]["image_key"] == ["1_image", "2_image"]

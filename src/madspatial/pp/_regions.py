@@ -205,9 +205,11 @@ def _image_for(sdata: Any, region: str, seg_el: Any, image_key: Any) -> str:
             )
         key = image_key[region]
         _element(images, key, "image")
+        _check_covers(images[key], key, seg_el, region)
         return key
     if image_key is not None:
         _element(images, image_key, "image")
+        _check_covers(images[image_key], image_key, seg_el, region)
         return image_key
     scored = []
     for key, el in images.items():
@@ -238,6 +240,20 @@ def _image_for(sdata: Any, region: str, seg_el: Any, image_key: Any) -> str:
             "image_key= (a dict {region: image} for several regions)."
         )
     return best[0][2]
+
+
+def _check_covers(img_el: Any, key: str, seg_el: Any, region: str) -> None:
+    """A named image must overlap the region (else its views would be empty or another FOV's)."""
+    shared = _shared_cs(img_el, seg_el)
+    if not shared:
+        return  # reported with the transformations later
+    cs = shared[0]
+    box = _bbox(_affine(_transforms(img_el)[cs]), _levels(img_el)[0].shape[-2:])
+    if _overlap(_seg_bbox(seg_el, cs), box) <= 0:
+        raise ValueError(
+            f"image {key!r} does not cover region {region!r} in coordinate system {cs!r}; pass "
+            "image_key=None (each region finds the image covering it) or a dict {region: image}."
+        )
 
 
 def _is_normalized(el: Any) -> bool:
