@@ -17,6 +17,7 @@ import pytest
 
 import madspatial as mad
 from madspatial._constants import OBSM_MAD, UNS_VIEWS
+from madspatial.pp._cell_views import NORMALIZE_ATTR
 
 sdio = pytest.importorskip(
     "spatialdata_io", reason="spatialdata-io is not installed (pip install 'madspatial[io]')"
@@ -34,7 +35,7 @@ SMALL = dict(
 
 @pytest.fixture(scope="module")
 def tissue():
-    return mad.datasets.synthetic_tissue(n_cells=160, seed=0)
+    return mad.datasets.synthetic_tissue(n_cells=120, seed=0)
 
 
 def _arrays(tissue):
@@ -152,6 +153,8 @@ def _by_hand(sdata, region, row, views, id_offset=0):
     rows = np.flatnonzero(table.obs[info_region_col(table)].astype(str).to_numpy() == region)
     ids = np.asarray(table.obs[ids_col].astype(np.int64))[rows] - id_offset
     hand = mad.io.sdata_from_arrays(np.asarray(image.data), labels, instance_ids=ids)
+    record = mad.pp.normalization_params(sdata, image_key=reg["image_key"])
+    hand.images["morphology"].attrs[NORMALIZE_ATTR] = record  # the same normalized pixels
     # windows from the region's own cells, as cell_views chose them per region
     mad.pp.cell_views(hand, image_key="morphology", labels_key="cell_labels", **SIZES)
     mine = mad.io.read_views(hand)
