@@ -29,7 +29,7 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 SIZES = dict(morphology_size=28, microenvironment_size=56, n_neighbors=6)
 SMALL = dict(
     model="vit_pico", batch_size=16, lr=1e-3, n_prototypes=64, head_hidden_dim=32,
-    head_bottleneck_dim=16, n_local=1, n_holdout=16,
+    head_bottleneck_dim=16, n_local=1, n_holdout=0, eval_every=100,
 )  # fmt: skip
 
 
