@@ -248,6 +248,8 @@ def _check_covers(img_el: Any, key: str, seg_el: Any, region: str) -> None:
     if not shared:
         return  # reported with the transformations later
     cs = shared[0]
+    if abs(np.linalg.det(_affine(_transforms(seg_el)[cs])[:2, :2])) < 1e-12:
+        return  # not invertible: named as such when the labels are resampled
     box = _bbox(_affine(_transforms(img_el)[cs]), _levels(img_el)[0].shape[-2:])
     if _overlap(_seg_bbox(seg_el, cs), box) <= 0:
         raise ValueError(
