@@ -199,6 +199,7 @@ def bench_shapes(sdata, n_jobs: int, repeats: int = 2) -> dict:
     )  # fmt: skip
     kw = dict(image_key=NORMALIZED, inplace=False, n_jobs=n_jobs, max_memory_gb=64)
     t_lab, t_shp = [], []
+    mad.pp.cell_views(sdata, labels_key=LABELS, **kw)  # warm-up: first touch of the memory
     for _ in range(repeats):
         store = None
         store, dt = _timed(lambda: mad.pp.cell_views(sdata, labels_key=LABELS, **kw))
