@@ -188,7 +188,7 @@ def rasterize_shapes(
     bounds = np.r_[0, np.flatnonzero(np.diff(ring_of)) + 1, len(ring_of)]
     label_of_ring = values[part_of[ring_of[bounds[:-1]]]]
     fill_rings(out, xy - [x0, y0], bounds, label_of_ring)
-    labels = da.from_array(out, chunks=CHUNK)
+    labels = da.from_array(out, chunks=out.shape)  # in memory already: one chunk, no assembling
     codes = None
     if not are_ids:
         col = label_id_key or instance_key
