@@ -77,7 +77,9 @@ def make_tissue(n_cells: int, seed: int = 0):
     import madspatial as mad
 
     sdata = mad.datasets.synthetic_tissue(n_cells=n_cells, seed=seed)
-    mad.pp.normalize(sdata, image_key=IMAGE)
+    # float32, single-scale: the baselines read a plain (c, y, x) array in [0, 1], as in
+    # earlier results (normalize's default is the input's dtype class and a pyramid)
+    mad.pp.normalize(sdata, image_key=IMAGE, dtype="float32", multiscale=False)
     # Everyone reads the same normalized pixels from memory.
     img = sdata.images[NORMALIZED]
     img.data = img.data.persist()
@@ -152,6 +154,80 @@ def bench_ours(sdata, n_jobs: int, tmp: Path, repeats: int = 3) -> dict:
     del zstore
     shutil.rmtree(path, ignore_errors=True)
     return out, store
+
+
+def labels_to_polygons(lab: np.ndarray):
+    """One polygon per label (its outer contour, in the labels' pixel coordinates)."""
+    from scipy.ndimage import find_objects
+    from shapely.geometry import Polygon
+    from skimage.measure import find_contours
+
+    ids, polys = [], []
+    for i, sl in enumerate(find_objects(lab), start=1):
+        if sl is None:
+            continue
+        mask = np.pad(lab[sl] == i, 1)
+        ring = max(find_contours(mask.astype(np.float32), 0.5), key=len)
+        y = ring[:, 0] - 1 + 0.5 + sl[0].start  # pixel centres are at i + 0.5
+        x = ring[:, 1] - 1 + 0.5 + sl[1].start
+        if len(ring) >= 3:
+            ids.append(i)
+            polys.append(Polygon(np.c_[x, y]))
+    return ids, polys
+
+
+def bench_shapes(sdata, n_jobs: int, repeats: int = 2) -> dict:
+    """cell_views from polygons (rasterized onto the image grid) against the same from labels."""
+    import geopandas as gpd
+    from spatialdata.models import ShapesModel, TableModel
+
+    import madspatial as mad
+
+    lab = np.asarray(sdata.labels[LABELS].data)
+    (ids, polys), t_poly = _timed(lambda: labels_to_polygons(lab))
+    shapes = ShapesModel.parse(gpd.GeoDataFrame(geometry=polys, index=np.asarray(ids)))
+    sdata.shapes["cell_boundaries"] = shapes
+    table = sdata.tables["table"]
+    obs = table.obs[["instance_id"]].copy()
+    obs = obs[obs["instance_id"].isin(ids)]
+    obs["region"] = "cell_boundaries"
+    import anndata as ad
+
+    sdata.tables["shapes_table"] = TableModel.parse(
+        ad.AnnData(obs=obs), region="cell_boundaries", region_key="region",
+        instance_key="instance_id",
+    )  # fmt: skip
+    kw = dict(image_key=NORMALIZED, inplace=False, n_jobs=n_jobs, max_memory_gb=64)
+    t_lab, t_shp = [], []
+    mad.pp.cell_views(sdata, labels_key=LABELS, **kw)  # warm-up: first touch of the memory
+    for _ in range(repeats):
+        store = None
+        store, dt = _timed(lambda: mad.pp.cell_views(sdata, labels_key=LABELS, **kw))
+        t_lab.append(dt)
+        store = None
+        # a few tiny cells can lose every pixel centre to their neighbours' outlines
+        store, dt = _timed(
+            lambda: mad.pp.cell_views(
+                sdata, labels_key="cell_boundaries", missing="intersect", **kw
+            )
+        )
+        t_shp.append(dt)
+    from madspatial.pp._rasterize import rasterize_shapes
+
+    h, w = lab.shape
+    _, t_raster = _timed(
+        lambda: rasterize_shapes(shapes, obs, "instance_id", None, np.eye(3), (h, w), "s")
+    )
+    del sdata.shapes["cell_boundaries"], sdata.tables["shapes_table"]
+    return {
+        "n_polygons": len(polys),
+        "polygons_from_labels_seconds": round(t_poly, 2),
+        "labels_seconds": [round(t, 2) for t in t_lab],
+        "shapes_seconds": [round(t, 2) for t in t_shp],
+        "rasterize_seconds": round(t_raster, 2),
+        "shapes_over_labels": round(min(t_shp) / min(t_lab), 2),
+        "n_cells_from_shapes": len(store),
+    }
 
 
 def bench_copy(store) -> dict:
@@ -471,6 +547,14 @@ def write_report(res: dict, name: str) -> None:
         f"{o['zarr_compression_ratio']}x (Blosc-LZ4); identical views to the in-memory store: "
         f"{o['zarr_equals_memory']}",
     ]
+    if "shapes" in res:
+        sh = res["shapes"]
+        lines += [
+            f"- from polygons ({sh['n_polygons']} cell outlines as a shapes element, rasterized "
+            f"onto the image grid in {sh['rasterize_seconds']} s): cell_views "
+            f"{min(sh['shapes_seconds'])} s vs {min(sh['labels_seconds'])} s from the labels, "
+            f"**{sh['shapes_over_labels']}x**",
+        ]
     if "rss" in res:
         r = res["rss"]
         lines += [
@@ -499,6 +583,10 @@ def main() -> None:
     ap.add_argument("--rss-tiles", type=int, default=4)
     ap.add_argument("--rss-tile-cells", type=int, default=2000)
     ap.add_argument("--skip-rss", action="store_true")
+    ap.add_argument(
+        "--only-shapes", action="store_true",
+        help="only the polygons-vs-labels leg (writes benchmarks/results/views_shapes.json)",
+    )  # fmt: skip
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     ap.add_argument("--_build")
     ap.add_argument("--_rss")
@@ -545,6 +633,13 @@ def main() -> None:
             "make_and_normalize_seconds": round(t, 1),
         }
         print(f"data: {res['data']}", flush=True)
+        res["shapes"] = bench_shapes(sdata, args.n_jobs)
+        print(f"shapes: {res['shapes']}", flush=True)
+        if args.only_shapes:
+            RESULTS.mkdir(parents=True, exist_ok=True)
+            res["machine"]["load_end"] = _load()
+            (RESULTS / "views_shapes.json").write_text(json.dumps(res, indent=2) + "\n")
+            return
         res["madspatial"], store = bench_ours(sdata, args.n_jobs, tmp)
         print(f"madspatial: {res['madspatial']}", flush=True)
         res["copy"] = bench_copy(store)

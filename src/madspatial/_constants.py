@@ -35,6 +35,8 @@ OBS_SAMPLE: Final = "sample"
 OBS_AREA: Final = "area"
 OBS_TUMOUR_DISTANCE: Final = "tumour_distance"  # synthetic tissue: px to nest edge
 OBS_BORDER: Final = "mad_border"
+# label value of each row when cell views rasterized shapes whose ids are not integers
+OBS_LABEL_ID: Final = "mad_label_id"
 OBS_SPLIT: Final = "mad_split"
 OBS_LOUVAIN: Final = "mad_louvain"
 OBS_KMEANS: Final = "mad_kmeans"

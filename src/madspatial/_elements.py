@@ -21,6 +21,56 @@ def annotated_regions(table: Any) -> list[str]:
     return [region] if isinstance(region, str) else [str(r) for r in region]
 
 
+def region_rows(table: Any, region: str) -> int | None:
+    """Rows of ``table`` whose region column names ``region`` (``None``: no region column)."""
+    key = table.uns.get("spatialdata_attrs", {}).get("region_key")
+    if key is None or key not in table.obs:
+        return None
+    return int((table.obs[key].astype(str) == region).sum())
+
+
+def pick_table(
+    sdata: Any, labels_key: str, table_key: str | None = None, *, where: str = "the SpatialData"
+) -> str:
+    """The table annotating ``labels_key``: ``table_key`` when named (checked), else the only one.
+
+    Several tables annotate ``labels_key``: those with rows for it are kept (a table that lists
+    the element but holds none of its cells does not compete); only when several remain is
+    it an error, listing them.
+    """
+    tables = dict(getattr(sdata, "tables", {}))
+    regions = {k: annotated_regions(t) for k, t in tables.items()}
+    if table_key is not None:
+        if table_key not in tables:
+            raise KeyError(
+                f"table_key {table_key!r} is not in {where}; its tables are {list(tables)}."
+            )
+        if labels_key not in regions[table_key]:
+            raise ValueError(
+                f"table {table_key!r} annotates {regions[table_key]}, not {labels_key!r}; pass "
+                "the table that annotates it (tables and the elements they annotate: "
+                f"{regions})."
+            )
+        return table_key
+    hits = [k for k, r in regions.items() if labels_key in r]
+    if not hits:
+        raise ValueError(
+            f"no table of {where} annotates {labels_key!r} (tables and the elements they "
+            f"annotate: {regions}); pass table_key (--table-key), or link a table with "
+            "spatialdata.models.TableModel.parse(adata, region=labels_key, "
+            "region_key='region', instance_key='instance_id')."
+        )
+    if len(hits) > 1:
+        with_rows = [k for k in hits if region_rows(tables[k], labels_key) != 0]
+        hits = with_rows or hits
+    if len(hits) > 1:
+        raise ValueError(
+            f"several tables of {where} annotate {labels_key!r}: {hits} (each holds rows of "
+            "it); pass table_key (--table-key) to choose one."
+        )
+    return hits[0]
+
+
 def _check_named(sdata: Any, where: str, **keys: str | None) -> None:
     kinds = {
         "image_key": ("image", dict(sdata.images)),
@@ -95,19 +145,5 @@ def pick_elements(
             labels_key = next(iter(sdata.labels))
         else:
             raise ValueError(f"{where} holds no labels element; cell views need a segmentation.")
-    if table_key is None:
-        hits = [k for k, r in regions.items() if labels_key in r]
-        if not hits:
-            raise ValueError(
-                f"no table of {where} annotates {labels_key!r} (tables and the elements they "
-                f"annotate: {regions}); pass table_key (--table-key), or link a table with "
-                "spatialdata.models.TableModel.parse(adata, region=labels_key, "
-                "region_key='region', instance_key='instance_id')."
-            )
-        if len(hits) > 1:
-            raise ValueError(
-                f"several tables of {where} annotate {labels_key!r}: {hits}; pass table_key "
-                "(--table-key) to choose one."
-            )
-        table_key = hits[0]
+    table_key = pick_table(sdata, labels_key, table_key, where=where)
     return image_key, labels_key, table_key

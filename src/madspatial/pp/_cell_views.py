@@ -36,6 +36,7 @@ from ._inputs import (
 from ._label_stats import label_stats
 from ._options import check_int, check_real, check_view_size
 from ._reader import RegionReader
+from ._regions import resolve_inputs
 from ._resample import rational_scale
 
 #: Attribute that :func:`madspatial.pp.normalize` sets on its output image.
@@ -55,9 +56,11 @@ def _image_gain(data, image_el, image_key: str) -> tuple[float, bool]:
         return 255.0, True
     if np.issubdtype(data.dtype, np.floating):
         return 255.0, trusted
+    if data.dtype == np.uint16 and trusted:  # mad.pp.normalize of an integer image
+        return 255.0 / 65535.0, True
     raise ValueError(
         f"image {image_key!r} has dtype {data.dtype}; views are cut from a normalized image "
-        f"(float in [0, 1]) or a uint8 image. Run mad.pp.normalize(sdata, image_key="
+        f"(float in [0, 1], or uint16 made by mad.pp.normalize) or a uint8 image. Run mad.pp.normalize(sdata, image_key="
         f"{image_key!r}) and pass image_key={image_key + '_normalized'!r}."
     )
 
@@ -319,9 +322,12 @@ def _open_or_create(path: Path, overwrite: bool, attrs: dict, **kw) -> np.ndarra
 def cell_views(
     sdata: Any,
     *,
-    image_key: str,
-    labels_key: str,
+    image_key: str | dict[str, str] | None = None,
+    labels_key: str | None = None,
     table_key: str | None = None,
+    regions: str | list[str] | None = None,
+    level: int | None = None,
+    pixel_size: float | None = None,
     n_neighbors: int = 25,
     morphology_size: int = 70,
     microenvironment_size: int = 224,
@@ -378,13 +384,31 @@ def cell_views(
     sdata
         SpatialData with the image, the labels and a table annotating the labels.
     image_key
-        Image to cut views from: normalized (float in [0, 1], see
-        :func:`madspatial.pp.normalize`) or uint8. Multiscale images use scale0.
+        Image to cut views from: normalized (see :func:`madspatial.pp.normalize`: float in
+        [0, 1], or uint8/uint16 with its record) or uint8. A dict ``{region: image}`` names
+        one per region. Default: per region, the image covering it in a coordinate system
+        they share (a normalized one before its source).
     labels_key
-        Cell segmentation (2-D integer labels, label value = table instance id).
-        It must sit on the image's pixel grid (identity or integer translation).
+        Cell segmentation: 2-D integer labels (label value = table instance id) or a
+        shapes element (polygons, or circles with a ``radius`` column), rasterized onto
+        the image grid with its ids. Labels on another grid (another scale, any affine
+        spatialdata expresses) are resampled onto the image grid by nearest neighbour;
+        only a transformation that is not invertible is an error. Default: the regions
+        the table annotates.
     table_key
-        Table annotating ``labels_key`` (default: the only one that does).
+        Table annotating ``labels_key`` (default: the one that does, preferring the one
+        holding its cells; an error only when several do).
+    regions
+        The regions (labels or shapes elements) of a table annotating several (CosMx: one
+        labels element per field of view; several samples) to cut views for. Default:
+        every region the table annotates, all into one store, rows in table order (each
+        region with its own image, transformation and windows; the per-region records
+        are in ``uns[key_added]["regions"]``). With ``inplace``, rows of other regions are
+        dropped from the table.
+    level, pixel_size
+        Pyramid level of multiscale images: ``level=`` by index (0 = finest), or the level
+        whose pixel size (in the units of the coordinate system it shares with the
+        labels) is nearest ``pixel_size``. Default: the finest.
     n_neighbors
         Neighbouring cells the microenvironment window should hold.
     morphology_size, microenvironment_size
@@ -510,6 +534,36 @@ def cell_views(
     n_jobs = settings.resolve_n_jobs(n_jobs)
 
     # --- inputs -------------------------------------------------------------------------
+    if level is not None:
+        level = check_int("level", level, minimum=0, example=0, rule="a non-negative int")
+    if pixel_size is not None:
+        pixel_size = check_real("pixel_size", pixel_size, example=0.5)
+    inputs = resolve_inputs(
+        sdata, image_key=image_key, labels_key=labels_key, table_key=table_key,
+        regions=regions, level=level, pixel_size=pixel_size, label_id_key=label_id_key,
+    )  # fmt: skip
+    if not inputs.plain:
+        from ._region_views import region_views
+
+        options = dict(
+            n_neighbors=n_neighbors, morphology_size=morphology_size,
+            microenvironment_size=microenvironment_size,
+            microenvironment_window=microenvironment_window,
+            morphology_window=morphology_window, window_px=window_px,
+            morphology_window_px=morphology_window_px, morphology_quantile=morphology_quantile,
+            morphology_margin=morphology_margin, chunk_size=chunk_size,
+            cells_per_tile=cells_per_tile, missing=missing, max_memory_gb=max_memory_gb,
+            cache_mb=cache_mb, n_jobs=n_jobs,
+        )  # fmt: skip
+        return region_views(
+            sdata, inputs, store=store, overwrite=overwrite, inplace=inplace,
+            key_added=key_added, label_id_key=label_id_key, options=options,
+        )  # fmt: skip
+    image_key, labels_key, table_key = (
+        inputs.regions[0].image_key,
+        inputs.regions[0].name,
+        inputs.table_key,
+    )
     image_el, image, channel_names = get_image(sdata, image_key)
     labels_el, labels = get_labels(sdata, labels_key)
     h, w = image.shape[1:]

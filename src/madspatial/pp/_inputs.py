@@ -166,26 +166,18 @@ def labels_offset(
 
 
 def resolve_table(sdata: Any, labels_key: str, table_key: str | None):
-    """``(table_key, table, instance_key)`` of the table annotating ``labels_key``."""
+    """``(table_key, table, instance_key)`` of the table annotating ``labels_key``.
+
+    The table is chosen by :func:`madspatial._elements.pick_table` (the one the CLI uses).
+    """
+    from .._elements import annotated_regions, pick_table
+
     tables = getattr(sdata, "tables", {})
 
     def regions(t) -> list[str]:
-        attrs = t.uns.get("spatialdata_attrs", {})
-        reg = attrs.get("region", [])
-        return [reg] if isinstance(reg, str) else [str(r) for r in np.atleast_1d(reg)]
+        return annotated_regions(t)
 
-    if table_key is None:
-        hits = [k for k, t in tables.items() if labels_key in regions(t)]
-        if not hits:
-            raise ValueError(
-                f"no table annotates labels {labels_key!r} (tables: "
-                f"{ {k: regions(t) for k, t in tables.items()} }). Link one with "
-                "spatialdata.models.TableModel.parse(adata, region=labels_key, "
-                "region_key='region', instance_key='instance_id')."
-            )
-        if len(hits) > 1:
-            raise ValueError(f"several tables annotate {labels_key!r}: {hits}; pass table_key=.")
-        table_key = hits[0]
+    table_key = pick_table(sdata, labels_key, table_key)
     table = _element(tables, table_key, "table")
     attrs = table.uns.get("spatialdata_attrs", {})
     if labels_key not in regions(table):

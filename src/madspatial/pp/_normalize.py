@@ -27,7 +27,13 @@ Clipping and scaling
     The ``clip`` percentiles of the corrected intensities are computed on a
     seeded random subsample of pixels (``n_samples``, drawn per block so the
     result does not depend on scheduling), then ``(I / F - lo) / (hi - lo)`` is
-    clipped to [0, 1] and stored as float32, lazily (dask ``map_blocks``).
+    clipped to [0, 1], lazily (dask ``map_blocks``), and stored in the input's dtype
+    class: float32 for float input, the full range of uint8 / uint16 for integer input
+    (``round(v * 255)`` / ``round(v * 65535)``; not float32 at 2-4x the bytes).
+
+Pyramid
+    Images longer than ``PYRAMID_SIDE`` pixels get a multiscale result (levels halving
+    until the coarsest fits in it), as the readers write their inputs.
 """
 
 from __future__ import annotations
@@ -41,13 +47,34 @@ from .._logging import added, logger
 from .._settings import settings
 from .._version import __version__
 from ._cell_views import NORMALIZE_ATTR
-from ._inputs import get_image
+from ._inputs import get_image, scale0
 from ._options import check_int, check_real
 
 #: Longest side of the overview used for the flat field.
 OVERVIEW_SIDE = 512
 #: Spatial chunk side of the normalized image (bounded so tiles read small pieces).
 OUT_CHUNK = 1024
+#: The normalized image gets pyramid levels (x2 each) until its longest side fits this.
+PYRAMID_SIDE = 1024
+
+
+def output_dtype(dtype: np.dtype) -> np.dtype:
+    """The normalized image's dtype: uint8 for uint8/bool, uint16 for other ints, else float32."""
+    dtype = np.dtype(dtype)
+    if dtype in (np.dtype(np.uint8), np.dtype(bool)):
+        return np.dtype(np.uint8)
+    if np.issubdtype(dtype, np.integer):
+        return np.dtype(np.uint16)
+    return np.dtype(np.float32)
+
+
+def pyramid_factors(h: int, w: int) -> list[int]:
+    """Scale factors (2 each) until the longest side is at most ``PYRAMID_SIDE``."""
+    out, side = [], max(h, w)
+    while side > PYRAMID_SIDE:
+        out.append(2)
+        side = -(-side // 2)
+    return out
 
 
 def _scan_block(block: np.ndarray, y0: int, x0: int, f: int, k: int, seed: int) -> dict:
@@ -160,7 +187,7 @@ def _upsample(flat: np.ndarray, y0: int, h: int, x0: int, w: int, f: int) -> np.
     return rows[:, :, ix0] * (1 - wx) + rows[:, :, ix1] * wx
 
 
-def _apply(block, flat, lo, hi, f, block_info=None):
+def _apply(block, flat, lo, hi, f, out_dtype=np.float32, block_info=None):
     loc = block_info[0]["array-location"]
     (y0, y1), (x0, x1) = loc[1], loc[2]
     out = block.astype(np.float32)
@@ -169,6 +196,9 @@ def _apply(block, flat, lo, hi, f, block_info=None):
     out -= lo[:, None, None]
     out /= (hi - lo)[:, None, None]
     np.clip(out, 0.0, 1.0, out=out)
+    if out_dtype != np.float32:
+        out *= float(np.iinfo(out_dtype).max)
+        return np.rint(out, out=out).astype(out_dtype)
     return out
 
 
@@ -192,6 +222,8 @@ def normalize(
     n_samples: int = 1_000_000,
     seed: int | None = None,
     n_jobs: int | None = None,
+    dtype: str | None = None,
+    multiscale: bool = True,
 ) -> None:
     """Flat-field correct, clip and scale every channel of an image to [0, 1].
 
@@ -202,9 +234,12 @@ def normalize(
     1; see the module docstring); (2) clipping at the ``clip`` percentiles, computed on a
     seeded random subsample of ``n_samples`` pixels; (3) scaling to [0, 1].
     Works for any channel count and dtype (uint8/uint16/float, RGB H&E), one
-    block at a time on dask-backed images (the result is lazy, float32).
-    Transformations and channel names are kept. Multiscale images are read at
-    full resolution and the result is single-scale.
+    block at a time on dask-backed images (the result is lazy). The result keeps
+    the input's dtype class: float32 in [0, 1] for float input, uint8 / uint16
+    over their full range for integer input (uint8 stays uint8; other integers
+    become uint16). Transformations and channel names are kept. Multiscale
+    images are read at full resolution; images longer than ``PYRAMID_SIDE`` px
+    give a multiscale result (levels halving).
 
     Parameters
     ----------
@@ -226,11 +261,15 @@ def normalize(
         Seed of the pixel sample (default ``mad.settings.seed``).
     n_jobs
         Threads for the scan over the image (default ``mad.settings.n_jobs``).
+    dtype
+        ``None`` (the input's class, see above), or ``"float32"``, ``"uint16"``, ``"uint8"``.
+    multiscale
+        Write pyramid levels for images longer than ``PYRAMID_SIDE`` px.
 
     Returns
     -------
-    ``None``. Adds the image ``sdata.images[key_added]`` (float32 in [0, 1],
-    same transformations and channel names) whose ``.attrs["mad_normalize"]``
+    ``None``. Adds the image ``sdata.images[key_added]`` (float32 in [0, 1] or
+    the full uint8/uint16 range, same transformations and channel names) whose ``.attrs["mad_normalize"]``
     records the parameters and the per-channel ``lo``/``hi`` values; the same
     record is kept in ``sdata.attrs["mad_normalize"][key_added]`` (which
     survives writing to zarr), see :func:`madspatial.pp.normalization_params`.
@@ -269,6 +308,15 @@ def normalize(
     n_jobs = settings.resolve_n_jobs(n_jobs)
     key_added = key_added or f"{image_key}{NORMALIZED_SUFFIX}"
     el, data, names = get_image(sdata, image_key)
+    if dtype is None:
+        out_dtype = output_dtype(data.dtype)
+    elif str(dtype) in ("float32", "uint16", "uint8"):
+        out_dtype = np.dtype(str(dtype))
+    else:
+        raise ValueError(
+            f"dtype must be None (the input's class), 'float32', 'uint16' or 'uint8'; got "
+            f"{dtype!r}."
+        )
     c, h, w = data.shape
     if h == 0 or w == 0:
         raise ValueError(f"image {image_key!r} is empty (shape {data.shape}).")
@@ -341,8 +389,9 @@ def normalize(
         lo=lo.astype(np.float32),
         hi=hi.astype(np.float32),
         f=f,
-        dtype=np.float32,
-        meta=np.empty((0, 0, 0), dtype=np.float32),
+        out_dtype=out_dtype,
+        dtype=out_dtype,
+        meta=np.empty((0, 0, 0), dtype=out_dtype),
     )
     params = {
         "source": image_key,
@@ -356,15 +405,19 @@ def normalize(
         "channel_names": list(names),
         "n_samples": int(values.shape[1]),
         "seed": seed,
+        "dtype": str(out_dtype),
         "madspatial_version": __version__,
     }
+    factors = pyramid_factors(h, w) if multiscale else []
     new = Image2DModel.parse(
         out,
         dims=("c", "y", "x"),
         c_coords=names,
         transformations=dict(get_transformation(el, get_all=True)),
+        scale_factors=factors or None,
+        chunks=(c, min(h, OUT_CHUNK), min(w, OUT_CHUNK)) if factors else None,
     )
-    new.attrs[NORMALIZE_ATTR] = params
+    scale0(new).attrs[NORMALIZE_ATTR] = params
     sdata.images[key_added] = new
     record = dict(getattr(sdata, "attrs", {}).get(NORMALIZE_ATTR, {}))
     record[key_added] = params
