@@ -103,7 +103,10 @@ def test_float_label_image_with_whole_values(ref):
     # spatialdata >= 0.8 refuses float labels in parse; readers can still hand them over
     el = Labels2DModel.parse(truth["labels"], dims=("y", "x"))
     el.data = el.data.astype(np.float32)
-    sdata.labels["cell_labels"] = el
+    try:
+        sdata.labels["cell_labels"] = el
+    except ValueError:
+        pytest.skip("this spatialdata refuses float labels: no reader can hand them over")
     _same(mad.pp.cell_views(sdata, **KW, inplace=False), ref)
 
 
