@@ -162,8 +162,8 @@ def extract_views(
     offset: tuple[int, int],
     cells: Cells,
     spec: ViewSpec,
-    morph_out: np.ndarray,
-    micro_out: np.ndarray,
+    morph_out: np.ndarray | None,
+    micro_out: np.ndarray | None,
     dest: np.ndarray,
     check=None,
 ) -> np.ndarray:
@@ -171,26 +171,32 @@ def extract_views(
 
     ``image`` and ``labels`` are region readers (image pixel frame; the labels are
     offset by ``offset`` = (dy, dx)). ``check(region, origin)`` validates the raw
-    pixels. Returns, per cell, whether its morphology mask came out empty.
+    pixels. An output of ``None`` skips that view (nothing of it is read or cut).
+    Returns, per cell, whether its morphology mask came out empty.
     """
     n = len(cells.ids)
     empty = np.zeros(n, dtype=bool)
-    if n == 0:
+    if n == 0 or (morph_out is None and micro_out is None):
         return empty
     se, sm = spec.microenvironment_size, spec.morphology_size
-    if spec.micro_mode == "slide":
-        need_e = _slide_need(cells.micro_uv, se, spec.micro_pq)
-    else:
-        need_e = _roi_need(cells, cells.micro_w)
-    if spec.morph_mode == "slide":
-        need_m = _slide_need(cells.morph_uv, sm, spec.morph_pq)
-    else:
-        need_m = _roi_need(cells, cells.morph_w)
+    needs = []
+    if micro_out is not None:
+        if spec.micro_mode == "slide":
+            need_e = _slide_need(cells.micro_uv, se, spec.micro_pq)
+        else:
+            need_e = _roi_need(cells, cells.micro_w)
+        needs.append(need_e)
+    if morph_out is not None:
+        if spec.morph_mode == "slide":
+            need_m = _slide_need(cells.morph_uv, sm, spec.morph_pq)
+        else:
+            need_m = _roi_need(cells, cells.morph_w)
+        needs.append(need_m)
     h, w = image.shape[-2:]
-    y0 = max(0, min(need_e[0][0], need_m[0][0]))
-    y1 = min(h, max(need_e[0][1], need_m[0][1]))
-    x0 = max(0, min(need_e[1][0], need_m[1][0]))
-    x1 = min(w, max(need_e[1][1], need_m[1][1]))
+    y0 = max(0, min(nd[0][0] for nd in needs))
+    y1 = min(h, max(nd[0][1] for nd in needs))
+    x0 = max(0, min(nd[1][0] for nd in needs))
+    x1 = min(w, max(nd[1][1] for nd in needs))
     raw = image.read(y0, max(y0, y1), x0, max(x0, x1))
     if check is not None:
         check(raw, (y0, x0))
@@ -200,7 +206,9 @@ def extract_views(
     dest_l = dest.tolist()
 
     # --- microenvironment ---------------------------------------------------------------
-    if spec.micro_mode == "slide":
+    if micro_out is None:
+        pass
+    elif spec.micro_mode == "slide":
         ry, rx = need_e
         res = _slide_rescaled(reg, origin, ry, rx)
         vs = (cells.micro_uv[:, 1] - ry[2]).tolist()
@@ -212,7 +220,9 @@ def extract_views(
         _roi_views(reg, origin, cells, cells.micro_w, se, micro_out, dest)
 
     # --- morphology ---------------------------------------------------------------------
-    if spec.morph_mode == "slide":
+    if morph_out is None:
+        pass
+    elif spec.morph_mode == "slide":
         ry, rx = need_m
         res = _slide_rescaled(reg, origin, ry, rx)
         crops = _slide_label_crops(labels, offset, cells.morph_uv, sm, spec.morph_scale)
