@@ -207,14 +207,26 @@ def _pixel_digests(image, labels, offset, cx, cy) -> tuple[str, str]:
 
 
 def _fingerprint_parts(
-    attrs, *, chunk_size, cells_per_tile, image, labels, image_el, offset, codes, cells, extents
+    attrs,
+    *,
+    chunk_size,
+    cells_per_tile,
+    image,
+    labels,
+    image_el,
+    offset,
+    codes,
+    cells,
+    extents,
+    normalize_record=None,
 ) -> dict[str, str]:
     """Hashes of what a store's views depend on: parameters, cells, image and label pixels."""
     from ._inputs import scale0
 
     cx, cy, micro_w, morph_w = cells
     img_digest, lab_digest = _pixel_digests(image, labels, offset, cx, cy)
-    normalized = getattr(scale0(image_el), "attrs", {}).get(NORMALIZE_ATTR)
+    # The element's attrs do not survive sdata.write; the SpatialData's record does.
+    normalized = getattr(scale0(image_el), "attrs", {}).get(NORMALIZE_ATTR) or normalize_record
     return {
         "parameters": _fingerprint(
             attrs=sorted((k, str(v)) for k, v in attrs.items()),
@@ -537,6 +549,9 @@ def cell_views(
         codes=plan.cells.ids,
         cells=(plan.cells.cx, plan.cells.cy, plan.cells.micro_w, plan.cells.morph_w),
         extents=plan.extents,
+        normalize_record=(getattr(sdata, "attrs", None) or {})
+        .get(NORMALIZE_ATTR, {})
+        .get(image_key),
     )
     attrs = plan.attrs
     attrs["fingerprint"] = _fingerprint(**parts)
