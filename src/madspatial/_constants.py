@@ -33,6 +33,9 @@ OBS_LOUVAIN: Final = "mad_louvain"
 OBS_KMEANS: Final = "mad_kmeans"
 OBS_PSEUDOTIME: Final = "mad_pseudotime"
 OBS_PRED_PREFIX: Final = "mad_pred_"
+# tl.predict: obs[<prediction key> + OBS_IN_SAMPLE_SUFFIX] is True for cells the decoder
+# that predicted them trained on (e.g. "mad_pred_cell_type_in_sample", "mad_pred_in_sample")
+OBS_IN_SAMPLE_SUFFIX: Final = "_in_sample"
 
 # --- obsm ----------------------------------------------------------------------
 OBSM_SPATIAL: Final = "spatial"

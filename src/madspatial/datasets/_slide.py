@@ -16,7 +16,6 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,6 +40,7 @@ from .._constants import (
 from .._logging import logger
 from . import _tissue_spec as S
 from ._gene_sets import panel_genes
+from ._synthetic import _check_int
 from ._tissue_expression import simulate_counts
 from ._tissue_layout import _split_counts, nominal_area_per_cell
 from ._tissue_render import blank
@@ -48,14 +48,6 @@ from ._tissue_slide import render_slide
 
 #: Fewest cells a tile may be drawn with (the layout needs a few of every niche).
 _MIN_CELLS_PER_TILE = 50
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__}).")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
-    return int(value)
 
 
 def _tile_centroids(labels: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from .._docs import doc_ax_show, doc_params
 from ._utils import finish, new_axes
 
 UP_COLOR, DOWN_COLOR, NS_COLOR = "#d62728", "#1f77b4", "#c7c7c7"
@@ -78,6 +79,7 @@ def place_labels(ax, xs, ys, texts, *, fontsize: float = 8) -> list:
     return out
 
 
+@doc_params(doc_ax_show=doc_ax_show)
 def volcano(
     de: pd.DataFrame,
     *,
@@ -119,12 +121,7 @@ def volcano(
         ``pvals``, ``pvals_adj`` are recognised too).
     title
         Axes title.
-    ax
-        Axes to draw into.
-    show
-        Show the figure (default: when the backend is interactive).
-    return_fig
-        Return the Figure instead of the Axes.
+    {doc_ax_show}
 
     Returns
     -------
@@ -195,6 +192,7 @@ def volcano(
     return finish(fig, ax, show=show, return_fig=return_fig)
 
 
+@doc_params(doc_ax_show=doc_ax_show)
 def enrichment(
     result: pd.DataFrame,
     *,
@@ -231,12 +229,7 @@ def enrichment(
         Colour of significant bars.
     title
         Axes title.
-    ax
-        Axes to draw into.
-    show
-        Show the figure (default: when the backend is interactive).
-    return_fig
-        Return the Figure instead of the Axes.
+    {doc_ax_show}
 
     Returns
     -------

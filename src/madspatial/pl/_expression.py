@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from .._constants import LAYER_PRED, OBSM_MAD, OBSM_SPATIAL
+from .._constants import LAYER_PRED, OBS_IN_SAMPLE_SUFFIX, OBSM_MAD, OBSM_SPATIAL
+from .._docs import doc_params, doc_show
+from .._logging import logger
 from ._utils import finish, new_axes
 
 #: Token in ``layers`` for the measured expression (``.X`` or ``measured_layer``).
@@ -48,6 +50,47 @@ def _pearson_mae(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return float(np.corrcoef(a, b)[0, 1]), mae
 
 
+def _scored_cells(adata, layer: str) -> tuple[np.ndarray | None, str]:
+    """Cells the r/MAE of a predicted ``layer`` are computed on, and the note that says so.
+
+    With in-sample marks (``obs[layer + "_in_sample"]``, from ``mad.tl.predict``) only the
+    out-of-sample cells are scored, since the decoder's training cells flatter it; all
+    cells when every one is in-sample, and the title says so. Without marks: all cells.
+    """
+    key = f"{layer}{OBS_IN_SAMPLE_SUFFIX}"
+    if key not in adata.obs.columns:
+        if layer == LAYER_PRED:
+            logger.info(
+                "    layer %r has no in-sample marks (obs[%r]): r/MAE over all cells, some "
+                "of which the decoder may have trained on",
+                layer,
+                key,
+            )
+        return None, ""
+    flag = adata.obs[key].to_numpy(dtype=bool)
+    n_in, n = int(flag.sum()), len(flag)
+    if n_in == 0:
+        logger.info("    layer %r: all %d predictions are out-of-sample", layer, n)
+        return None, " (out-of-sample)"
+    if n_in == n:
+        logger.warning(
+            "    layer %r: all %d predictions are in-sample (the decoder trained on them): "
+            "r/MAE are optimistic; fit the decoder with cross_fit=5 for out-of-fold maps",
+            layer,
+            n,
+        )
+        return None, " (in-sample)"
+    logger.info(
+        "    layer %r: r/MAE over the %d out-of-sample cells; %d in-sample cells (the "
+        "decoder trained on them) are drawn but not scored",
+        layer,
+        n - n_in,
+        n_in,
+    )
+    return ~flag, f" ({n - n_in} out-of-sample cells)"
+
+
+@doc_params(doc_show=doc_show)
 def spatial_expression(
     adata,
     *,
@@ -68,7 +111,11 @@ def spatial_expression(
     One row per gene, one column per entry of ``layers``; the panels of a gene share one colour
     scale (from the minimum to the ``vmax_percentile`` of all its panels) and one colour bar.
     Every panel after the first is annotated with its Pearson r and mean absolute error against
-    the first (the measured values), over the cells where both are finite. Cells are drawn at
+    the first (the measured values), over the cells where both are finite. For predictions
+    carrying in-sample marks (``obs[layer + "_in_sample"]``, written by
+    :func:`madspatial.tl.predict`) only the out-of-sample cells are scored, and the title says
+    which cells were (``(out-of-sample)``, ``(n out-of-sample cells)`` or ``(in-sample)``);
+    the choice is also logged. Cells are drawn at
     ``obsm[spatial_key]`` (x, y) with y growing downwards, as in the image.
 
     Parameters
@@ -99,10 +146,7 @@ def spatial_expression(
         Marker size (default from the number of cells).
     panel_size
         Width of one panel in inches.
-    show
-        Show the figure (default: when the backend is interactive).
-    return_fig
-        Return the Figure instead of the Axes.
+    {doc_show}
 
     Returns
     -------
@@ -135,6 +179,7 @@ def spatial_expression(
     xy = np.asarray(adata.obsm[spatial_key], dtype=np.float64)[:, :2]
     cols = adata.var_names.get_indexer(genes)
     values = {}
+    scoring = {lay: _scored_cells(adata, lay) for lay in layers[1:] if lay != MEASURED}
     for lay in layers:
         if lay == MEASURED:
             values[lay], _ = measured_expression(
@@ -185,8 +230,11 @@ def spatial_expression(
             ax.set_yticks([])
             head = f"{gene} · {lay}"
             if j > 0:
-                r, mae = _pearson_mae(ref, v)
-                head += f"\nr = {r:.2f}, MAE = {mae:.2f}"
+                cells, note = scoring.get(lay, (None, ""))
+                r, mae = (
+                    _pearson_mae(ref, v) if cells is None else _pearson_mae(ref[cells], v[cells])
+                )
+                head += f"\nr = {r:.2f}, MAE = {mae:.2f}{note}"
             elif nc > 1:
                 head += "\n"  # keep the panels of a row aligned
             ax.set_title(head, fontsize=10)
@@ -219,6 +267,7 @@ def share_above_diagonal(results, *, reference: str, baseline: str) -> float:
     return float((t.loc[ok, reference] > t.loc[ok, baseline]).mean())
 
 
+@doc_params(doc_show=doc_show)
 def gene_correlation(
     results,
     *,
@@ -260,10 +309,7 @@ def gene_correlation(
         Figure title.
     ax
         Axes to draw into (``kind="bars"`` or ``"scatter"`` only).
-    show
-        Show the figure (default: when the backend is interactive).
-    return_fig
-        Return the Figure instead of the Axes.
+    {doc_show}
 
     Returns
     -------

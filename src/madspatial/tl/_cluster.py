@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
+import sys
+import warnings
 from typing import Literal
 
 import igraph
@@ -65,13 +69,49 @@ def multilevel(
     """
     upper = sparse.triu(graph, k=1).tocoo()
     g = igraph.Graph(n=graph.shape[0], edges=np.column_stack([upper.row, upper.col]).tolist())
-    # igraph shuffles the vertex order with its global RNG: seed it, then restore the default
-    igraph.set_random_number_generator(random.Random(seed))
-    try:
+    with seeded_python_random(seed) as drew:
         parts = g.community_multilevel(weights=upper.data.tolist(), resolution=resolution)
-    finally:
-        igraph.set_random_number_generator(random)
+        if not drew() and g.vcount() > 1:
+            warnings.warn(
+                "igraph draws from a generator set with igraph.set_random_number_generator, "
+                f"not from Python's random module, so seed={seed} does not make these "
+                "clusters reproducible; call igraph.set_random_number_generator(random) "
+                "to let madspatial seed it.",
+                UserWarning,
+                stacklevel=_user_stacklevel(),
+            )
     return order_by_size(np.asarray(parts.membership)), float(parts.modularity)
+
+
+@contextlib.contextmanager
+def seeded_python_random(seed: int):
+    """Seed Python's ``random`` module for the block, then put its state back.
+
+    igraph's default generator is Python's ``random`` module (it shuffles the vertex
+    order of Louvain with it). Seeding that module and restoring its state leaves all
+    global state as it was: igraph's generator (there is no getter, so swapping it, as
+    before, could not restore a generator the user had set) and ``random``'s sequence.
+    Yields a function telling whether anything drew from ``random`` in the block.
+    """
+    state = random.getstate()
+    random.seed(seed)
+    seeded = random.getstate()
+    try:
+        yield lambda: random.getstate() != seeded
+    finally:
+        random.setstate(state)
+
+
+def _user_stacklevel() -> int:
+    """``stacklevel`` pointing a warning of the calling function at the first frame outside
+    madspatial (the user's call, through tl.louvain or tl.evaluate alike)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
 def order_by_size(labels: np.ndarray) -> np.ndarray:
@@ -131,7 +171,10 @@ def louvain(
         optional denoising step); ``None`` uses it as is.
     seed
         Seed of igraph's vertex shuffling (default ``mad.settings.seed``); the same seed
-        gives the same clusters.
+        gives the same clusters. igraph draws from Python's ``random`` module, which is
+        seeded for the call and then restored (its sequence, and igraph's generator, are
+        left as they were; with a generator of your own set in igraph, a warning says the
+        seed has no effect).
     key_added
         Name of the ``.obs`` column and ``.uns`` entry written.
     copy

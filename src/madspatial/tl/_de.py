@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .._constants import UNS_DE
+from .._constants import LAYER_PRED, OBS_IN_SAMPLE_SUFFIX, UNS_DE
 from .._logging import added, logger
 from ._inputs import get_expression, get_obs
 
@@ -39,7 +39,14 @@ def differential_expression(
     (``layer="mad_pred"``, already log-normalized; genes the decoder did not predict,
     NaN in that layer, are left out). P-values are corrected with Benjamini-Hochberg.
     The log2 fold change is scanpy's: ``log2`` of the ratio of mean
-    ``expm1``-transformed values, which assumes log1p-normalized input.
+    ``expm1``-transformed values, which assumes log1p-normalized input; negative
+    values (a decoder's undershoot, scaled data) make it undefined or flip its sign,
+    so they are refused.
+
+    On predictions, the cells the decoder trained on (``.obs[layer + "_in_sample"]``,
+    written by :func:`predict`) give optimistic statistics: their number is logged and
+    recorded in ``params["predictions"]``/``params["n_in_sample"]``, with a warning when
+    any tested cell is in-sample (fit the decoder with ``cross_fit=k`` to avoid it).
 
     Parameters
     ----------
@@ -69,7 +76,8 @@ def differential_expression(
     DataFrame, one row per gene sorted by test score (most up-regulated first), with
     columns ``gene``, ``log2FC``, ``pvalue``, ``fdr`` (BH), ``score``, ``mean_group``,
     ``mean_reference`` (means of the log-normalized values), ``group`` and
-    ``reference``. With ``inplace=True`` it is also stored as
+    ``reference``; ``attrs`` records ``predictions`` and ``n_in_sample`` (see
+    above). With ``inplace=True`` it is also stored as
     ``.uns[key_added]["<group>_vs_<reference>"] = {"results": DataFrame, "params": {...}}``.
     """
     import scanpy as sc  # imported here: it adds seconds to `import madspatial`
@@ -105,7 +113,9 @@ def differential_expression(
         X, names = X[:, keep], [n for n, k in zip(names, keep) if k]
     if not names:
         raise ValueError("no genes with values to test.")
+    _refuse_negative(X, names, layer)
     cells = in_group | in_ref
+    provenance, n_in_sample = _prediction_provenance(adata, layer, cells)
     tmp = AnnData(
         X[cells],
         obs=pd.DataFrame(
@@ -143,6 +153,7 @@ def differential_expression(
     )
     df["group"] = group
     df["reference"] = reference
+    df.attrs.update({"predictions": provenance, "n_in_sample": n_in_sample})
     if inplace:
         store = adata.uns.get(key_added)
         store = dict(store) if isinstance(store, dict) else {}
@@ -157,8 +168,59 @@ def differential_expression(
                 "method": method,
                 "n_group": int(in_group.sum()),
                 "n_reference": int(in_ref.sum()),
+                "predictions": provenance,
+                "n_in_sample": n_in_sample,
             },
         }
         adata.uns[key_added] = store
         added(key_added, "uns")
     return df
+
+
+def _refuse_negative(X: np.ndarray, names: list[str], layer: str | None) -> None:
+    """scanpy's log2FC is log2(mean expm1(group) / mean expm1(reference)): defined for
+    log1p-scale values >= 0 only; below 0 a lower gene can come out up-regulated."""
+    neg = (X < 0).any(axis=0)  # NaN compares False: genes without values are not flagged
+    if not neg.any():
+        return
+    where = "adata.X" if layer is None or layer == "X" else f"adata.layers[{layer!r}]"
+    bad = np.asarray(names)[neg]
+    raise ValueError(
+        f"{where} holds negative values in {int(neg.sum())} gene(s) (e.g. {bad[:5].tolist()}, "
+        f"minimum {float(np.nanmin(X)):.3g}). The log2 fold change is computed from "
+        "expm1 of log1p-normalized expression, which is undefined below 0 and can flip "
+        "its sign. Use log-normalized expression (>= 0); for decoder predictions, predict "
+        "again with this madspatial (expression predictions are clipped at 0) or clip "
+        f"them: adata.layers[...] = np.clip(adata.layers[...], 0, None)."
+    )
+
+
+def _prediction_provenance(adata: AnnData, layer: str | None, cells: np.ndarray):
+    """("measured" | "out_of_sample" | "in_sample" | "unknown", in-sample cells tested)."""
+    flag_key = None if layer is None or layer == "X" else f"{layer}{OBS_IN_SAMPLE_SUFFIX}"
+    if flag_key is None or flag_key not in adata.obs.columns:
+        if layer == LAYER_PRED:
+            logger.info(
+                "    layer %r has no in-sample marks (obs[%r]): cannot tell which cells the "
+                "decoder trained on; mad.tl.predict writes them",
+                layer,
+                f"{layer}{OBS_IN_SAMPLE_SUFFIX}",
+            )
+            return "unknown", -1
+        return "measured", 0
+    flag = adata.obs[flag_key].to_numpy(dtype=bool)[cells]
+    n_in = int(flag.sum())
+    if n_in == 0:
+        logger.info(
+            "    testing out-of-sample predictions (%d cells, obs[%r])", len(flag), flag_key
+        )
+        return "out_of_sample", 0
+    warnings.warn(
+        f"{n_in} of {len(flag)} tested cells have in-sample predictions in layer {layer!r} "
+        f"(the decoder trained on them, obs[{flag_key!r}]): fold changes and p-values are "
+        "optimistic. Fit the decoder with mad.tl.fit_decoder(..., cross_fit=5) and predict "
+        "again for out-of-fold predictions.",
+        UserWarning,
+        stacklevel=3,
+    )
+    return "in_sample", n_in

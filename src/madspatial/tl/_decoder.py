@@ -9,24 +9,27 @@ held-out score measures what the embedding holds.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import os
+import sys
+import uuid
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
-import torch
 from anndata import AnnData
+from scipy import sparse
 from sklearn.metrics import balanced_accuracy_score, f1_score
-from torch import nn
-from torch.nn import functional as F
 
 from .._constants import (
     LAYER_PRED,
     MODEL_CONFIG_FILE,
     MODEL_WEIGHTS_FILE,
+    OBS_IN_SAMPLE_SUFFIX,
     OBS_PRED_PREFIX,
     OBSM_MAD,
     UNS_DECODER_PREFIX,
@@ -36,11 +39,33 @@ from .._settings import settings
 from .._version import __version__
 from ..metrics import mae_per_gene, pearson_per_gene
 from ._decoder_split import SPLITS as _SPLITS
-from ._decoder_split import check_class_sizes, make_split, split_from_obs
-from ._inputs import EXPRESSION, get_expression, get_obs, get_rep
+from ._decoder_split import check_class_sizes, make_folds, make_split, split_from_obs
+from ._inputs import EXPRESSION, get_expression, get_obs, get_rep, looks_like_counts
+
+if TYPE_CHECKING:  # torch is imported where it is used: `import madspatial` stays light
+    from torch import nn
 
 DECODER_TYPE = "madspatial.Decoder"
-_ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
+#: Version of the saved decoder layout; 1 = files written before it was recorded.
+DECODER_FORMAT_VERSION = 2
+_ACTIVATIONS = ("gelu", "relu")
+_TENSORS = ("x_mean", "x_scale", "y_mean", "y_scale")
+_ARCH = (
+    "kind",
+    "target",
+    "in_dim",
+    "out_dim",
+    "hidden_dim",
+    "dropout",
+    "activation",
+    "classes",
+    "genes",
+    "use_rep",
+    "normalize",
+    "target_sum",
+    "loss",
+    "params",
+)
 
 
 class Decoder:
@@ -63,13 +88,24 @@ class Decoder:
         Transform applied to expression targets before training (``"log1p"``: counts
         scaled to ``target_sum`` per cell then log1p; ``"none"``); predictions live in
         that space.
+    value_range
+        ``(low, high)`` bounds predictions are clipped to (``None``: unbounded side), or
+        ``None``. Expression decoders whose training values are all >= 0 (counts,
+        log1p-normalized expression) get ``(0.0, None)``: a negative "expression" would
+        flip the sign of downstream fold changes.
     metrics
         Held-out scores from fitting (test split; the validation split when there is no
-        test split).
+        test split); with ``cross_fit``, also ``cross_fit_*`` scores of the out-of-fold
+        predictions of all cells.
     history
         Per-epoch training and validation loss, and the epoch kept.
     split
         ``{"train": [...], "val": [...], "test": [...]}`` obs names used in fitting.
+    folds
+        With ``cross_fit=k``: the ``k`` fold decoders, each trained without the cells of
+        ``fold_cells[i]``, which it predicts in :func:`predict`.
+    fold_cells
+        With ``cross_fit=k``: the obs names each fold decoder held out.
     """
 
     def __init__(
@@ -89,7 +125,10 @@ class Decoder:
         target_sum: float = 1e4,
         loss: str = "smooth_l1",
         params: dict | None = None,
+        value_range: Sequence[float | None] | None = None,
     ):
+        import torch
+
         self.kind = kind
         self.target = target
         self.in_dim, self.out_dim, self.hidden_dim = int(in_dim), int(out_dim), int(hidden_dim)
@@ -99,9 +138,12 @@ class Decoder:
         self.use_rep, self.normalize, self.target_sum = use_rep, normalize, float(target_sum)
         self.loss = loss
         self.params = dict(params or {})
+        self.value_range = _check_range(value_range)
         self.metrics: dict = {}
         self.history: dict = {}
         self.split: dict[str, list[str]] = {}
+        self.folds: list[Decoder] = []
+        self.fold_cells: list[list[str]] = []
         if activation not in _ACTIVATIONS:
             raise ValueError(f"activation must be one of {list(_ACTIVATIONS)}, got {activation!r}.")
         with torch.random.fork_rng(devices=[]):  # placeholder weights: leave the global RNG alone
@@ -114,13 +156,16 @@ class Decoder:
 
     def __repr__(self) -> str:
         what = f"{len(self.classes)} classes" if self.classes else f"{self.out_dim} output(s)"
+        folds = f", cross_fit={len(self.folds)}" if self.folds else ""
         return (
             f"Decoder({self.kind} {self.target!r}: {self.in_dim} -> {self.hidden_dim} -> {what}, "
-            f"use_rep={self.use_rep!r})"
+            f"use_rep={self.use_rep!r}{folds})"
         )
 
     # -- inference ----------------------------------------------------------------
     def _forward(self, X, batch_size: int = 8192) -> np.ndarray:
+        import torch
+
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 2 or X.shape[1] != self.in_dim:
             raise ValueError(
@@ -140,6 +185,8 @@ class Decoder:
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities (cells x classes) for embeddings ``X`` (categorical only)."""
+        import torch
+
         if self.kind != "categorical":
             raise TypeError(
                 f"predict_proba needs a categorical decoder, this one is {self.kind!r}."
@@ -152,99 +199,177 @@ class Decoder:
 
         Class labels for a categorical decoder; values (cells x outputs) in the
         training target's units otherwise (log-normalized expression for
-        ``normalize="log1p"``).
+        ``normalize="log1p"``), clipped to :attr:`value_range`.
         """
         out = self._forward(X)
         if self.kind == "categorical":
             return np.asarray(self.classes, dtype=object)[out.argmax(axis=1)]
-        return (out * self.y_scale.numpy() + self.y_mean.numpy()).astype(np.float32)
+        vals = (out * self.y_scale.numpy() + self.y_mean.numpy()).astype(np.float32)
+        if self.value_range is not None:
+            lo, hi = self.value_range
+            vals = np.clip(vals, lo, hi)  # a bound of None leaves that side open
+        return vals
 
     # -- persistence ----------------------------------------------------------------
     def _config(self) -> dict:
         return {
             "type": DECODER_TYPE,
+            "format_version": DECODER_FORMAT_VERSION,
             "madspatial": __version__,
-            "kind": self.kind,
-            "target": self.target,
-            "in_dim": self.in_dim,
-            "out_dim": self.out_dim,
-            "hidden_dim": self.hidden_dim,
-            "dropout": self.dropout,
-            "activation": self.activation,
-            "classes": self.classes,
-            "genes": self.genes,
-            "use_rep": self.use_rep,
-            "normalize": self.normalize,
-            "target_sum": self.target_sum,
-            "loss": self.loss,
-            "params": self.params,
+            **{k: getattr(self, k) for k in _ARCH},
+            "value_range": None if self.value_range is None else list(self.value_range),
             "metrics": self.metrics,
             "history": self.history,
             "split": self.split,
+            "folds": [
+                {"cells": cells, "history": fold.history}
+                for fold, cells in zip(self.folds, self.fold_cells, strict=True)
+            ],
         }
 
+    def _tensors(self) -> dict:
+        out = {f"net.{k}": v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
+        for name in _TENSORS:
+            out[name] = getattr(self, name).contiguous()
+        for i, fold in enumerate(self.folds):
+            out.update({f"fold{i}.{k}": v for k, v in fold._tensors().items()})
+        return out
+
     def save(self, directory: str | Path) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` (no pickle) into ``directory``."""
-        from safetensors.torch import save_file
+        """Write ``config.json`` and ``model.safetensors`` (no pickle) into ``directory``.
+
+        Each file is written beside its final name and renamed over it (atomic on POSIX),
+        with the permissions the umask gives (typically 0644), so an interrupted save never
+        leaves a half-written file under the final name. ``config.json`` records the
+        format version and the sha256 of the weights; :meth:`load` checks both.
+        """
+        from safetensors.torch import save
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        tensors = {
-            f"net.{k}": v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()
-        }
-        for name in ("x_mean", "x_scale", "y_mean", "y_scale"):
-            tensors[name] = getattr(self, name).contiguous()
-        save_file(tensors, str(directory / MODEL_WEIGHTS_FILE), metadata={"type": DECODER_TYPE})
-        (directory / MODEL_CONFIG_FILE).write_text(
-            json.dumps(self._config(), indent=1, default=_jsonable)
-        )
+        weights = directory / MODEL_WEIGHTS_FILE
+        meta = {"type": DECODER_TYPE, "format_version": str(DECODER_FORMAT_VERSION)}
+        tensors = self._tensors()
+        # bytes written with a plain open: safetensors' save_file makes 0600 files
+        blob = save(tensors, metadata=meta)
+        _atomic_write(weights, lambda p: p.write_bytes(blob))
+        cfg = self._config()
+        cfg["weights_sha256"] = _sha256(weights)
+        text = json.dumps(cfg, indent=1, default=_jsonable)
+        _atomic_write(directory / MODEL_CONFIG_FILE, lambda p: p.write_text(text))
         return directory
 
     @classmethod
     def load(cls, directory: str | Path) -> Decoder:
-        """Load a decoder written by :meth:`save`."""
+        """Load a decoder written by :meth:`save` (checks its format version and checksum)."""
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         directory = Path(directory)
-        cfg_path = directory / MODEL_CONFIG_FILE
-        if not cfg_path.is_file() or not (directory / MODEL_WEIGHTS_FILE).is_file():
+        cfg_path, weights = directory / MODEL_CONFIG_FILE, directory / MODEL_WEIGHTS_FILE
+        if not cfg_path.is_file() or not weights.is_file():
             raise FileNotFoundError(
                 f"{directory} is not a saved Decoder (expected {MODEL_CONFIG_FILE} and "
                 f"{MODEL_WEIGHTS_FILE})."
             )
-        cfg = json.loads(cfg_path.read_text())
-        if cfg.get("type") != DECODER_TYPE:
+        try:
+            cfg = json.loads(cfg_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ValueError(
-                f"{cfg_path} describes a {cfg.get('type', 'MADModel')!r}, not a decoder; load "
-                "models with mad.nn.MADModel.load."
+                f"{cfg_path} is not valid JSON ({err}): the file is damaged or truncated; "
+                "save the decoder again (Decoder.save) or re-fit it."
+            ) from err
+        if not isinstance(cfg, dict) or cfg.get("type") != DECODER_TYPE:
+            what = cfg.get("type", "MADModel") if isinstance(cfg, dict) else type(cfg).__name__
+            raise ValueError(
+                f"{cfg_path} describes a {what!r}, not a decoder; load models with "
+                "mad.nn.MADModel.load."
             )
-        dec = cls(
-            **{
-                k: cfg[k]
-                for k in (
-                    "kind",
-                    "target",
-                    "in_dim",
-                    "out_dim",
-                    "hidden_dim",
-                    "dropout",
-                    "activation",
-                    "classes",
-                    "genes",
-                    "use_rep",
-                    "normalize",
-                    "target_sum",
-                    "loss",
-                    "params",
-                )
-            }
-        )
+        fmt = cfg.get("format_version", 1)  # files written before versioning are format 1
+        if (
+            isinstance(fmt, bool)
+            or not isinstance(fmt, int)
+            or not 1 <= fmt <= (DECODER_FORMAT_VERSION)
+        ):
+            raise ValueError(
+                f"{cfg_path} has decoder format_version={fmt!r} (written by madspatial "
+                f"{cfg.get('madspatial', 'unknown')}), but madspatial {__version__} reads "
+                f"format_version 1 to {DECODER_FORMAT_VERSION}; install the madspatial that "
+                "wrote it, or re-fit the decoder with this one."
+            )
+        expected = cfg.get("weights_sha256")
+        if expected is not None and _sha256(weights) != expected:
+            raise ValueError(
+                f"{weights} does not match the sha256 recorded in {cfg_path}: the weights are "
+                "damaged or come from another save; save the decoder again or re-fit it."
+            )
+        try:
+            tensors = load_file(str(weights))
+        except (SafetensorError, OSError) as err:
+            raise ValueError(
+                f"{weights} cannot be read ({err}): the file is damaged or truncated; save "
+                "the decoder again or re-fit it."
+            ) from err
+        arch = {k: cfg[k] for k in _ARCH}
+        if fmt == 1:  # no recorded range: log1p expression is >= 0 by construction
+            rng = (
+                [0.0, None]
+                if arch["kind"] == "expression" and arch["normalize"] == "log1p"
+                else None
+            )
+        else:
+            rng = cfg.get("value_range")
+        dec = cls._from_tensors(arch, rng, tensors, prefix="")
         dec.metrics, dec.history, dec.split = cfg["metrics"], cfg["history"], cfg.get("split", {})
-        tensors = load_file(str(directory / MODEL_WEIGHTS_FILE))
-        dec.net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
-        for name in ("x_mean", "x_scale", "y_mean", "y_scale"):
-            setattr(dec, name, tensors[name])
+        for i, fold in enumerate(cfg.get("folds", [])):
+            sub = cls._from_tensors(arch, rng, tensors, prefix=f"fold{i}.")
+            sub.history = fold.get("history", {})
+            dec.folds.append(sub)
+            dec.fold_cells.append([str(c) for c in fold["cells"]])
         return dec
+
+    @classmethod
+    def _from_tensors(cls, arch: dict, value_range, tensors: dict, *, prefix: str) -> Decoder:
+        dec = cls(**arch, value_range=value_range)
+        net = f"{prefix}net."
+        dec.net.load_state_dict({k[len(net) :]: v for k, v in tensors.items() if k.startswith(net)})
+        for name in _TENSORS:
+            setattr(dec, name, tensors[f"{prefix}{name}"])
+        return dec
+
+
+def _check_range(value_range) -> tuple[float | None, float | None] | None:
+    if value_range is None:
+        return None
+    lo, hi = value_range
+    lo = None if lo is None else float(lo)
+    hi = None if hi is None else float(hi)
+    if lo is not None and hi is not None and hi < lo:
+        raise ValueError(f"value_range must be (low, high) with low <= high, got {value_range}.")
+    return lo, hi
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _atomic_write(path: Path, write) -> None:
+    """``write(tmp)`` to a new file beside ``path``, then rename it over ``path``.
+
+    The temporary file is created by ``write`` itself (a plain ``open``), so it gets the
+    mode the umask allows, as a direct write would (``mkstemp`` would make it 0600).
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def _jsonable(obj):
@@ -301,6 +426,7 @@ def fit_decoder(
     balance: Literal["weights", "sampler"] | None = "weights",
     split: tuple[float, float, float] | str = (0.7, 0.15, 0.15),
     groupby: str | None = None,
+    cross_fit: int | None = None,
     max_epochs: int = 200,
     patience: int = 20,
     batch_size: int = 256,
@@ -329,8 +455,18 @@ def fit_decoder(
     log1p-transformed (``normalize="auto"`` does so only when the values look like
     raw counts, i.e. non-negative integers, and uses already-normalized data as is).
     Each gene is standardized with the training cells' mean and standard deviation
-    for the loss (Smooth L1), and predictions are returned in log-normalized units.
-    Cells whose target is missing (NaN) are left out of fitting.
+    for the loss (Smooth L1), and predictions are returned in log-normalized units,
+    clipped at 0 when the training values are all >= 0 (counts, log1p expression), so
+    a prediction is never a negative expression (:attr:`Decoder.value_range`).
+    Cells whose target is missing (NaN) are left out of fitting (for expression, with a
+    logged count; ``normalize="auto"`` then judges counts on the other cells, and when
+    normalizing, a NaN in any gene leaves the cell out since its total is undefined). A
+    gene that is NaN in every cell, or an infinite value, is an error.
+
+    Predictions of a decoder for the cells it trained on are in-sample (optimistic).
+    ``cross_fit=k`` also fits ``k`` fold decoders, each on all labelled cells but one
+    fold (whole groups per fold with ``groupby``), so :func:`predict` can give every
+    labelled cell an out-of-fold prediction; this costs ``k`` more fits.
 
     Parameters
     ----------
@@ -370,6 +506,11 @@ def fit_decoder(
         ``.obs`` column of groups (slide, patient) kept whole within one split, so the
         metrics measure transfer to unseen groups. Otherwise categorical targets are
         split stratified by class.
+    cross_fit
+        Number of cross-fitting folds (an int >= 2, e.g. 5), or ``None``. With ``k``,
+        every cell with a target is predicted by :func:`predict` with a fold decoder that
+        never saw it (not in training nor in early stopping), and ``metrics`` gains
+        ``cross_fit_*`` scores over these out-of-fold predictions of all cells.
     max_epochs
         Upper bound on training epochs.
     patience
@@ -398,8 +539,124 @@ def fit_decoder(
     device = settings.resolve_device(device)
     X = get_rep(adata, use_rep)
     kind, name, layer, genes = _resolve_target(adata, target, kind, layer)
+    y, keep, classes, genes, applied, value_range = _build_target(
+        adata, kind, name, layer=layer, genes=genes, normalize=normalize, target_sum=target_sum
+    )
+    if keep.sum() < 3:
+        raise ValueError(f"only {int(keep.sum())} cell(s) have a target value; nothing to fit.")
+
+    # split
+    sub = np.flatnonzero(keep)
+    groups = None if groupby is None else get_obs(adata, groupby).astype(str).to_numpy()[sub]
+    if isinstance(split, str):
+        assign = split_from_obs(adata, split)
+    else:
+        if kind == "categorical" and groups is None:
+            check_class_sizes(y[sub], classes, split)
+        assign = np.full(adata.n_obs, None, dtype=object)
+        assign[sub] = make_split(
+            len(sub),
+            fractions=tuple(split),
+            labels=y[sub] if kind == "categorical" else None,
+            groups=groups,
+            seed=seed,
+        )
+    assign[~keep] = None
+    idx = {s: np.flatnonzero(assign == s) for s in _SPLITS}
+    if len(idx["train"]) == 0:
+        raise ValueError("no training cells after the split; check split= and the target's NaNs.")
+    folds = None
+    if cross_fit is not None:  # before training: a bad cross_fit fails fast
+        _need_unique_names(adata.obs_names, "fit_decoder(cross_fit=...)")
+        folds = make_folds(
+            len(sub),
+            cross_fit,
+            labels=y[sub] if kind == "categorical" else None,
+            groups=groups,
+            seed=seed,
+        )
+
+    hidden = max(1, round(hidden_factor * X.shape[1]))
+    out_dim = len(classes) if kind == "categorical" else y.shape[1]
+    arch = {
+        "kind": kind,
+        "target": name,
+        "in_dim": X.shape[1],
+        "out_dim": out_dim,
+        "hidden_dim": hidden,
+        "dropout": dropout,
+        "activation": activation,
+        "classes": classes,
+        "genes": genes,
+        "use_rep": use_rep,
+        "normalize": applied,
+        "target_sum": target_sum,
+        "loss": loss if kind == "categorical" else "smooth_l1",
+        "params": {
+            "hidden_factor": hidden_factor,
+            "balance": balance,
+            "groupby": groupby,
+            "split": split if isinstance(split, str) else list(split),
+            "max_epochs": max_epochs,
+            "patience": patience,
+            "batch_size": batch_size,
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "seed": seed,
+            "layer": layer,
+            "cross_fit": cross_fit,
+        },
+        "value_range": value_range,
+    }
+    train_opts = {
+        "balance": balance,
+        "max_epochs": max_epochs,
+        "patience": patience,
+        "batch_size": batch_size,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "seed": seed,
+        "device": device,
+    }
+    dec = Decoder(**arch)
+    dec.split = {s: adata.obs_names[idx[s]].tolist() for s in _SPLITS}
+    _train(dec, X, y, idx, **train_opts)
+
+    eval_on = "test" if len(idx["test"]) else "val" if len(idx["val"]) else "train"
+    if eval_on == "train":
+        warnings.warn(
+            "no validation or test cells: the decoder's metrics are training scores.",
+            stacklevel=_user_stacklevel(),
+        )
+    e = idx[eval_on]
+    dec.metrics = _score(dec, dec.predict(X[e]), y[e])
+    dec.metrics.update({"evaluated_on": eval_on, "n_cells": len(e)})
+    if folds is not None:
+        val_share = 0.15 if isinstance(split, str) else split[1] / (split[0] + split[1])
+        _cross_fit(
+            dec,
+            arch,
+            X,
+            y,
+            sub,
+            folds,
+            groups=groups,
+            val_share=val_share,
+            names=adata.obs_names,
+            train_opts=train_opts,
+        )
+    key = key_added or f"{UNS_DECODER_PREFIX}{name}"
+    adata.uns[key] = _uns_entry(dec)
+    added(key, "uns")
+    _log_metrics(dec)
+    return dec
+
+
+def _build_target(adata, kind, name, *, layer, genes, normalize, target_sum):
+    """(y, has-target mask, classes, genes, transform, value range) of a decoder target."""
     classes = None
     applied = "none"
+    value_range = None
     if kind == "categorical":
         col = adata.obs[name]
         keep = ~col.isna().to_numpy()
@@ -420,96 +677,174 @@ def fit_decoder(
         keep = np.isfinite(vals)
         y = vals[:, None]
     else:
-        y, genes, applied = get_expression(
+        y, genes, applied = _expression_target(
             adata, layer=layer, genes=genes, normalize=normalize, target_sum=target_sum
         )
         keep = np.isfinite(y).all(axis=1)
-    if keep.sum() < 3:
-        raise ValueError(f"only {int(keep.sum())} cell(s) have a target value; nothing to fit.")
+        if applied == "log1p" or (keep.any() and (y[keep] >= 0).all()):
+            value_range = (0.0, None)  # expression is never negative: clip predictions at 0
+    return y, keep, classes, genes, applied, value_range
 
-    # split
-    if isinstance(split, str):
-        assign = split_from_obs(adata, split)
+
+def _cross_fit(dec, arch, X, y, sub, folds, *, groups, val_share, names, train_opts) -> None:
+    """Fit one decoder per fold on the other folds' cells; score their out-of-fold predictions.
+
+    Each fold model gets its own train/validation split (for early stopping) of the cells
+    outside its fold, group-aware when ``groups`` is given, so it never sees the cells it
+    predicts, not even for choosing the epoch.
+    """
+    k = int(folds.max()) + 1
+    categorical = dec.kind == "categorical"
+    fractions = (1.0 - val_share, val_share, 0.0)
+    oof = np.empty(len(sub), dtype=object) if categorical else np.zeros((len(sub), dec.out_dim))
+    for f in progress(range(k), desc=f"cross-fit {dec.target}"):
+        held, rest = sub[folds == f], sub[folds != f]
+        inner = make_split(
+            len(rest),
+            fractions=fractions,
+            labels=y[rest] if categorical else None,
+            groups=None if groups is None else groups[folds != f],
+            seed=train_opts["seed"] + 1 + f,
+        )
+        fold = Decoder(**arch)
+        fold_idx = {s: rest[inner == s] for s in _SPLITS}
+        fold.split = {s: names[fold_idx[s]].tolist() for s in _SPLITS}  # in memory only
+        _train(fold, X, y, fold_idx, **train_opts)
+        oof[folds == f] = fold.predict(X[held])
+        dec.folds.append(fold)
+        dec.fold_cells.append(names[held].tolist())
+    scores = _score(dec, oof, y[sub])
+    dec.metrics.update(
+        {f"cross_fit_{m}": v for m, v in scores.items() if not isinstance(v, dict)},
+    )
+    dec.metrics.update({"cross_fit_k": k, "cross_fit_n_cells": len(sub)})
+
+
+def _expression_target(adata, *, layer, genes, normalize, target_sum):
+    """(values, genes, transform) of an expression target; NaN rows for cells left out.
+
+    Missing values (NaN) are never allowed to change the transform: ``normalize="auto"``
+    judges counts on the cells without NaN, cells with a NaN in the genes used are left
+    out (logged with their number), a gene that is NaN in every cell is an error naming
+    it, and inf is an error.
+    """
+    if normalize not in ("auto", "log1p", None, "none"):
+        raise ValueError(f"normalize must be 'auto', 'log1p' or None, got {normalize!r}.")
+    raw = adata.X if layer is None or layer == "X" else adata.layers.get(layer)
+    if raw is None:  # get_expression names the problem (no .X, unknown layer)
+        return get_expression(
+            adata, layer=layer, genes=genes, normalize=normalize, target_sum=target_sum
+        )
+    where = "adata.X" if layer is None or layer == "X" else f"adata.layers[{layer!r}]"
+    nan_cells, nan_per_gene, n_inf = _scan_missing(raw)
+    if n_inf:
+        raise ValueError(
+            f"{where} holds {n_inf} infinite value(s); expression must be finite (NaN marks a "
+            "missing value). Replace them, e.g. x[~np.isfinite(x)] = np.nan, or drop the cells."
+        )
+    names = adata.var_names.astype(str)
+    all_nan = nan_per_gene == adata.n_obs
+    if not nan_per_gene.any():
+        return get_expression(
+            adata, layer=layer, genes=genes, normalize=normalize, target_sum=target_sum
+        )
+    cols = np.arange(len(names)) if genes is None else names.get_indexer(list(genes))
+    cols = cols[cols >= 0]  # unknown genes: get_expression raises its KeyError below
+    dead = names[cols][all_nan[cols]].tolist()
+    if dead:
+        raise ValueError(
+            f"{len(dead)} gene(s) of {where} are NaN in every cell: {dead[:10]}"
+            f"{' ...' if len(dead) > 10 else ''}; there is nothing to learn for them. Drop "
+            f"them (adata = adata[:, ~adata.var_names.isin({dead[:3]!r})].copy()) or pass "
+            "target= a list of the other genes."
+        )
+    if normalize == "auto":
+        normalize = "log1p" if _counts_apart_from_nan(raw) else None
+        if normalize:
+            logger.info(
+                "    %s looks like raw counts (NaN aside): normalizing to %g per cell and log1p",
+                where,
+                target_sum,
+            )
+    if normalize == "log1p":
+        if all_nan.any():
+            bad = names[all_nan].tolist()
+            raise ValueError(
+                f"{len(bad)} gene(s) of {where} are NaN in every cell ({bad[:10]}), so no "
+                "cell's total count is defined for normalize='log1p'. Drop them "
+                f"(adata = adata[:, ~adata.var_names.isin({bad[:3]!r})].copy())."
+            )
+        drop = nan_cells(np.arange(len(names)))  # totals use every gene
+        if drop.all():
+            worst = names[np.argsort(-nan_per_gene, kind="stable")[:5]].tolist()
+            raise ValueError(
+                f"every cell has a NaN in some gene of {where}, so no cell's total count is "
+                f"defined for normalize='log1p' (most NaN in {worst}). Fill the missing "
+                "counts (e.g. with 0) or drop the genes holding them."
+            )
     else:
-        sub = np.flatnonzero(keep)
-        if groupby is not None:
-            groups = get_obs(adata, groupby).astype(str).to_numpy()[sub]
-        else:
-            groups = None
-        if kind == "categorical" and groups is None:
-            check_class_sizes(y[sub], classes, split)
-        assign = np.full(adata.n_obs, None, dtype=object)
-        assign[sub] = make_split(
-            len(sub),
-            fractions=tuple(split),
-            labels=y[sub] if kind == "categorical" else None,
-            groups=groups,
-            seed=seed,
-        )
-    assign[~keep] = None
-    idx = {s: np.flatnonzero(assign == s) for s in _SPLITS}
-    if len(idx["train"]) == 0:
-        raise ValueError("no training cells after the split; check split= and the target's NaNs.")
-
-    hidden = max(1, round(hidden_factor * X.shape[1]))
-    out_dim = len(classes) if kind == "categorical" else y.shape[1]
-    dec = Decoder(
-        kind=kind,
-        target=name,
-        in_dim=X.shape[1],
-        out_dim=out_dim,
-        hidden_dim=hidden,
-        dropout=dropout,
-        activation=activation,
-        classes=classes,
-        genes=genes,
-        use_rep=use_rep,
-        normalize=applied,
-        target_sum=target_sum,
-        loss=loss if kind == "categorical" else "smooth_l1",
-        params={
-            "hidden_factor": hidden_factor,
-            "balance": balance,
-            "groupby": groupby,
-            "split": split if isinstance(split, str) else list(split),
-            "max_epochs": max_epochs,
-            "patience": patience,
-            "batch_size": batch_size,
-            "lr": lr,
-            "weight_decay": weight_decay,
-            "seed": seed,
-            "layer": layer,
-        },
+        drop = nan_cells(cols)
+    logger.warning(
+        "    %d of %d cells have NaN in %s%s and are left out of fitting",
+        int(drop.sum()),
+        adata.n_obs,
+        where,
+        " (totals for normalization use every gene)" if normalize == "log1p" else "",
     )
-    dec.split = {s: adata.obs_names[idx[s]].tolist() for s in _SPLITS}
-    _train(
-        dec,
-        X,
-        y,
-        idx,
-        balance=balance,
-        max_epochs=max_epochs,
-        patience=patience,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        seed=seed,
-        device=device,
+    vals, out_genes, applied = get_expression(
+        adata[~drop], layer=layer, genes=genes, normalize=normalize, target_sum=target_sum
     )
+    y = np.full((adata.n_obs, vals.shape[1]), np.nan, dtype=np.float32)
+    y[~drop] = vals
+    return y, out_genes, applied
 
-    eval_on = "test" if len(idx["test"]) else "val" if len(idx["val"]) else "train"
-    if eval_on == "train":
-        warnings.warn(
-            "no validation or test cells: the decoder's metrics are training scores.", stacklevel=2
-        )
-    e = idx[eval_on]
-    dec.metrics = _score(dec, X[e], y[e])
-    dec.metrics.update({"evaluated_on": eval_on, "n_cells": len(e)})
-    key = key_added or f"{UNS_DECODER_PREFIX}{name}"
-    adata.uns[key] = _uns_entry(dec)
-    added(key, "uns")
-    _log_metrics(dec)
-    return dec
+
+def _counts_apart_from_nan(x) -> bool:
+    """:func:`looks_like_counts` judged with NaN read as 0 (a valid count), so one
+    missing value no longer turns the normalization off."""
+    sub = x[: min(x.shape[0], 2000)]
+    if sparse.issparse(sub):
+        sub = sub.astype(np.float64, copy=True)
+        sub.data[np.isnan(sub.data)] = 0.0
+    else:
+        sub = np.nan_to_num(np.asarray(sub, dtype=np.float64), nan=0.0)
+    return looks_like_counts(sub)
+
+
+def _scan_missing(x):
+    """(cells-with-NaN-in(columns) function, NaN count per gene, number of infs) of a matrix."""
+    if sparse.issparse(x):
+        x = x.tocsr()
+        data = np.asarray(x.data, dtype=np.float64)
+        nan = np.isnan(data)
+        rows = np.repeat(np.arange(x.shape[0]), np.diff(x.indptr))[nan]
+        cols = x.indices[nan]
+        per_gene = np.bincount(cols, minlength=x.shape[1])
+        n_inf = int(np.isinf(data).sum())
+
+        def cells(use):
+            hit = np.zeros(x.shape[0], dtype=bool)
+            hit[rows[np.isin(cols, use)]] = True
+            return hit
+
+        return cells, per_gene, n_inf
+    x = np.asarray(x)
+    nan = np.isnan(x) if np.issubdtype(x.dtype, np.floating) else np.zeros(x.shape, bool)
+    n_inf = int(np.isinf(x).sum()) if np.issubdtype(x.dtype, np.floating) else 0
+    return (lambda use: nan[:, use].any(axis=1)), nan.sum(axis=0), n_inf
+
+
+def _user_stacklevel() -> int:
+    """``stacklevel`` for a ``warnings.warn`` in the calling function that points at the
+    first frame outside madspatial: the user's call, however deep inside the package the
+    warning is raised (fit_decoder directly, or through tl.evaluate)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
 def _natural(s: str):
@@ -525,8 +860,24 @@ def _is_number(s: str) -> bool:
 
 
 def _train(
-    dec, X, y, idx, *, balance, max_epochs, patience, batch_size, lr, weight_decay, seed, device
+    dec,
+    X,
+    y,
+    idx,
+    *,
+    balance,
+    max_epochs,
+    patience,
+    batch_size,
+    lr,
+    weight_decay,
+    seed,
+    device,
 ):
+    """Fit ``dec.net`` on ``idx["train"]``, early-stopped on ``idx["val"]``."""
+    import torch
+    from torch.nn import functional as F
+
     categorical = dec.kind == "categorical"
     tr, va = idx["train"], idx["val"]
     xm = X[tr].mean(axis=0)
@@ -557,7 +908,7 @@ def _train(
             warnings.warn(
                 f"classes absent from the training split (never predicted): {missing}; with "
                 "groupby, some groups hold all cells of these classes.",
-                stacklevel=3,
+                stacklevel=_user_stacklevel(),
             )
         inv = np.divide(
             counts.sum() / max(1, (counts > 0).sum()),
@@ -629,37 +980,48 @@ def _train(
     dec.history = history
 
 
-@contextlib.contextmanager
 def _threads_for(dec: Decoder):
     """One torch thread for small decoders: thread start-up and contention (shared cores)
     cost far more than their matmuls (50x slower measured with 2 threads on 2 busy
     cores); large decoders keep torch's setting."""
-    before = torch.get_num_threads()
     small = dec.in_dim * dec.hidden_dim + dec.hidden_dim * dec.out_dim < 200_000
-    if small:
-        torch.set_num_threads(1)
+    return torch_threads(1) if small else contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Run the block with ``n`` torch intra-op threads; the caller's count is restored
+    afterwards, also on error, so library calls leave this process-wide setting alone."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n != before:
+        torch.set_num_threads(n)
     try:
         yield
     finally:
-        if small:
+        if torch.get_num_threads() != before:
             torch.set_num_threads(before)
 
 
 def _build_net(dec: Decoder) -> nn.Sequential:
     """The two-layer MLP; its initialisation draws from the (caller-seeded) torch RNG."""
+    from torch import nn
+
+    act = {"gelu": nn.GELU, "relu": nn.ReLU}[dec.activation]
     return nn.Sequential(
         nn.Linear(dec.in_dim, dec.hidden_dim),
-        _ACTIVATIONS[dec.activation](),
+        act(),
         nn.Dropout(dec.dropout),
         nn.Linear(dec.hidden_dim, dec.out_dim),
     )
 
 
-def _score(dec: Decoder, X: np.ndarray, y: np.ndarray) -> dict:
-    if len(X) == 0:
+def _score(dec: Decoder, pred: np.ndarray, y: np.ndarray) -> dict:
+    """Scores of predictions ``pred`` (from ``dec.predict``) against targets ``y``."""
+    if len(pred) == 0:
         return {}
     if dec.kind == "categorical":
-        pred = dec.predict(X)
         true = np.asarray(dec.classes, dtype=object)[y]
         return {
             "accuracy": float(np.mean(pred == true)),
@@ -668,7 +1030,7 @@ def _score(dec: Decoder, X: np.ndarray, y: np.ndarray) -> dict:
                 f1_score(true, pred, average="macro", labels=dec.classes, zero_division=0)
             ),
         }
-    pred = dec.predict(X)
+    pred = np.asarray(pred, dtype=np.float64)
     r = pearson_per_gene(y, pred)
     mae = mae_per_gene(y, pred)
     out = {
@@ -724,6 +1086,16 @@ def _log_metrics(dec: Decoder) -> None:
             m.get("mean_pearson", np.nan),
             m.get("n_cells", 0),
         )
+    if "cross_fit_k" in m:
+        score = "accuracy" if dec.kind == "categorical" else "mean_pearson"
+        logger.info(
+            "    decoder %r: out-of-fold %s %.3f over all %d cells (cross_fit=%d)",
+            dec.target,
+            score.replace("_", " "),
+            m.get(f"cross_fit_{score}", np.nan),
+            m["cross_fit_n_cells"],
+            m["cross_fit_k"],
+        )
 
 
 def predict(
@@ -734,7 +1106,14 @@ def predict(
     key_added: str | None = None,
     copy: bool = False,
 ) -> AnnData | None:
-    """Write a decoder's predictions for every cell into ``adata``.
+    """Write a decoder's predictions for every cell into ``adata``, marking in-sample ones.
+
+    A decoder's predictions for the cells it was fitted on (its train and validation
+    splits; validation cells chose the epoch) are in-sample: optimistic, and unfit for
+    maps or tests meant to show what the embedding predicts. They are marked in
+    ``.obs[key_added + "_in_sample"]``. A decoder fitted with ``cross_fit=k`` predicts
+    every cell it has a fold for with the fold decoder that never saw it, so no cell is
+    in-sample. Cells are matched to the decoder's split by ``obs_names``.
 
     Parameters
     ----------
@@ -761,13 +1140,17 @@ def predict(
       some decoder genes are not in ``adata.var_names`` (e.g. an imaging-only table),
       all predictions also go to ``.obsm[key_added]`` as a DataFrame with one column per
       decoder gene;
-    - ``.uns["mad_decoder_<target>"]``: the decoder's held-out metrics and parameters.
+    - ``.obs[key_added + "_in_sample"]``: bool, True for cells the predicting decoder
+      trained on;
+    - ``.uns["mad_decoder_<target>"]``: the decoder's held-out metrics and parameters,
+      and under ``"prediction"`` where the predictions went and how many are in-sample.
     """
     if not isinstance(decoder, Decoder):
         raise TypeError(f"decoder must be a madspatial Decoder, got {type(decoder).__name__}.")
     adata = adata.copy() if copy else adata
     rep = use_rep or decoder.use_rep
-    pred = decoder.predict(get_rep(adata, rep))
+    X = get_rep(adata, rep)
+    pred, in_sample, n_oof = _predict_marked(decoder, X, adata.obs_names)
     if decoder.kind == "categorical":
         key = key_added or f"{OBS_PRED_PREFIX}{decoder.target}"
         adata.obs[key] = pd.Categorical(pred, categories=decoder.classes)
@@ -792,7 +1175,67 @@ def predict(
             )
             adata.obsm[key] = pd.DataFrame(pred, index=adata.obs_names, columns=decoder.genes)
             added(key, "obsm")
+    flag = f"{key}{OBS_IN_SAMPLE_SUFFIX}"
+    adata.obs[flag] = in_sample
+    added(flag, "obs")
+    n_in = int(in_sample.sum())
+    if decoder.folds:
+        logger.info(
+            "    %d of %d cells predicted out-of-fold (cross_fit=%d), the others by the "
+            "decoder that never saw them",
+            n_oof,
+            adata.n_obs,
+            len(decoder.folds),
+        )
+    elif n_in:
+        logger.info(
+            "    %d of %d predictions are in-sample (the decoder trained on those cells; "
+            "marked in obs[%r]); fit_decoder(..., cross_fit=5) gives out-of-fold predictions",
+            n_in,
+            adata.n_obs,
+            flag,
+        )
     uns_key = f"{UNS_DECODER_PREFIX}{decoder.target}"
-    adata.uns[uns_key] = _uns_entry(decoder)
+    entry = _uns_entry(decoder)
+    entry["prediction"] = {
+        "key": key,
+        "in_sample_key": flag,
+        "source": "cross_fit" if decoder.folds else "single",
+        "n_cells": int(adata.n_obs),
+        "n_in_sample": n_in,
+        "n_out_of_fold": int(n_oof),
+    }
+    adata.uns[uns_key] = entry
     added(uns_key, "uns")
     return adata if copy else None
+
+
+def _predict_marked(decoder: Decoder, X: np.ndarray, obs_names: pd.Index):
+    """(predictions, in-sample mask, number predicted out-of-fold) for cells ``obs_names``."""
+    pred = decoder.predict(X)
+    names = pd.Index(obs_names).astype(str)
+    in_sample = np.zeros(len(names), dtype=bool)
+    n_oof = 0
+    if decoder.folds:
+        _need_unique_names(names, "predict with a cross-fitted decoder")
+        for fold, cells in zip(decoder.folds, decoder.fold_cells, strict=True):
+            pos = names.get_indexer(cells)
+            pos = pos[pos >= 0]
+            if len(pos):
+                pred[pos] = fold.predict(X[pos])
+                n_oof += len(pos)
+        return pred, in_sample, n_oof
+    for split in ("train", "val"):
+        # get_indexer_for: with repeated obs_names every cell of a training name is marked
+        pos = names.get_indexer_for(decoder.split.get(split, []))
+        in_sample[pos[pos >= 0]] = True
+    return pred, in_sample, n_oof
+
+
+def _need_unique_names(names: pd.Index, what: str) -> None:
+    if not names.is_unique:
+        dup = names[names.duplicated()].unique()[:5].tolist()
+        raise ValueError(
+            f"{what} matches cells to folds by obs_names, which repeat (e.g. {dup}); make "
+            "them unique first: adata.obs_names_make_unique()."
+        )

@@ -94,3 +94,56 @@ def check_class_sizes(y: np.ndarray, classes: list[str], split) -> None:
             f"{rare}. Drop or merge these classes (e.g. adata = adata[~adata.obs[target]"
             f".isin({list(rare)})].copy()), or set the val/test fraction to 0."
         )
+
+
+def make_folds(
+    n: int,
+    k: int,
+    *,
+    labels: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """Assign each of ``n`` cells to one of ``k`` cross-fitting folds (int array, 0..k-1).
+
+    With ``groups``, whole groups go to one fold (largest groups first, each to the
+    fold holding the fewest cells so far; ties in a seeded random order), so no group
+    is both trained on and predicted by one fold model. Otherwise, with ``labels``,
+    each class is dealt round-robin over the folds in a seeded random order, so every
+    fold holds its share of every class.
+    """
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 2:
+        raise ValueError(
+            f"cross_fit must be an int >= 2 (the number of folds, e.g. 5) or None; got {k!r}."
+        )
+    k = int(k)
+    rng = np.random.default_rng(seed)
+    out = np.empty(n, dtype=np.int64)
+    if groups is not None:
+        uniq, codes = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+        if len(uniq) < k:
+            raise ValueError(
+                f"cross_fit={k} with groupby keeps groups whole, so it needs at least {k} "
+                f"groups; groupby has {len(uniq)} ({uniq.tolist()[:10]}). Use "
+                f"cross_fit<={len(uniq)} or more groups."
+            )
+        sizes = np.bincount(codes)
+        shuffled = rng.permutation(len(uniq))
+        order = shuffled[np.argsort(-sizes[shuffled], kind="stable")]
+        load = np.zeros(k, dtype=np.int64)
+        fold_of_group = np.empty(len(uniq), dtype=np.int64)
+        for g in order:
+            f = int(np.argmin(load))
+            fold_of_group[g] = f
+            load[f] += sizes[g]
+        out[:] = fold_of_group[codes]
+        return out
+    if n < k:
+        raise ValueError(f"cross_fit={k} needs at least {k} cells with a target; got {n}.")
+    strata = np.zeros(n, dtype=np.int64) if labels is None else pd.factorize(labels)[0]
+    offset = 0
+    for c in np.unique(strata):
+        idx = rng.permutation(np.flatnonzero(strata == c))
+        out[idx] = (offset + np.arange(len(idx))) % k
+        offset += len(idx)
+    return out

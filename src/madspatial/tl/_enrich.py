@@ -13,16 +13,24 @@ from anndata import AnnData
 
 from .._logging import logger
 
-RESULT_COLUMNS = [
-    "term",
-    "overlap",
-    "set_size",
-    "pvalue",
-    "fdr",
-    "odds_ratio",
-    "combined_score",
-    "genes",
-]
+#: Columns of :func:`enrich`'s table and their dtypes (an empty table has them too).
+RESULT_DTYPES = {
+    "term": object,
+    "overlap": np.int64,
+    "set_size": np.int64,
+    "pvalue": np.float64,
+    "fdr": np.float64,
+    "odds_ratio": np.float64,
+    "combined_score": np.float64,
+    "genes": object,
+}
+RESULT_COLUMNS = list(RESULT_DTYPES)
+
+
+def _empty_result(meta: dict) -> pd.DataFrame:
+    out = pd.DataFrame({c: pd.Series([], dtype=t) for c, t in RESULT_DTYPES.items()})
+    out.attrs.update(meta)
+    return out
 
 
 def _load_gene_sets(gene_sets) -> dict[str, list[str]]:
@@ -119,7 +127,8 @@ def enrich(
     ``overlap`` (query genes in the set), ``set_size`` (set genes in the background),
     ``pvalue``, ``fdr``, ``odds_ratio``, ``combined_score`` and ``genes`` (the
     overlapping genes, ``;``-separated). ``attrs`` records the query and background
-    sizes. Empty (with these columns) when no gene passes the thresholds.
+    sizes. Empty (with these columns and dtypes) when no gene passes the thresholds
+    (a warning) or no significant gene is in any tested set (logged).
     """
     sets = _load_gene_sets(gene_sets)
     query, tested = _de_genes(de, fdr=fdr, direction=direction, min_log2fc=min_log2fc)
@@ -158,9 +167,18 @@ def enrich(
     meta = {"n_query": len(query), "n_background": len(bg_set), "n_sets": len(restricted)}
     if not query:
         warnings.warn(f"no genes pass fdr <= {fdr} ({direction}); nothing to enrich.", stacklevel=2)
-        out = pd.DataFrame({c: [] for c in RESULT_COLUMNS})
-        out.attrs.update(meta)
-        return out
+        return _empty_result(meta)
+    in_sets = set().union(*restricted.values())
+    if not in_sets & set(query):
+        # gseapy returns None here (a TypeError further down before): say it, keep the table
+        logger.warning(
+            "    none of the %d significant gene(s) (e.g. %s) is in any of the %d tested gene "
+            "sets: no enrichment to report (empty table)",
+            len(query),
+            query[:5],
+            len(restricted),
+        )
+        return _empty_result(meta)
     import gseapy
 
     res = gseapy.enrich(
@@ -172,6 +190,9 @@ def enrich(
         cutoff=1.0,
         verbose=False,
     ).res2d
+    if res is None or len(res) == 0:  # gseapy found no set with an overlap
+        logger.warning("    no gene set overlaps the %d query gene(s): empty table", len(query))
+        return _empty_result(meta)
     overlap = res["Overlap"].astype(str).str.split("/", expand=True).astype(int)
     out = pd.DataFrame(
         {
@@ -185,6 +206,7 @@ def enrich(
             "genes": [";".join(sorted(str(g).split(";"))) for g in res["Genes"]],
         }
     )
+    out = out.astype(RESULT_DTYPES)
     out = out.sort_values(["pvalue", "term"], kind="stable").reset_index(drop=True)
     out.attrs.update(meta)
     return out
