@@ -398,8 +398,15 @@ def cell_views(
         Quantile of the cell extents, and the factor on it, that set the
         morphology window.
     store
-        Path of a zarr store to write (chunked, compressed). ``None``: keep the
-        views in memory, as long as the table refers to them (``uns[key_added]["store"]``
+        Where the views go. ``"on_the_fly"``: nowhere - nothing is cut now; the table
+        records the parameters (``uns[key_added]["store"] == "on_the_fly"``,
+        ``["arguments"]``) and :func:`madspatial.io.read_views`, ``tl.pretrain`` and
+        ``tl.embed`` given the SpatialData cut each batch's views from the lazily read image
+        with this same code (identical pixels; an
+        :class:`~madspatial.pp.OnTheFlyViews`), so memory and disk stay flat at any cell
+        count (the choice for whole slides; a Path named ``on_the_fly`` is a zarr path).
+        A path: a zarr store to write (chunked, compressed), an optional cache for
+        repeated epochs on slow storage. ``None``: keep the views in memory, as long as the table refers to them (``uns[key_added]["store"]``
         holds ``"memory:<uuid>"`` and the arrays; dropping the SpatialData frees them).
         ``sdata.write(path)`` saves in-memory views into ``path/mad_views/<table>/<key>.zarr``
         and records ``"sdata:mad_views/<table>/<key>.zarr"`` (relative to the SpatialData),
