@@ -9,7 +9,7 @@ HASH   := $(shell cat constraints.txt pyproject.toml | sha1sum | cut -c1-12)
 STAMP  := $(VENV)/.installed-$(HASH)
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test lint bench docs clean
+.PHONY: venv demo test lint bench docs compat clean
 
 venv: $(STAMP)
 
@@ -39,5 +39,17 @@ docs: $(STAMP)
 	$(PY) -m pip install --quiet -c constraints.txt -c docs/constraints.txt -e ".[dev,docs]"
 	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
 
+# The current scverse stack (spatialdata 0.8+, scanpy 1.12+, anndata 0.12+ need Python >= 3.12):
+# a separate venv with the newest releases of everything (no constraints file), then the tests.
+# torch for 3.12 comes from PyPI as a CUDA build of several GB; not part of .ci/run.
+COMPAT_PYTHON ?= $(shell command -v python3.12 || echo $(HOME)/.pyenv/versions/3.12.1/bin/python3.12)
+COMPAT_VENV   ?= .venv-compat
+compat:
+	@test -x $(COMPAT_VENV)/bin/python || $(COMPAT_PYTHON) -m venv $(COMPAT_VENV)
+	$(COMPAT_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(COMPAT_VENV)/bin/python -m pip install --quiet --upgrade -e ".[dev,tutorials,io]"
+	$(COMPAT_VENV)/bin/python -m pip freeze > $(COMPAT_VENV)/freeze.txt
+	$(COMPAT_VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
 clean:
-	rm -rf $(VENV) demo_output docs/_build .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(COMPAT_VENV) demo_output docs/_build .pytest_cache .ruff_cache

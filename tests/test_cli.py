@@ -176,6 +176,10 @@ def test_options_not_given_take_the_library_defaults():
             "madspatial embed: error: DATA '{tmp}/nope.zarr' does not exist.",
         ),
         (
+            ["embed", "{tmp}/nope.zarr", "--out", "x.h5ad"],
+            "madspatial embed: error: pass --model DIR (a trained MAD model) or --weights NAME",
+        ),
+        (
             ["pretrain", "{tmp}", "--out", "m", "--option", "foo"],
             "madspatial pretrain: error: --option expects KEY=VALUE (e.g. warmup_steps=100), got "
             "'foo'.",

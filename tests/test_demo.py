@@ -37,11 +37,32 @@ def _images(html: str) -> list[bytes]:
     return [base64.b64decode(s) for s in re.findall(r'src="data:image/png;base64,([^"]+)"', html)]
 
 
+_GLOBAL_STATE: dict = {}  # matplotlib's rcParams and open figures around the quick demo
+
+
+def _matplotlib_state():
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    # reading "backend" resolves matplotlib's automatic choice: not the demo's doing
+    params = {k: v for k, v in matplotlib.rcParams.items() if k != "backend"}
+    return params, plt.get_fignums()
+
+
 @pytest.fixture(scope="module")
 def quick_demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
+    _GLOBAL_STATE["before"] = _matplotlib_state()
     path = run_demo(out=out, quick=True, strict=True)
+    _GLOBAL_STATE["after"] = _matplotlib_state()
     return out, path
+
+
+def test_demo_leaves_matplotlib_state_alone(quick_demo):
+    (params0, figs0), (params1, figs1) = _GLOBAL_STATE["before"], _GLOBAL_STATE["after"]
+    changed = {k for k in params0 if str(params0[k]) != str(params1[k])}
+    assert not changed  # e.g. figure.max_open_warning is set in a local context only
+    assert figs1 == figs0  # every figure drawn for the report is closed
 
 
 def test_report_has_every_section_and_embedded_figures(quick_demo):
@@ -66,8 +87,15 @@ def test_metric_tables_are_sane(quick_demo):
     out, _ = quick_demo
     m = pd.read_csv(out / "metrics.csv", index_col="model")
     assert list(m.index) == NAMES
-    for col in ("louvain_ari", "louvain_purity", "knn_accuracy", "decoder_accuracy",
-                "expression_pearson", "pseudotime_spearman", "cca_mean_r"):  # fmt: skip
+    for col in (
+        "louvain_ari",
+        "louvain_purity",
+        "knn_accuracy",
+        "decoder_accuracy",
+        "expression_pearson",
+        "pseudotime_spearman",
+        "cca_mean_r",
+    ):
         assert m[col].notna().all(), col
     assert m["louvain_ari"].between(-0.5, 1).all()
     for col in ("louvain_purity", "knn_accuracy", "decoder_accuracy", "decoder_balanced_accuracy"):
@@ -136,9 +164,10 @@ def user_zarr(tmp_path_factory):
     tissue = mad.datasets.synthetic_tissue(n_cells=300, seed=3)
     table = tissue.tables["table"][:, ::3]  # a smaller panel
     counts = pd.DataFrame(
-        table.layers["counts"].toarray(), index=table.obs["instance_id"].to_numpy(),
+        table.layers["counts"].toarray(),
+        index=table.obs["instance_id"].to_numpy(),
         columns=table.var_names,
-    )  # fmt: skip
+    )
     sdata = mad.io.sdata_from_arrays(
         tissue.images["morphology"].data.compute(),
         tissue.labels["cell_labels"].data.compute(),
@@ -175,8 +204,21 @@ def test_demo_on_user_sdata_via_cli(user_zarr, tmp_path):
     from madspatial.cli import main
 
     out = tmp_path / "out"
-    code = main(["-q", "demo", "--quick", "--out", str(out), "--sdata", str(user_zarr),
-                 "--image-key", "stains", "--labels-key", "segmentation"])  # fmt: skip
+    code = main(
+        [
+            "-q",
+            "demo",
+            "--quick",
+            "--out",
+            str(out),
+            "--sdata",
+            str(user_zarr),
+            "--image-key",
+            "stains",
+            "--labels-key",
+            "segmentation",
+        ]
+    )
     assert code == 0
     html = (out / "report.html").read_text(encoding="utf-8")
     assert 'class="fail"' not in html
@@ -228,21 +270,21 @@ def test_sdata_tables_are_picked_by_the_labels_they_annotate(copy_tissue):
 
 
 def test_demo_threads_are_the_cores_this_process_may_use(monkeypatch):
-    from madspatial import _demo
+    from madspatial._demo import _presets
     from madspatial._settings import settings
 
     def no_load_average():
         raise AssertionError("the thread count must not depend on the load average")
 
-    monkeypatch.setattr(_demo.os, "getloadavg", no_load_average, raising=False)
-    monkeypatch.setattr(_demo.os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(_presets.os, "getloadavg", no_load_average, raising=False)
+    monkeypatch.setattr(_presets.os, "cpu_count", lambda: 64)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3, 5, 7}, raising=False)
     monkeypatch.setattr(settings, "n_threads", None)
-    n, why = _demo._torch_threads(None)
+    n, why = _presets.torch_threads(None)
     assert (n, why) == (3, "the cores this process may run on: 3 of 64")
     assert settings.resolve_n_jobs(-1) == 3  # n_jobs=-1 counts the same cores
     monkeypatch.setattr(settings, "n_threads", 2)
-    assert _demo._torch_threads(None) == (2, "mad.settings.n_threads")
-    assert _demo._torch_threads(5) == (5, "as asked")  # run_demo(threads=) / --threads
+    assert _presets.torch_threads(None) == (2, "mad.settings.n_threads")
+    assert _presets.torch_threads(5) == (5, "as asked")  # run_demo(threads=) / --threads
     with pytest.raises(ValueError, match=r"must be a positive int.*got 0 \(int\)"):
-        _demo._torch_threads(0)
+        _presets.torch_threads(0)

@@ -56,8 +56,17 @@ def test_import_madspatial_is_just_the_package():
 
 
 def test_torch_arrives_with_the_functions_that_need_it():
-    loaded = _loaded_after("import madspatial as mad; mad.tl.embed")
-    assert "torch" in loaded and "madspatial.tl._embed" in loaded
+    # tl.pretrain / tl.embed (and their option defaults, TrainConfig, MADConfig) are read
+    # by ``madspatial pretrain/embed --help``: looking them up loads no torch; running
+    # them, or the torch layer itself, does
+    loaded = _loaded_after(
+        "import madspatial as mad; mad.tl.embed, mad.tl.pretrain, mad.train.TrainConfig, "
+        "mad.nn.MADConfig"
+    )
+    assert "madspatial.tl._embed" in loaded and "madspatial.train._config" in loaded
+    assert "torch" not in loaded
+    loaded = _loaded_after("import madspatial as mad; mad.nn.MADModel")
+    assert "torch" in loaded and "madspatial.nn._model" in loaded
 
 
 def test_lazy_namespaces_behave_like_eager_ones():

@@ -1,12 +1,19 @@
 """Every key madspatial reads from or writes into AnnData / SpatialData, spelled once.
 
 Import the names, never retype the strings: ``from madspatial._constants import
-OBSM_MAD``. The tests grep the sources for stray literals of these keys.
+OBSM_MAD``. The tests grep the sources for stray literals of these keys
+(``tests/test_conventions.py::test_no_stray_key_literals``).
+
+The choices of string options (training mode, precision, ...) are spelled here too, once,
+as ``Literal`` types: the tuple the library validates against (``PRECISIONS``) is read
+from the type (``typing.get_args``), and the annotations of :class:`~madspatial.train.
+TrainConfig` and :func:`madspatial.tl.pretrain` use the type, so the command line offers
+the same choices without importing torch.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Literal, get_args
 
 # --- SpatialData elements (synthetic tissue and defaults) ----------------------
 IMAGE_KEY: Final = "morphology"
@@ -44,6 +51,8 @@ OBSM_MORPHOLOGY_SUFFIX: Final = "_morphology"
 OBSM_MICROENVIRONMENT_SUFFIX: Final = "_microenvironment"
 OBSM_MAD_MORPHOLOGY: Final = OBSM_MAD + OBSM_MORPHOLOGY_SUFFIX
 OBSM_MAD_MICROENVIRONMENT: Final = OBSM_MAD + OBSM_MICROENVIRONMENT_SUFFIX
+# tl.embed(weights=...): class tokens of a pretrained backbone with no MAD training
+OBSM_ZEROSHOT: Final = "X_zeroshot"
 OBSM_CCA_SUFFIX: Final = "_cca"
 OBSM_CCA_EXPRESSION_SUFFIX: Final = "_cca_expression"  # tl.cca: expression-side variates
 # UMAP of an embedding: obsm[OBSM_UMAP_PREFIX + use_rep] (so UMAPs of several reps coexist)
@@ -58,6 +67,8 @@ UNS_VIEWS: Final = "mad_views"
 UNS_MAD: Final = "mad"
 UNS_MODEL: Final = "model"
 UNS_DECODER_PREFIX: Final = "mad_decoder_"
+# tl.embed(weights=...): uns[UNS_ZEROSHOT][key_added] describes each zero-shot embedding
+UNS_ZEROSHOT: Final = "mad_zeroshot"
 UNS_CCA: Final = "mad_cca"
 UNS_DE: Final = "mad_de"
 UNS_EVALUATE: Final = "mad_evaluate"
@@ -77,6 +88,10 @@ STORE_CENTROID: Final = "centroid"
 STORE_WINDOW_PX: Final = "window_px"
 # folder of a SpatialData zarr holding the views of its tables: <root>/mad_views/<table>/<key>.zarr
 SDATA_VIEWS_DIR: Final = "mad_views"
+# attrs key of a zarr view store (and of an in-memory store's record) naming its parameters
+STORE_ATTRS_KEY: Final = "mad_views"
+# attrs key of a normalized image: the normalisation record (pp.normalize / pp.cell_views)
+NORMALIZE_ATTR: Final = "mad_normalize"
 H5_MORPHOLOGY: Final = "morphology"
 H5_NEIGHBORHOOD: Final = "neighborhood"
 H5_CELL_IDS: Final = "cell_ids"
@@ -85,7 +100,27 @@ H5_CELL_IDS: Final = "cell_ids"
 MODE_MAD: Final = "mad"
 MODE_MORPHOLOGY: Final = VIEW_MORPHOLOGY
 MODE_MICROENVIRONMENT: Final = VIEW_MICROENVIRONMENT
-MODES: Final = (MODE_MAD, MODE_MORPHOLOGY, MODE_MICROENVIRONMENT)
+Mode = Literal["mad", "morphology", "microenvironment"]
+MODES: Final = get_args(Mode)
+assert MODES == (MODE_MAD, MODE_MORPHOLOGY, MODE_MICROENVIRONMENT)
+
+# --- choices of training options (validated against these tuples) ------------------
+#: ``precision``: autocast dtype ("auto": bf16 where the hardware computes it natively)
+Precision = Literal["auto", "bf16", "fp16", "fp32"]
+PRECISIONS: Final = get_args(Precision)
+#: ``centering``: teacher centering (running mean as in DINO, or Sinkhorn-Knopp)
+Centering = Literal["center", "sinkhorn"]
+CENTERINGS: Final = get_args(Centering)
+#: ``strategy``: multi-process wrapping
+Strategy = Literal["auto", "none", "ddp", "fsdp"]
+STRATEGIES: Final = get_args(Strategy)
+#: ``pixel_stats``: standardise inputs with the data's channel statistics or MADConfig's
+#: fixed 0.5 / 0.25
+PixelStats = Literal["data", "fixed"]
+PIXEL_STATS: Final = get_args(PixelStats)
+#: ``preset`` of :func:`madspatial.tl.pretrain` (see :data:`madspatial.train.PRESETS`)
+Preset = Literal["paper", "cpu", "auto"]
+PRESET_NAMES: Final = get_args(Preset)
 
 # --- model files -------------------------------------------------------------------
 MODEL_CONFIG_FILE: Final = "config.json"

@@ -71,6 +71,8 @@ class Report:
         self.blocks.insert(position, f"<p{cls}>{text}</p>")
 
     def figure(self, fig, caption: str = "", *, dpi: int = 110, save_to: Path | None = None):
+        """Embed ``fig`` as a PNG (also written to ``save_to``), then close it: a pyplot
+        figure leaves pyplot's list of open figures; a bare ``Figure`` has nothing to close."""
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
         if save_to is not None:
@@ -80,9 +82,10 @@ class Report:
             f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>"
         )
-        import matplotlib.pyplot as plt
+        if getattr(fig.canvas, "manager", None) is not None:  # made by pyplot
+            import matplotlib.pyplot as plt
 
-        plt.close(fig)
+            plt.close(fig)
 
     def table(
         self,

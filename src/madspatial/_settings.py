@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 _VERBOSITY_LEVELS = {
     "error": logging.ERROR,
@@ -38,8 +37,6 @@ class MADSettings:
     verbosity
         ``"error"``, ``"warning"``, ``"info"`` (default) or ``"debug"``.
         Progress bars are shown at ``"info"`` and above.
-    figdir
-        Folder where the demo and the CLI write figures.
     n_jobs
         Worker processes/threads for CPU-parallel steps (``-1``: every core this process
         may run on, see :func:`available_cores`).
@@ -51,7 +48,6 @@ class MADSettings:
     seed: int = 0
     device: str = "auto"
     _verbosity: str = field(default="info", repr=False)
-    figdir: Path = Path("figures")
     n_jobs: int = 1
     n_threads: int | None = None
 

@@ -1,4 +1,4 @@
-"""``madspatial demo``: the options of :func:`madspatial._demo.run_demo`."""
+"""``madspatial demo``: the options of :func:`madspatial._demo.run_demo`, and its backend."""
 
 from __future__ import annotations
 
@@ -22,11 +22,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.set_defaults(_options=add_options(p, run_demo, skip=_SKIP))
 
 
+def headless_backend() -> None:
+    """Draw into files (Agg) unless a matplotlib backend was chosen (``MPLBACKEND``, a
+    matplotlibrc, ``matplotlib.use``): the command's own process only, never the library."""
+    import matplotlib
+
+    if matplotlib.rcParams._get_backend_or_none() is None:
+        matplotlib.use("Agg")
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the demo; the report goes to ``--out``."""
     from .._demo import run_demo
     from ._data import existing
 
+    headless_backend()
     kwargs = args._options.given(args)
     if hasattr(args, "sdata_path"):
         kwargs["sdata_path"] = existing(args.sdata_path, "--sdata")

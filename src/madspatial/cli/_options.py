@@ -110,8 +110,21 @@ def key_values(items: Iterable[str]) -> dict[str, Any]:
 def _hints(obj: Any) -> dict[str, Any]:
     try:
         return typing.get_type_hints(obj)
-    except Exception:  # an annotation that does not evaluate: fall back to the defaults' types
-        return {}
+    except Exception:  # e.g. a return type imported only under TYPE_CHECKING: one by one
+        pass
+    if dataclasses.is_dataclass(obj):
+        raw = {f.name: f.type for f in dataclasses.fields(obj)}
+        namespace = vars(inspect.getmodule(obj))
+    else:
+        raw = {p.name: p.annotation for p in inspect.signature(obj).parameters.values()}
+        namespace = getattr(obj, "__globals__", {})
+    hints = {}
+    for name, ann in raw.items():
+        try:
+            hints[name] = eval(ann, dict(namespace)) if isinstance(ann, str) else ann
+        except Exception:  # this one does not evaluate: the default's type is used
+            continue
+    return hints
 
 
 def _unwrap_optional(hint: Any) -> Any:

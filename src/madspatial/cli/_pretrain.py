@@ -2,7 +2,8 @@
 
 Options: every keyword parameter of :func:`madspatial.tl.pretrain`, then every further
 field of :class:`madspatial.train.TrainConfig` (passed as ``**train_options``), with the
-choices the library validates against (``MODES``, ``PRECISIONS``, ``CENTERINGS``, ...).
+choices the library validates against (``Literal`` types of ``madspatial._constants``:
+``MODES``, ``PRECISIONS``, ``CENTERINGS``, ...). Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -19,27 +20,17 @@ _SKIP = ("checkpoint_dir", "resume", "views_key", "backbone")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Add ``DATA``, ``--out`` and the training options."""
-    from .._constants import MODES
-    from ..nn._loss import CENTERINGS
     from ..tl._pretrain import pretrain
-    from ..train._distributed import STRATEGIES
-    from ..train._precision import PRECISIONS
-    from ..train._trainer import PIXEL_STATS, TrainConfig
+    from ..train._config import TrainConfig
 
     p.add_argument("data", metavar="DATA", help="zarr view store, or a SpatialData .zarr")
     p.add_argument("--out", required=True, help="model / checkpoint folder")
     p.add_argument("--no-resume", action="store_true", help="start over even if --out holds a run")
-    choices = {
-        "mode": MODES,
-        "precision": PRECISIONS,
-        "strategy": STRATEGIES,
-        "centering": CENTERINGS,
-        "pixel_stats": PIXEL_STATS,
-    }
+    # choices come from the Literal annotations (madspatial._constants)
     seen: set[str] = set()
-    options = add_options(p, pretrain, skip=_SKIP, choices=choices, seen=seen)
+    options = add_options(p, pretrain, skip=_SKIP, seen=seen)
     group = p.add_argument_group("further training options (madspatial.train.TrainConfig)")
-    train = add_options(group, TrainConfig, skip=_SKIP, choices=choices, seen=seen)
+    train = add_options(group, TrainConfig, skip=_SKIP, seen=seen)
     group.add_argument(
         "--option",
         action="append",

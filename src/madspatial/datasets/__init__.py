@@ -13,12 +13,15 @@ _ATTRIBUTES = {
     "CELL_TYPE_COLORS": "._tissue_spec",
     "CELL_TYPES": "._tissue_spec",
     "CHANNEL_NAMES": "._tissue_spec",
+    "DE_CONTRAST": "._tissue_spec",
     "MORPH_CLASS_COLORS": "._tissue_spec",
     "MORPH_CLASSES": "._tissue_spec",
     "MORPHOLOGY_ONLY_PAIRS": "._tissue_spec",
     "NICHE_COLORS": "._tissue_spec",
     "NICHE_ONLY_PAIRS": "._tissue_spec",
     "NICHES": "._tissue_spec",
+    "SHOWCASE_GENES": "._tissue_spec",
+    "TRAJECTORY_CELL_TYPE": "._tissue_spec",
 }
 
 __getattr__, __dir__, __all__ = _attach(__name__, attributes=_ATTRIBUTES)

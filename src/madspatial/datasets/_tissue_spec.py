@@ -134,3 +134,20 @@ SLIDE_GAP_PX: Final = 48
 # --- expression -------------------------------------------------------------------
 #: Mean total counts of a cell of median area (Xenium-like depth for a small panel).
 MEAN_COUNTS: Final = 300.0
+
+# --- what the demo shows of the ground truth --------------------------------------
+#: Planted genes worth mapping, one per design question, with the question each answers
+#: (``madspatial demo`` shows their measured and predicted expression in the tissue).
+SHOWCASE_GENES: Final = MappingProxyType(
+    {
+        "MKI67": "proliferation: tumour_proliferative vs quiescent differ by morphology only",
+        "FAP": "CAF program: CAF vs stromal fibroblast differ by niche only",
+        "MS4A1": "B cells (in immune aggregates) vs T cells: niche only",
+        "ACTA2": "fibroblast activation trajectory",
+    }
+)
+#: The subtype contrast whose differential expression recovers a planted program (the CAF
+#: program: FAP, POSTN, ... up in CAFs); ``(group, reference)``.
+DE_CONTRAST: Final = ("CAF", "stromal_fibroblast")
+#: The only subtype with a value in ``obs["trajectory"]`` (its activation; NaN elsewhere).
+TRAJECTORY_CELL_TYPE: Final = "stromal_fibroblast"

@@ -15,35 +15,12 @@ import json
 import os
 import socket
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
-#: Modules whose frames are skipped to find the user's call (madspatial and the libraries
-#: that call into it while writing: anndata's IO registry, spatialdata's writers).
-_LIBRARIES = (
-    "madspatial", "anndata", "spatialdata", "zarr", "h5py", "functools", "contextlib",
-    "legacy_api_wrap",
-)  # fmt: skip
+from .._warnings import user_stacklevel, warn_user
 
-
-def user_stacklevel() -> int:
-    """The ``stacklevel`` (for a ``warnings.warn`` in the caller) of the user's own frame."""
-    import sys
-
-    frame = sys._getframe(2)  # the caller of warn_user's caller
-    level = 2
-    while frame is not None and str(frame.f_globals.get("__name__", "")).split(".")[0] in (
-        _LIBRARIES
-    ):
-        frame = frame.f_back
-        level += 1
-    return level
-
-
-def warn_user(message: str, category: type[Warning] = UserWarning) -> None:
-    """``warnings.warn`` attributed to the user's line, not to madspatial's internals."""
-    warnings.warn(message, category, stacklevel=user_stacklevel())
+__all__ = ["StoreLock", "StoreLockedError", "user_stacklevel", "warn_user"]
 
 
 class StoreLockedError(RuntimeError):

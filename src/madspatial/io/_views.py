@@ -37,6 +37,7 @@ import numpy as np
 
 from .._constants import (
     SDATA_VIEWS_DIR,
+    STORE_ATTRS_KEY,
     STORE_CENTROID,
     STORE_INSTANCE_ID,
     STORE_WINDOW_PX,
@@ -44,6 +45,7 @@ from .._constants import (
     VIEW_MICROENVIRONMENT,
     VIEW_MORPHOLOGY,
 )
+from .._serialize import to_jsonable as _jsonable
 from .._version import __version__
 
 #: Position -> table row of a store written in storage order.
@@ -53,7 +55,7 @@ STORE_DONE = "chunk_done"
 #: Prefix of in-process (in-memory) store locations.
 MEMORY_PREFIX = "memory:"
 #: Group attribute holding the store's metadata.
-ATTRS_KEY = "mad_views"
+ATTRS_KEY = STORE_ATTRS_KEY
 #: Layout version of the zarr store (bump when the layout changes incompatibly).
 STORE_FORMAT = 1
 
@@ -718,8 +720,12 @@ def _direct_chunk_writer(group, arrays):
         ):
             return None
     blosc = codecs[1]
-    shuffle = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}[str(blosc.shuffle.value)]
-    compressor = numcodecs.Blosc(cname=str(blosc.cname.value), clevel=blosc.clevel, shuffle=shuffle)
+
+    def name(v: Any) -> str:  # enums up to zarr 3.1, plain strings from zarr 3.4 on
+        return str(getattr(v, "value", v))
+
+    shuffle = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}[name(blosc.shuffle)]
+    compressor = numcodecs.Blosc(cname=name(blosc.cname), clevel=blosc.clevel, shuffle=shuffle)
     root = Path(store.root)
 
     def write(arr, index: int, data: np.ndarray) -> None:
@@ -745,21 +751,6 @@ def _ids(ids: Any) -> np.ndarray:
     if ids.dtype == np.uint64:
         return ids
     return ids.astype(np.int64)
-
-
-def _jsonable(obj: Any) -> Any:
-    """Plain JSON types for zarr attrs / AnnData uns (numpy scalars and arrays converted)."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
 
 
 def open_zarr_views(path: str | Path, *, allow_incomplete: bool = False) -> ViewStore:

@@ -127,8 +127,11 @@ def build_backbone(
     in_chans
         Number of image channels.
     weights
-        Optional local weights file or state dict (DINOv2, timm or reference-MAD layout)
-        loaded with :func:`load_backbone_weights`. Nothing is ever downloaded.
+        Optional weights loaded with :func:`load_backbone_weights`: a local file or state
+        dict (DINOv2, timm or reference-MAD layout), or any other spelling of
+        :func:`~madspatial.nn.resolve_weights` (a timm name or hub repo read from the
+        huggingface_hub cache, a reference-MAD folder). Nothing is downloaded unless a hub
+        model that is not cached is named (and never with ``HF_HUB_OFFLINE=1``).
     grad_checkpointing
         Recompute block activations in the backward pass (less memory, ~30% slower).
     drop_path_rate
@@ -155,6 +158,22 @@ def build_backbone(
     if weights is not None:
         from ._weights import load_backbone_weights
 
+        if isinstance(weights, str | Path) and not Path(weights).is_file():
+            weights, prefix = _resolve(weights, prefix)
         load_backbone_weights(backbone, weights, prefix=prefix)
     backbone.set_grad_checkpointing(grad_checkpointing)
     return backbone
+
+
+def _resolve(weights: str | Path, prefix: str | None) -> tuple[Path, str | None]:
+    """The weights file (and prefix) behind a hub name or a model folder."""
+    from ._pretrained import resolve_weights
+
+    resolved = resolve_weights(weights, prefix=prefix)
+    if resolved.kind == "mad_model":
+        raise ValueError(
+            f"weights={str(weights)!r} is a saved MADModel folder, not backbone weights: load "
+            "it with MADModel.load, or pass it to mad.tl.pretrain(weights=...) to continue "
+            "training it."
+        )
+    return resolved.path, resolved.prefix

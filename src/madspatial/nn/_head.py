@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from ._config import MADConfig  # the defaults, written once
+
 
 class DINOHead(nn.Module):
     """The DINO/DINOv2 projection head.
@@ -38,10 +40,10 @@ class DINOHead(nn.Module):
         self,
         in_dim: int,
         *,
-        n_layers: int = 3,
-        hidden_dim: int = 2048,
-        bottleneck_dim: int = 256,
-        n_prototypes: int = 65536,
+        n_layers: int = MADConfig.head_layers,
+        hidden_dim: int = MADConfig.head_hidden_dim,
+        bottleneck_dim: int = MADConfig.head_bottleneck_dim,
+        n_prototypes: int = MADConfig.n_prototypes,
     ) -> None:
         super().__init__()
         if n_layers < 1:

@@ -27,16 +27,10 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from .._constants import MODE_MAD, MODES, VIEW_MICROENVIRONMENT, VIEW_MORPHOLOGY, VIEWS
+from .._constants import CENTERINGS, MODE_MAD, VIEW_MICROENVIRONMENT, VIEW_MORPHOLOGY
+from ._config import mode_views
 
-CENTERINGS = ("center", "sinkhorn")
-
-
-def mode_views(mode: str) -> tuple[str, ...]:
-    """The views a training mode uses: both for ``"mad"``, else the one named."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}.")
-    return VIEWS if mode == MODE_MAD else (mode,)
+__all__ = ["CENTERINGS", "MADLoss", "koleo_loss", "mode_views"]
 
 
 class MADLoss(nn.Module):

@@ -13,10 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -25,142 +22,21 @@ import torch
 from torch import nn
 
 from .._constants import (
-    MODE_MAD,
     MODEL_CONFIG_FILE,
     MODEL_HISTORY_FILE,
     MODEL_WEIGHTS_FILE,
-    PATCH_SIZE,
     VIEW_MICROENVIRONMENT,
     VIEW_MORPHOLOGY,
 )
+from .._serialize import atomic_text as _atomic_text
+from .._serialize import atomic_write as _atomic
+from .._serialize import json_default as _jsonable
 from .._version import __version__
 from ._backbone import build_backbone
+from ._config import MODEL_FORMAT_VERSION, MADConfig
 from ._head import DINOHead
-from ._loss import mode_views
 
 logger = logging.getLogger("madspatial")
-
-#: Version of the on-disk model format (config keys + state-dict layout). Bump it when a
-#: saved model can no longer be loaded by the new code; ``MADConfig.from_dict`` refuses
-#: other versions with a clear message.
-MODEL_FORMAT_VERSION = 1
-
-
-@dataclass
-class MADConfig:
-    """Everything needed to rebuild a :class:`MADModel` (saved as ``config.json``).
-
-    Attributes
-    ----------
-    backbone
-        Preset name (see :data:`~madspatial.nn.BACKBONE_PRESETS`) or dict of timm kwargs.
-    in_chans
-        Number of image channels.
-    channel_names
-        Channel names, in input order (``len == in_chans``; default ``ch0, ch1, ...``).
-    mode
-        ``"mad"``, ``"morphology"`` or ``"microenvironment"``.
-    morphology_size, microenvironment_size
-        View sides in pixels (multiples of 14).
-    head_layers, head_hidden_dim, head_bottleneck_dim, n_prototypes
-        :class:`~madspatial.nn.DINOHead` shape.
-    pixel_mean, pixel_std
-        Per-channel standardisation applied inside the model to ``[0, 1]`` input.
-    drop_path_rate
-        Stochastic depth of the backbone (training only).
-    img_size
-        Position-embedding grid side in pixels.
-    version
-        madspatial version that wrote the config.
-    format_version
-        On-disk format version (:data:`MODEL_FORMAT_VERSION`).
-    metadata
-        Free-form JSON-able extras (e.g. view-store parameters, training arguments).
-    """
-
-    backbone: str | dict[str, Any] = "vit_small"
-    in_chans: int = 3
-    channel_names: list[str] | None = None
-    mode: str = MODE_MAD
-    morphology_size: int = 70
-    microenvironment_size: int = 224
-    head_layers: int = 3
-    head_hidden_dim: int = 2048
-    head_bottleneck_dim: int = 256
-    n_prototypes: int = 65536
-    pixel_mean: list[float] | None = None
-    pixel_std: list[float] | None = None
-    drop_path_rate: float = 0.0
-    img_size: int = 224
-    version: str = __version__
-    format_version: int = MODEL_FORMAT_VERSION
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        mode_views(self.mode)  # validates
-        if self.channel_names is None:
-            self.channel_names = [f"ch{i}" for i in range(self.in_chans)]
-        self.channel_names = [str(c) for c in self.channel_names]
-        if len(self.channel_names) != self.in_chans:
-            raise ValueError(
-                f"channel_names has {len(self.channel_names)} names but in_chans={self.in_chans}."
-            )
-        # Default standardisation maps [0, 1] to [-2, 2]: roughly ImageNet's scale, which
-        # keeps activations of DINOv2-initialised patch embeddings in their usual range.
-        if self.pixel_mean is None:
-            self.pixel_mean = [0.5] * self.in_chans
-        if self.pixel_std is None:
-            self.pixel_std = [0.25] * self.in_chans
-        for name in ("pixel_mean", "pixel_std"):
-            value = [float(x) for x in np.broadcast_to(getattr(self, name), (self.in_chans,))]
-            setattr(self, name, value)
-        if min(self.pixel_std) <= 0:
-            raise ValueError(f"pixel_std must be > 0, got {self.pixel_std}.")
-        for name in ("morphology_size", "microenvironment_size", "img_size"):
-            if getattr(self, name) % PATCH_SIZE:
-                raise ValueError(
-                    f"{name}={getattr(self, name)} is not a multiple of the patch size "
-                    f"{PATCH_SIZE}."
-                )
-
-    @property
-    def views(self) -> tuple[str, ...]:
-        """Views used by :attr:`mode`."""
-        return mode_views(self.mode)
-
-    def view_size(self, view: str) -> int:
-        """Side in pixels of ``view``."""
-        return {
-            VIEW_MORPHOLOGY: self.morphology_size,
-            VIEW_MICROENVIRONMENT: self.microenvironment_size,
-        }[view]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict (``version`` and ``format_version`` included)."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> MADConfig:
-        """Rebuild from :meth:`to_dict` output; refuses an incompatible ``format_version``."""
-        d = dict(d)
-        fmt = d.get("format_version")
-        written_by = d.get("version", "unknown")
-        if fmt != MODEL_FORMAT_VERSION:
-            raise ValueError(
-                f"model config has format_version={fmt!r} (written by madspatial {written_by}), "
-                f"but madspatial {__version__} reads format_version={MODEL_FORMAT_VERSION}. "
-                f"Load it with madspatial=={written_by} or retrain the model."
-            )
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            logger.warning(
-                "model config keys %s (madspatial %s) are unknown to madspatial %s; ignored.",
-                unknown,
-                written_by,
-                __version__,
-            )
-        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 def _as_tensor(x: Any, device: torch.device) -> torch.Tensor:
@@ -473,7 +349,7 @@ class MADModel(nn.Module):
             try:
                 model.history = json.loads(hist.read_text())
             except (OSError, ValueError) as err:
-                from ..train._warn import warn_user
+                from .._warnings import warn_user
 
                 warn_user(
                     f"{hist} is damaged ({type(err).__name__}: {err}); the model's weights are "
@@ -513,7 +389,9 @@ def _read_config(path: Path) -> dict[str, Any]:
     if not isinstance(d, dict):
         raise ModelFileError(path, f"it holds a JSON {type(d).__name__}, not a model config")
     kind = d.get("type")
-    if "format_version" not in d:
+    # A MAD config has no "type"; other madspatial folders (decoders) name theirs and may
+    # carry a format_version of their own.
+    if "format_version" not in d or kind is not None:
         what = f"a {kind!r}" if kind is not None else "something else"
         hint = (
             " (a decoder: load it with mad.tl.Decoder.load, or pass it as decoder=)"
@@ -554,38 +432,3 @@ def _weights_metadata(path: Path) -> dict[str, str]:
             return dict(fh.metadata() or {})
     except Exception:  # already read once: a failure here is not the weights' fault
         return {}
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, np.ndarray | torch.Tensor):
-        return x.tolist()
-    if isinstance(x, Path):
-        return str(x)
-    raise TypeError(f"{type(x).__name__} is not JSON serialisable")
-
-
-def file_mode() -> int:
-    """Permissions of a newly created file under the current umask (``0o666 & ~umask``)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def _atomic(path: Path, write) -> None:
-    # mkstemp creates 0600 files: chmod to what open() would give, so colleagues sharing
-    # the folder can read the model
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, file_mode())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    _atomic(path, lambda p: Path(p).write_text(text))

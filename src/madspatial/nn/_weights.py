@@ -247,11 +247,14 @@ def load_backbone_weights(
             if value.ndim != 3 or value.shape[-1] != want[-1] or side * side != grid_src:
                 raise ValueError(
                     f"cannot adapt pos_embed of shape {tuple(value.shape)} to {tuple(want)} "
-                    "(expects a square grid plus one class-token position)."
+                    f"(expects a square grid plus {n_prefix} class-token position)."
                 )
             grid = backbone.patch_embed.grid_size
             value = resample_abs_pos_embed(
-                value.float(), new_size=list(grid), old_size=[side, side], num_prefix_tokens=1
+                value.float(),
+                new_size=list(grid),
+                old_size=[side, side],
+                num_prefix_tokens=n_prefix,
             ).to(value.dtype)
             report.adapted.append(f"pos_embed grid {side}x{side} -> {grid[0]}x{grid[1]}")
         if value.shape != want:

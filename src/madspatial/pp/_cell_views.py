@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .._constants import NORMALIZE_ATTR as _NORMALIZE_ATTR
 from .._constants import OBS_BORDER, PATCH_SIZE, UNS_VIEWS
 from .._logging import added, logger, progress
 from .._settings import settings
@@ -35,7 +36,7 @@ from ._plan import plan_views
 from ._reader import RegionReader
 
 #: Attribute that :func:`madspatial.pp.normalize` sets on its output image.
-NORMALIZE_ATTR = "mad_normalize"
+NORMALIZE_ATTR = _NORMALIZE_ATTR  # re-exported (pp._normalize imports it from here)
 #: A task region is split when its rescaled side would exceed this many pixels.
 MAX_RESCALED_SIDE = 6144
 

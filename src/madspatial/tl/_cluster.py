@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import random
-import sys
 import warnings
 from typing import Literal
 
@@ -22,6 +20,7 @@ from sklearn.neighbors import NearestNeighbors
 from .._constants import OBS_KMEANS, OBS_LOUVAIN, OBSM_MAD
 from .._logging import added
 from .._settings import settings
+from .._warnings import user_stacklevel as _user_stacklevel
 from ._inputs import get_rep
 
 # floor of cosine edge weights: neighbours with similarity <= 0 (rare in a kNN list) stay
@@ -100,18 +99,6 @@ def seeded_python_random(seed: int):
         yield lambda: random.getstate() != seeded
     finally:
         random.setstate(state)
-
-
-def _user_stacklevel() -> int:
-    """``stacklevel`` pointing a warning of the calling function at the first frame outside
-    madspatial (the user's call, through tl.louvain or tl.evaluate alike)."""
-    frame, level = sys._getframe(1), 1
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
-        frame, level = frame.f_back, level + 1
-    return level
-
-
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
 def order_by_size(labels: np.ndarray) -> np.ndarray:

@@ -11,9 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import sys
-import uuid
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,8 +32,11 @@ from .._constants import (
     UNS_DECODER_PREFIX,
 )
 from .._logging import added, logger, progress
+from .._serialize import atomic_write as _atomic_write
+from .._serialize import json_default as _jsonable
 from .._settings import settings
 from .._version import __version__
+from .._warnings import user_stacklevel as _user_stacklevel
 from ..metrics import mae_per_gene, pearson_per_gene
 from ._decoder_split import SPLITS as _SPLITS
 from ._decoder_split import check_class_sizes, make_folds, make_split, split_from_obs
@@ -355,29 +355,6 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _atomic_write(path: Path, write) -> None:
-    """``write(tmp)`` to a new file beside ``path``, then rename it over ``path``.
-
-    The temporary file is created by ``write`` itself (a plain ``open``), so it gets the
-    mode the umask allows, as a direct write would (``mkstemp`` would make it 0600).
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _jsonable(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
 
 
 # --- targets -------------------------------------------------------------------------
@@ -832,19 +809,6 @@ def _scan_missing(x):
     nan = np.isnan(x) if np.issubdtype(x.dtype, np.floating) else np.zeros(x.shape, bool)
     n_inf = int(np.isinf(x).sum()) if np.issubdtype(x.dtype, np.floating) else 0
     return (lambda use: nan[:, use].any(axis=1)), nan.sum(axis=0), n_inf
-
-
-def _user_stacklevel() -> int:
-    """``stacklevel`` for a ``warnings.warn`` in the calling function that points at the
-    first frame outside madspatial: the user's call, however deep inside the package the
-    warning is raised (fit_decoder directly, or through tl.evaluate)."""
-    frame, level = sys._getframe(1), 1
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
-        frame, level = frame.f_back, level + 1
-    return level
-
-
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
 def _natural(s: str):

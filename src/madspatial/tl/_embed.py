@@ -3,26 +3,33 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .._constants import (
     INSTANCE_KEY,
+    OBSM_MAD,
     OBSM_MICROENVIRONMENT_SUFFIX,
     OBSM_MORPHOLOGY_SUFFIX,
+    OBSM_ZEROSHOT,
     UNS_MAD,
     UNS_MODEL,
     UNS_VIEWS,
+    UNS_ZEROSHOT,
     VIEW_MICROENVIRONMENT,
     VIEW_MORPHOLOGY,
+    Precision,
 )
-from .._logging import added, progress
+from .._logging import added, logger, progress
 from .._settings import settings
 from .._version import __version__
+from .._warnings import warn_user
 from ..train._precision import resolve_precision
-from ..train._warn import warn_user
 from ._pretrain import resolve_views
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 _SUFFIX = {
     VIEW_MORPHOLOGY: OBSM_MORPHOLOGY_SUFFIX,
@@ -150,13 +157,15 @@ def embed(
     model: Any = None,
     table_key: str | None = None,
     views_key: str = UNS_VIEWS,
-    key_added: str = "X_mad",
+    key_added: str | None = None,
+    weights: str | Path | None = None,
+    weights_prefix: str | None = None,
     batch_size: int = 256,
-    precision: str = "auto",
+    precision: Precision = "auto",
     device: str | None = None,
     num_workers: int = 0,
     copy: bool = False,
-):
+) -> AnnData | None:
     """Embed every cell: the backbone's class tokens of its views.
 
     Views are read from the view store batch by batch (lazily for zarr stores), so memory
@@ -178,8 +187,24 @@ def embed(
     views_key
         ``.uns`` key written by ``mad.pp.cell_views``.
     key_added
-        ``.obsm`` key of the joint embedding; the per-view ones get the suffixes
-        ``_morphology`` and ``_microenvironment``.
+        ``.obsm`` key of the joint embedding (default ``"X_mad"``, or ``"X_zeroshot"`` with
+        ``weights=``); the per-view ones get the suffixes ``_morphology`` and
+        ``_microenvironment``.
+    weights
+        **Zero-shot embedding**: embed with these pretrained backbone weights as they are,
+        with no MAD training (instead of ``model=``), e.g.
+        ``"vit_small_patch14_dinov2.lvd142m"`` (a timm name, read from the huggingface_hub
+        cache), a hub repo id, a local weights file or a reference-MAD folder (the spellings
+        of :func:`madspatial.tl.pretrain`'s ``weights=``). Both views go through the
+        pretrained ViT and its class token is the embedding, so foundation-model features
+        and MAD's can be compared side by side. Input: ``[0, 1]`` pixels standardised with
+        the weights' own mean / std (ImageNet's for DINOv2) on 3 channels; for another
+        channel count every channel gets the mean of the RGB mean / std, and the patch
+        embedding's RGB filters are averaged onto every channel (see the docs' *Pretrained
+        weights* page).
+    weights_prefix
+        Backbone prefix inside ``weights`` (e.g. ``"morphology"`` for the reference MAD
+        ``checkpoint_mad.pt``).
     batch_size
         Cells per forward pass.
     precision
@@ -206,12 +231,28 @@ def embed(
     ``.uns["mad"]``
         Model folder and id, mode, backbone, embedding width, madspatial version, precision,
         the view parameters and the keys written.
+    ``.uns["mad_zeroshot"][key_added]``
+        With ``weights=`` (instead of ``.uns["mad"]``, which keeps describing the MAD model):
+        the weights as given, the file they were read from, the architecture, the
+        standardisation and the channel adaptation.
     """
     import anndata as ad
     import pandas as pd
 
     store, table = resolve_views(data, table_key=table_key, views_key=views_key)
-    mad_model, model_path = _load_model(model, table)
+    zeroshot = None
+    if weights is not None:
+        if model is not None:
+            raise ValueError(
+                "pass model= (a MAD-trained model) or weights= (zero-shot: pretrained weights "
+                f"with no MAD training), not both; got model={model!r}, weights={weights!r}."
+            )
+        mad_model, zeroshot = _zeroshot_model(weights, weights_prefix, store)
+        model_path = None
+    else:
+        mad_model, model_path = _load_model(model, table)
+    if key_added is None:
+        key_added = OBSM_MAD if zeroshot is None else OBSM_ZEROSHOT
     check_model_fits(mad_model, store)
     feats = embed_store(
         store, mad_model, batch_size=batch_size, precision=precision, device=device,
@@ -242,6 +283,11 @@ def embed(
         if v not in views and key_added + suffix in target.obsm:
             del target.obsm[key_added + suffix]
     cfg = mad_model.config
+    if zeroshot is not None:
+        _record_zeroshot(target, key_added, zeroshot, mad_model, store, keys, precision, device)
+        if table is None or copy:
+            return target
+        return None
     record = dict(target.uns.get(UNS_MAD, {}))
     record.update(
         {
@@ -266,6 +312,49 @@ def embed(
     if table is None or copy:
         return target
     return None
+
+
+def _zeroshot_model(weights, prefix, store):
+    """``(model, record)`` of a zero-shot backbone sized for ``store``'s views."""
+    from ..nn._pretrained import resolve_weights, zeroshot_model
+
+    resolved = resolve_weights(weights, prefix=prefix)
+    model, report = zeroshot_model(
+        resolved,
+        in_chans=int(store.n_channels),
+        channel_names=[str(c) for c in store.channel_names],
+        morphology_size=int(store.morphology_size),
+        microenvironment_size=int(store.microenvironment_size),
+    )
+    record = resolved.record()
+    record["adapted"] = list(report.adapted)
+    logger.info("zero-shot embedding with %s (%s)", weights, report)
+    return model, record
+
+
+def _record_zeroshot(target, key_added, record, model, store, keys, precision, device) -> None:
+    cfg = model.config
+    entry = dict(record)
+    entry.update(
+        {
+            "backbone": cfg.backbone,
+            "embed_dim": int(model.embed_dim),
+            "pixel_mean": list(cfg.pixel_mean),
+            "pixel_std": list(cfg.pixel_std),
+            "views": list(model.views),
+            "version": __version__,
+            "precision": resolve_precision(precision, settings.resolve_device(device)),
+            "channel_names": list(cfg.channel_names),
+            "view_params": _view_params(store),
+            "obsm_keys": keys,
+        }
+    )
+    block = dict(target.uns.get(UNS_ZEROSHOT, {}))
+    block[key_added] = {k: v for k, v in entry.items() if v is not None}
+    target.uns[UNS_ZEROSHOT] = block
+    for k in keys:
+        added(k, "obsm")
+    added(f"{UNS_ZEROSHOT}']['{key_added}", "uns")
 
 
 def _check_finite(feats, store, table, model_path, key_added) -> None:

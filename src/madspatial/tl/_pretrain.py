@@ -2,19 +2,40 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._constants import (
     IMAGE_KEY,
-    MODE_MAD,
     NORMALIZED_SUFFIX,
     UNS_MAD,
     UNS_MODEL,
     UNS_VIEWS,
+    Centering,
+    Mode,
+    Precision,
+    Preset,
+    Strategy,
 )
 from .._logging import added, logger
 from .._settings import settings
+from ..train._config import (
+    PRESET_FIELDS,
+    PRESETS,
+    TRAIN_OPTION_DOCS,
+    VIEW_SIZE_OPTIONS,
+    TrainConfig,
+    render_params,
+    resolve_preset,
+)
+
+if TYPE_CHECKING:
+    from ..nn import MADModel
+
+#: TrainConfig's defaults: the keyword defaults of :func:`pretrain` are read from here.
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
 #: Parent folder of the default ``checkpoint_dir`` (relative to the working directory).
 DEFAULT_MODEL_ROOT = "mad_models"
@@ -44,8 +65,11 @@ def _pick_table(sdata, table_key: str | None, views_key: str):
     raise ValueError(f"the SpatialData has several tables {list(tables)}; pass table_key=.")
 
 
-def _compute_views(sdata, table_key: str, views_key: str) -> None:
-    """Run ``mad.pp.normalize`` (if needed) and ``mad.pp.cell_views`` with their defaults."""
+def _compute_views(
+    sdata, table_key: str, views_key: str, view_sizes: dict[str, int] | None = None
+) -> None:
+    """Run ``mad.pp.normalize`` (if needed) and ``mad.pp.cell_views`` with their defaults
+    (and the view sizes of the preset, ``view_sizes``)."""
     from .. import pp
 
     table = sdata.tables[table_key]
@@ -75,15 +99,21 @@ def _compute_views(sdata, table_key: str, views_key: str) -> None:
         image_key = source + NORMALIZED_SUFFIX
     logger.info("pretrain: computing cell views of %r / %r with defaults", image_key, labels_key)
     pp.cell_views(
-        sdata, image_key=image_key, labels_key=labels_key, table_key=table_key, key_added=views_key
+        sdata,
+        image_key=image_key,
+        labels_key=labels_key,
+        table_key=table_key,
+        key_added=views_key,
+        **(view_sizes or {}),
     )
 
 
 def resolve_views(data: Any, *, table_key: str | None = None, views_key: str = UNS_VIEWS,
-                  compute: bool = False):  # fmt: skip
+                  compute: bool = False, view_sizes: dict[str, int] | None = None):  # fmt: skip
     """``(store, table)`` for a SpatialData, AnnData, ViewStore or path (table may be None).
 
-    With ``compute=True`` a SpatialData without views gets them (``pp.cell_views``).
+    With ``compute=True`` a SpatialData without views gets them (``pp.cell_views``, with
+    ``view_sizes`` as its ``morphology_size`` / ``microenvironment_size`` when given).
     """
     from ..io import ViewStore, read_views
 
@@ -100,7 +130,7 @@ def resolve_views(data: Any, *, table_key: str | None = None, views_key: str = U
                     f"table {key!r} has no .uns[{views_key!r}]: run mad.pp.cell_views(sdata, "
                     "image_key=..., labels_key=...) (or mad.tl.pretrain, which does) first."
                 )
-            _compute_views(data, key, views_key)
+            _compute_views(data, key, views_key, view_sizes)
             table = data.tables[key]
         # the SpatialData, not the table: views cut on the fly need its image and labels
         return read_views(data, table_key=key, key=views_key), data.tables[key]
@@ -130,40 +160,222 @@ def default_checkpoint_dir(digest: str, mode: str, backbone: Any) -> Path:
     return Path(DEFAULT_MODEL_ROOT) / f"{mode}_{name}_{digest}"
 
 
+#: ``model=``'s default: replaced by the weights' own architecture when they carry one.
+DEFAULT_BACKBONE = _DEFAULTS["backbone"]
+
+
+def resolve_pretrain_weights(model: Any, weights: Any, *, prefix: str | None = None):
+    """``(model, weights file)`` for ``pretrain``: resolve ``weights=`` (file, hub, folder).
+
+    A saved MADModel folder becomes the model to continue from; weights with a known
+    architecture pick it when ``model`` is the default, and refuse a ``model`` of another
+    shape.
+    """
+    from ..nn import MADModel, resolve_backbone_kwargs
+    from ..nn._pretrained import matching_preset, resolve_weights, shape_mismatch
+
+    if weights is None:
+        return model, None
+    resolved = resolve_weights(weights, prefix=prefix)
+    if resolved.kind == "mad_model":
+        if isinstance(model, MADModel):
+            raise ValueError(
+                f"weights={str(weights)!r} is a saved MADModel folder and model= is a MADModel "
+                "too: pass one of them (model=MADModel.load(folder) or weights=folder)."
+            )
+        loaded = MADModel.load(resolved.path)
+        if model != DEFAULT_BACKBONE and model != loaded.config.backbone:
+            raise ValueError(
+                f"weights={str(weights)!r} is a saved {loaded.config.backbone!r} MADModel but "
+                f"model={model!r}; drop model= to continue training that model."
+            )
+        logger.info("pretrain: continuing from the MADModel saved in %s", resolved.path)
+        return loaded, None
+    if isinstance(model, MADModel):
+        raise ValueError(
+            f"model= is a MADModel and weights={str(weights)!r} too: to continue training the "
+            "model, drop weights=; to start from the weights, pass a preset as model=."
+        )
+    if resolved.backbone is not None:
+        diff = shape_mismatch(resolve_backbone_kwargs(model), resolved.backbone)
+        if diff and model == DEFAULT_BACKBONE:
+            model = matching_preset(resolved.backbone) or dict(resolved.backbone)
+            logger.info("pretrain: weights %s are a %s ViT: model=%r", weights, diff, model)
+        elif diff:
+            want = matching_preset(resolved.backbone) or dict(resolved.backbone)
+            raise ValueError(
+                f"weights={str(weights)!r} are a ViT with "
+                + ", ".join(f"{k}={b}" for k, (_, b) in diff.items())
+                + f" but model={model!r} has "
+                + ", ".join(f"{k}={a}" for k, (a, _) in diff.items())
+                + f"; pass model={want!r} (or leave model= at its default)."
+            )
+    return model, str(resolved.path)
+
+
+def _document_options(own: dict[str, str]):
+    """Fill ``{doc_pretrain_params}`` with a description of every parameter, in signature
+    order: ``own`` for the ones described here, :data:`TRAIN_OPTION_DOCS` for the training
+    options (with each preset's value of the options a preset sets)."""
+
+    def decorate(func):
+        names = [
+            p.name
+            for p in inspect.signature(func).parameters.values()
+            if p.kind is not p.VAR_KEYWORD
+        ]
+        docs = {}
+        for name in names:
+            if name in own:
+                docs[name] = own[name]
+                continue
+            text = TRAIN_OPTION_DOCS[name]
+            if name in PRESET_FIELDS:
+                text += (
+                    " Default: the preset's ("
+                    + ", ".join(f"{p!r}: {v[name]!r}" for p, v in PRESETS.items())
+                    + ")."
+                )
+            docs[name] = text
+        func.__doc__ = func.__doc__.replace(
+            "    {doc_pretrain_params}", _indent(render_params(docs, names))
+        )
+        # The options a preset fills default to None (= "the preset's"); the signature
+        # shows the default preset's values, which is what a call without them gets.
+        sig = inspect.signature(func)
+        paper = {"model" if k == "backbone" else k: v for k, v in PRESETS["paper"].items()}
+        func.__signature__ = sig.replace(
+            parameters=[
+                p.replace(default=paper[p.name]) if p.name in paper else p
+                for p in sig.parameters.values()
+            ]
+        )
+        return func
+
+    return decorate
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + line if line else line for line in text.split("\n"))
+
+
+#: Parameters of :func:`pretrain` described here (the others: TRAIN_OPTION_DOCS).
+_PRETRAIN_DOCS = {
+    "weights": """Pretrained weights to start from (see the docs' *Pretrained weights* page):
+
+- a local file (``.safetensors`` / ``.pt`` / ``.pth``) in DINOv2, timm or
+  reference-MAD layout;
+- a timm model name with a pretrained tag (``"vit_small_patch14_dinov2.lvd142m"``) or
+  a Hugging Face repo id (``"timm/vit_large_patch14_dinov2.lvd142m"``), read from the
+  huggingface_hub cache (``HF_HOME`` / ``HF_HUB_CACHE``) when it is there, downloaded
+  into it otherwise; with ``HF_HUB_OFFLINE=1`` a model not in the cache raises
+  an error saying how to get it;
+- a folder saved by the reference MAD code (``config.yaml`` plus
+  ``eval/training_<N>/teacher_checkpoint.pth`` or one checkpoint file; choose one of
+  two backbones with ``weights_prefix="morphology"`` / ``"neighborhood"``);
+- a folder saved by :meth:`~madspatial.nn.MADModel.save` (or ``pretrain``): training
+  continues from that model (as with ``model=<the loaded MADModel>``).
+
+The backbone's patch embedding is adapted to the views' channels. When the weights
+carry their architecture (hub models, reference folders) and ``model`` is left at
+``"vit_small"`` while the weights are another shape, the weights' architecture is
+used (the matching preset, e.g. ``"vit_large"``); any other mismatching ``model``
+raises. Nothing is downloaded unless a hub model is named.""",
+    "data": (
+        "A SpatialData (views are computed with ``mad.pp.normalize`` and "
+        "``mad.pp.cell_views`` defaults, and the preset's view sizes, when its table has "
+        "none), an AnnData table with ``.uns[views_key]``, a "
+        ":class:`~madspatial.io.ViewStore` or the path of one."
+    ),
+    "preset": (
+        'Option set for the machine: ``"paper"`` (default: the paper\'s GPU settings, '
+        'ViT-S/14, 70 / 224 px views, 65,536 prototypes), ``"cpu"`` (what ``make demo`` '
+        "trains on a laptop CPU: a 3-block ViT, 56 / 112 px views, 2 local crops, head "
+        '1024 / 512 / 128) or ``"auto"`` (``"paper"`` on a CUDA device, else ``"cpu"``). '
+        "It fills the options you do not give (``model``, ``n_prototypes``, "
+        "``head_hidden_dim``, ``head_bottleneck_dim``, ``n_local``, ``base_lr``, and the "
+        "view sizes when the views are computed here); explicit options always win. The "
+        'default stays ``"paper"`` on every device, so the same call trains the same '
+        "model everywhere; the run logs its projected wall time after its first steps "
+        '(a warning names ``preset="cpu"`` when a CPU run would take over an hour).'
+    ),
+    "model": (
+        'Backbone preset (``"vit_pico"``, ``"vit_tiny"``, ``"vit_small"``, ``"vit_base"``, '
+        '``"vit_large"``), a dict of timm ViT options, or a :class:`~madspatial.nn.MADModel` '
+        "to continue training from (its head shape is kept). Default: the preset's ("
+        + ", ".join(f"{p!r}: {v['backbone']!r}" for p, v in PRESETS.items())
+        + ")."
+    ),
+    "checkpoint_dir": (
+        "Folder for checkpoints and the final model (``config.json``, "
+        "``model.safetensors``, ``history.json``, ``checkpoint.pt``). Default "
+        "``./mad_models/<mode>_<backbone>_<hash of the run's identity>``: every training "
+        "and model option, the starting weights and a fingerprint of the data (a seeded "
+        "sample of the view pixels, channel names, view sizes, cell count and ids, the "
+        "``cells=`` selection). Re-running the same call on the same data resumes (or "
+        "returns the finished model) instead of training again; other data or options get "
+        "another folder."
+    ),
+    "resume": (
+        "Continue from the checkpoint in ``checkpoint_dir`` when there is one. A checkpoint "
+        "(or saved model) of another run - any option or the data fingerprint differs - is "
+        "never resumed: it raises an error naming the fields that differ. ``False`` starts "
+        "over (the folder's checkpoint and model are overwritten)."
+    ),
+    "seed": (
+        "Seed of initialisation, sampling and augmentation (default ``mad.settings.seed``). "
+        "On CPU the same seed gives the same numbers."
+    ),
+    "table_key": "Table of a SpatialData (default: the one with views, or the only one).",
+    "views_key": "``.uns`` key written by ``mad.pp.cell_views``.",
+    "cells": (
+        "Train on a subset of the table's rows only (e.g. the training split, so that "
+        "held-out cells are never seen in pretraining): a boolean mask of length "
+        "``n_obs``, an array of integer row indices, the name of a boolean ``obs`` column, "
+        "or ``(obs_column, value)`` / ``(obs_column, [values])``. Only the selected cells' "
+        "views are read (the store is not loaded); the pixel statistics and the held-out "
+        "Recall@K cells come from them, and the selection is part of the run's identity "
+        "(another selection never resumes this run's checkpoint). Default: every cell."
+    ),
+}
+
+
+@_document_options(_PRETRAIN_DOCS)
 def pretrain(
     data: Any,
     *,
-    mode: str = MODE_MAD,
-    model: Any = "vit_small",
-    alpha: float = 1.0,
-    epochs: int = 10,
-    max_steps: int | None = None,
-    batch_size: int = 64,
-    lr: float | None = None,
-    precision: str = "auto",
-    strategy: str = "auto",
+    preset: Preset = "paper",
+    mode: Mode = _DEFAULTS["mode"],
+    model: Any = None,
+    alpha: float = _DEFAULTS["alpha"],
+    epochs: int = _DEFAULTS["epochs"],
+    max_steps: int | None = _DEFAULTS["max_steps"],
+    batch_size: int = _DEFAULTS["batch_size"],
+    lr: float | None = _DEFAULTS["lr"],
+    precision: Precision = _DEFAULTS["precision"],
+    strategy: Strategy = _DEFAULTS["strategy"],
     checkpoint_dir: str | Path | None = None,
-    checkpoint_every: int | None = None,
-    resume: bool = True,
+    checkpoint_every: int | None = _DEFAULTS["checkpoint_every"],
+    resume: bool = _DEFAULTS["resume"],
     seed: int | None = None,
-    device: str | None = None,
-    grad_checkpointing: bool = False,
-    weights: str | Path | None = None,
-    n_prototypes: int = 65536,
-    head_hidden_dim: int = 2048,
-    head_bottleneck_dim: int = 256,
-    n_global: int = 2,
-    n_local: int = 4,
-    teacher_temp: tuple[float, float] = (0.04, 0.07),
-    momentum: tuple[float, float] = (0.992, 1.0),
-    koleo_weight: float = 0.0,
-    centering: str = "center",
-    num_workers: int = 0,
+    device: str | None = _DEFAULTS["device"],
+    grad_checkpointing: bool = _DEFAULTS["grad_checkpointing"],
+    weights: str | Path | None = _DEFAULTS["weights"],
+    n_prototypes: int | None = None,
+    head_hidden_dim: int | None = None,
+    head_bottleneck_dim: int | None = None,
+    n_global: int = _DEFAULTS["n_global"],
+    n_local: int | None = None,
+    teacher_temp: tuple[float, float] = _DEFAULTS["teacher_temp"],
+    momentum: tuple[float, float] = _DEFAULTS["momentum"],
+    koleo_weight: float = _DEFAULTS["koleo_weight"],
+    centering: Centering = _DEFAULTS["centering"],
+    num_workers: int = _DEFAULTS["num_workers"],
     table_key: str | None = None,
     views_key: str = UNS_VIEWS,
     cells: Any = None,
     **train_options: Any,
-):
+) -> MADModel:
     """Pretrain a MAD model: self-distillation of every cell's two views into one ViT.
 
     DINO-style: the student (one shared ViT backbone + projection head) sees global and
@@ -183,103 +395,18 @@ def pretrain(
     ``ln(n_prototypes)`` and cross-view Recall@1/5/10 on held-out cells, and a collapsed
     run warns and sets ``history["collapsed"]``.
 
+    The defaults are the paper's GPU settings (``preset="paper"``): on a laptop CPU they
+    take minutes a step. ``preset="cpu"`` (or ``"auto"``) trains a small model instead.
+
     Parameters
     ----------
-    data
-        A SpatialData (views are computed with ``mad.pp.normalize`` and
-        ``mad.pp.cell_views`` defaults when its table has none), an AnnData table with
-        ``.uns[views_key]``, a :class:`~madspatial.io.ViewStore` or the path of one.
-    mode
-        ``"mad"`` (both views with cross-view terms), ``"morphology"`` or
-        ``"microenvironment"`` (single-view DINO; only that view is read).
-    model
-        Backbone preset (``"vit_pico"``, ``"vit_tiny"``, ``"vit_small"``, ``"vit_base"``,
-        ``"vit_large"``), a dict of timm ViT options, or a :class:`~madspatial.nn.MADModel`
-        to continue training from.
-    alpha
-        Weight of the cross-view terms.
-    epochs
-        Passes over the training cells.
-    max_steps
-        Train for exactly this many steps instead (schedules span them).
-    batch_size
-        Cells per step and process.
-    lr
-        Peak learning rate; default ``5e-4 * batch_size * n_processes / 256`` (DINO).
-    precision
-        ``"auto"`` (default: bf16 autocast where the hardware computes bf16 natively, i.e.
-        CUDA GPUs with bf16 and CPUs with AVX512-BF16/AMX; fp32 elsewhere, because emulated
-        bf16 is several times slower), ``"bf16"``, ``"fp32"``, or ``"fp16"`` (CUDA only,
-        with gradient scaling).
-    strategy
-        ``"auto"`` (DDP when several processes), ``"ddp"``, ``"fsdp"`` (FSDP2
-        ``fully_shard`` per transformer block) or ``"none"``.
-    checkpoint_dir
-        Folder for checkpoints and the final model (``config.json``,
-        ``model.safetensors``, ``history.json``, ``checkpoint.pt``). Default
-        ``./mad_models/<mode>_<backbone>_<hash of the run's identity>``: every training
-        and model option, the starting weights and a fingerprint of the data (a seeded
-        sample of the view pixels, channel names, view sizes, cell count and ids, the
-        ``cells=`` selection). Re-running the same call on the same data resumes (or
-        returns the finished model) instead of training again; other data or options get
-        another folder.
-    checkpoint_every
-        Steps between checkpoints (default: every epoch, at most every 1000 steps).
-    resume
-        Continue from the checkpoint in ``checkpoint_dir`` when there is one. A checkpoint
-        (or saved model) of another run - any option or the data fingerprint differs - is
-        never resumed: it raises an error naming the fields that differ. ``False`` starts
-        over (the folder's checkpoint and model are overwritten).
-    seed
-        Seed of initialisation, sampling and augmentation (default ``mad.settings.seed``).
-        On CPU the same seed gives the same numbers.
-    device
-        ``"cpu"``, ``"cuda"``, ... (default ``mad.settings.device``).
-    grad_checkpointing
-        Recompute activations in the backward pass (less memory, ~30% slower).
-    weights
-        Local file of pretrained backbone weights (DINOv2 / timm / reference-MAD layout) to
-        initialise from; nothing is downloaded.
-    n_prototypes, head_hidden_dim, head_bottleneck_dim
-        Projection-head shape (DINOv2 defaults; use e.g. 1024 / 256 / 64 for small data).
-    n_global, n_local
-        Global crops (teacher and student) and local crops (student) per view.
-    teacher_temp
-        Teacher temperature at the start and after the warm-up.
-    momentum
-        EMA momentum of the teacher at the start and the end (cosine).
-    koleo_weight
-        Weight of the KoLeo regulariser on the student's class tokens (DINOv2: 0.1).
-    centering
-        How the teacher's targets are centred: ``"center"`` (a running mean subtracted
-        before the sharpened softmax, as in the paper and DINO) or ``"sinkhorn"``
-        (Sinkhorn-Knopp equipartition of each batch over the prototypes, as in DINOv2).
-        On short CPU runs from random weights we saw no gain from Sinkhorn-Knopp
-        (benchmarks: see the docs' concepts page).
-    num_workers
-        DataLoader worker processes reading views ahead of the model.
-    table_key
-        Table of a SpatialData (default: the one with views, or the only one).
-    views_key
-        ``.uns`` key written by ``mad.pp.cell_views``.
-    cells
-        Train on a subset of the table's rows only (e.g. the training split, so that
-        held-out cells are never seen in pretraining): a boolean mask of length
-        ``n_obs``, an array of integer row indices, the name of a boolean ``obs`` column,
-        or ``(obs_column, value)`` / ``(obs_column, [values])``. Only the selected cells'
-        views are read (the store is not loaded); the pixel statistics and the held-out
-        Recall@K cells come from them, and the selection is part of the run's identity
-        (another selection never resumes this run's checkpoint). Default: every cell.
+    {doc_pretrain_params}
     **train_options
-        Further options of :class:`madspatial.train.TrainConfig` (e.g. ``warmup_steps``,
-        ``freeze_last_layer_steps``, ``min_lr``, ``weight_decay``, ``n_holdout``,
-        ``eval_every``, ``augment`` (dict of MultiCropAugment options), ``head_layers``,
-        ``drop_path_rate``, ``clip_grad``, ``student_temp``, ``pixel_stats``). With
-        ``pixel_stats="data"`` (default) a new model standardises its input with the
-        channel mean and std of the views (microenvironment views when used, 1,024 cells);
-        ``"fixed"`` uses 0.5 / 0.25. Fluorescence views are mostly dark, and the fixed
-        scale leaves a random-initialised ViT with class tokens that differ by only 4-6%
-        between cells, too little for the teacher to be anything but uniform early on.
+        Further options of :class:`madspatial.train.TrainConfig` (see its
+        documentation), e.g. ``warmup_steps``, ``freeze_last_layer_steps``, ``min_lr``,
+        ``base_lr``, ``weight_decay``, ``n_holdout``, ``eval_every``, ``augment``,
+        ``head_layers``, ``drop_path_rate``, ``clip_grad``, ``student_temp``,
+        ``pixel_stats``. An unknown name raises a TypeError.
 
     Returns
     -------
@@ -289,16 +416,48 @@ def pretrain(
     default).
     """
     from ..nn import MADModel
-    from ..train import TrainConfig, Trainer
+    from ..train import Trainer
     from ..train._data import resolve_cells
 
-    store, table = resolve_views(data, table_key=table_key, views_key=views_key, compute=True)
+    name, options = resolve_preset(preset, device)
+    view_sizes = {k: options.pop(k) for k in VIEW_SIZE_OPTIONS}
+    given = {
+        "backbone": model,
+        "n_prototypes": n_prototypes,
+        "head_hidden_dim": head_hidden_dim,
+        "head_bottleneck_dim": head_bottleneck_dim,
+        "n_local": n_local,
+    }
+    options.update({k: v for k, v in given.items() if v is not None})
+    options.update(train_options)  # explicit options win over the preset
+    logger.info("pretrain: preset %r (%s)", name, ", ".join(f"{k}={options[k]!r}" for k in given))
+    store, table = resolve_views(
+        data,
+        table_key=table_key,
+        views_key=views_key,
+        compute=True,
+        view_sizes=view_sizes if name != "paper" else None,
+    )
     rows = resolve_cells(cells, len(store), obs=table.obs if table is not None else None)
-    init_model = model if isinstance(model, MADModel) else None
-    backbone = init_model.config.backbone if init_model is not None else model
+    weights_file = None
+    if weights is not None:  # weights that carry an architecture pick it unless model= is given
+        options["backbone"], weights_file = resolve_pretrain_weights(
+            model if model is not None else DEFAULT_BACKBONE,
+            weights,
+            prefix=options.get("weights_prefix"),
+        )
+    init_model = options["backbone"] if isinstance(options["backbone"], MADModel) else None
+    if init_model is not None:  # continue training: the model's architecture
+        mc = init_model.config
+        options.update(
+            backbone=mc.backbone,
+            n_prototypes=mc.n_prototypes,
+            head_hidden_dim=mc.head_hidden_dim,
+            head_bottleneck_dim=mc.head_bottleneck_dim,
+        )
+    backbone = options["backbone"]
     cfg = TrainConfig(
         mode=mode,
-        backbone=backbone,
         alpha=alpha,
         epochs=epochs,
         max_steps=max_steps,
@@ -311,20 +470,14 @@ def pretrain(
         seed=settings.seed if seed is None else seed,
         device=device,
         grad_checkpointing=grad_checkpointing,
-        weights=str(weights) if weights is not None else None,
-        n_prototypes=init_model.config.n_prototypes if init_model else n_prototypes,
-        head_hidden_dim=init_model.config.head_hidden_dim if init_model else head_hidden_dim,
-        head_bottleneck_dim=(
-            init_model.config.head_bottleneck_dim if init_model else head_bottleneck_dim
-        ),
+        weights=weights_file,
         n_global=n_global,
-        n_local=n_local,
         teacher_temp=tuple(teacher_temp),
         momentum=tuple(momentum),
         koleo_weight=koleo_weight,
         centering=centering,
         num_workers=num_workers,
-        **train_options,
+        **options,
     )
     trainer = Trainer(store, cfg, model=init_model, cells=rows)
     if checkpoint_dir is None:

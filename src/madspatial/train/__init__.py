@@ -10,7 +10,8 @@ _ATTRIBUTES = {
     "ViewDataset": "._data",
     "History": "._history",
     "cross_view_recall": "._history",
-    "TrainConfig": "._trainer",
+    "PRESETS": "._config",
+    "TrainConfig": "._config",
     "Trainer": "._trainer",
     "TrainingDivergedError": "._trainer",
 }

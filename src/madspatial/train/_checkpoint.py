@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from .._serialize import atomic_write
 
 CHECKPOINT_FILE = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
@@ -39,17 +40,12 @@ def save_checkpoint(state: dict[str, Any], checkpoint_dir: str | os.PathLike) ->
     target = checkpoint_path(directory)
     state = {"format": CHECKPOINT_FORMAT, **state}
     state[CHECKSUM_KEY] = state_checksum(state)
-    fd, tmp = tempfile.mkstemp(prefix=f".{CHECKPOINT_FILE}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
             torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, _file_mode())  # mkstemp's 0600 -> what the umask gives a new file
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(target, write)
     return target
 
 
@@ -84,12 +80,6 @@ def load_checkpoint(checkpoint_dir: str | os.PathLike) -> dict[str, Any] | None:
             f"format {CHECKPOINT_FORMAT}; pass resume=False or another checkpoint_dir."
         )
     return state
-
-
-def _file_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
 
 
 def state_checksum(state: Any) -> str:

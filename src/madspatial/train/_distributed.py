@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-STRATEGIES = ("auto", "none", "ddp", "fsdp")
+from .._constants import STRATEGIES
 
 
 @dataclass(frozen=True)

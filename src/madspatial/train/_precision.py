@@ -1,10 +1,19 @@
-"""Which autocast dtype to use: bf16 only where the hardware computes it natively."""
+"""Which autocast dtype to use: bf16 only where the hardware computes it natively.
+
+torch is imported inside the functions: ``tl.embed`` (and so ``madspatial embed --help``)
+imports this module, and help must answer without loading torch.
+"""
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+if TYPE_CHECKING:
+    import torch
+
+from .._constants import PRECISIONS
+
+__all__ = ["PRECISIONS", "autocast_dtype", "bf16_native", "resolve_precision"]
 
 
 def bf16_native(device: str | torch.device) -> bool:
@@ -13,6 +22,8 @@ def bf16_native(device: str | torch.device) -> bool:
     On CPUs without them (e.g. AVX2-only) oneDNN emulates bf16 and autocast is several
     times *slower* than fp32.
     """
+    import torch
+
     dev = torch.device(device)
     if dev.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
@@ -30,10 +41,15 @@ def resolve_precision(precision: str, device: str | torch.device) -> str:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
     if precision == "auto":
         return "bf16" if bf16_native(device) else "fp32"
+    import torch
+
     if precision == "fp16" and torch.device(device).type != "cuda":
         raise ValueError("precision='fp16' needs a CUDA device; use 'bf16' or 'fp32' on CPU.")
     return precision
 
 
 def autocast_dtype(precision: str) -> torch.dtype | None:
+    """The autocast dtype of a resolved precision (None: no autocast, fp32)."""
+    import torch
+
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[precision]

@@ -20,7 +20,6 @@ import contextlib
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +30,12 @@ from .._constants import MODE_MAD, PATCH_SIZE, VIEW_MICROENVIRONMENT, VIEW_MORPH
 from .._logging import logger, progress
 from .._settings import settings
 from .._version import __version__
-from ..nn._loss import CENTERINGS, mode_views
+from .._warnings import warn_user
+from ..nn._config import mode_views
 from . import _checkpoint as ckpt
 from . import _distributed as D
+from ._config import PIXEL_STATS as PIXEL_STATS
+from ._config import TrainConfig as TrainConfig
 from ._data import (
     ChunkBatchSampler,
     RowSubset,
@@ -46,7 +48,6 @@ from ._data import (
     storage_positions,
     store_chunk_size,
 )
-from ._distributed import STRATEGIES
 from ._forward import MultiCropForward
 from ._history import History, cross_view_recall, format_rate, probs_entropies
 from ._identity import (
@@ -61,147 +62,12 @@ from ._identity import (
     state_dict_digest,
 )
 from ._optim import Schedules, build_optimizer
-from ._precision import PRECISIONS, autocast_dtype, resolve_precision
+from ._precision import autocast_dtype, resolve_precision
 from ._teacher import ema_update, make_teacher
-from ._warn import warn_user
-
-#: ``TrainConfig.pixel_stats``: standardise inputs with the data's channel statistics or
-#: with MADConfig's fixed 0.5 / 0.25.
-PIXEL_STATS = ("data", "fixed")
 
 
 class TrainingDivergedError(FloatingPointError):
     """The loss became NaN or infinite."""
-
-
-@dataclass
-class TrainConfig:
-    """Options of a MAD pretraining run (see :func:`madspatial.tl.pretrain` for meanings)."""
-
-    mode: str = MODE_MAD
-    backbone: str | dict = "vit_small"
-    alpha: float = 1.0
-    epochs: int = 10
-    max_steps: int | None = None
-    batch_size: int = 64
-    lr: float | None = None
-    base_lr: float = 5e-4
-    min_lr: float = 1e-6
-    warmup_steps: int | None = None
-    weight_decay: tuple[float, float] = (0.04, 0.4)
-    momentum: tuple[float, float] = (0.992, 1.0)
-    teacher_temp: tuple[float, float] = (0.04, 0.07)
-    teacher_temp_warmup_steps: int | None = None
-    student_temp: float = 0.1
-    center_momentum: float = 0.9
-    centering: str = "center"
-    pixel_stats: str = "data"
-    freeze_last_layer_steps: int | None = None
-    clip_grad: float | None = 3.0
-    koleo_weight: float = 0.0
-    n_prototypes: int = 65536
-    head_layers: int = 3
-    head_hidden_dim: int = 2048
-    head_bottleneck_dim: int = 256
-    drop_path_rate: float = 0.0
-    n_global: int = 2
-    n_local: int = 4
-    local_morphology_size: int | None = None
-    local_microenvironment_size: int | None = None
-    augment: dict = field(default_factory=dict)
-    precision: str = "auto"
-    grad_checkpointing: bool = False
-    strategy: str = "auto"
-    device: str | None = None
-    seed: int = 0
-    checkpoint_dir: str | None = None
-    checkpoint_every: int | None = None
-    resume: bool = True
-    n_holdout: int | None = None
-    eval_every: int | None = None
-    num_workers: int = 0
-    weights: str | None = None
-    weights_prefix: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}.")
-        self._validate()
-        if self.pixel_stats not in PIXEL_STATS:
-            raise ValueError(
-                f"pixel_stats must be one of {list(PIXEL_STATS)}, got {self.pixel_stats!r}."
-            )
-        if self.centering not in CENTERINGS:
-            raise ValueError(
-                f"centering must be one of {list(CENTERINGS)}, got {self.centering!r}."
-            )
-        self.weight_decay = tuple(self.weight_decay)
-        self.momentum = tuple(self.momentum)
-        self.teacher_temp = tuple(self.teacher_temp)
-
-    def _validate(self) -> None:
-        """Refuse impossible options, naming the option, the value, the rule and a fix."""
-        mode_views(self.mode)
-        if self.strategy not in STRATEGIES:
-            raise ValueError(
-                f"strategy must be one of {list(STRATEGIES)}; got {_show(self.strategy)}."
-            )
-        _int("epochs", self.epochs, 0 if self.max_steps else 1, "e.g. 10")
-        _int("max_steps", self.max_steps, 1, "e.g. 1000, or None to train for epochs=", True)
-        _int("batch_size", self.batch_size, 2, "e.g. 64 cells per process")
-        _int("n_global", self.n_global, 1, "DINO uses 2")
-        _int("n_local", self.n_local, 0, "e.g. 4, or 0 for no local crops")
-        _int("n_prototypes", self.n_prototypes, 1, "e.g. 65536, or 1024 for small data")
-        _int("head_layers", self.head_layers, 1, "DINO uses 3")
-        _int("head_hidden_dim", self.head_hidden_dim, 1, "e.g. 2048")
-        _int("head_bottleneck_dim", self.head_bottleneck_dim, 1, "e.g. 256")
-        _int("seed", self.seed, None, "e.g. 0")
-        for name in ("warmup_steps", "teacher_temp_warmup_steps", "freeze_last_layer_steps"):
-            _int(name, getattr(self, name), 0, "or None for the default share of the run", True)
-        _int("checkpoint_every", self.checkpoint_every, 1, "steps, or None: every epoch", True)
-        _int("eval_every", self.eval_every, 1, "steps, or None: 20 evaluations a run", True)
-        _int("n_holdout", self.n_holdout, 0, "e.g. 256, or 0 for no Recall@K", True)
-        _int("num_workers", self.num_workers, 0, "0 reads in a background thread")
-        _num("lr", self.lr, "> 0", lambda v: v > 0, "e.g. 5e-4, or None for the DINO rule", True)
-        _num("base_lr", self.base_lr, "> 0", lambda v: v > 0, "DINO uses 5e-4")
-        _num("min_lr", self.min_lr, ">= 0", lambda v: v >= 0, "e.g. 1e-6")
-        _num(
-            "alpha",
-            self.alpha,
-            ">= 0",
-            lambda v: v >= 0,
-            "the paper uses 1; 0 drops the cross-view terms",
-        )
-        _num("student_temp", self.student_temp, "> 0", lambda v: v > 0, "DINO uses 0.1")
-        _num(
-            "center_momentum", self.center_momentum, "in [0, 1)", lambda v: 0 <= v < 1,
-            "DINO uses 0.9",
-        )  # fmt: skip
-        _num("clip_grad", self.clip_grad, ">= 0", lambda v: v >= 0, "3.0; 0 or None: off", True)
-        _num("koleo_weight", self.koleo_weight, ">= 0", lambda v: v >= 0, "DINOv2 uses 0.1")
-        _num(
-            "drop_path_rate", self.drop_path_rate, "in [0, 1)", lambda v: 0 <= v < 1,
-            "e.g. 0.1",
-        )  # fmt: skip
-        _pair("momentum", self.momentum, "in [0, 1]", lambda v: 0 <= v <= 1, "(0.992, 1.0)")
-        _pair("teacher_temp", self.teacher_temp, "> 0", lambda v: v > 0, "(0.04, 0.07)")
-        _pair("weight_decay", self.weight_decay, ">= 0", lambda v: v >= 0, "(0.04, 0.4)")
-        for name in ("local_morphology_size", "local_microenvironment_size"):
-            v = getattr(self, name)
-            if v is not None and (not _is_int(v) or v < PATCH_SIZE or v % PATCH_SIZE):
-                raise ValueError(
-                    f"{name} must be a positive int multiple of {PATCH_SIZE} (e.g. 28), or None "
-                    f"for ~0.44 x the view; got {_show(v)}."
-                )
-        if not isinstance(self.augment, dict):
-            raise TypeError(
-                "augment must be a dict of MultiCropAugment options (e.g. {'jitter': 0.1}); "
-                f"got {_show(self.augment)}."
-            )
-
-    def identity_fields(self) -> dict[str, Any]:
-        """Every field that changes the run's numbers (all but :data:`NOT_IDENTITY`)."""
-        return config_identity(self)
 
 
 def holdout_size(n: int, wanted: int | None, batch_size: int, world_size: int,
@@ -240,45 +106,76 @@ def holdout_size(n: int, wanted: int | None, batch_size: int, world_size: int,
     return got
 
 
-def _show(v: Any) -> str:
-    return f"{v!r} ({type(v).__name__})"
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int | np.integer) and not isinstance(v, bool)
-
-
-def _int(name: str, v: Any, low: int | None, fix: str, optional: bool = False) -> None:
-    if v is None and optional:
-        return
-    if not _is_int(v) or (low is not None and v < low):
-        rule = "an int" if low is None else f"an int >= {low}"
-        raise ValueError(f"{name} must be {rule} ({fix}); got {_show(v)}.")
-
-
-def _num(name: str, v: Any, rule: str, ok, fix: str, optional: bool = False) -> None:
-    if v is None and optional:
-        return
-    good = isinstance(v, int | float | np.number) and not isinstance(v, bool)
-    if not good or not math.isfinite(float(v)) or not ok(float(v)):
-        raise ValueError(f"{name} must be a number {rule} ({fix}); got {_show(v)}.")
-
-
-def _pair(name: str, v: Any, rule: str, ok, fix: str) -> None:
-    vals = tuple(v) if isinstance(v, list | tuple) else ()
-    good = len(vals) == 2 and all(
-        isinstance(x, int | float | np.number) and not isinstance(x, bool) and math.isfinite(x)
-        for x in vals
-    )
-    if not good or not all(ok(float(x)) for x in vals):
-        raise ValueError(
-            f"{name} must be a pair (start, end) of numbers {rule} (e.g. {fix}); got {_show(v)}."
-        )
-
-
 def _local_size(size: int) -> int:
     """Side of a zoomed-in local crop: ~0.44 x the view, a multiple of the patch (70->28, 224->98)."""
     return max(PATCH_SIZE, round(0.44 * size / PATCH_SIZE) * PATCH_SIZE)
+
+
+class _Run:
+    """The state of one :meth:`Trainer.fit` shared by its steps (models, schedules, ...)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.__dict__.update(kwargs)
+
+
+#: A CPU run projected to take longer than this logs a WARNING naming ``preset="cpu"``.
+LONG_CPU_RUN_S = 3600.0
+
+
+def format_duration(seconds: float) -> str:
+    """``42 s``, ``12 min``, ``3.4 h``."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+class WallClock:
+    """Projects the run's wall time from its first steps and logs it once.
+
+    The first step (compilation, allocator and loader warm-up) is not counted: the
+    projection uses the steps after it, up to :attr:`MEASURE` of them.
+    """
+
+    MEASURE = 3
+
+    def __init__(self, start: int, total: int, device_type: str, *, log: bool = True) -> None:
+        self.start, self.total, self.device_type, self.log = start, total, device_type, log
+        self.t_first: float | None = None
+        self.projected_s: float | None = None
+
+    def step_done(self, done: int, now: float) -> None:
+        """Call after each completed step ``done`` (1-based) ended at ``now`` (perf_counter)."""
+        if self.projected_s is not None or not self.log:
+            return
+        if done == self.start + 1:
+            self.t_first = now
+            return
+        measured = done - self.start - 1
+        if self.t_first is None or (measured < self.MEASURE and done < self.total):
+            return
+        per_step = (now - self.t_first) / measured
+        self.projected_s = per_step * (self.total - self.start)
+        remaining = per_step * (self.total - done)
+        logger.info(
+            "MAD pretraining: %.2f s a step, projected wall time of the run ~%s "
+            "(%d steps; ~%s left)",
+            per_step,
+            format_duration(self.projected_s),
+            self.total - self.start,
+            format_duration(remaining),
+        )
+        if self.device_type == "cpu" and self.projected_s > LONG_CPU_RUN_S:
+            logger.warning(
+                "MAD pretraining on CPU is projected to take ~%s (%.1f s a step x %d steps). "
+                "The library defaults are the paper's GPU settings; for a model sized for a "
+                'CPU use mad.tl.pretrain(..., preset="cpu") (or preset="auto"), or train '
+                "fewer steps (max_steps=), or use a CUDA device.",
+                format_duration(self.projected_s),
+                per_step,
+                self.total - self.start,
+            )
 
 
 class Trainer:
@@ -487,25 +384,31 @@ class Trainer:
             D.cleanup(info)
 
     def _fit(self, info: D.DistInfo):
-        from ..nn import MADLoss, MADModel, koleo_loss
+        """The run, in named steps: data, models, resume, held-out batch, loop, finish."""
+        r = _Run(info=info, dev=torch.device(info.device))
+        r.strategy = D.resolve_strategy(self.cfg.strategy, info)
+        r.mconfig = self.model_config()
+        self._check_store(r.mconfig)
+        r.views = r.mconfig.views
+        self.precision = resolve_precision(self.cfg.precision, r.dev)
+        r.amp_dtype = autocast_dtype(self.precision)
+        self._setup_data(r)
+        self._build_models(r)
+        self._resume(r)
+        self._held_out_batch(r)
+        self._loop(r)
+        return self._finish(r)
 
-        cfg, store = self.cfg, self.store
-        dev = torch.device(info.device)
-        strategy = D.resolve_strategy(cfg.strategy, info)
-        mconfig = self.model_config()
-        self._check_store(mconfig)
-        views = mconfig.views
-        precision = resolve_precision(cfg.precision, dev)
-        self.precision = precision
-        amp_dtype = autocast_dtype(precision)
-
-        # --- data: held-out cells for Recall@K, the rest for training -----------------
+    # --- data: held-out cells for Recall@K, the rest for training -----------------
+    def _setup_data(self, r: _Run) -> None:
+        cfg, store, info = self.cfg, self.store, r.info
         n = len(store)
-        n_holdout = holdout_size(n, cfg.n_holdout, cfg.batch_size, info.world_size, info.is_main)
+        r.n_holdout = holdout_size(n, cfg.n_holdout, cfg.batch_size, info.world_size, info.is_main)
         rng = np.random.default_rng(derive_seed(cfg.seed, 0xE7A1))
-        holdout = np.sort(rng.choice(n, size=n_holdout, replace=False)) if n_holdout else None
-        train_idx = np.setdiff1d(np.arange(n), holdout) if n_holdout else np.arange(n)
-        sampler = ChunkBatchSampler(
+        holdout = np.sort(rng.choice(n, size=r.n_holdout, replace=False)) if r.n_holdout else None
+        r.holdout = holdout
+        train_idx = np.setdiff1d(np.arange(n), holdout) if r.n_holdout else np.arange(n)
+        r.sampler = ChunkBatchSampler(
             train_idx,
             cfg.batch_size,
             seed=cfg.seed,
@@ -514,12 +417,12 @@ class Trainer:
             rank=info.rank,
             world_size=info.world_size,
         )
-        plan = self._plan(sampler.batches_per_rank())
-        total = plan["total_steps"]
-        spe = plan["steps_per_epoch"]
+        r.plan = plan = self._plan(r.sampler.batches_per_rank())
+        r.total = plan["total_steps"]
         lr = cfg.lr if cfg.lr is not None else cfg.base_lr * cfg.batch_size * info.world_size / 256
-        sched = Schedules.build(
-            total,
+        r.lr = lr
+        r.sched = Schedules.build(
+            r.total,
             lr=lr,
             min_lr=min(cfg.min_lr, lr),
             warmup_steps=plan["warmup_steps"],
@@ -530,7 +433,11 @@ class Trainer:
             freeze_last_layer_steps=plan["freeze_last_layer_steps"],
         )
 
-        # --- models ------------------------------------------------------------------
+    # --- models ------------------------------------------------------------------
+    def _build_models(self, r: _Run) -> None:
+        from ..nn import MADLoss, MADModel
+
+        cfg, mconfig, dev = self.cfg, r.mconfig, r.dev
         torch.manual_seed(derive_seed(cfg.seed, 0x1A17))  # identical initial weights on all ranks
         student = MADModel(
             mconfig,
@@ -541,13 +448,13 @@ class Trainer:
         if self.init_model is not None:
             student.load_state_dict(self.init_model.state_dict())
         teacher = make_teacher(student)
-        student_f = MultiCropForward(student).to(dev)
-        teacher_f = MultiCropForward(teacher).to(dev)
-        student_f.train()
-        teacher_f.eval()
-        student_w, teacher_w = D.wrap_models(student_f, teacher_f, strategy, info)
-        optimizer = build_optimizer(student_f)
-        loss_fn = MADLoss(
+        r.student_f = MultiCropForward(student).to(dev)
+        r.teacher_f = MultiCropForward(teacher).to(dev)
+        r.student_f.train()
+        r.teacher_f.eval()
+        r.student_w, r.teacher_w = D.wrap_models(r.student_f, r.teacher_f, r.strategy, r.info)
+        r.optimizer = build_optimizer(r.student_f)
+        r.loss_fn = MADLoss(
             mconfig.n_prototypes,
             mode=cfg.mode,
             alpha=cfg.alpha,
@@ -555,176 +462,203 @@ class Trainer:
             center_momentum=cfg.center_momentum,
             centering=cfg.centering,
         ).to(dev)
-        augment = self._augment(mconfig)
-        scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+        r.augment = self._augment(mconfig)
+        r.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
         recall_views = (
             "morphology<->microenvironment (teacher class tokens)"
             if cfg.mode == MODE_MAD
             else f"{cfg.mode}: two augmented global crops (teacher class tokens)"
         )
-        history = History(mconfig.n_prototypes, n_holdout, recall_views)
-        self.history = history
-        run_id = self.identity(info.world_size)
+        r.history = History(mconfig.n_prototypes, r.n_holdout, recall_views)
+        self.history = r.history
+        r.run_id = self.identity(r.info.world_size)
 
-        # --- resume ----------------------------------------------------------------
-        ckpt_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
-        start = 0
-        if ckpt_dir is not None and cfg.resume:
-            state = ckpt.load_checkpoint(ckpt_dir)
-            if state is None:
-                _check_model_folder(ckpt_dir, run_id)
-            if state is not None:
-                diffs = identity_mismatch(state.get("run"), run_id)
-                if diffs:
-                    raise RunMismatchError(ckpt_dir / ckpt.CHECKPOINT_FILE, diffs)
-                self._load_state(state, student_f, teacher_f, optimizer, loss_fn)
-                history = History.from_dict(state["history"])
-                self.history = history
-                start = int(state["step"])
-                if info.is_main:
-                    logger.info("resuming from %s at step %d / %d", ckpt_dir, start, total)
+    # --- resume ----------------------------------------------------------------
+    def _resume(self, r: _Run) -> None:
+        cfg = self.cfg
+        r.ckpt_dir = ckpt_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
+        r.start = 0
+        if ckpt_dir is None or not cfg.resume:
+            return
+        state = ckpt.load_checkpoint(ckpt_dir)
+        if state is None:
+            _check_model_folder(ckpt_dir, r.run_id)
+            return
+        diffs = identity_mismatch(state.get("run"), r.run_id)
+        if diffs:
+            raise RunMismatchError(ckpt_dir / ckpt.CHECKPOINT_FILE, diffs)
+        self._load_state(state, r.student_f, r.teacher_f, r.optimizer, r.loss_fn)
+        r.history = History.from_dict(state["history"])
+        self.history = r.history
+        r.start = int(state["step"])
+        if r.info.is_main:
+            logger.info("resuming from %s at step %d / %d", ckpt_dir, r.start, r.total)
 
-        # --- held-out batch ------------------------------------------------------------
-        held = None
-        if holdout is not None:
-            held = {
-                v: torch.from_numpy(np.ascontiguousarray(a)).to(dev)
-                for v, a in read_batch(store, holdout, views).items()
+    # --- held-out batch ------------------------------------------------------------
+    def _held_out_batch(self, r: _Run) -> None:
+        r.held = None
+        if r.holdout is not None:
+            r.held = {
+                v: torch.from_numpy(np.ascontiguousarray(a)).to(r.dev)
+                for v, a in read_batch(self.store, r.holdout, r.views).items()
             }
-        if start == 0 and held is not None:
-            history.log_eval(0, self._evaluate(teacher_w, held, augment, amp_dtype, dev))
+        if r.start == 0 and r.held is not None:
+            r.history.log_eval(0, self._evaluate_run(r))
 
-        loader = make_loader(store, views, sampler, num_workers=cfg.num_workers)
+    def _evaluate_run(self, r: _Run) -> dict[int, float]:
+        return self._evaluate(r.teacher_w, r.held, r.augment, r.amp_dtype, r.dev)
+
+    # --- the loop ------------------------------------------------------------------
+    def _loop(self, r: _Run) -> None:
+        cfg, info = self.cfg, r.info
+        loader = make_loader(self.store, r.views, r.sampler, num_workers=cfg.num_workers)
         bar = progress(
-            total=total,
-            initial=start,
+            total=r.total,
+            initial=r.start,
             desc=f"MAD pretrain ({cfg.mode})",
             disable=not (info.is_main and settings.show_progress),
         )
-        cells_per_step = cfg.batch_size * info.world_size
+        clock = WallClock(r.start, r.total, r.dev.type, log=info.is_main)
+        spe = r.plan["steps_per_epoch"]
         it = None
-        t_last = time.perf_counter()
+        r.t_last = time.perf_counter()
         try:
-            for step in range(start, total):
+            for step in range(r.start, r.total):
                 epoch, b = divmod(step, spe)
                 if it is None or b == 0:
-                    sampler.set_epoch(epoch, start_batch=b)
+                    r.sampler.set_epoch(epoch, start_batch=b)
                     it = iterate_batches(loader)
-                batch = next(it)
-                torch.manual_seed(derive_seed(cfg.seed, step, info.rank, 1))
-                gen = torch.Generator(device=dev).manual_seed(
-                    derive_seed(cfg.seed, step, info.rank, 2)
-                )
-                x = {v: batch[v].to(dev, non_blocking=True) for v in views}
-                crops = augment(x.get(VIEW_MORPHOLOGY), x.get(VIEW_MICROENVIRONMENT), generator=gen)
-                sched.apply(optimizer, step)
-                temp = float(sched.teacher_temp[step])
-                autocast = (
-                    torch.autocast(dev.type, dtype=amp_dtype)
-                    if amp_dtype is not None
-                    else contextlib.nullcontext()
-                )
-                with autocast:
-                    with torch.no_grad():
-                        _, t_logits = teacher_w({v: crops[v]["global"] for v in views})
-                    s_feats, s_logits = student_w(
-                        {v: crops[v]["global"] + crops[v]["local"] for v in views}
-                    )
-                s_logits = {v: [z.float() for z in zs] for v, zs in s_logits.items()}
-                t_logits = {v: [z.float() for z in zs] for v, zs in t_logits.items()}
-                if step == 0:
-                    # Warm-start the running center at the first batch's teacher mean. With
-                    # DINO's zero init the first ~1/(1 - center_momentum) steps compare the
-                    # student with an uncentred, artificially peaked teacher, which makes the
-                    # loss start low and rise for reasons unrelated to learning.
-                    loss_fn.center.zero_()
-                    loss_fn.update_center([z for v in views for z in t_logits[v]])
-                    loss_fn.center.div_(1 - loss_fn.center_momentum)
-                loss = loss_fn(s_logits, t_logits, temp)
-                if cfg.koleo_weight:
-                    for v in views:
-                        for f in s_feats[v][: cfg.n_global]:
-                            loss = loss + cfg.koleo_weight * koleo_loss(f.float()) / (
-                                len(views) * cfg.n_global
-                            )
-                # one all-reduce per step: mean loss for the log, and every rank stops together
-                stats = D.all_reduce_mean(
-                    torch.stack([loss.detach(), (~torch.isfinite(loss.detach())).float()]), info
-                )
-                if stats[1] > 0:
-                    raise TrainingDivergedError(
-                        self._nan_message(step, epoch, float(stats[0]), sched, x)
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.unscale_(optimizer)
-                else:
-                    loss.backward()
-                if cfg.clip_grad:
-                    torch.nn.utils.clip_grad_norm_(student_f.parameters(), cfg.clip_grad)
-                sched.freeze_last_layer(optimizer, step)
-                if scaler is not None:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-                m = float(sched.momentum[step])
-                ema_update(teacher_f, student_f, m)
-                t_list = [z for v in views for z in t_logits[v]]
-                ent, batch_ent = probs_entropies(
-                    torch.cat([p for v in views for p in loss_fn.last_teacher_probs[v]])
-                )
-                loss_fn.update_center(t_list)
-
-                now = time.perf_counter()
-                cps = cells_per_step / max(now - t_last, 1e-9)
-                t_last = now
-                history.log_step(
-                    step=step,
-                    epoch=epoch,
-                    loss=float(stats[0]),
-                    lr=float(sched.lr[step]),
-                    weight_decay=float(sched.weight_decay[step]),
-                    momentum=m,
-                    teacher_temp=temp,
-                    teacher_entropy=ent,
-                    teacher_batch_entropy=batch_ent,
-                    cells_per_s=cps,
-                )
+                loss, cps = self._train_step(r, step, epoch, next(it))
                 done = step + 1
-                if held is not None and (done % plan["eval_every"] == 0 or done == total):
-                    history.log_eval(done, self._evaluate(teacher_w, held, augment, amp_dtype, dev))
-                if ckpt_dir is not None and (done % plan["checkpoint_every"] == 0 or done == total):
-                    self._save_state(
-                        ckpt_dir,
-                        done,
-                        student_f,
-                        teacher_f,
-                        optimizer,
-                        loss_fn,
-                        history,
-                        run_id,
-                        mconfig,
-                        info,
-                    )
+                self._after_step(r, done)
+                clock.step_done(done, r.t_last)
                 bar.update(1)
-                bar.set_postfix(loss=f"{float(stats[0]):.4f}", cells_s=format_rate(cps))
+                bar.set_postfix(loss=f"{loss:.4f}", cells_s=format_rate(cps))
                 if self.callback is not None:
                     self.callback(done, self)
         finally:
             bar.close()
 
-        # --- finish: teacher weights into a plain MADModel, saved on rank 0 -------------
-        for msg in history.check_collapse():
+    def _train_step(self, r: _Run, step: int, epoch: int, batch) -> tuple[float, float]:
+        """One optimisation step; returns the (all-reduced) loss and cells per second."""
+        from ..nn import koleo_loss
+
+        cfg, info, dev, views, sched, loss_fn = self.cfg, r.info, r.dev, r.views, r.sched, r.loss_fn
+        torch.manual_seed(derive_seed(cfg.seed, step, info.rank, 1))
+        gen = torch.Generator(device=dev).manual_seed(derive_seed(cfg.seed, step, info.rank, 2))
+        x = {v: batch[v].to(dev, non_blocking=True) for v in views}
+        crops = r.augment(x.get(VIEW_MORPHOLOGY), x.get(VIEW_MICROENVIRONMENT), generator=gen)
+        sched.apply(r.optimizer, step)
+        temp = float(sched.teacher_temp[step])
+        autocast = (
+            torch.autocast(dev.type, dtype=r.amp_dtype)
+            if r.amp_dtype is not None
+            else contextlib.nullcontext()
+        )
+        with autocast:
+            with torch.no_grad():
+                _, t_logits = r.teacher_w({v: crops[v]["global"] for v in views})
+            s_feats, s_logits = r.student_w(
+                {v: crops[v]["global"] + crops[v]["local"] for v in views}
+            )
+        s_logits = {v: [z.float() for z in zs] for v, zs in s_logits.items()}
+        t_logits = {v: [z.float() for z in zs] for v, zs in t_logits.items()}
+        if step == 0:
+            # Warm-start the running center at the first batch's teacher mean. With
+            # DINO's zero init the first ~1/(1 - center_momentum) steps compare the
+            # student with an uncentred, artificially peaked teacher, which makes the
+            # loss start low and rise for reasons unrelated to learning.
+            loss_fn.center.zero_()
+            loss_fn.update_center([z for v in views for z in t_logits[v]])
+            loss_fn.center.div_(1 - loss_fn.center_momentum)
+        loss = loss_fn(s_logits, t_logits, temp)
+        if cfg.koleo_weight:
+            for v in views:
+                for f in s_feats[v][: cfg.n_global]:
+                    loss = loss + cfg.koleo_weight * koleo_loss(f.float()) / (
+                        len(views) * cfg.n_global
+                    )
+        # one all-reduce per step: mean loss for the log, and every rank stops together
+        stats = D.all_reduce_mean(
+            torch.stack([loss.detach(), (~torch.isfinite(loss.detach())).float()]), info
+        )
+        if stats[1] > 0:
+            raise TrainingDivergedError(self._nan_message(step, epoch, float(stats[0]), sched, x))
+        self._backward_and_update(r, loss, step)
+        ent, batch_ent = probs_entropies(
+            torch.cat([p for v in views for p in loss_fn.last_teacher_probs[v]])
+        )
+        loss_fn.update_center([z for v in views for z in t_logits[v]])
+
+        now = time.perf_counter()
+        cps = cfg.batch_size * info.world_size / max(now - r.t_last, 1e-9)
+        r.t_last = now
+        r.history.log_step(
+            step=step,
+            epoch=epoch,
+            loss=float(stats[0]),
+            lr=float(sched.lr[step]),
+            weight_decay=float(sched.weight_decay[step]),
+            momentum=float(sched.momentum[step]),
+            teacher_temp=temp,
+            teacher_entropy=ent,
+            teacher_batch_entropy=batch_ent,
+            cells_per_s=cps,
+        )
+        return float(stats[0]), cps
+
+    def _backward_and_update(self, r: _Run, loss, step: int) -> None:
+        """Backward, clip, (frozen prototypes), optimizer step and the teacher's EMA."""
+        cfg, optimizer, scaler = self.cfg, r.optimizer, r.scaler
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        if cfg.clip_grad:
+            torch.nn.utils.clip_grad_norm_(r.student_f.parameters(), cfg.clip_grad)
+        r.sched.freeze_last_layer(optimizer, step)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        ema_update(r.teacher_f, r.student_f, float(r.sched.momentum[step]))
+
+    def _after_step(self, r: _Run, done: int) -> None:
+        """Recall@K and checkpoints on their schedule."""
+        plan, total = r.plan, r.total
+        if r.held is not None and (done % plan["eval_every"] == 0 or done == total):
+            r.history.log_eval(done, self._evaluate_run(r))
+        if r.ckpt_dir is not None and (done % plan["checkpoint_every"] == 0 or done == total):
+            self._save_state(
+                r.ckpt_dir,
+                done,
+                r.student_f,
+                r.teacher_f,
+                r.optimizer,
+                r.loss_fn,
+                r.history,
+                r.run_id,
+                r.mconfig,
+                r.info,
+            )
+
+    # --- finish: teacher weights into a plain MADModel, saved on rank 0 -------------
+    def _finish(self, r: _Run):
+        info = r.info
+        for msg in r.history.check_collapse():
             if info.is_main:
                 warn_user(f"MAD pretraining: {msg}", RuntimeWarning)
-        model = self._export_teacher(teacher_f, mconfig, history, run_id, plan, lr, strategy)
-        if ckpt_dir is not None:
+        model = self._export_teacher(
+            r.teacher_f, r.mconfig, r.history, r.run_id, r.plan, r.lr, r.strategy
+        )
+        if r.ckpt_dir is not None:
             if info.is_main:
-                model.save(ckpt_dir)
+                model.save(r.ckpt_dir)
             D.barrier(info)
-            self.model_dir = ckpt_dir
+            self.model_dir = r.ckpt_dir
         return model
 
     # ------------------------------------------------------------------ helpers
@@ -928,7 +862,3 @@ def _store_attrs(store) -> dict[str, Any]:
         keep["path"] = str(store.path)
     keep["n_cells"] = len(store)
     return keep
-
-
-def train_config_fields() -> list[str]:
-    return list(asdict(TrainConfig()).keys())

@@ -1,0 +1,158 @@
+"""tl.pretrain(preset=...): option sets defined once with TrainConfig; explicit options win."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import logging
+
+import pytest
+
+import madspatial as mad
+import madspatial.train
+from madspatial.train._config import PRESETS, TrainConfig, resolve_preset
+from madspatial.train._trainer import LONG_CPU_RUN_S, WallClock
+
+from ..train.conftest import make_store, planted_views
+
+
+class _Captured(Exception):
+    pass
+
+
+class FakeTrainer:
+    """Records the TrainConfig tl.pretrain builds, and trains nothing."""
+
+    def __init__(self, store, cfg, *, model=None, cells=None):
+        raise _Captured(cfg)
+
+
+@pytest.fixture
+def captured_config(monkeypatch):
+    monkeypatch.setattr(madspatial.train, "Trainer", FakeTrainer)
+
+    def run(**kwargs) -> TrainConfig:
+        store = make_store(*planted_views(8, seed=0)[:2])
+        with pytest.raises(_Captured) as e:
+            mad.tl.pretrain(store, **kwargs)
+        return e.value.args[0]
+
+    return run
+
+
+@pytest.fixture
+def mad_log(caplog):
+    log = logging.getLogger("madspatial")
+    log.addHandler(caplog.handler)
+    caplog.set_level(logging.INFO, logger="madspatial")
+    yield caplog
+    log.removeHandler(caplog.handler)
+
+
+def test_paper_preset_is_the_trainconfig_defaults():
+    defaults = TrainConfig()
+    for name, value in PRESETS["paper"].items():
+        if name in ("morphology_size", "microenvironment_size"):
+            assert value == getattr(mad.nn.MADConfig(), name)
+        else:
+            assert getattr(defaults, name) == value, name
+    assert PRESETS["paper"]["n_prototypes"] == 65536 == mad.nn.MADConfig().n_prototypes
+
+
+def test_pretrain_signature_defaults_come_from_trainconfig():
+    params = inspect.signature(mad.tl.pretrain).parameters
+    fields = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    shared = [n for n in params if n in fields and n not in ("seed", "weights")]
+    assert len(shared) >= 20
+    for name in shared:
+        assert params[name].default == fields[name], name
+    assert params["model"].default == fields["backbone"] == "vit_small"
+    assert params["preset"].default == "paper"
+
+
+def test_default_is_paper(captured_config):
+    cfg = captured_config(max_steps=1)
+    assert (cfg.backbone, cfg.n_prototypes, cfg.head_hidden_dim, cfg.n_local) == (
+        "vit_small", 65536, 2048, 4,
+    )  # fmt: skip
+    assert cfg.base_lr == 5e-4
+
+
+def test_cpu_preset_and_explicit_options_win(captured_config):
+    cfg = captured_config(preset="cpu", max_steps=1)
+    assert cfg.backbone == PRESETS["cpu"]["backbone"]
+    assert (cfg.n_prototypes, cfg.head_hidden_dim, cfg.head_bottleneck_dim) == (1024, 512, 128)
+    assert (cfg.n_local, cfg.base_lr) == (2, 8e-3)
+    cfg = captured_config(preset="cpu", n_prototypes=64, model="vit_pico", base_lr=1e-3)
+    assert (cfg.n_prototypes, cfg.backbone, cfg.base_lr) == (64, "vit_pico", 1e-3)
+    assert cfg.head_hidden_dim == 512  # not given: still the preset's
+
+
+def test_auto_picks_by_device():
+    assert resolve_preset("auto", "cpu")[0] == "cpu"
+    assert resolve_preset("auto", "cuda")[0] == "paper"
+    assert resolve_preset("cpu")[1]["microenvironment_size"] == 112
+
+
+def test_bad_preset_names_the_choices(captured_config):
+    with pytest.raises(
+        ValueError, match=r"preset must be one of \['paper', 'cpu', 'auto'\]; got 'gpu' \(str\)"
+    ):
+        captured_config(preset="gpu")
+
+
+def test_cpu_preset_cuts_the_views_it_computes(monkeypatch):
+    import madspatial.tl._pretrain as P
+
+    seen = {}
+
+    def fake_compute(sdata, key, views_key, view_sizes=None):
+        seen.update(view_sizes or {})
+        raise _Captured
+
+    monkeypatch.setattr(P, "_compute_views", fake_compute)
+
+    class Table:
+        uns: dict = {}  # noqa: RUF012 - no views yet
+
+    class SData:  # what resolve_views needs of a SpatialData without views
+        tables: dict = {"table": Table()}  # noqa: RUF012
+        images: dict = {}  # noqa: RUF012
+
+    with pytest.raises(_Captured):
+        mad.tl.pretrain(SData(), preset="cpu", max_steps=1)
+    assert seen == {"morphology_size": 56, "microenvironment_size": 112}
+    seen.clear()
+    with pytest.raises(_Captured):
+        mad.tl.pretrain(SData(), max_steps=1)  # paper: cell_views' own defaults
+    assert seen == {}
+
+
+def _tick(clock, times):
+    for done, t in enumerate(times, start=clock.start + 1):
+        clock.step_done(done, t)
+
+
+def test_wall_clock_projects_the_run(mad_log):
+    clock = WallClock(0, 100, "cuda")
+    _tick(clock, [10.0, 12.0, 14.0, 16.0, 18.0])  # 2 s a step after the first
+    assert clock.projected_s == pytest.approx(200.0)
+    info = [r for r in mad_log.records if "projected wall time" in r.getMessage()]
+    assert len(info) == 1 and info[0].levelno == logging.INFO
+    assert "~3 min (100 steps; ~3 min left)" in info[0].getMessage()
+    assert not [r for r in mad_log.records if r.levelno >= logging.WARNING]
+
+
+def test_wall_clock_warns_on_a_long_cpu_run(mad_log):
+    clock = WallClock(10, 2010, "cpu")  # resumed at step 10
+    _tick(clock, [0.0, 2.0, 4.0, 6.0])
+    assert clock.projected_s == pytest.approx(4000.0) and clock.projected_s > LONG_CPU_RUN_S
+    warn = [r for r in mad_log.records if r.levelno == logging.WARNING]
+    assert len(warn) == 1
+    assert 'preset="cpu"' in warn[0].getMessage() and "~67 min" in warn[0].getMessage()
+
+
+def test_wall_clock_short_run_projects_at_its_end(mad_log):
+    clock = WallClock(0, 2, "cpu")
+    _tick(clock, [5.0, 6.5])
+    assert clock.projected_s == pytest.approx(3.0)
