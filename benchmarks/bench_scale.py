@@ -79,6 +79,27 @@ def _slide(work: Path, n: int):
     return spatialdata.read_zarr(work / f"slide_{n}.zarr")
 
 
+def _train(name: str, n: int, work: Path, args) -> dict:
+    """A few pretraining steps on the fly or from the store; the steady-state step time."""
+    import madspatial as mad
+
+    out: dict = {}
+    if name == "train_otf":
+        data = _slide(work, n)
+        mad.pp.cell_views(data, **VIEW_KW, store="on_the_fly")
+    else:
+        data = str(work / f"views_{n}.zarr")
+    ckpt = work / f"ckpt_{name}_{n}"
+    shutil.rmtree(ckpt, ignore_errors=True)
+    model = mad.tl.pretrain(data, max_steps=args.train_steps, checkpoint_dir=ckpt,
+                            checkpoint_every=10**6, seed=0,
+                            num_workers=args.num_workers, **TRAIN)  # fmt: skip
+    cps = np.asarray(model.history["cells_per_s"], dtype=float)[1:]
+    out["step_s"] = float(np.median(TRAIN["batch_size"] / cps))
+    shutil.rmtree(ckpt, ignore_errors=True)
+    return out
+
+
 # --------------------------------------------------------------------------- steps
 def step(name: str, n: int, work: Path, args) -> dict:
     """One step at ``n`` cells (runs inside its own subprocess)."""
@@ -137,19 +158,7 @@ def step(name: str, n: int, work: Path, args) -> dict:
         out["embed_s"] = time.perf_counter() - t1
         out["cells_per_s"] = ad.n_obs / out["embed_s"]
     elif name in ("train_otf", "train_store"):
-        if name == "train_otf":
-            data = _slide(work, n)
-            mad.pp.cell_views(data, **VIEW_KW, store="on_the_fly")
-        else:
-            data = str(work / f"views_{n}.zarr")
-        ckpt = work / f"ckpt_{name}_{n}"
-        shutil.rmtree(ckpt, ignore_errors=True)
-        model = mad.tl.pretrain(data, max_steps=args.train_steps, checkpoint_dir=ckpt,
-                                checkpoint_every=10**6, seed=0,
-                                num_workers=args.num_workers, **TRAIN)  # fmt: skip
-        cps = np.asarray(model.history["cells_per_s"], dtype=float)[1:]
-        out["step_s"] = float(np.median(TRAIN["batch_size"] / cps))
-        shutil.rmtree(ckpt, ignore_errors=True)
+        out.update(_train(name, n, work, args))
     else:
         raise ValueError(f"unknown step {name!r}")
     out["wall_s"] = time.perf_counter() - t0

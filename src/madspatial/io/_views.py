@@ -845,24 +845,7 @@ def read_views(source: Any, *, table_key: str | None = None, key: str = UNS_VIEW
     info = table.uns[key]
     if "store" not in info:
         raise KeyError(f"table.uns[{key!r}] has no 'store' entry; re-run mad.pp.cell_views.")
-    loc = info["store"]
-    if isinstance(loc, OnTheFlyLocation):
-        store = loc.store
-    elif isinstance(loc, str) and loc == ON_THE_FLY:
-        if getattr(source, "tables", None) is None:
-            raise ValueError(
-                f"the views of this table are cut on the fly (uns[{key!r}]['store'] is "
-                f"{ON_THE_FLY!r}) from the image and labels of its SpatialData, which a table "
-                "alone does not have; pass the SpatialData (to mad.io.read_views, "
-                "mad.tl.embed or mad.tl.pretrain)."
-            )
-        from ..pp._on_the_fly import rebuild_on_the_fly
-
-        name = next(k for k, t in source.tables.items() if t is table)
-        store = rebuild_on_the_fly(source, name, info, key)
-        info["store"] = store.location  # later reads in this process reuse it
-    else:
-        store = read_views(_resolve_location(info, getattr(source, "path", None)))
+    store = _store_of(source, table, info, key)
     instance_key = info.get("label_id_key") or table.uns.get("spatialdata_attrs", {}).get(
         "instance_key"
     )
@@ -888,6 +871,28 @@ def read_views(source: Any, *, table_key: str | None = None, key: str = UNS_VIEW
             "re-run mad.pp.cell_views on this table."
         )
     return store
+
+
+def _store_of(source: Any, table, info: dict, key: str) -> ViewStore:
+    """The store a table's record points at (views cut on the fly rebuilt from the source)."""
+    loc = info["store"]
+    if isinstance(loc, OnTheFlyLocation):
+        return loc.store
+    if isinstance(loc, str) and loc == ON_THE_FLY:
+        if getattr(source, "tables", None) is None:
+            raise ValueError(
+                f"the views of this table are cut on the fly (uns[{key!r}]['store'] is "
+                f"{ON_THE_FLY!r}) from the image and labels of its SpatialData, which a table "
+                "alone does not have; pass the SpatialData (to mad.io.read_views, "
+                "mad.tl.embed or mad.tl.pretrain)."
+            )
+        from ..pp._on_the_fly import rebuild_on_the_fly
+
+        name = next(k for k, t in source.tables.items() if t is table)
+        store = rebuild_on_the_fly(source, name, info, key)
+        info["store"] = store.location  # later reads in this process reuse it
+        return store
+    return read_views(_resolve_location(info, getattr(source, "path", None)))
 
 
 def _resolve_location(info: dict, sdata_path: Any) -> Any:
