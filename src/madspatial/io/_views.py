@@ -64,6 +64,34 @@ STORE_FORMAT = 1
 _MEMORY_STORES: weakref.WeakValueDictionary[str, ViewStore] = weakref.WeakValueDictionary()
 #: Prefix of store locations relative to the root of the SpatialData zarr holding them.
 SDATA_PREFIX = "sdata:"
+#: Store location (and ``cell_views(store=...)`` value) of views cut on the fly.
+ON_THE_FLY = "on_the_fly"
+
+
+class OnTheFlyLocation(str):
+    """``"on_the_fly"``, holding the on-the-fly store of a table while the table refers to it.
+
+    Written with the table it is the plain string: :func:`read_views` given the SpatialData
+    rebuilds the store from its image and labels.
+    """
+
+    def __new__(cls, key: str, store: Any):
+        obj = super().__new__(cls, key)
+        obj.store = store
+        return obj
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __reduce__(self):
+        return (str, (str(self),))
+
+
+def _write_plain_str(f, k, v, *, _writer, dataset_kwargs, _base):
+    _base(f, k, str(v), _writer=_writer, dataset_kwargs=dataset_kwargs)
 
 
 class MemoryLocation(str):
@@ -150,7 +178,11 @@ def _register_anndata_writer() -> bool:
                 _REGISTRY.write[(dest, MemoryLocation, mods)] = partial(
                     _write_memory_location, _base=base
                 )
+                _REGISTRY.write[(dest, OnTheFlyLocation, mods)] = partial(
+                    _write_plain_str, _base=base
+                )
         _REGISTRY.write_specs[MemoryLocation] = _REGISTRY.write_specs[str]
+        _REGISTRY.write_specs[OnTheFlyLocation] = _REGISTRY.write_specs[str]
     except (AttributeError, KeyError, TypeError):  # pragma: no cover
         return False
     return True
@@ -783,10 +815,15 @@ def read_views(source: Any, *, table_key: str | None = None, key: str = UNS_VIEW
     """
     if isinstance(source, ViewStore):
         return source
-    if isinstance(source, MemoryLocation):
+    if isinstance(source, MemoryLocation | OnTheFlyLocation):
         return source.store
     if isinstance(source, (str, Path)):
         loc = str(source)
+        if isinstance(source, str) and loc == ON_THE_FLY:
+            raise ValueError(
+                f"views recorded as {ON_THE_FLY!r} are cut from the image of their SpatialData; "
+                "pass the SpatialData (not the location) to mad.io.read_views."
+            )
         if loc.startswith(MEMORY_PREFIX):
             store = _MEMORY_STORES.get(loc)
             if store is None:
@@ -808,7 +845,7 @@ def read_views(source: Any, *, table_key: str | None = None, key: str = UNS_VIEW
     info = table.uns[key]
     if "store" not in info:
         raise KeyError(f"table.uns[{key!r}] has no 'store' entry; re-run mad.pp.cell_views.")
-    store = read_views(_resolve_location(info, getattr(source, "path", None)))
+    store = _store_of(source, table, info, key)
     instance_key = info.get("label_id_key") or table.uns.get("spatialdata_attrs", {}).get(
         "instance_key"
     )
@@ -834,6 +871,28 @@ def read_views(source: Any, *, table_key: str | None = None, key: str = UNS_VIEW
             "re-run mad.pp.cell_views on this table."
         )
     return store
+
+
+def _store_of(source: Any, table, info: dict, key: str) -> ViewStore:
+    """The store a table's record points at (views cut on the fly rebuilt from the source)."""
+    loc = info["store"]
+    if isinstance(loc, OnTheFlyLocation):
+        return loc.store
+    if isinstance(loc, str) and loc == ON_THE_FLY:
+        if getattr(source, "tables", None) is None:
+            raise ValueError(
+                f"the views of this table are cut on the fly (uns[{key!r}]['store'] is "
+                f"{ON_THE_FLY!r}) from the image and labels of its SpatialData, which a table "
+                "alone does not have; pass the SpatialData (to mad.io.read_views, "
+                "mad.tl.embed or mad.tl.pretrain)."
+            )
+        from ..pp._on_the_fly import rebuild_on_the_fly
+
+        name = next(k for k, t in source.tables.items() if t is table)
+        store = rebuild_on_the_fly(source, name, info, key)
+        info["store"] = store.location  # later reads in this process reuse it
+        return store
+    return read_views(_resolve_location(info, getattr(source, "path", None)))
 
 
 def _resolve_location(info: dict, sdata_path: Any) -> Any:

@@ -5,6 +5,7 @@ from .._lazy import attach as _attach
 # public name -> the module defining it, imported on first access (see madspatial._lazy)
 _ATTRIBUTES = {
     "cell_views": "._cell_views",
+    "OnTheFlyViews": "._on_the_fly",
     "normalization_params": "._normalize",
     "normalize": "._normalize",
     "split": "._split",

@@ -13,31 +13,28 @@ from .._constants import NORMALIZE_ATTR as _NORMALIZE_ATTR
 from .._constants import OBS_BORDER, PATCH_SIZE, UNS_VIEWS
 from .._logging import added, logger, progress
 from .._settings import settings
-from .._version import __version__
 from ..io._arrays import _few
 from ..io._lock import StoreLock
 from ..io._views import (
+    ON_THE_FLY,
     ViewStore,
     ZarrViewWriter,
     _jsonable,
     open_zarr_views,
 )
-from ._extract import Cells, ViewSpec, crop_origin, extract_views
-from ._geometry import centred_extent, neighbor_distance, plan_tasks, split_region, storage_order
+from ._dask import scheduler, scheduler_threads
+from ._extract import Cells, ViewSpec, extract_views
 from ._inputs import (
-    IdMatch,
     get_image,
     get_labels,
-    id_codes,
     labels_offset,
     resolve_table,
-    table_ids,
 )
-from ._label_stats import label_stats
 from ._options import check_int, check_real, check_view_size
+from ._plan import check_region as _check_region
+from ._plan import plan_views
 from ._reader import RegionReader
 from ._regions import resolve_inputs
-from ._resample import rational_scale
 
 #: Attribute that :func:`madspatial.pp.normalize` sets on its output image.
 NORMALIZE_ATTR = _NORMALIZE_ATTR  # re-exported (pp._normalize imports it from here)
@@ -94,21 +91,6 @@ def _check_image_values(data, names: list[str], image_key: str, gain: float) -> 
             f"channel(s) {const} of image {image_key!r} are constant (zero variance) and carry "
             f"no information; drop them, e.g. sdata.images[{image_key!r}].sel(c=[...])."
         )
-
-
-def _check_region(img: np.ndarray, origin: tuple[int, int], image_key: str, gain: float) -> None:
-    if np.issubdtype(img.dtype, np.floating):
-        if not np.isfinite(img).all():
-            y, x = np.argwhere(~np.isfinite(img))[0, 1:]
-            raise ValueError(
-                f"image {image_key!r} holds NaN/inf pixels, e.g. at (y={origin[0] + y}, "
-                f"x={origin[1] + x}); fill them and run mad.pp.normalize again."
-            )
-        if gain == 255.0 and img.size and (img.min() < -1e-3 or img.max() > 1 + 1e-3):
-            raise ValueError(
-                f"image {image_key!r} holds values outside [0, 1] near (y={origin[0]}, "
-                f"x={origin[1]}); run mad.pp.normalize first."
-            )
 
 
 class _MemorySink:
@@ -229,14 +211,26 @@ def _pixel_digests(image, labels, offset, cx, cy) -> tuple[str, str]:
 
 
 def _fingerprint_parts(
-    attrs, *, chunk_size, cells_per_tile, image, labels, image_el, offset, codes, cells, extents
+    attrs,
+    *,
+    chunk_size,
+    cells_per_tile,
+    image,
+    labels,
+    image_el,
+    offset,
+    codes,
+    cells,
+    extents,
+    normalize_record=None,
 ) -> dict[str, str]:
     """Hashes of what a store's views depend on: parameters, cells, image and label pixels."""
     from ._inputs import scale0
 
     cx, cy, micro_w, morph_w = cells
     img_digest, lab_digest = _pixel_digests(image, labels, offset, cx, cy)
-    normalized = getattr(scale0(image_el), "attrs", {}).get(NORMALIZE_ATTR)
+    # The element's attrs do not survive sdata.write; the SpatialData's record does.
+    normalized = getattr(scale0(image_el), "attrs", {}).get(NORMALIZE_ATTR) or normalize_record
     return {
         "parameters": _fingerprint(
             attrs=sorted((k, str(v)) for k, v in attrs.items()),
@@ -429,8 +423,15 @@ def cell_views(
         Quantile of the cell extents, and the factor on it, that set the
         morphology window.
     store
-        Path of a zarr store to write (chunked, compressed). ``None``: keep the
-        views in memory, as long as the table refers to them (``uns[key_added]["store"]``
+        Where the views go. ``"on_the_fly"``: nowhere - nothing is cut now; the table
+        records the parameters (``uns[key_added]["store"] == "on_the_fly"``,
+        ``["arguments"]``) and :func:`madspatial.io.read_views`, ``tl.pretrain`` and
+        ``tl.embed`` given the SpatialData cut each batch's views from the lazily read image
+        with this same code (identical pixels; an
+        :class:`~madspatial.pp.OnTheFlyViews`), so memory and disk stay flat at any cell
+        count (the choice for whole slides; a Path named ``on_the_fly`` is a zarr path).
+        A path: a zarr store to write (chunked, compressed), an optional cache for
+        repeated epochs on slow storage. ``None``: keep the views in memory, as long as the table refers to them (``uns[key_added]["store"]``
         holds ``"memory:<uuid>"`` and the arrays; dropping the SpatialData frees them).
         ``sdata.write(path)`` saves in-memory views into ``path/mad_views/<table>/<key>.zarr``
         and records ``"sdata:mad_views/<table>/<key>.zarr"`` (relative to the SpatialData),
@@ -573,138 +574,83 @@ def cell_views(
     if not trusted or image.dtype == np.uint8:
         _check_image_values(image, channel_names, image_key, gain)
 
-    # --- cells: label statistics and the table's ids ------------------------------------
-    stats = label_stats(labels, n_jobs=n_jobs)
-    ids, id_column = table_ids(
-        table, instance_key, table_key, labels_key, stats.ids, label_id_key=label_id_key
-    )
-    codes = id_codes(ids)  # int64 with the ids' bits: uint64 ids >= 2**63 stay exact
-    pos, found = stats.lookup(codes)
-    in_table = np.isin(stats.ids, codes)
-    label_ids = stats.ids.view(np.uint64) if ids.dtype == np.uint64 else stats.ids
-    match = IdMatch(ids[~found], label_ids[~in_table])
-    keep = np.ones(len(ids), dtype=bool)
-    if not match.ok:
-        msg = match.describe(labels_key, table_key)
-        if missing == "raise":
-            raise ValueError(
-                msg + ". Fix the table or the segmentation so they describe the same cells, or "
-                "pass missing='intersect' to continue with the cells present in both (recorded "
-                f"in uns[{key_added!r}]['missing'])."
-            )
-        logger.warning("cell_views (missing='intersect'): %s; continuing with the rest.", msg)
-        keep = found
-    rows_ids, rows_codes, pos = ids[keep], codes[keep], pos[keep]
-    n = len(rows_ids)
-    if len(stats.ids) < n_neighbors + 1 or n == 0:
-        raise ValueError(
-            f"labels {labels_key!r} hold {len(stats.ids)} cells ({n} in the table), fewer than "
-            f"n_neighbors + 1 = {n_neighbors + 1}; lower n_neighbors or pass window_px=."
-        )
-    cx_all, cy_all = stats.cx + dx, stats.cy + dy
-    cx, cy = cx_all[pos], cy_all[pos]
-
-    # --- windows -------------------------------------------------------------------------
-    dk = neighbor_distance(np.c_[cx_all, cy_all], np.c_[cx, cy], n_neighbors)
-    w_e = float(window_px) if window_px is not None else float(2.0 * np.median(dk))
-    if not np.isfinite(w_e) or w_e <= 0:
-        raise ValueError(
-            f"the microenvironment window came out as {w_e} px (cells share centroids?); "
-            "pass window_px=."
-        )
-    micro_w = (
-        np.clip(2.0 * dk, w_e / 4, 4 * w_e)
-        if microenvironment_window == "cell"
-        else np.full(n, w_e)
-    )
-    extent = centred_extent(
-        cx,
-        cy,
-        stats.xmin[pos] + dx,
-        stats.xmax[pos] + dx,
-        stats.ymin[pos] + dy,
-        stats.ymax[pos] + dy,
-    )
-    if morphology_window_px is not None:
-        w_m = float(morphology_window_px)
-    else:
-        w_m = float(np.quantile(extent, morphology_quantile) * morphology_margin)
-    morph_w = extent * morphology_margin if morphology_window == "cell" else np.full(n, w_m)
-    # Rational rescaling factors (within 0.4% of the exact ones) make tiles agree exactly;
-    # the windows actually used follow from them.
-    pq_e = rational_scale(microenvironment_size / w_e)
-    pq_m = rational_scale(morphology_size / w_m)
-    s_e, s_m = pq_e[0] / pq_e[1], pq_m[0] / pq_m[1]
-    w_e, w_m = microenvironment_size / s_e, morphology_size / s_m
-    if microenvironment_window == "slide":
-        micro_w = np.full(n, w_e)
-    if morphology_window == "slide":
-        morph_w = np.full(n, w_m)
-    n_cut = int((extent > w_m).sum()) if morphology_window == "slide" else 0
-    spec = ViewSpec(
-        morphology_size, microenvironment_size, microenvironment_window, morphology_window,
-        pq_e, pq_m, gain,
-    )  # fmt: skip
-    micro_uv = crop_origin(cx, cy, s_e, microenvironment_size)
-    morph_uv = crop_origin(cx, cy, s_m, morphology_size)
-    half = np.maximum(micro_w, morph_w) / 2
-    border = (cx - half < -0.5) | (cx + half > w - 0.5) | (cy - half < -0.5) | (cy + half > h - 0.5)
-
-    # --- plan ----------------------------------------------------------------------------
-    order = storage_order(cx, cy, w_e / 2)
-    cells = Cells(rows_codes, cx, cy, micro_w, morph_w, micro_uv, morph_uv)
-    # Pixels each cell's views read (image px): the window plus the resampling support.
-    reach = np.maximum(micro_w / 2 + 2 + max(1.0, 1 / s_e), morph_w / 2 + 2 + max(1.0, 1 / s_m))
-    lo_x, hi_x, lo_y, hi_y = cx - reach, cx + reach, cy - reach, cy + reach
-    max_side = max(MAX_RESCALED_SIDE / max(s_e, s_m), 4 * float(reach.max()))
+    # --- cells, windows, plan (one code path with the views cut on the fly) ----------------
+    on_the_fly = _is_on_the_fly(store)
     if cells_per_tile is None:
         cells_per_tile = 1024 if store is None else 512
-    ranges = plan_tasks(n, chunk_size, cells_per_tile)
-
-    attrs = {
-        "channel_names": channel_names,
-        "morphology_size": morphology_size,
+    plan = plan_views(
+        image=image, labels=labels, offset=(dy, dx), table=table, table_key=table_key,
+        labels_key=labels_key, image_key=image_key, instance_key=instance_key,
+        channel_names=channel_names, gain=gain, n_neighbors=n_neighbors,
+        morphology_size=morphology_size, microenvironment_size=microenvironment_size,
+        microenvironment_window=microenvironment_window, morphology_window=morphology_window,
+        window_px=window_px, morphology_window_px=morphology_window_px,
+        morphology_quantile=morphology_quantile, morphology_margin=morphology_margin,
+        chunk_size=chunk_size, cells_per_tile=cells_per_tile, missing=missing,
+        label_id_key=label_id_key, cache_mb=cache_mb, max_rescaled_side=MAX_RESCALED_SIDE,
+        key_added=key_added, n_jobs=n_jobs,
+    )  # fmt: skip
+    arguments = {
+        "n_neighbors": n_neighbors, "morphology_size": morphology_size,
         "microenvironment_size": microenvironment_size,
-        "n_neighbors": int(n_neighbors),
-        "image_key": image_key,
-        "labels_key": labels_key,
-        "table_key": table_key,
         "microenvironment_window": microenvironment_window,
-        "morphology_window": morphology_window,
-        "window_px": w_e,
-        "morphology_window_px": w_m,
-        "microenvironment_scale": s_e,
-        "morphology_scale": s_m,
-        "microenvironment_scale_pq": list(pq_e),
-        "morphology_scale_pq": list(pq_m),
-        "morphology_quantile": float(morphology_quantile),
-        "morphology_margin": float(morphology_margin),
-        "image_shape": [int(h), int(w)],
-        "labels_offset_yx": [int(dy), int(dx)],
-        "label_id_key": id_column,
-        "instance_id_dtype": str(rows_ids.dtype),
-        "madspatial_version": __version__,
-    }
-    image_reader = RegionReader(image, cache_bytes=int(cache_mb * 2**20))
-    labels_reader = RegionReader(labels, cache_bytes=int(cache_mb * 2**20) // 4)
+        "morphology_window": morphology_window, "window_px": window_px,
+        "morphology_window_px": morphology_window_px,
+        "morphology_quantile": morphology_quantile, "morphology_margin": morphology_margin,
+        "chunk_size": chunk_size, "cells_per_tile": cells_per_tile,
+        "label_id_key": label_id_key, "cache_mb": cache_mb, "missing": missing,
+    }  # fmt: skip
     parts = _fingerprint_parts(
-        attrs,
+        plan.attrs,
         chunk_size=chunk_size,
         cells_per_tile=cells_per_tile,
-        image=image_reader,
-        labels=labels_reader,
+        image=plan.image,
+        labels=plan.labels,
         image_el=image_el,
-        offset=(dy, dx),
-        codes=rows_codes,
-        cells=(cx, cy, micro_w, morph_w),
-        extents=(stats.area[pos], stats.xmin[pos], stats.xmax[pos], stats.ymin[pos],
-                 stats.ymax[pos]),
-    )  # fmt: skip
+        offset=plan.offset,
+        codes=plan.cells.ids,
+        cells=(plan.cells.cx, plan.cells.cy, plan.cells.micro_w, plan.cells.morph_w),
+        extents=plan.extents,
+        normalize_record=(getattr(sdata, "attrs", None) or {})
+        .get(NORMALIZE_ATTR, {})
+        .get(image_key),
+    )
+    attrs = plan.attrs
     attrs["fingerprint"] = _fingerprint(**parts)
     attrs["fingerprint_parts"] = parts
+    if on_the_fly:
+        from ._on_the_fly import OnTheFlyViews
+
+        views = OnTheFlyViews(plan, arguments=arguments)
+        return _finish(
+            sdata, table, table_key, views, plan, np.zeros(0, dtype=np.int64), inplace=inplace,
+            key_added=key_added, arguments=arguments,
+        )  # fmt: skip
+    return _run_plan(
+        sdata, table, table_key, plan, store=store, overwrite=overwrite,
+        chunk_size=chunk_size, max_memory_gb=max_memory_gb, n_jobs=n_jobs, inplace=inplace,
+        key_added=key_added,
+    )  # fmt: skip
+
+
+def _is_on_the_fly(store: Any) -> bool:
+    """Whether ``store`` asks for views cut on the fly (the exact string, not a Path)."""
+    return isinstance(store, str) and not isinstance(store, Path) and store == ON_THE_FLY
+
+
+def _run_plan(
+    sdata, table, table_key, plan, *, store, overwrite, chunk_size, max_memory_gb, n_jobs,
+    inplace, key_added,
+):  # fmt: skip
+    """Cut every cell's views tile by tile into memory or a zarr store, then record them."""
+    n, attrs, order, ranges = plan.n, plan.attrs, plan.order, plan.ranges
+    morphology_size = plan.spec.morphology_size
+    microenvironment_size = plan.spec.microenvironment_size
+    cx, cy, micro_w = plan.cells.cx, plan.cells.cy, plan.cells.micro_w
+    rows_ids = plan.rows_ids
 
     # --- store ---------------------------------------------------------------------------
-    c = image.shape[0]
+    c = plan.n_channels
     todo = list(range(len(ranges)))
     lock = None
     if store is None:
@@ -712,8 +658,9 @@ def cell_views(
         if nbytes > max_memory_gb * 1e9:
             raise ValueError(
                 f"views of {n} cells need {nbytes / 1e9:.1f} GB, more than max_memory_gb="
-                f"{max_memory_gb}; pass store='views.zarr' to write them to disk (or raise "
-                "max_memory_gb)."
+                f"{max_memory_gb}; pass store={ON_THE_FLY!r} to cut them on the fly while "
+                "training and embedding (nothing stored, memory stays flat), store='views.zarr' "
+                "to write them to disk, or raise max_memory_gb."
             )
         sink: Any = _MemorySink(n, c, morphology_size, microenvironment_size)
     else:
@@ -743,21 +690,22 @@ def cell_views(
     for k in todo:
         a, b = ranges[k]
         rows = order[a:b]
-        groups = split_region(lo_y[rows], hi_y[rows], lo_x[rows], hi_x[rows], (h, w), max_side)
-        sub = cells.take(rows)
         task = dask.delayed(_run_task, pure=False)(
-            a, rows, sub, groups, image_reader, labels_reader, (dy, dx), spec, image_key, sink
-        )
+            a, rows, plan.cells.take(rows), plan.groups(rows), plan.image, plan.labels,
+            plan.offset, plan.spec, plan.image_key, sink,
+        )  # fmt: skip
         tasks.append((b - a, task))
     empties = []
-    wave = max(2, 2 * n_jobs)
+    # Results of an in-memory sink land in this process's arrays: never on a cluster.
+    sched = scheduler(n_jobs, distributed=store is not None)
+    wave = max(2, 2 * scheduler_threads(sched, n_jobs))
     try:
         with progress(
             total=n, desc="cell views", unit="cells", initial=n - sum(t[0] for t in tasks)
         ) as bar:
             for i in range(0, len(tasks), wave):
                 part = tasks[i : i + wave]
-                empties.extend(dask.compute(*[t[1] for t in part], **_scheduler(n_jobs)))
+                empties.extend(dask.compute(*[t[1] for t in part], **sched))
                 bar.update(sum(t[0] for t in part))
         if store is not None:
             ZarrViewWriter.open_existing(store).finish()
@@ -774,6 +722,18 @@ def cell_views(
         )  # fmt: skip
     else:
         views = open_zarr_views(store)
+    return _finish(
+        sdata, table, table_key, views, plan, empty, inplace=inplace, key_added=key_added
+    )
+
+
+def _finish(
+    sdata, table, table_key, views, plan, empty, *, inplace, key_added, arguments=None
+):  # fmt: skip
+    """Log what was cut and, when ``inplace``, record the views in the table."""
+    attrs, n, border = plan.attrs, plan.n, plan.border
+    w_e, w_m = attrs["window_px"], attrs["morphology_window_px"]
+    s_e, s_m = attrs["microenvironment_scale"], attrs["morphology_scale"]
     if len(empty):
         logger.warning(
             "cell_views: %d cell(s) have an all-zero morphology view (too small for the "
@@ -781,29 +741,38 @@ def cell_views(
             "morphology_window='cell'.",
             len(empty), w_m, _few(np.sort(empty)),
         )  # fmt: skip
-    if n_cut:
+    if plan.n_cut:
         logger.info(
             "cell_views: %d cell(s) extend beyond the morphology window (%.1f px) and are cut.",
-            n_cut, w_m,
+            plan.n_cut, w_m,
         )  # fmt: skip
     logger.info(
         "cell_views: %d cells; microenvironment window %.1f px (scale %.3f), morphology window "
-        "%.1f px (scale %.3f); %d cells on the image border",
+        "%.1f px (scale %.3f); %d cells on the image border%s",
         n, w_e, s_e, w_m, s_m, int(border.sum()),
+        "; views are cut on the fly" if arguments is not None else "",
     )  # fmt: skip
     if not inplace:
         return views
 
     record = dict(attrs)
-    record.update(
+    if arguments is not None:  # on the fly: what read_views needs to cut them again
+        location = views.location
+        # None (the defaults) is left out: AnnData cannot write None into uns.
+        extra = {"arguments": {k: v for k, v in arguments.items() if v is not None}}
+    else:
         # absolute: the table keeps finding its store whatever the working directory
-        store=views.location if views.in_memory else str(Path(views.path).resolve()),
+        location = views.location if views.in_memory else str(Path(views.path).resolve())
+        extra = {"n_empty_morphology": len(empty)}
+    record.update(
+        store=location,
         n_cells=n,
         n_border=int(border.sum()),
-        n_empty_morphology=len(empty),
-        n_cut_morphology=n_cut,
-        missing=match.record(),
+        n_cut_morphology=plan.n_cut,
+        missing=plan.match.record(),
+        **extra,
     )
+    keep = plan.keep
     if not keep.all():
         table = table[keep].copy()
         sdata.tables[table_key] = table
@@ -816,16 +785,3 @@ def cell_views(
     added(OBS_BORDER, "obs")
     added(key_added, "uns")
     return None
-
-
-def _scheduler(n_jobs: int) -> dict[str, Any]:
-    """The active dask.distributed client if there is one, else a thread pool of ``n_jobs``."""
-    try:
-        from distributed import default_client
-
-        return {"scheduler": default_client()}
-    except (ImportError, ValueError):
-        pass
-    if n_jobs <= 1:
-        return {"scheduler": "sync"}
-    return {"scheduler": "threads", "num_workers": n_jobs}

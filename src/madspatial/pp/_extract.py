@@ -29,6 +29,8 @@ from ._resample import (
 
 #: Cells per roi_align call (bounds the float temporaries of the per-cell path).
 ROI_BATCH = 64
+#: Most float32 values of the per-cell crops of one roi_align call.
+ROI_PIXELS = 2**23
 
 
 @dataclass
@@ -102,22 +104,40 @@ def _slide_rescaled(reg, origin, ry, rx):
 
 
 def _roi_views(reg, origin, cells: Cells, w: np.ndarray, size: int, out, dest) -> None:
+    """Per-cell crop-and-resize (``roi_align``) of each cell's own window.
+
+    Every cell is sampled from its own small crop whose origin depends on that cell only
+    (``floor(centre - w/2) - 2``), so the float32 box coordinates, and hence the pixels,
+    are the same whichever other cells are cut with it (a tile, a batch, one cell).
+    """
     import torch
     from torchvision.ops import roi_align
 
-    (y0, y1), (x0, x1) = _roi_need(cells, w)
-    sub = padded(reg, origin, y0, y1, x0, x1)
-    feat = torch.from_numpy(sub).float()[None]
-    # roi_align(aligned=True) puts pixel i's centre at box coordinate i + 0.5.
-    cx, cy = cells.cx - x0 + 0.5, cells.cy - y0 + 0.5
-    boxes = np.stack([np.zeros_like(cx), cx - w / 2, cy - w / 2, cx + w / 2, cy + w / 2], 1)
-    boxes = torch.from_numpy(boxes.astype(np.float32))
-    for a in range(0, len(boxes), ROI_BATCH):
-        r = roi_align(
-            feat, boxes[a : a + ROI_BATCH], output_size=size, sampling_ratio=-1, aligned=True
+    n = len(cells.ids)
+    x0 = np.floor(cells.cx - w / 2).astype(np.int64) - 2
+    y0 = np.floor(cells.cy - w / 2).astype(np.int64) - 2
+    side = int(np.ceil(w.max())) + 6
+    c = reg.shape[0]
+    # bounded float32 crops: about ROI_PIXELS values per roi_align call
+    step = int(max(1, min(ROI_BATCH, ROI_PIXELS // max(1, c * side * side))))
+    for a in range(0, n, step):
+        sl = slice(a, min(n, a + step))
+        crops = np.stack(
+            [padded(reg, origin, int(y), int(y) + side, int(x), int(x) + side)
+             for y, x in zip(y0[sl], x0[sl])]
+        )  # fmt: skip
+        feat = torch.from_numpy(crops).float()
+        # roi_align(aligned=True) puts pixel i's centre at box coordinate i + 0.5.
+        cx, cy, ww = cells.cx[sl] - x0[sl] + 0.5, cells.cy[sl] - y0[sl] + 0.5, w[sl]
+        k = len(ww)
+        boxes = np.stack(
+            [np.arange(k, dtype=np.float64), cx - ww / 2, cy - ww / 2, cx + ww / 2, cy + ww / 2], 1
         )
-        r = r.clamp_(0, 255).add_(0.5).to(torch.uint8).numpy()
-        out[dest[a : a + ROI_BATCH]] = r
+        r = roi_align(
+            feat, torch.from_numpy(boxes.astype(np.float32)), output_size=size,
+            sampling_ratio=-1, aligned=True,
+        )  # fmt: skip
+        out[dest[sl]] = r.clamp_(0, 255).add_(0.5).to(torch.uint8).numpy()
 
 
 def _roi_masks(labels, offset, cells: Cells, w: np.ndarray, size: int) -> np.ndarray:
@@ -162,8 +182,8 @@ def extract_views(
     offset: tuple[int, int],
     cells: Cells,
     spec: ViewSpec,
-    morph_out: np.ndarray,
-    micro_out: np.ndarray,
+    morph_out: np.ndarray | None,
+    micro_out: np.ndarray | None,
     dest: np.ndarray,
     check=None,
 ) -> np.ndarray:
@@ -171,26 +191,32 @@ def extract_views(
 
     ``image`` and ``labels`` are region readers (image pixel frame; the labels are
     offset by ``offset`` = (dy, dx)). ``check(region, origin)`` validates the raw
-    pixels. Returns, per cell, whether its morphology mask came out empty.
+    pixels. An output of ``None`` skips that view (nothing of it is read or cut).
+    Returns, per cell, whether its morphology mask came out empty.
     """
     n = len(cells.ids)
     empty = np.zeros(n, dtype=bool)
-    if n == 0:
+    if n == 0 or (morph_out is None and micro_out is None):
         return empty
     se, sm = spec.microenvironment_size, spec.morphology_size
-    if spec.micro_mode == "slide":
-        need_e = _slide_need(cells.micro_uv, se, spec.micro_pq)
-    else:
-        need_e = _roi_need(cells, cells.micro_w)
-    if spec.morph_mode == "slide":
-        need_m = _slide_need(cells.morph_uv, sm, spec.morph_pq)
-    else:
-        need_m = _roi_need(cells, cells.morph_w)
+    needs = []
+    if micro_out is not None:
+        if spec.micro_mode == "slide":
+            need_e = _slide_need(cells.micro_uv, se, spec.micro_pq)
+        else:
+            need_e = _roi_need(cells, cells.micro_w)
+        needs.append(need_e)
+    if morph_out is not None:
+        if spec.morph_mode == "slide":
+            need_m = _slide_need(cells.morph_uv, sm, spec.morph_pq)
+        else:
+            need_m = _roi_need(cells, cells.morph_w)
+        needs.append(need_m)
     h, w = image.shape[-2:]
-    y0 = max(0, min(need_e[0][0], need_m[0][0]))
-    y1 = min(h, max(need_e[0][1], need_m[0][1]))
-    x0 = max(0, min(need_e[1][0], need_m[1][0]))
-    x1 = min(w, max(need_e[1][1], need_m[1][1]))
+    y0 = max(0, min(nd[0][0] for nd in needs))
+    y1 = min(h, max(nd[0][1] for nd in needs))
+    x0 = max(0, min(nd[1][0] for nd in needs))
+    x1 = min(w, max(nd[1][1] for nd in needs))
     raw = image.read(y0, max(y0, y1), x0, max(x0, x1))
     if check is not None:
         check(raw, (y0, x0))
@@ -200,7 +226,9 @@ def extract_views(
     dest_l = dest.tolist()
 
     # --- microenvironment ---------------------------------------------------------------
-    if spec.micro_mode == "slide":
+    if micro_out is None:
+        pass
+    elif spec.micro_mode == "slide":
         ry, rx = need_e
         res = _slide_rescaled(reg, origin, ry, rx)
         vs = (cells.micro_uv[:, 1] - ry[2]).tolist()
@@ -212,7 +240,9 @@ def extract_views(
         _roi_views(reg, origin, cells, cells.micro_w, se, micro_out, dest)
 
     # --- morphology ---------------------------------------------------------------------
-    if spec.morph_mode == "slide":
+    if morph_out is None:
+        pass
+    elif spec.morph_mode == "slide":
         ry, rx = need_m
         res = _slide_rescaled(reg, origin, ry, rx)
         crops = _slide_label_crops(labels, offset, cells.morph_uv, sm, spec.morph_scale)

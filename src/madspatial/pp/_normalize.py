@@ -47,6 +47,7 @@ from .._logging import added, logger
 from .._settings import settings
 from .._version import __version__
 from ._cell_views import NORMALIZE_ATTR
+from ._dask import scheduler, scheduler_threads
 from ._inputs import get_image, scale0
 from ._options import check_int, check_real
 
@@ -260,7 +261,8 @@ def normalize(
     seed
         Seed of the pixel sample (default ``mad.settings.seed``).
     n_jobs
-        Threads for the scan over the image (default ``mad.settings.n_jobs``).
+        Threads for the scan over the image (default ``mad.settings.n_jobs``). With an
+        active ``dask.distributed`` client the blocks run on its workers instead.
     dtype
         ``None`` (the input's class, see above), or ``"float32"``, ``"uint16"``, ``"uint8"``.
     multiscale
@@ -343,10 +345,11 @@ def normalize(
     counts = np.zeros((ho, wo))
     nonfinite = np.zeros(c, dtype=np.int64)
     vals, yy, xx = [], [], []
-    wave = max(2, 2 * n_jobs)
+    # Blocks are dask tasks: an active dask.distributed client spreads them over its workers.
+    sched = scheduler(n_jobs)
+    wave = max(2, 2 * scheduler_threads(sched, n_jobs))
     for a in range(0, len(tasks), wave):
-        sched = {"scheduler": "threads", "num_workers": n_jobs} if n_jobs > 1 else {}
-        for r in dask.compute(*tasks[a : a + wave], **(sched or {"scheduler": "sync"})):
+        for r in dask.compute(*tasks[a : a + wave], **sched):
             sy, sx = r["sums"].shape[1:]
             sums[:, r["oy"] : r["oy"] + sy, r["ox"] : r["ox"] + sx] += r["sums"]
             counts[r["oy"] : r["oy"] + sy, r["ox"] : r["ox"] + sx] += r["counts"]

@@ -177,6 +177,8 @@ def embed(
     data
         A SpatialData or AnnData table with views (``mad.pp.cell_views``), or a
         :class:`~madspatial.io.ViewStore` / path to one (then a new AnnData is returned).
+        Views recorded as ``store="on_the_fly"`` are cut from the SpatialData's image in
+        the data loader, one batch at a time (pass the SpatialData, not its table).
     model
         A :class:`~madspatial.nn.MADModel` or the folder of a saved one; default: the model
         recorded by :func:`madspatial.tl.pretrain` in ``table.uns["mad"]["model"]``.

@@ -132,7 +132,8 @@ def resolve_views(data: Any, *, table_key: str | None = None, views_key: str = U
                 )
             _compute_views(data, key, views_key, view_sizes)
             table = data.tables[key]
-        return read_views(table, key=views_key), table
+        # the SpatialData, not the table: views cut on the fly need its image and labels
+        return read_views(data, table_key=key, key=views_key), data.tables[key]
     if _is_adata(data):
         if views_key not in data.uns:
             raise KeyError(

@@ -125,9 +125,16 @@ class RowSubset:
 
 
 def store_chunk_size(store) -> int:
-    """Rows per compressed chunk of the store (1 when in memory)."""
+    """Rows per compressed chunk of the store (1 when in memory).
+
+    A store cut on the fly names its own (``chunk_rows``): neighbours along its storage
+    order share image chunks, so the sampler keeps them together.
+    """
     if isinstance(store, RowSubset):
         return store_chunk_size(store.parent)
+    rows = getattr(store, "chunk_rows", None)
+    if rows:
+        return int(rows)
     if getattr(store, "path", None) is None:
         return 1
     size = (getattr(store, "attrs", None) or {}).get("chunk_size")
