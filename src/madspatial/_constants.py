@@ -29,6 +29,8 @@ OBS_AREA: Final = "area"
 OBS_TUMOUR_DISTANCE: Final = "tumour_distance"  # synthetic tissue: px to nest edge
 OBS_BORDER: Final = "mad_border"
 OBS_SPLIT: Final = "mad_split"
+#: Value of ``obs[OBS_SPLIT]`` for cells in the band between spatial-block splits (no split).
+SPLIT_GUARD: Final = "guard"
 OBS_LOUVAIN: Final = "mad_louvain"
 OBS_KMEANS: Final = "mad_kmeans"
 OBS_PSEUDOTIME: Final = "mad_pseudotime"
