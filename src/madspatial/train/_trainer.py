@@ -46,7 +46,7 @@ from ._data import (
     store_chunk_size,
 )
 from ._forward import MultiCropForward
-from ._history import History, cross_view_recall, probs_entropies
+from ._history import History, cross_view_recall, probs_entropies, view_diagnostics
 from ._optim import Schedules, build_optimizer
 from ._precision import PRECISIONS, autocast_dtype, resolve_precision
 from ._teacher import ema_update, make_teacher
@@ -81,6 +81,8 @@ class TrainConfig:
     student_temp: float = 0.1
     center_momentum: float = 0.9
     centering: str = "center"
+    view_centers: bool = False
+    alpha_warmup_steps: int = 0
     pixel_stats: str = "data"
     freeze_last_layer_steps: int | None = None
     clip_grad: float | None = 3.0
@@ -120,6 +122,10 @@ class TrainConfig:
             raise ValueError(f"batch_size must be >= 2 (per process), got {self.batch_size}.")
         if self.n_global < 1:
             raise ValueError(f"n_global must be >= 1, got {self.n_global}.")
+        if self.alpha_warmup_steps < 0:
+            raise ValueError(
+                f"alpha_warmup_steps must be >= 0 (0: constant alpha), got {self.alpha_warmup_steps}."
+            )
         if self.pixel_stats not in PIXEL_STATS:
             raise ValueError(
                 f"pixel_stats must be one of {list(PIXEL_STATS)}, got {self.pixel_stats!r}."
@@ -368,6 +374,7 @@ class Trainer:
             student_temp=cfg.student_temp,
             center_momentum=cfg.center_momentum,
             centering=cfg.centering,
+            view_centers=cfg.view_centers,
         ).to(dev)
         augment = self._augment(mconfig)
         scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
@@ -455,8 +462,10 @@ class Trainer:
                     # student with an uncentred, artificially peaked teacher, which makes the
                     # loss start low and rise for reasons unrelated to learning.
                     loss_fn.center.zero_()
-                    loss_fn.update_center([z for v in views for z in t_logits[v]])
+                    loss_fn.update_center(t_logits)
                     loss_fn.center.div_(1 - loss_fn.center_momentum)
+                if cfg.alpha_warmup_steps:  # cross-view terms ramped in from 0
+                    loss_fn.alpha = cfg.alpha * min(1.0, step / cfg.alpha_warmup_steps)
                 loss = loss_fn(s_logits, t_logits, temp)
                 if cfg.koleo_weight:
                     for v in views:
@@ -488,11 +497,11 @@ class Trainer:
                     optimizer.step()
                 m = float(sched.momentum[step])
                 ema_update(teacher_f, student_f, m)
-                t_list = [z for v in views for z in t_logits[v]]
                 ent, batch_ent = probs_entropies(
                     torch.cat([p for v in views for p in loss_fn.last_teacher_probs[v]])
                 )
-                loss_fn.update_center(t_list)
+                view_stats = view_diagnostics(loss_fn, views)
+                loss_fn.update_center(t_logits)
 
                 now = time.perf_counter()
                 cps = cells_per_step / max(now - t_last, 1e-9)
@@ -508,6 +517,8 @@ class Trainer:
                     teacher_entropy=ent,
                     teacher_batch_entropy=batch_ent,
                     cells_per_s=cps,
+                    alpha=loss_fn.alpha,
+                    **view_stats,
                 )
                 done = step + 1
                 if held is not None and (done % plan["eval_every"] == 0 or done == total):
