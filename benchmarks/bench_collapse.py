@@ -349,6 +349,7 @@ def main(argv=None) -> None:
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS))
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--batch-size", type=int, default=BASE["batch_size"])
     ap.add_argument("--out", default="collapse")
     args = ap.parse_args(argv)
     if args.quick:
@@ -366,6 +367,7 @@ def main(argv=None) -> None:
     # (measured 7x slower per step under a load of ~7); --threads 2 on an idle machine
     torch.set_num_threads(args.threads)
     mad.settings.verbosity = "error"
+    BASE["batch_size"] = args.batch_size
     sdata, store = prepare(args.n_cells)
     labels = sdata.tables["table"].obs["cell_type"].astype(str).to_numpy()
     path = RESULTS / f"{args.out}.json"
