@@ -77,6 +77,17 @@ VARIANTS: dict[str, tuple[str, dict, str]] = {
         {"teacher_temp": (0.02, 0.04)},
         "sharper teacher: 0.02 -> 0.04",
     ),
+    "teacher_temp0.01": (
+        "mad",
+        {"teacher_temp": (0.01, 0.02)},
+        "much sharper teacher: 0.01 -> 0.02",
+    ),
+    "sinkhorn": ("mad", {"centering": "sinkhorn"}, "Sinkhorn-Knopp centering per view"),
+    "teacher_temp0.02+view_centers": (
+        "mad",
+        {"teacher_temp": (0.02, 0.04), "view_centers": True},
+        "sharper teacher and one center per view",
+    ),
     "centred_micro_crops": (
         "mad",
         {"augment": {"microenvironment_center_jitter": 0.25}},
