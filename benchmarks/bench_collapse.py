@@ -362,7 +362,30 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=BASE["batch_size"])
     ap.add_argument("--out", default="collapse")
+    ap.add_argument(
+        "--merge",
+        nargs="*",
+        default=None,
+        help="only merge the records of these results stems into --out and re-render",
+    )
+    ap.add_argument("--notes", default=None, help="a markdown file rendered as 'Reading'")
     args = ap.parse_args(argv)
+    if args.merge is not None:
+        path = RESULTS / f"{args.out}.json"
+        state = json.loads(path.read_text())
+        records = state["records"]
+        for stem in args.merge:
+            for r in json.loads((RESULTS / f"{stem}.json").read_text())["records"]:
+                records = [
+                    x for x in records if (x["variant"], x["seed"]) != (r["variant"], r["seed"])
+                ]
+                records.append(r)
+        state["records"] = records
+        if args.notes:
+            state["meta"]["notes"] = Path(args.notes).read_text().splitlines()
+        path.write_text(json.dumps(state, indent=1))
+        (RESULTS / f"{args.out}.md").write_text(render(records, state["meta"]))
+        return None
     if args.quick:
         args.n_cells, args.steps, args.out = 300, 4, "collapse_quick"
     unknown = set(args.variants) - set(VARIANTS)

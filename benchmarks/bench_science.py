@@ -116,6 +116,12 @@ def parse(argv=None):
         help="a bench_collapse.py variant whose options the MAD runs use (default: the paper)",
     )
     ap.add_argument("--also-paper", action="store_true", help="with --recipe: also MAD_paper")
+    ap.add_argument(
+        "--extra",
+        nargs="*",
+        default=[],
+        help="further bench_collapse.py variants trained as MAD_<variant> (e.g. teacher_temp0.01)",
+    )
     ap.add_argument("--block-windows", type=float, default=4.0)
     ap.add_argument("--n-boot", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=1, help="parallel worker processes")
@@ -180,6 +186,8 @@ def jobs_for(args) -> list[tuple]:
             out.append((seed, "MAD_paper", "mad", {}))
         for a in args.alphas:
             out.append((seed, f"MAD_alpha{a:g}", "mad", {**recipe, "alpha": a}))
+        for v in args.extra:
+            out.append((seed, f"MAD_{v}", "mad", dict(bc.VARIANTS[v][1])))
         out.append((seed, "microenvironment", "microenvironment", {}))
         out.append((seed, "morphology", "morphology", {}))
     return out
@@ -410,7 +418,7 @@ def paired(rows: pd.DataFrame, split: str, metric: str, a: str, b: str) -> dict:
 
 
 REP_ORDER = [
-    "MAD", "MAD_paper", "MAD_alpha0.5", "MAD_alpha0.25", "MAD_alpha0", "separate",
+    "MAD", "MAD_paper", "MAD_teacher_temp0.01", "MAD_teacher_temp0.02", "MAD_alpha0.5", "MAD_alpha0.25", "MAD_alpha0", "separate",
     "morphology", "microenvironment", "untrained_data", "untrained_fixed", "pixel_pca",
     "handcrafted",
 ]  # fmt: skip
@@ -422,13 +430,17 @@ def write_report(args, d: Path, results: Path) -> None:
     rows = rows[rows.metric.isin(METRICS)]
     infos = [json.loads(f.read_text()) for f in sorted(d.glob("info_*_seed*.json"))]
     reps = [r for r in REP_ORDER if r in set(rows.rep)]
+    reps += sorted(set(rows.rep) - set(reps))
+    extras = [r for r in reps if r.startswith("MAD_") and not r.startswith("MAD_alpha")]
     summary = summarise(rows)
     results.mkdir(exist_ok=True)
     rows.to_csv(results / f"{args.out}.csv", index=False)
     controls = [c for c in ("untrained_data", "untrained_fixed", "separate", "MAD_alpha0",
                             "handcrafted", "pixel_pca") if c in reps]  # fmt: skip
+    pairs = [("MAD", c) for c in controls]
+    pairs += [(e, c) for e in extras for c in ("MAD", "separate", "untrained_data")]
     claims = pd.DataFrame(
-        [paired(rows, sp, m, "MAD", c) for sp in SPLITS for m in TARGET_METRICS for c in controls]
+        [paired(rows, sp, m, a, c) for sp in SPLITS for m in TARGET_METRICS for a, c in pairs]
     )
     L = ["# Science benchmark: MAD against the controls that decide it", "", "## Setup", ""]
     ct = ", ".join(f"{k} {v}" for k, v in meta["cell_types"].items())
@@ -502,11 +514,11 @@ def write_report(args, d: Path, results: Path) -> None:
                 cells.append(f"**{v}**" if r == best else v)
             L.append(f"| {LABELS[m]} | " + " | ".join(cells) + " |")
     L += ["", "## Claims: MAD minus each control (paired over seeds)", "",
-          "| split | metric | MAD - control | difference [95% t-CI] | seeds MAD ahead | "
+          "| split | metric | comparison | difference [95% t-CI] | seeds ahead | "
           "holds (CI > 0)? |", "|---|---|---|---:|---:|---|"]  # fmt: skip
     for _, c in claims.iterrows():
         L.append(
-            f"| {c['split']} | {LABELS[c['metric']]} | MAD - {c['b']} | "
+            f"| {c['split']} | {LABELS[c['metric']]} | {c['a']} - {c['b']} | "
             f"{fmt(c['diff'], c['lo'], c['hi'], sign=True)} | {c['wins']}/{c['n']} | "
             f"{'yes' if c['holds'] else 'no'} |"
         )
@@ -572,9 +584,24 @@ def verdict(claims: pd.DataFrame, summary: pd.DataFrame, infos: list[dict]) -> l
             f", microenvironment "
             f"{np.mean([i['entropy_microenvironment'] for i in infos if i['name'] == 'microenvironment']):.2f}."
         )
+    for e in sorted({i["name"] for i in infos} - {"MAD", "morphology", "microenvironment"}):
+        runs = [i for i in infos if i["name"] == e]
+        L.append(
+            f"- {e}: `collapsed=True` on {sum(i['collapsed'] for i in runs)}/{len(runs)} seeds, "
+            f"teacher entropy morphology {np.mean([i['entropy_morphology'] for i in runs]):.2f}, "
+            f"microenvironment {np.mean([i['entropy_microenvironment'] for i in runs]):.2f}."
+        )
+    for sp in SPLITS:
+        sub = claims[(claims.split == sp) & (claims.b == "MAD") & (claims.a != "MAD")]
+        for _, r in sub.iterrows():
+            L.append(
+                f"- `{sp}`: {r['a']} - MAD on {LABELS[r['metric']]}: {r['diff']:+.3f} "
+                f"[{r['lo']:+.3f}, {r['hi']:+.3f}]"
+                + (" (better, CI > 0)." if r["holds"] else " (not better).")
+            )
     for sp in SPLITS:
         for ctrl in ("untrained_data", "untrained_fixed", "separate"):
-            sub = claims[(claims.split == sp) & (claims.b == ctrl)]
+            sub = claims[(claims.split == sp) & (claims.b == ctrl) & (claims.a == "MAD")]
             if sub.empty:
                 continue
             ok = sub[sub.holds]
