@@ -278,6 +278,7 @@ def render(records: list[dict], meta: dict) -> str:
     import pandas as pd
 
     df = pd.DataFrame(records)
+    bs = meta.get("batch_size", BASE["batch_size"])
     order = [v for v in [*VARIANTS, "separate (concat)", "untrained"] if v in set(df.variant)]
     cols = [
         ("entropy_morphology", "H morph"),
@@ -296,7 +297,7 @@ def render(records: list[dict], meta: dict) -> str:
         f"Synthetic tissue, {meta['n_cells']} cells ({meta['n_train']} training cells, a seeded "
         f"random 75%; the rest held out and never seen in pretraining), views "
         f"{meta['morph']} / {meta['micro']} px; `vit_pico`, {meta['steps']} steps x "
-        f"{BASE['batch_size']} cells ({meta['steps'] * BASE['batch_size'] / meta['n_train']:.1f}"
+        f"{bs} cells ({meta['steps'] * bs / meta['n_train']:.1f}"
         f" epochs), lr {BASE['lr']}, {BASE['n_local']} local crops, {BASE['n_prototypes']} "
         f"prototypes (head {BASE['head_hidden_dim']}/{BASE['head_bottleneck_dim']}), EMA "
         f"{BASE['momentum'][0]} -> {BASE['momentum'][1]}, precision `auto`. "
@@ -456,6 +457,7 @@ def main(argv=None) -> None:
         "morph": int(store.morphology_size),
         "micro": int(store.microenvironment_size),
         "steps": args.steps,
+        "batch_size": args.batch_size,
         "machine": f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, load "
         f"{[round(x, 2) for x in os.getloadavg()]}",
         "command": "python benchmarks/bench_collapse.py " + " ".join(argv or sys.argv[1:]),
