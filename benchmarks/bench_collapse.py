@@ -1,9 +1,8 @@
 """Why does the MAD-mode teacher stay near uniform when single-view teachers do not?
 
 Short seeded pilots on the synthetic tissue at a CPU budget. Every variant pretrains a
-``vit_pico`` (56 / 112 px views) on the *training* cells only (a random 75%; the store is
-subset before pretraining, so held-out cells are never seen) and is scored on the
-held-out 25%:
+``vit_pico`` (56 / 112 px views) on the *training* cells only (a random 75%, selected with
+``tl.pretrain(cells=)``; held-out cells are never seen) and is scored on the held-out 25%:
 
 - teacher entropy per view (mean of the last 10 steps; ``ln K`` = uniform), its batch
   entropy, the cross-view agreement (share of cells whose two views' teachers pick the
@@ -139,7 +138,7 @@ def resolve(overrides: dict, steps: int) -> dict:
 
 
 def pretrain_embed(store, train_mask, *, mode, seed, steps, overrides=None, workdir=None):
-    """Pretrain on ``store``'s training rows only; embed every row.
+    """Pretrain on ``store``'s training rows only (``tl.pretrain(cells=)``); embed every row.
 
     Returns ``({"": (N, d) concatenated tokens, view: (N, D)}, history, seconds)``.
     """
@@ -151,13 +150,13 @@ def pretrain_embed(store, train_mask, *, mode, seed, steps, overrides=None, work
     n_train = int(train_mask.sum())
     opts.setdefault("n_holdout", min(256, n_train // 8))
     opts.setdefault("eval_every", max(1, steps // 4))
-    sub = store.subset(np.flatnonzero(train_mask))
     t0 = time.perf_counter()
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="mad_bench_") as tmp:
         model = mad.tl.pretrain(
-            sub,
+            store,
+            cells=np.asarray(train_mask, dtype=bool),  # held-out cells are never read
             mode=mode,
             seed=seed,
             max_steps=steps,

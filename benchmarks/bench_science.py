@@ -9,8 +9,8 @@ every embedding below is scored on cells that pretraining never saw, under two s
   microenvironment windows, a guard band of one window removed from the training side,
   so no test cell lies in a training cell's window.
 
-Pretraining uses only the cells that are training cells under *both* splits (the store is
-subset before ``mad.tl.pretrain``), so one pretrained model per seed serves both splits
+Pretraining uses only the cells that are training cells under *both* splits
+(``mad.tl.pretrain(cells=...)``), so one pretrained model per seed serves both splits
 and never saw a test cell of either. Embeddings (same backbone, steps, batch, crops and
 seeds for every learned one):
 
@@ -458,8 +458,8 @@ def write_report(args, d: Path, results: Path) -> None:
         f"{n_test['blocks']} test cells, {s0['blocks']['n_cells'].get('guard', 0)} guard cells "
         f"for seed {args.seeds[0]})",
         f"- pretraining sees only the cells that are training cells under both splits "
-        f"({meta['n_pretrain'][str(args.seeds[0])]} cells for seed {args.seeds[0]}; the view "
-        "store is subset before `mad.tl.pretrain`): no test cell of either split is ever seen",
+        f"({meta['n_pretrain'][str(args.seeds[0])]} cells for seed {args.seeds[0]}, "
+        "`mad.tl.pretrain(cells=...)`): no test cell of either split is ever seen",
         f"- learned embeddings: `vit_pico`, {args.steps} steps x {args.batch_size} cells, lr "
         f"{bc.BASE['lr']}, {bc.BASE['n_local']} local crops, {bc.BASE['n_prototypes']} "
         f"prototypes (head {bc.BASE['head_hidden_dim']}/{bc.BASE['head_bottleneck_dim']}), EMA "

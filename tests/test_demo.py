@@ -110,7 +110,7 @@ def test_models_share_one_budget(quick_demo):
     assert steps == [QUICK_PRESET["steps"]] * 3
     assert [c["mode"] for c in configs] == [m.mode for m in MODELS]
     # same backbone, head and view sizes; only the mode and what follows from it differ
-    own = ("mode", "metadata", "pixel_mean", "pixel_std")
+    own = ("mode", "metadata", "pixel_mean", "pixel_std", "integrity")
     strip = [{k: v for k, v in c.items() if k not in own} for c in configs]
     assert strip[0] == strip[1] == strip[2]
     # each model standardises the views it sees: MAD and the microenvironment model the

@@ -339,5 +339,5 @@ def test_trainer_ramps_alpha_and_logs_per_view_diagnostics(tiny_tissue, tmp_path
                 "teacher_cross_ce"):  # fmt: skip
         assert len(h[key]) == 4 and all(math.isfinite(x) for x in h[key]), key
     assert all(0.0 <= a <= 1.0 for a in h["view_agreement"])
-    with pytest.raises(ValueError, match="alpha_warmup_steps must be >= 0"):
+    with pytest.raises(ValueError, match="alpha_warmup_steps must be an int >= 0"):
         mad.tl.pretrain(store, model="vit_pico", max_steps=1, alpha_warmup_steps=-1)

@@ -6,7 +6,6 @@ import torch
 from madspatial.train._checkpoint import (
     CHECKPOINT_FILE,
     load_checkpoint,
-    run_identity_mismatch,
     save_checkpoint,
 )
 
@@ -43,6 +42,13 @@ def test_corrupt_checkpoint_error_says_what_to_do(tmp_path):
         load_checkpoint(tmp_path)
 
 
-def test_run_identity_mismatch_lists_keys():
-    diffs = run_identity_mismatch({"mode": "mad", "seed": 0}, {"mode": "morphology", "seed": 0})
-    assert diffs == ["mode: checkpoint 'mad' vs now 'morphology'"]
+def test_identity_mismatch_lists_fields():
+    from madspatial.train._identity import IDENTITY_VERSION, identity_mismatch
+
+    a = {"identity_version": IDENTITY_VERSION, "config": {"mode": "mad", "seed": 0}}
+    b = {"identity_version": IDENTITY_VERSION, "config": {"mode": "morphology", "seed": 0}}
+    assert identity_mismatch(a, b) == ["config.mode: checkpoint 'mad' vs now 'morphology'"]
+    a["data"], b["data"] = {"pixels": "ab"}, {"pixels": "cd"}
+    assert identity_mismatch(a, b)[0] == (
+        "config.mode: checkpoint 'mad' vs now 'morphology'"
+    ) and identity_mismatch(a, b)[1].startswith("data.pixels (data fingerprint): checkpoint 'ab'")

@@ -10,6 +10,7 @@ so training and embedding cannot disagree on it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -329,11 +330,17 @@ class MADModel(nn.Module):
     ) -> Path:
         """Write ``config.json``, ``model.safetensors`` and (if set) ``history.json``.
 
+        ``config.json`` records the sha256 of ``model.safetensors`` and of the config's own
+        fields (``integrity``), and the weights file records the config's hash in its
+        metadata, so :meth:`load` detects damaged weights and a config (e.g. its
+        ``pixel_mean``) that no longer belongs to them.
+
         Parameters
         ----------
         directory
             Target folder (created). Files are written to temporaries and renamed, so an
-            interrupted save never leaves a half-written model.
+            interrupted save never leaves a half-written file; they get the permissions
+            of a newly created file (``0o666 & ~umask``).
         state_dict
             Full state dict to save instead of ``self.state_dict()`` (e.g. gathered from an
             FSDP-sharded model on rank 0).
@@ -348,9 +355,26 @@ class MADModel(nn.Module):
         directory.mkdir(parents=True, exist_ok=True)
         sd = self.state_dict() if state_dict is None else state_dict
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in sd.items()}
-        meta = {"format_version": str(MODEL_FORMAT_VERSION), "madspatial": __version__}
-        _atomic(directory / MODEL_WEIGHTS_FILE, lambda p: save_file(tensors, p, metadata=meta))
-        _atomic_text(directory / MODEL_CONFIG_FILE, json.dumps(self.config.to_dict(), indent=2))
+        config = _canonical(self.config.to_dict())
+        config_sha = _config_sha256(config)
+        meta = {
+            "format_version": str(MODEL_FORMAT_VERSION),
+            "madspatial": __version__,
+            INTEGRITY_CONFIG: config_sha,
+        }
+        digest: dict[str, str] = {}
+
+        def write_weights(tmp: str) -> None:
+            save_file(tensors, tmp, metadata=meta)
+            digest["sha"] = _sha256_file(tmp)
+
+        _atomic(directory / MODEL_WEIGHTS_FILE, write_weights)
+        config[INTEGRITY_KEY] = {
+            "weights_file": MODEL_WEIGHTS_FILE,
+            INTEGRITY_WEIGHTS: digest["sha"],
+            INTEGRITY_CONFIG: config_sha,
+        }
+        _atomic_text(directory / MODEL_CONFIG_FILE, json.dumps(config, indent=2))
         if self.history is not None:
             _atomic_text(
                 directory / MODEL_HISTORY_FILE,
@@ -361,6 +385,10 @@ class MADModel(nn.Module):
     @classmethod
     def load(cls, directory: str | Path, *, map_location: str | torch.device = "cpu") -> MADModel:
         """Load a model written by :meth:`save` (safetensors only, no pickle).
+
+        The weights are checked against the sha256 recorded in ``config.json`` and the
+        config against its own recorded hash; a damaged or mismatched file raises
+        :class:`ModelFileError` naming it. A damaged ``history.json`` only warns.
 
         Parameters
         ----------
@@ -377,23 +405,155 @@ class MADModel(nn.Module):
 
         directory = Path(directory)
         cfg_path, w_path = directory / MODEL_CONFIG_FILE, directory / MODEL_WEIGHTS_FILE
-        for p in (cfg_path, w_path):
-            if not p.is_file():
-                raise FileNotFoundError(
-                    f"{p} not found: {directory} is not a saved MADModel "
-                    f"(expected {MODEL_CONFIG_FILE} and {MODEL_WEIGHTS_FILE})."
+        if not directory.is_dir():
+            raise FileNotFoundError(
+                f"model folder {directory} not found, so it is not a saved MADModel; pass the "
+                "folder written by mad.tl.pretrain (or MADModel.save)."
+            )
+        if not cfg_path.is_file():
+            raise FileNotFoundError(
+                f"{cfg_path} not found: {directory} is not a saved MADModel "
+                f"(expected {MODEL_CONFIG_FILE} and {MODEL_WEIGHTS_FILE})."
+            )
+        d = _read_config(cfg_path)
+        if not w_path.is_file():
+            raise FileNotFoundError(
+                f"{w_path} not found: {directory} is not a complete saved MADModel "
+                f"(expected {MODEL_CONFIG_FILE} and {MODEL_WEIGHTS_FILE}). {_FIX}"
+            )
+        integrity = d.pop(INTEGRITY_KEY, None)
+        if d.get("format_version") != MODEL_FORMAT_VERSION:
+            MADConfig.from_dict(d)  # raises the format-version error (before any checksum)
+        if isinstance(integrity, dict):
+            if integrity.get(INTEGRITY_CONFIG) != _config_sha256(d):
+                raise ModelFileError(
+                    cfg_path,
+                    "its fields (e.g. pixel_mean, pixel_std, channel_names) were changed after "
+                    f"the model was saved: they no longer match the checksum saved with "
+                    f"{MODEL_WEIGHTS_FILE}",
                 )
-        config = MADConfig.from_dict(json.loads(cfg_path.read_text()))
+            sha = _sha256_file(w_path)
+            if sha != integrity.get(INTEGRITY_WEIGHTS):
+                raise ModelFileError(
+                    w_path,
+                    f"its sha256 {sha[:16]}... differs from the one recorded in "
+                    f"{MODEL_CONFIG_FILE} ({str(integrity.get(INTEGRITY_WEIGHTS))[:16]}...): the "
+                    "file is damaged or comes from another save",
+                )
+        else:
+            logger.warning(
+                "%s records no checksum of %s (saved by madspatial %s, before checksums): the "
+                "weights cannot be verified; re-save the model to add one.",
+                cfg_path,
+                MODEL_WEIGHTS_FILE,
+                d.get("version", "unknown"),
+            )
+        config = MADConfig.from_dict(d)
         model = cls(config)
-        sd = load_file(str(w_path), device="cpu")
+        try:
+            sd = load_file(str(w_path), device="cpu")
+        except Exception as err:  # SafetensorError, OSError: the path is what the user needs
+            raise ModelFileError(
+                w_path, f"it cannot be read ({type(err).__name__}: {err})"
+            ) from err
+        if isinstance(integrity, dict):
+            saved_cfg = _weights_metadata(w_path).get(INTEGRITY_CONFIG)
+            if saved_cfg is not None and saved_cfg != integrity.get(INTEGRITY_CONFIG):
+                raise ModelFileError(
+                    w_path,
+                    f"it was saved with another {MODEL_CONFIG_FILE} (config sha256 in its "
+                    "metadata differs)",
+                )
         try:
             model.load_state_dict(sd, strict=True)
         except RuntimeError as err:
             raise ValueError(f"weights in {w_path} do not match config.json: {err}") from err
         hist = directory / MODEL_HISTORY_FILE
         if hist.is_file():
-            model.history = json.loads(hist.read_text())
+            try:
+                model.history = json.loads(hist.read_text())
+            except (OSError, ValueError) as err:
+                from ..train._warn import warn_user
+
+                warn_user(
+                    f"{hist} is damaged ({type(err).__name__}: {err}); the model's weights are "
+                    "intact and load without their training history (model.history is None). "
+                    "Re-train with the same options in the same folder to get it back.",
+                    RuntimeWarning,
+                )
         return model.to(map_location).eval()
+
+
+#: ``config.json`` key of the checksum record written by :meth:`MADModel.save`.
+INTEGRITY_KEY = "integrity"
+INTEGRITY_WEIGHTS = "weights_sha256"
+INTEGRITY_CONFIG = "config_sha256"
+
+_FIX = (
+    "Re-save the model (model.save(folder)) if you still have it in memory, re-train it "
+    "(mad.tl.pretrain with the same options resumes from checkpoint.pt when the folder has "
+    "one), or copy / download the folder again."
+)
+
+
+class ModelFileError(ValueError):
+    """A file of a saved model is damaged, truncated or does not belong to the others."""
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        self.path = Path(path)
+        super().__init__(f"{self.path}: {problem}. {_FIX}")
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    """``config.json`` as a dict; clear errors for damaged files and non-MAD folders."""
+    try:
+        d = json.loads(path.read_text())
+    except (UnicodeDecodeError, ValueError) as err:
+        raise ModelFileError(path, f"it is not valid JSON (truncated or damaged: {err})") from err
+    if not isinstance(d, dict):
+        raise ModelFileError(path, f"it holds a JSON {type(d).__name__}, not a model config")
+    kind = d.get("type")
+    if "format_version" not in d:
+        what = f"a {kind!r}" if kind is not None else "something else"
+        hint = (
+            " (a decoder: load it with mad.tl.Decoder.load, or pass it as decoder=)"
+            if isinstance(kind, str) and "decoder" in kind.lower()
+            else ""
+        )
+        keys = sorted(d)[:8]
+        raise ValueError(
+            f"{path.parent} is not a MAD model folder: its {path.name} describes {what}{hint}, "
+            f"with keys {keys}, not a MADModel (format_version, backbone, ...). Pass the "
+            "folder written by mad.tl.pretrain (or MADModel.save)."
+        )
+    return d
+
+
+def _canonical(d: Any) -> Any:
+    return json.loads(json.dumps(d, default=_jsonable))
+
+
+def _config_sha256(d: Mapping[str, Any]) -> str:
+    body = {k: v for k, v in d.items() if k != INTEGRITY_KEY}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def _sha256_file(path: str | Path, block: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(block):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _weights_metadata(path: Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return dict(fh.metadata() or {})
+    except Exception:  # already read once: a failure here is not the weights' fault
+        return {}
 
 
 def _jsonable(x: Any) -> Any:
@@ -406,11 +566,21 @@ def _jsonable(x: Any) -> Any:
     raise TypeError(f"{type(x).__name__} is not JSON serialisable")
 
 
+def file_mode() -> int:
+    """Permissions of a newly created file under the current umask (``0o666 & ~umask``)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _atomic(path: Path, write) -> None:
+    # mkstemp creates 0600 files: chmod to what open() would give, so colleagues sharing
+    # the folder can read the model
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

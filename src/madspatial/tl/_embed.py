@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from .._logging import added, progress
 from .._settings import settings
 from .._version import __version__
 from ..train._precision import resolve_precision
+from ..train._warn import warn_user
 from ._pretrain import resolve_views
 
 _SUFFIX = {
@@ -59,10 +59,9 @@ def check_model_fits(model, store) -> None:
     for view in cfg.views:
         have, want = getattr(store, f"{view}_size"), cfg.view_size(view)
         if int(have) != int(want):
-            warnings.warn(
+            warn_user(
                 f"{view} views are {have}px but the model was trained on {want}px views; "
-                "embeddings of a different scale may not be comparable.",
-                stacklevel=3,
+                "embeddings of a different scale may not be comparable."
             )
 
 
@@ -217,6 +216,7 @@ def embed(
         num_workers=num_workers,
     )  # fmt: skip
     views = mad_model.views
+    _check_finite(feats, store, table, model_path, key_added)
     if table is None:
         ids = np.asarray(store.instance_id)
         target = ad.AnnData(
@@ -264,6 +264,27 @@ def embed(
     if table is None or copy:
         return target
     return None
+
+
+def _check_finite(feats, store, table, model_path, key_added) -> None:
+    """Refuse to write NaN / inf embeddings: they mean damaged weights or views."""
+    for view, x in feats.items():
+        ok = np.isfinite(x).all(axis=1)
+        if ok.all():
+            continue
+        rows = np.flatnonzero(~ok)
+        if table is not None and table.n_obs == len(ok):
+            ids = [str(i) for i in table.obs_names[rows[:5]]]
+        else:
+            ids = [str(i) for i in np.asarray(store.instance_id)[rows[:5]]]
+        where = f"model {model_path}" if model_path else "the model"
+        raise ValueError(
+            f"{len(rows)} of {len(ok)} cells got non-finite (NaN or inf) {view} embeddings "
+            f"from {where}, so nothing was written to .obsm[{key_added!r}]; first rows "
+            f"{rows[:5].tolist()} (cell ids {ids}). The weights or these cells' views are "
+            "damaged: reload the model (MADModel.load verifies its checksum), check the views "
+            "of these cells (mad.pl.cell_views), or re-train."
+        )
 
 
 def _model_id(model) -> str:

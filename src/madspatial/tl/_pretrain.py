@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -120,9 +118,13 @@ def resolve_views(data: Any, *, table_key: str | None = None, views_key: str = U
     )
 
 
-def default_checkpoint_dir(run: dict[str, Any], mode: str, backbone: Any) -> Path:
-    """``./mad_models/<mode>_<backbone>_<hash of the run's options>``."""
-    digest = hashlib.sha1(json.dumps(run, sort_keys=True, default=str).encode()).hexdigest()[:10]
+def default_checkpoint_dir(digest: str, mode: str, backbone: Any) -> Path:
+    """``./mad_models/<mode>_<backbone>_<digest>``; ``digest`` hashes the run's identity.
+
+    The identity (:meth:`madspatial.train.Trainer.identity`) covers every training and
+    model option and a fingerprint of the data, so another dataset or option never lands
+    in (and resumes) this folder.
+    """
     name = backbone if isinstance(backbone, str) else "custom"
     return Path(DEFAULT_MODEL_ROOT) / f"{mode}_{name}_{digest}"
 
@@ -158,6 +160,7 @@ def pretrain(
     num_workers: int = 0,
     table_key: str | None = None,
     views_key: str = UNS_VIEWS,
+    cells: Any = None,
     **train_options: Any,
 ):
     """Pretrain a MAD model: self-distillation of every cell's two views into one ViT.
@@ -213,13 +216,19 @@ def pretrain(
     checkpoint_dir
         Folder for checkpoints and the final model (``config.json``,
         ``model.safetensors``, ``history.json``, ``checkpoint.pt``). Default
-        ``./mad_models/<mode>_<backbone>_<hash of the options>``, so re-running the same
-        call resumes (or returns the finished model) instead of training again.
+        ``./mad_models/<mode>_<backbone>_<hash of the run's identity>``: every training
+        and model option, the starting weights and a fingerprint of the data (a seeded
+        sample of the view pixels, channel names, view sizes, cell count and ids, the
+        ``cells=`` selection). Re-running the same call on the same data resumes (or
+        returns the finished model) instead of training again; other data or options get
+        another folder.
     checkpoint_every
         Steps between checkpoints (default: every epoch, at most every 1000 steps).
     resume
-        Continue from the checkpoint in ``checkpoint_dir`` when there is one (it must come
-        from a run with the same options); ``False`` starts over.
+        Continue from the checkpoint in ``checkpoint_dir`` when there is one. A checkpoint
+        (or saved model) of another run - any option or the data fingerprint differs - is
+        never resumed: it raises an error naming the fields that differ. ``False`` starts
+        over (the folder's checkpoint and model are overwritten).
     seed
         Seed of initialisation, sampling and augmentation (default ``mad.settings.seed``).
         On CPU the same seed gives the same numbers.
@@ -252,6 +261,14 @@ def pretrain(
         Table of a SpatialData (default: the one with views, or the only one).
     views_key
         ``.uns`` key written by ``mad.pp.cell_views``.
+    cells
+        Train on a subset of the table's rows only (e.g. the training split, so that
+        held-out cells are never seen in pretraining): a boolean mask of length
+        ``n_obs``, an array of integer row indices, the name of a boolean ``obs`` column,
+        or ``(obs_column, value)`` / ``(obs_column, [values])``. Only the selected cells'
+        views are read (the store is not loaded); the pixel statistics and the held-out
+        Recall@K cells come from them, and the selection is part of the run's identity
+        (another selection never resumes this run's checkpoint). Default: every cell.
     **train_options
         Further options of :class:`madspatial.train.TrainConfig` (e.g. ``warmup_steps``,
         ``freeze_last_layer_steps``, ``min_lr``, ``weight_decay``, ``n_holdout``,
@@ -272,8 +289,10 @@ def pretrain(
     """
     from ..nn import MADModel
     from ..train import TrainConfig, Trainer
+    from ..train._data import resolve_cells
 
     store, table = resolve_views(data, table_key=table_key, views_key=views_key, compute=True)
+    rows = resolve_cells(cells, len(store), obs=table.obs if table is not None else None)
     init_model = model if isinstance(model, MADModel) else None
     backbone = init_model.config.backbone if init_model is not None else model
     cfg = TrainConfig(
@@ -306,12 +325,10 @@ def pretrain(
         num_workers=num_workers,
         **train_options,
     )
+    trainer = Trainer(store, cfg, model=init_model, cells=rows)
     if checkpoint_dir is None:
-        run = cfg.run_identity(len(store), 1)
-        run["store"] = getattr(store, "path", None) or "memory"
-        checkpoint_dir = default_checkpoint_dir(run, mode, backbone)
+        checkpoint_dir = default_checkpoint_dir(trainer.identity_digest(), mode, backbone)
     cfg.checkpoint_dir = str(checkpoint_dir)
-    trainer = Trainer(store, cfg, model=init_model)
     result = trainer.fit()
     if table is not None:
         record = dict(table.uns.get(UNS_MAD, {}))

@@ -6,10 +6,15 @@ reads it (no arbitrary code runs when a checkpoint is opened). It is first
 written to a temporary file in the same directory, flushed to disk and then
 renamed over the old one with :func:`os.replace`, which is atomic on POSIX and
 Windows: a run killed while saving leaves the previous checkpoint intact.
+
+The state carries a sha256 of its own contents (every tensor's bytes, every number and
+string), checked on load: flipped bytes in tensor data, which ``torch.load`` does not
+notice, raise a clear error instead of resuming from damaged weights.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -19,6 +24,8 @@ import torch
 
 CHECKPOINT_FILE = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
+#: Key of the state's own sha256 (over every other entry).
+CHECKSUM_KEY = "sha256"
 
 
 def checkpoint_path(checkpoint_dir: str | os.PathLike) -> Path:
@@ -31,12 +38,14 @@ def save_checkpoint(state: dict[str, Any], checkpoint_dir: str | os.PathLike) ->
     directory.mkdir(parents=True, exist_ok=True)
     target = checkpoint_path(directory)
     state = {"format": CHECKPOINT_FORMAT, **state}
+    state[CHECKSUM_KEY] = state_checksum(state)
     fd, tmp = tempfile.mkstemp(prefix=f".{CHECKPOINT_FILE}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as fh:
             torch.save(state, fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, _file_mode())  # mkstemp's 0600 -> what the umask gives a new file
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -53,15 +62,60 @@ def load_checkpoint(checkpoint_dir: str | os.PathLike) -> dict[str, Any] | None:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated by a crash of the file system, not by us
         raise RuntimeError(
-            f"could not read the checkpoint {path}: {err}. Delete it (or pass resume=False) "
-            "to start the run from scratch."
+            f"could not read the checkpoint {path} (truncated or damaged: "
+            f"{type(err).__name__}: {err}). Delete it (or pass resume=False) to start the run "
+            "from scratch."
         ) from err
+    if not isinstance(state, dict):
+        raise RuntimeError(
+            f"checkpoint {path} holds a {type(state).__name__}, not a madspatial checkpoint; "
+            "delete it (or pass resume=False, or another checkpoint_dir)."
+        )
+    saved = state.pop(CHECKSUM_KEY, None)
+    if saved is not None and saved != state_checksum(state):
+        raise RuntimeError(
+            f"checkpoint {path} is damaged: its contents no longer match the sha256 recorded "
+            "when it was written (flipped bytes on disk or in transfer). Delete it (or pass "
+            "resume=False) to start the run from scratch, or restore the file from a copy."
+        )
     if state.get("format") != CHECKPOINT_FORMAT:
         raise RuntimeError(
             f"checkpoint {path} has format {state.get('format')!r}, this madspatial writes "
             f"format {CHECKPOINT_FORMAT}; pass resume=False or another checkpoint_dir."
         )
     return state
+
+
+def _file_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def state_checksum(state: Any) -> str:
+    """sha256 over a nested state (dicts, lists, tensors, numbers, strings), order-stable."""
+    h = hashlib.sha256()
+    _feed(h, state)
+    return h.hexdigest()
+
+
+def _feed(h, obj: Any) -> None:
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        h.update(f"T{tuple(t.shape)}{t.dtype}".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy())
+    elif isinstance(obj, dict):
+        h.update(f"D{len(obj)}".encode())
+        for k in sorted(obj, key=lambda k: (type(k).__name__, str(k))):
+            h.update(f"K{type(k).__name__}:{k}".encode())
+            _feed(h, obj[k])
+    elif isinstance(obj, list | tuple):
+        h.update(f"L{len(obj)}".encode())
+        for v in obj:
+            _feed(h, v)
+    else:
+        h.update(f"V{type(obj).__name__}:{obj!r}".encode())
 
 
 def get_rng_state() -> dict[str, Any]:
@@ -76,13 +130,3 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])
-
-
-def run_identity_mismatch(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """Human-readable differences between the run that wrote a checkpoint and this one."""
-    diffs = []
-    for key in sorted(set(saved) | set(current)):
-        a, b = saved.get(key), current.get(key)
-        if a != b:
-            diffs.append(f"{key}: checkpoint {a!r} vs now {b!r}")
-    return diffs

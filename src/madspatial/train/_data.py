@@ -31,8 +31,103 @@ def derive_seed(*parts: int) -> int:
     )
 
 
+class _RowsArray:
+    """Lazy array-like over rows ``rows`` of a parent view array (nothing is read up front)."""
+
+    def __init__(self, parent, rows: np.ndarray) -> None:
+        self._parent = parent
+        self._rows = rows
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self._rows), *tuple(self._parent.shape)[1:])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self._parent.dtype)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, key):
+        rest: tuple = ()
+        if isinstance(key, tuple):
+            key, rest = key[0], key[1:]
+        if isinstance(key, (int, np.integer)):
+            out = np.asarray(self._parent[np.asarray([self._rows[int(key)]])])[0]
+            return out[rest] if rest else out
+        sub = self._rows[key]
+        out = np.asarray(self._parent[sub])
+        return out[(slice(None), *rest)] if rest else out
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[:]
+        return out.astype(dtype) if dtype is not None else out
+
+
+class RowSubset:
+    """The rows ``rows`` of a view store, read lazily from it (``tl.pretrain(cells=...)``).
+
+    Row ``i`` of the subset is row ``rows[i]`` of ``store``; reads go to the parent store
+    (so only the selected cells are ever decoded), and the storage positions are the
+    parent's, so the chunk-aware sampler keeps grouping cells of one zarr chunk.
+    """
+
+    def __init__(self, store, rows: np.ndarray) -> None:
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        self.parent = store
+        self.rows = rows
+        self.path = getattr(store, "path", None)
+        self.attrs = dict(getattr(store, "attrs", {}) or {}, n_cells=len(rows))
+        self.instance_id = np.asarray(store.instance_id)[rows]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def morphology(self):
+        return _RowsArray(self.parent.morphology, self.rows)
+
+    @property
+    def microenvironment(self):
+        return _RowsArray(self.parent.microenvironment, self.rows)
+
+    def batch(self, idx) -> tuple[np.ndarray, np.ndarray]:
+        idx = np.asarray(idx, dtype=np.int64).reshape(-1)
+        return self.parent.batch(self.rows[idx])
+
+    def storage_positions(self) -> np.ndarray:
+        """Storage position (in the parent store) of every subset row."""
+        return storage_positions(self.parent)[self.rows]
+
+    @property
+    def channel_names(self) -> list[str]:
+        return list(self.parent.channel_names)
+
+    @property
+    def n_channels(self) -> int:
+        return int(self.parent.n_channels)
+
+    @property
+    def morphology_size(self) -> int:
+        return int(self.parent.morphology_size)
+
+    @property
+    def microenvironment_size(self) -> int:
+        return int(self.parent.microenvironment_size)
+
+    def __repr__(self) -> str:
+        return f"RowSubset({len(self)} of {len(self.parent)} cells of {self.parent!r})"
+
+
 def store_chunk_size(store) -> int:
     """Rows per compressed chunk of the store (1 when in memory)."""
+    if isinstance(store, RowSubset):
+        return store_chunk_size(store.parent)
     if getattr(store, "path", None) is None:
         return 1
     size = (getattr(store, "attrs", None) or {}).get("chunk_size")
@@ -48,6 +143,8 @@ def store_chunk_size(store) -> int:
 
 def storage_positions(store) -> np.ndarray:
     """Storage position of every table row (rows of one zarr chunk share ``pos // chunk``)."""
+    if isinstance(store, RowSubset):
+        return store.storage_positions()
     order = getattr(store, "storage_order", None)
     n = len(store)
     if order is None:
@@ -353,3 +450,99 @@ def prefetch_iter(iterable, depth: int = 2):
                 q.get_nowait()
             except queue.Empty:
                 t.join(timeout=0.05)
+
+
+def resolve_cells(cells, n: int, obs=None) -> np.ndarray | None:
+    """Sorted table rows selected by ``cells`` (``tl.pretrain(cells=...)``); ``None``: all.
+
+    ``cells`` is a boolean mask of length ``n``, an array of integer row indices, the
+    name of a boolean ``obs`` column, or ``(obs_column, value)`` / ``(obs_column,
+    [values])`` (rows whose column equals the value or one of the values).
+    """
+    if cells is None:
+        return None
+    hint = (
+        "cells= takes a boolean mask of the table's rows, integer row indices, the name of a "
+        "boolean obs column, or (obs_column, value_or_values)"
+    )
+    if isinstance(cells, str) or (
+        isinstance(cells, tuple) and len(cells) == 2 and isinstance(cells[0], str)
+    ):
+        column, values = (cells, None) if isinstance(cells, str) else cells
+        if obs is None:
+            raise ValueError(
+                f"cells={cells!r} names an obs column, but the data has no table (a view store "
+                "or its path was given); pass a boolean mask or row indices instead, or pass "
+                "the AnnData / SpatialData."
+            )
+        if column not in obs.columns:
+            cols = list(obs.columns)
+            raise KeyError(
+                f"cells: no obs column {column!r}; the table's obs columns are "
+                f"{cols[:20]}{' ...' if len(cols) > 20 else ''}."
+            )
+        col = obs[column]
+        if values is None:
+            if col.dtype != bool:
+                raise TypeError(
+                    f"cells={column!r}: obs column {column!r} has dtype {col.dtype}, not bool; "
+                    f"pass ({column!r}, value) to select the rows where it equals a value."
+                )
+            mask = col.to_numpy(dtype=bool)
+            what = f"obs[{column!r}] is True"
+        else:
+            wanted = (
+                list(values) if isinstance(values, list | tuple | set | np.ndarray) else [values]
+            )
+            mask = col.isin(wanted).to_numpy(dtype=bool)
+            what = f"obs[{column!r}] in {wanted!r}"
+            if not mask.any():
+                present = list(col.astype("category").cat.categories[:20])
+                raise ValueError(
+                    f"cells={cells!r} selects no cells: no row has {what}; the column's values "
+                    f"include {present}."
+                )
+    else:
+        arr = np.asarray(cells)
+        if hasattr(cells, "to_numpy"):  # pandas Series / Index: use the values, not the index
+            arr = np.asarray(cells.to_numpy())
+        if arr.ndim != 1:
+            raise ValueError(f"{hint}; got an array of shape {arr.shape}.")
+        if arr.dtype == bool:
+            if len(arr) != n:
+                raise ValueError(
+                    f"cells is a boolean mask of length {len(arr)}, but the table has {n} rows; "
+                    "the mask needs one entry per row, in the table's row order."
+                )
+            mask = arr
+            what = "the mask"
+        elif arr.size == 0 or np.issubdtype(arr.dtype, np.integer):
+            rows = arr.astype(np.int64)
+            if rows.size and (rows.min() < 0 or rows.max() >= n):
+                bad = rows[(rows < 0) | (rows >= n)][:5].tolist()
+                raise IndexError(
+                    f"cells: row indices must be in 0..{n - 1} (the table has {n} rows); got {bad}."
+                )
+            uniq = np.unique(rows)
+            if len(uniq) != len(rows):
+                raise ValueError(
+                    f"cells: {len(rows) - len(uniq)} row indices are repeated; every cell can "
+                    "be selected once (pass np.unique(cells))."
+                )
+            mask = np.zeros(n, dtype=bool)
+            mask[uniq] = True
+            what = "the row indices"
+        else:
+            raise TypeError(f"{hint}; got an array of dtype {arr.dtype}.")
+    if not mask.any():
+        raise ValueError(f"cells selects no cells ({what} selects 0 of {n} rows).")
+    return np.flatnonzero(mask).astype(np.int64)
+
+
+def rows_digest(rows: np.ndarray | None) -> str | None:
+    """A short stable hash of selected rows (``None``: every row)."""
+    if rows is None:
+        return None
+    import hashlib
+
+    return hashlib.sha256(np.asarray(rows, dtype="<i8").tobytes()).hexdigest()[:16]

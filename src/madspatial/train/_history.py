@@ -95,6 +95,15 @@ def view_diagnostics(loss_fn, views: tuple[str, ...]) -> dict[str, float]:
     return out
 
 
+def format_rate(rate: float) -> str:
+    """A throughput for the progress bar: 2 significant digits below 100 (``0.42``, ``3.1``)."""
+    if not math.isfinite(rate):
+        return "?"
+    if rate >= 100:
+        return f"{rate:.0f}"
+    return f"{rate:.2g}"
+
+
 class History:
     """Per-step and per-evaluation records of a training run, JSON-serialisable."""
 
@@ -191,7 +200,8 @@ class History:
             if chance < 0.5 and r5 <= 2 * chance:
                 d["weak_signal"] = True
                 messages.append(
-                    f"weak signal: held-out Recall@5 {r5:.3f} is at most twice chance "
-                    f"({chance:.3f}); train longer or check the views"
+                    f"weak signal: held-out Recall@5 {r5:.3f} is at most twice chance (chance "
+                    f"5/{d['n_holdout']} held-out cells = {chance:.3f}, twice chance "
+                    f"{2 * chance:.3f}); train longer or check the views"
                 )
         return messages

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,19 +36,40 @@ from . import _checkpoint as ckpt
 from . import _distributed as D
 from ._data import (
     ChunkBatchSampler,
+    RowSubset,
     derive_seed,
     iterate_batches,
     make_loader,
     pixel_statistics,
     read_batch,
+    resolve_cells,
     storage_positions,
     store_chunk_size,
 )
+from ._distributed import STRATEGIES
 from ._forward import MultiCropForward
-from ._history import History, cross_view_recall, probs_entropies, view_diagnostics
+from ._history import (
+    History,
+    cross_view_recall,
+    format_rate,
+    probs_entropies,
+    view_diagnostics,
+)
+from ._identity import (
+    IDENTITY_VERSION,
+    RunMismatchError,
+    config_identity,
+    data_fingerprint,
+    file_sha256,
+    identity_digest,
+    identity_mismatch,
+    model_identity,
+    state_dict_digest,
+)
 from ._optim import Schedules, build_optimizer
 from ._precision import PRECISIONS, autocast_dtype, resolve_precision
 from ._teacher import ema_update, make_teacher
+from ._warn import warn_user
 
 #: ``TrainConfig.pixel_stats``: standardise inputs with the data's channel statistics or
 #: with MADConfig's fixed 0.5 / 0.25.
@@ -114,18 +134,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}.")
-        if self.epochs < 1 and not self.max_steps:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}.")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}.")
-        if self.batch_size < 2:
-            raise ValueError(f"batch_size must be >= 2 (per process), got {self.batch_size}.")
-        if self.n_global < 1:
-            raise ValueError(f"n_global must be >= 1, got {self.n_global}.")
-        if self.alpha_warmup_steps < 0:
-            raise ValueError(
-                f"alpha_warmup_steps must be >= 0 (0: constant alpha), got {self.alpha_warmup_steps}."
-            )
+        self._validate()
+        _int("alpha_warmup_steps", self.alpha_warmup_steps, 0, "0 keeps alpha constant")
+        if not isinstance(self.view_centers, bool):
+            raise TypeError(f"view_centers must be True or False; got {_show(self.view_centers)}.")
         if self.pixel_stats not in PIXEL_STATS:
             raise ValueError(
                 f"pixel_stats must be one of {list(PIXEL_STATS)}, got {self.pixel_stats!r}."
@@ -138,18 +150,141 @@ class TrainConfig:
         self.momentum = tuple(self.momentum)
         self.teacher_temp = tuple(self.teacher_temp)
 
-    def run_identity(self, n_cells: int, world_size: int) -> dict[str, Any]:
-        """What must match for a checkpoint to be resumed by this run."""
-        keys = (
-            "mode backbone alpha epochs max_steps batch_size lr base_lr min_lr warmup_steps "
-            "weight_decay momentum teacher_temp teacher_temp_warmup_steps student_temp "
-            "freeze_last_layer_steps n_prototypes head_layers head_hidden_dim "
-            "head_bottleneck_dim n_global n_local seed n_holdout koleo_weight centering pixel_stats"
-        ).split()
-        d = {k: getattr(self, k) for k in keys}
-        d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
-        d.update(n_cells=int(n_cells), world_size=int(world_size))
-        return d
+    def _validate(self) -> None:
+        """Refuse impossible options, naming the option, the value, the rule and a fix."""
+        mode_views(self.mode)
+        if self.strategy not in STRATEGIES:
+            raise ValueError(
+                f"strategy must be one of {list(STRATEGIES)}; got {_show(self.strategy)}."
+            )
+        _int("epochs", self.epochs, 0 if self.max_steps else 1, "e.g. 10")
+        _int("max_steps", self.max_steps, 1, "e.g. 1000, or None to train for epochs=", True)
+        _int("batch_size", self.batch_size, 2, "e.g. 64 cells per process")
+        _int("n_global", self.n_global, 1, "DINO uses 2")
+        _int("n_local", self.n_local, 0, "e.g. 4, or 0 for no local crops")
+        _int("n_prototypes", self.n_prototypes, 1, "e.g. 65536, or 1024 for small data")
+        _int("head_layers", self.head_layers, 1, "DINO uses 3")
+        _int("head_hidden_dim", self.head_hidden_dim, 1, "e.g. 2048")
+        _int("head_bottleneck_dim", self.head_bottleneck_dim, 1, "e.g. 256")
+        _int("seed", self.seed, None, "e.g. 0")
+        for name in ("warmup_steps", "teacher_temp_warmup_steps", "freeze_last_layer_steps"):
+            _int(name, getattr(self, name), 0, "or None for the default share of the run", True)
+        _int("checkpoint_every", self.checkpoint_every, 1, "steps, or None: every epoch", True)
+        _int("eval_every", self.eval_every, 1, "steps, or None: 20 evaluations a run", True)
+        _int("n_holdout", self.n_holdout, 0, "e.g. 256, or 0 for no Recall@K", True)
+        _int("num_workers", self.num_workers, 0, "0 reads in a background thread")
+        _num("lr", self.lr, "> 0", lambda v: v > 0, "e.g. 5e-4, or None for the DINO rule", True)
+        _num("base_lr", self.base_lr, "> 0", lambda v: v > 0, "DINO uses 5e-4")
+        _num("min_lr", self.min_lr, ">= 0", lambda v: v >= 0, "e.g. 1e-6")
+        _num(
+            "alpha",
+            self.alpha,
+            ">= 0",
+            lambda v: v >= 0,
+            "the paper uses 1; 0 drops the cross-view terms",
+        )
+        _num("student_temp", self.student_temp, "> 0", lambda v: v > 0, "DINO uses 0.1")
+        _num(
+            "center_momentum", self.center_momentum, "in [0, 1)", lambda v: 0 <= v < 1,
+            "DINO uses 0.9",
+        )  # fmt: skip
+        _num("clip_grad", self.clip_grad, ">= 0", lambda v: v >= 0, "3.0; 0 or None: off", True)
+        _num("koleo_weight", self.koleo_weight, ">= 0", lambda v: v >= 0, "DINOv2 uses 0.1")
+        _num(
+            "drop_path_rate", self.drop_path_rate, "in [0, 1)", lambda v: 0 <= v < 1,
+            "e.g. 0.1",
+        )  # fmt: skip
+        _pair("momentum", self.momentum, "in [0, 1]", lambda v: 0 <= v <= 1, "(0.992, 1.0)")
+        _pair("teacher_temp", self.teacher_temp, "> 0", lambda v: v > 0, "(0.04, 0.07)")
+        _pair("weight_decay", self.weight_decay, ">= 0", lambda v: v >= 0, "(0.04, 0.4)")
+        for name in ("local_morphology_size", "local_microenvironment_size"):
+            v = getattr(self, name)
+            if v is not None and (not _is_int(v) or v < PATCH_SIZE or v % PATCH_SIZE):
+                raise ValueError(
+                    f"{name} must be a positive int multiple of {PATCH_SIZE} (e.g. 28), or None "
+                    f"for ~0.44 x the view; got {_show(v)}."
+                )
+        if not isinstance(self.augment, dict):
+            raise TypeError(
+                "augment must be a dict of MultiCropAugment options (e.g. {'jitter': 0.1}); "
+                f"got {_show(self.augment)}."
+            )
+
+    def identity_fields(self) -> dict[str, Any]:
+        """Every field that changes the run's numbers (all but :data:`NOT_IDENTITY`)."""
+        return config_identity(self)
+
+
+def holdout_size(n: int, wanted: int | None, batch_size: int, world_size: int,
+                 log: bool = True) -> int:  # fmt: skip
+    """Cells held out for Recall@K: ``wanted`` (default ``min(256, max(16, n // 10))``),
+    lowered so that one global batch of training cells remains; a lowered or empty
+    hold-out is logged at WARNING with the reason (never silently)."""
+    default = wanted is None
+    want = min(256, max(16, n // 10)) if default else int(wanted)
+    room = n - batch_size * world_size  # cells left after one global batch of training
+    got = max(0, min(want, room))
+    if log and got < want:
+        batch = f"batch_size={batch_size}" + (
+            f" x {world_size} processes" if world_size > 1 else ""
+        )
+        if got == 0:
+            logger.warning(
+                "no held-out cells, so no Recall@K will be computed: the %d training cells are "
+                "all needed to fill one batch (%s). Lower batch_size to at most %d to hold out "
+                "%d cells for Recall@K.",
+                n,
+                batch,
+                max(2, (n - want) // world_size),
+                want,
+            )
+        else:
+            logger.warning(
+                "holding out %d cells for Recall@K instead of %d%s: %d cells and %s leave room "
+                "for no more (Recall@K on few cells is noisy; lower batch_size to keep more).",
+                got,
+                want,
+                " (the default)" if default else f" (n_holdout={wanted})",
+                n,
+                batch,
+            )
+    return got
+
+
+def _show(v: Any) -> str:
+    return f"{v!r} ({type(v).__name__})"
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int | np.integer) and not isinstance(v, bool)
+
+
+def _int(name: str, v: Any, low: int | None, fix: str, optional: bool = False) -> None:
+    if v is None and optional:
+        return
+    if not _is_int(v) or (low is not None and v < low):
+        rule = "an int" if low is None else f"an int >= {low}"
+        raise ValueError(f"{name} must be {rule} ({fix}); got {_show(v)}.")
+
+
+def _num(name: str, v: Any, rule: str, ok, fix: str, optional: bool = False) -> None:
+    if v is None and optional:
+        return
+    good = isinstance(v, int | float | np.number) and not isinstance(v, bool)
+    if not good or not math.isfinite(float(v)) or not ok(float(v)):
+        raise ValueError(f"{name} must be a number {rule} ({fix}); got {_show(v)}.")
+
+
+def _pair(name: str, v: Any, rule: str, ok, fix: str) -> None:
+    vals = tuple(v) if isinstance(v, list | tuple) else ()
+    good = len(vals) == 2 and all(
+        isinstance(x, int | float | np.number) and not isinstance(x, bool) and math.isfinite(x)
+        for x in vals
+    )
+    if not good or not all(ok(float(x)) for x in vals):
+        raise ValueError(
+            f"{name} must be a pair (start, end) of numbers {rule} (e.g. {fix}); got {_show(v)}."
+        )
 
 
 def _local_size(size: int) -> int:
@@ -170,6 +305,10 @@ class Trainer:
         Start from this model's weights (and architecture) instead of a fresh one.
     callback
         ``callback(step, trainer)`` after every completed step (e.g. to stop early).
+    cells
+        Train on these store rows only (a boolean mask or integer row indices; see
+        :func:`madspatial.tl.pretrain`): only they are read, and the pixel statistics and
+        the held-out Recall@K cells come from them.
     """
 
     def __init__(
@@ -179,16 +318,71 @@ class Trainer:
         *,
         model=None,
         callback: Callable[[int, Trainer], None] | None = None,
+        cells=None,
     ) -> None:
-        self.store = store
+        self.cells = resolve_cells(cells, len(store))
+        self.full_store = store
+        self.store = store if self.cells is None else RowSubset(store, self.cells)
         self.cfg = config
         self.init_model = model
         self.callback = callback
         self.history: History | None = None
         self.model_dir: Path | None = None
         self.precision = config.precision  # resolved ("auto" -> bf16/fp32) in fit()
+        self._mconfig = None
+        self._inputs_id: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ identity
+    def identity(self, world_size: int | None = None) -> dict[str, Any]:
+        """What must match for a checkpoint (or finished model) to be this run's.
+
+        Every TrainConfig field but :data:`~madspatial.train._identity.NOT_IDENTITY`, the
+        model's config (pixel statistics included), the starting weights and a fingerprint
+        of the data (see :mod:`madspatial.train._identity`). ``world_size`` defaults to
+        ``WORLD_SIZE`` of the environment (``torchrun``), else 1.
+        """
+        import os
+
+        cfg = self.cfg
+        if world_size is None:
+            world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        mconfig = self.model_config()
+        if self._inputs_id is None:  # reading and hashing the inputs once is enough
+            weights = cfg.weights
+            self._inputs_id = {
+                "weights_file": (
+                    file_sha256(weights)
+                    if weights is not None and Path(weights).is_file()
+                    else None
+                ),
+                "init_model": (
+                    state_dict_digest(self.init_model.state_dict())
+                    if self.init_model is not None
+                    else None
+                ),
+                "data": data_fingerprint(self.store, mconfig.views, self.cells),
+            }
+        return {
+            "identity_version": IDENTITY_VERSION,
+            "config": config_identity(cfg),
+            "model": model_identity(mconfig),
+            **self._inputs_id,
+            "world_size": int(world_size),
+        }
+
+    def identity_digest(self, world_size: int | None = None) -> str:
+        """Short hash of :meth:`identity` (names the default checkpoint folder)."""
+        return identity_digest(self.identity(world_size))
 
     # ------------------------------------------------------------------ set-up
+    def model_config(self):
+        """The :class:`~madspatial.nn.MADConfig` of the model this run trains (computed once)."""
+        if self._mconfig is None:
+            if len(self.store) == 0:
+                raise ValueError("the view store holds no cells; run mad.pp.cell_views first.")
+            self._mconfig = self._model_config()
+        return self._mconfig
+
     def _model_config(self):
         from ..nn import MADConfig
 
@@ -231,10 +425,9 @@ class Trainer:
                 "with the model's channels or train a new model."
             )
         if list(store.channel_names) != list(mconfig.channel_names):
-            warnings.warn(
+            warn_user(
                 f"channel names differ: model {mconfig.channel_names}, views "
-                f"{list(store.channel_names)}; assuming the same channel order.",
-                stacklevel=3,
+                f"{list(store.channel_names)}; assuming the same channel order."
             )
         for view, size in (
             (VIEW_MORPHOLOGY, store.morphology_size),
@@ -310,7 +503,7 @@ class Trainer:
         cfg, store = self.cfg, self.store
         dev = torch.device(info.device)
         strategy = D.resolve_strategy(cfg.strategy, info)
-        mconfig = self._model_config()
+        mconfig = self.model_config()
         self._check_store(mconfig)
         views = mconfig.views
         precision = resolve_precision(cfg.precision, dev)
@@ -319,9 +512,7 @@ class Trainer:
 
         # --- data: held-out cells for Recall@K, the rest for training -----------------
         n = len(store)
-        n_holdout = cfg.n_holdout if cfg.n_holdout is not None else min(256, max(16, n // 10))
-        if n_holdout >= n - cfg.batch_size * info.world_size:
-            n_holdout = max(0, min(n_holdout, n - cfg.batch_size * info.world_size))
+        n_holdout = holdout_size(n, cfg.n_holdout, cfg.batch_size, info.world_size, info.is_main)
         rng = np.random.default_rng(derive_seed(cfg.seed, 0xE7A1))
         holdout = np.sort(rng.choice(n, size=n_holdout, replace=False)) if n_holdout else None
         train_idx = np.setdiff1d(np.arange(n), holdout) if n_holdout else np.arange(n)
@@ -385,22 +576,19 @@ class Trainer:
         )
         history = History(mconfig.n_prototypes, n_holdout, recall_views)
         self.history = history
-        run_id = cfg.run_identity(n, info.world_size)
+        run_id = self.identity(info.world_size)
 
         # --- resume ----------------------------------------------------------------
         ckpt_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
         start = 0
         if ckpt_dir is not None and cfg.resume:
             state = ckpt.load_checkpoint(ckpt_dir)
+            if state is None:
+                _check_model_folder(ckpt_dir, run_id)
             if state is not None:
-                diffs = ckpt.run_identity_mismatch(state["run"], run_id)
+                diffs = identity_mismatch(state.get("run"), run_id)
                 if diffs:
-                    raise ValueError(
-                        f"the checkpoint in {ckpt_dir} belongs to a different run ("
-                        + "; ".join(diffs)
-                        + "). Pass resume=False to start over (the checkpoint is overwritten) "
-                        "or choose another checkpoint_dir."
-                    )
+                    raise RunMismatchError(ckpt_dir / ckpt.CHECKPOINT_FILE, diffs)
                 self._load_state(state, student_f, teacher_f, optimizer, loss_fn)
                 history = History.from_dict(state["history"])
                 self.history = history
@@ -537,7 +725,7 @@ class Trainer:
                         info,
                     )
                 bar.update(1)
-                bar.set_postfix(loss=f"{float(stats[0]):.4f}", cells_s=f"{cps:.0f}")
+                bar.set_postfix(loss=f"{float(stats[0]):.4f}", cells_s=format_rate(cps))
                 if self.callback is not None:
                     self.callback(done, self)
         finally:
@@ -546,7 +734,7 @@ class Trainer:
         # --- finish: teacher weights into a plain MADModel, saved on rank 0 -------------
         for msg in history.check_collapse():
             if info.is_main:
-                warnings.warn(f"MAD pretraining: {msg}", RuntimeWarning, stacklevel=3)
+                warn_user(f"MAD pretraining: {msg}", RuntimeWarning)
         model = self._export_teacher(teacher_f, mconfig, history, run_id, plan, lr, strategy)
         if ckpt_dir is not None:
             if info.is_main:
@@ -702,12 +890,46 @@ class Trainer:
         config = MADConfig.from_dict(mconfig.to_dict())
         config.metadata = dict(
             config.metadata,
-            training={**run_id, **plan, "lr": lr, "precision": self.precision},
+            training={
+                **run_id["config"],
+                "n_cells": run_id["data"]["n_cells"],
+                "world_size": run_id["world_size"],
+                **plan,
+                "lr": lr,
+                "precision": self.precision,
+                "identity_digest": identity_digest(run_id),
+                "identity": run_id,
+            },
         )
         model = MADModel(config)
         model.load_state_dict(sd)
         model.history = history.to_dict()
         return model.eval()
+
+
+def _check_model_folder(ckpt_dir: Path, run_id: dict[str, Any]) -> None:
+    """Refuse to overwrite (or stand for) a saved model of another run in ``ckpt_dir``."""
+    import json
+
+    from .._constants import MODEL_CONFIG_FILE
+
+    path = ckpt_dir / MODEL_CONFIG_FILE
+    if not path.is_file():
+        return
+    try:
+        saved = json.loads(path.read_text())
+        training = saved.get("metadata", {}).get("training", {})
+    except (OSError, ValueError, AttributeError):
+        training = None
+    if not isinstance(training, dict) or "identity" not in training:
+        raise RunMismatchError(
+            path,
+            ["the folder holds a model without a recorded training identity (not written by "
+             "this run, or damaged)"],
+        )  # fmt: skip
+    diffs = identity_mismatch(training["identity"], run_id)
+    if diffs:
+        raise RunMismatchError(path, diffs)
 
 
 def _store_attrs(store) -> dict[str, Any]:
