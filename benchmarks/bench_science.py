@@ -636,7 +636,7 @@ def verdict(claims: pd.DataFrame, summary: pd.DataFrame, infos: list[dict]) -> l
 
 
 # --------------------------------------------------------------------------- orchestration
-def spawn(args, stage: str, n: int) -> None:
+def spawn(args, stage: str, n: int, *, wait: bool = True):
     """Run ``stage`` in ``n`` worker processes (one torch thread each by default)."""
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MADSPATIAL_NO_PROGRESS="1")
     base = [sys.executable, __file__, *sys.argv[1:]]
@@ -644,6 +644,13 @@ def spawn(args, stage: str, n: int) -> None:
     procs = [
         subprocess.Popen([*base, "--stage", stage, "--worker", str(i)], env=env) for i in range(n)
     ]
+    if not wait:
+        return procs
+    finish(stage, procs)
+    return None
+
+
+def finish(stage: str, procs) -> None:
     codes = [p.wait() for p in procs]
     if any(codes):
         raise SystemExit(f"stage {stage}: worker exit codes {codes}")
@@ -679,12 +686,14 @@ def main(argv=None) -> None:
         spawn(args, "train", args.jobs)
         timings["pretraining_wall_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
+        cosmx = None
+        if not args.skip_cosmx and not (d / "cosmx_scores.csv").exists():
+            cosmx = spawn(args, "cosmx", 1, wait=False)  # alongside the scoring workers
         spawn(args, "score", args.jobs)
         timings["scoring_wall_s"] = time.perf_counter() - t0
-        if not args.skip_cosmx and not (d / "cosmx_scores.csv").exists():
-            t0 = time.perf_counter()
-            spawn(args, "cosmx", 1)
-            timings["cosmx_wall_s"] = time.perf_counter() - t0
+        if cosmx is not None:
+            finish("cosmx", cosmx)
+            timings["scoring_and_cosmx_wall_s"] = time.perf_counter() - t0
         meta = {
             "n_cells": args.n_cells,
             "n_genes": int(table.n_vars),
