@@ -122,6 +122,14 @@ def parse(argv=None):
         default=[],
         help="further bench_collapse.py variants trained as MAD_<variant> (e.g. teacher_temp0.01)",
     )
+    ap.add_argument(
+        "--sweep-seeds",
+        type=int,
+        nargs="*",
+        default=None,
+        help="seeds of the alpha != 0 sweep and the --extra recipes (default: all seeds)",
+    )
+    ap.add_argument("--decoder-epochs", type=int, default=60)
     ap.add_argument("--block-windows", type=float, default=4.0)
     ap.add_argument("--n-boot", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=1, help="parallel worker processes")
@@ -132,6 +140,9 @@ def parse(argv=None):
     ap.add_argument("--workdir", default="/tmp/mad_bench_science")
     ap.add_argument("--out", default=None)
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument(
+        "--skip-train", action="store_true", help="score the embeddings already in --workdir"
+    )
     # internal: one worker's share of the jobs
     ap.add_argument("--worker", type=int, default=None)
     ap.add_argument("--stage", default=None, choices=["train", "score", "cosmx"])
@@ -177,20 +188,31 @@ def recipe_overrides(args) -> dict:
 
 
 def jobs_for(args) -> list[tuple]:
-    """(seed, name, mode, overrides) of every pretraining run, costliest first."""
+    """(seed, name, mode, overrides) of every pretraining run, in priority order.
+
+    First what every claim needs on every seed (MAD, the two single-view models of
+    ``separate``, alpha 0), then the alpha sweep and the extra recipes on
+    ``--sweep-seeds`` (default: every seed).
+    """
     recipe = recipe_overrides(args)
-    out = []
+    sweep = args.seeds if args.sweep_seeds is None else args.sweep_seeds
+    core, rest = [], []
     for seed in args.seeds:
-        out.append((seed, "MAD", "mad", dict(recipe)))
+        core.append((seed, "MAD", "mad", dict(recipe)))
+        core.append((seed, "microenvironment", "microenvironment", {}))
+        core.append((seed, "morphology", "morphology", {}))
         if args.recipe != "paper" and args.also_paper:
-            out.append((seed, "MAD_paper", "mad", {}))
+            core.append((seed, "MAD_paper", "mad", {}))
+    for seed in args.seeds:
+        if 0.0 in args.alphas:
+            core.append((seed, "MAD_alpha0", "mad", {**recipe, "alpha": 0.0}))
+    for seed in sweep:
         for a in args.alphas:
-            out.append((seed, f"MAD_alpha{a:g}", "mad", {**recipe, "alpha": a}))
+            if a != 0.0:
+                rest.append((seed, f"MAD_alpha{a:g}", "mad", {**recipe, "alpha": a}))
         for v in args.extra:
-            out.append((seed, f"MAD_{v}", "mad", dict(bc.VARIANTS[v][1])))
-        out.append((seed, "microenvironment", "microenvironment", {}))
-        out.append((seed, "morphology", "morphology", {}))
-    return out
+            rest.append((seed, f"MAD_{v}", "mad", dict(bc.VARIANTS[v][1])))
+    return core + rest
 
 
 def cost(job) -> float:
@@ -198,9 +220,9 @@ def cost(job) -> float:
 
 
 def assign(jobs, n: int) -> list[list]:
-    """Greedy longest-first assignment of jobs to ``n`` workers by estimated cost."""
+    """Jobs to ``n`` workers in priority order, each to the least loaded worker so far."""
     loads, parts = [0.0] * n, [[] for _ in range(n)]
-    for j in sorted(jobs, key=cost, reverse=True):
+    for j in jobs:
         i = int(np.argmin(loads))
         parts[i].append(j)
         loads[i] += cost(j)
@@ -286,7 +308,7 @@ def stage_score(args, worker: int) -> None:
             seeds=[seed],
             n_boot=args.n_boot,
             metrics=["louvain", "kmeans", "knn", "linear", "decoder", "expression", "hest"],
-            decoder_kwargs={"max_epochs": 60, "patience": 8},
+            decoder_kwargs={"max_epochs": args.decoder_epochs, "patience": 8},
             inplace=False,
         )
         ev["split"] = split
@@ -460,6 +482,10 @@ def write_report(args, d: Path, results: Path) -> None:
         f"- pretraining sees only the cells that are training cells under both splits "
         f"({meta['n_pretrain'][str(args.seeds[0])]} cells for seed {args.seeds[0]}, "
         "`mad.tl.pretrain(cells=...)`): no test cell of either split is ever seen",
+        f"- runs on every seed: MAD, the two single-view models, alpha 0; the alpha sweep "
+        f"{[a for a in args.alphas if a]} and the extra recipes {args.extra} on seeds "
+        f"{args.seeds if args.sweep_seeds is None else args.sweep_seeds} only (CPU budget; "
+        "with one seed no interval is given)",
         f"- learned embeddings: `vit_pico`, {args.steps} steps x {args.batch_size} cells, lr "
         f"{bc.BASE['lr']}, {bc.BASE['n_local']} local crops, {bc.BASE['n_prototypes']} "
         f"prototypes (head {bc.BASE['head_hidden_dim']}/{bc.BASE['head_bottleneck_dim']}), EMA "
@@ -475,8 +501,8 @@ def write_report(args, d: Path, results: Path) -> None:
         "neighbourhood composition): fitted on all cells, unsupervised (transductive)",
         "- scores: `mad.tl.evaluate(..., split=...)`: Louvain (30-NN, resolution 1) and "
         "k-means (k = 8) on the test cells; kNN (15-NN cosine) and linear probes, the MLP "
-        "decoders (`fit_decoder`, max 60 epochs, patience 8, early stopping on 15% of the "
-        "training cells) and the HEST ridge (standardise, PCA 256, ridge alpha 100 / (dims x "
+        f"decoders (`fit_decoder`, max {args.decoder_epochs} epochs, patience 8, early "
+        "stopping on 15% of the training cells) and the HEST ridge (standardise, PCA 256, ridge alpha 100 / (dims x "
         "genes), 50 most variable genes) fitted on training cells, scored on test cells",
         f"- {len(args.seeds)} seeds {args.seeds}; cells: mean over seeds [95% t-interval over "
         "seeds]; claims: paired difference over seeds",
@@ -712,12 +738,20 @@ def main(argv=None) -> None:
     t_all = time.perf_counter()
     if not args.report_only:
         t0 = time.perf_counter()
+        early = None
+        if (d / "baselines.npz").exists() and not args.skip_train:
+            # a resumed run: train while the parent sets up
+            early = spawn(args, "train", args.jobs, wait=False)
         sdata, store, table, window, splits = setup(args)
         if not (d / "baselines.npz").exists():
             np.savez(d / "baselines.npz", **baselines_for(sdata, store))
         timings["setup_and_baselines_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        spawn(args, "train", args.jobs)
+        if args.skip_train:
+            pass
+        elif early is None:
+            spawn(args, "train", args.jobs)
+        else:
+            finish("train", early)
         timings["pretraining_wall_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         cosmx = None
