@@ -738,10 +738,12 @@ def main(argv=None) -> None:
     t_all = time.perf_counter()
     if not args.report_only:
         t0 = time.perf_counter()
-        early = None
+        early = early_score = None
         if (d / "baselines.npz").exists() and not args.skip_train:
             # a resumed run: train while the parent sets up
             early = spawn(args, "train", args.jobs, wait=False)
+        elif (d / "baselines.npz").exists():
+            early_score = spawn(args, "score", args.jobs, wait=False)
         sdata, store, table, window, splits = setup(args)
         if not (d / "baselines.npz").exists():
             np.savez(d / "baselines.npz", **baselines_for(sdata, store))
@@ -757,7 +759,10 @@ def main(argv=None) -> None:
         cosmx = None
         if not args.skip_cosmx and not (d / "cosmx_scores.csv").exists():
             cosmx = spawn(args, "cosmx", 1, wait=False)  # alongside the scoring workers
-        spawn(args, "score", args.jobs)
+        if early_score is None:
+            spawn(args, "score", args.jobs)
+        else:
+            finish("score", early_score)
         timings["scoring_wall_s"] = time.perf_counter() - t0
         if cosmx is not None:
             finish("cosmx", cosmx)
