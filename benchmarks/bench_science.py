@@ -423,6 +423,8 @@ def summarise(rows: pd.DataFrame, keys=("split", "rep", "metric")) -> pd.DataFra
     out = []
     for k, g in rows.groupby(list(keys), sort=False):
         m, lo, hi = t_interval(g["value"])
+        if len(g) == 1 and "ci_low" in g:  # one seed: the evaluation-set bootstrap interval
+            lo, hi = float(g["ci_low"].iloc[0]), float(g["ci_high"].iloc[0])
         out.append(dict(zip(keys, k), mean=m, lo=lo, hi=hi, n_seeds=int(g["value"].notna().sum()),
                         per_seed=[round(float(x), 4) for x in g["value"]]))  # fmt: skip
     return pd.DataFrame(out)
@@ -504,8 +506,10 @@ def write_report(args, d: Path, results: Path) -> None:
         f"decoders (`fit_decoder`, max {args.decoder_epochs} epochs, patience 8, early "
         "stopping on 15% of the training cells) and the HEST ridge (standardise, PCA 256, ridge alpha 100 / (dims x "
         "genes), 50 most variable genes) fitted on training cells, scored on test cells",
-        f"- {len(args.seeds)} seeds {args.seeds}; cells: mean over seeds [95% t-interval over "
-        "seeds]; claims: paired difference over seeds",
+        f"- {len(args.seeds)} seed(s) {args.seeds}; cells: mean over seeds [95% t-interval over "
+        "seeds; with one seed: the 95% bootstrap interval over test cells, "
+        f"{args.n_boot} replicates]; claims: paired difference over seeds (no interval with "
+        "one seed)",
         f"- machine: {meta['machine']}; wall {meta['wall_s'] / 60:.1f} min ("
         + ", ".join(f"{k} {v:.0f} s" for k, v in meta["timings"].items())
         + ")",
