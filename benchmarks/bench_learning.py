@@ -74,7 +74,7 @@ def main(argv=None) -> None:
     mad.settings.verbosity = "error"
     t_start = time.perf_counter()
     sdata = mad.datasets.synthetic_tissue(n_cells=args.n_cells, seed=0)
-    mad.pp.normalize(sdata, image_key="morphology")
+    mad.pp.normalize(sdata, image_key="morphology", dtype="float32", multiscale=False)
     mad.pp.cell_views(sdata, image_key="morphology_normalized", labels_key="cell_labels",
                       morphology_size=56, microenvironment_size=112)  # fmt: skip
     adata = sdata.tables["table"]

@@ -1,29 +1,46 @@
-"""Science benchmark: does MAD reproduce the paper's central claims on known ground truth?
+"""Science benchmark: does cross-view distillation earn its place against the controls?
 
-On the synthetic tissue (8 subtypes: three niche-only pairs, one morphology-only pair,
-a fibroblast trajectory, planted gene programs) six embeddings are compared:
+On the synthetic tissue (8 subtypes: three niche-only pairs, one morphology-only pair)
+every embedding below is scored on cells that pretraining never saw, under two splits:
 
-- ``MAD``: ``mad.tl.pretrain(mode="mad")`` (both views + cross-view distillation);
-- ``morphology``: ``mode="morphology"`` (the cell alone);
-- ``microenvironment``: ``mode="microenvironment"`` (the cell in its neighbourhood);
-- ``MAD_untrained``: the MAD model's architecture at its random initialisation (seeded like
-  the learned ones), embedded without any training: what training adds is measured
-  against it;
-- ``pixel_pca``: PCA of average-pooled raw view pixels (both views, not learned);
-- ``handcrafted``: regionprops morphology + squidpy-style neighbourhood composition
-  (see ``_science_baselines.py``; no ground truth used).
+- ``random``: a seeded random 25% of the cells are test cells (their microenvironment
+  windows overlap training cells);
+- ``blocks``: ``mad.pp.split(method="spatial_blocks")``, tiles of ``--block-windows``
+  microenvironment windows, a guard band of one window removed from the training side,
+  so no test cell lies in a training cell's window.
 
-The three learned embeddings get the same backbone, steps, batch, crops, optimizer and
-seeds. Every score is computed once per seed (for learned embeddings the seed is the
-pretraining seed *and* the evaluation seed), reported as the mean over seeds with a
-95% t-interval over seeds, next to the mean of the per-seed bootstrap 95% CIs
-(evaluation-set uncertainty, from ``mad.tl.evaluate``).
+Pretraining uses only the cells that are training cells under *both* splits
+(``mad.tl.pretrain(cells=...)``), so one pretrained model per seed serves both splits
+and never saw a test cell of either. Embeddings (same backbone, steps, batch, crops and
+seeds for every learned one):
 
-Then a small pipeline on real CosMx data (``mad.datasets.cosmx_lung_mini``, 120 cells):
-decoders predicting expression-derived clusters under cross-validation.
+- ``MAD``: ``mode="mad"``, alpha 1 (the paper's loss; with ``--recipe`` options, e.g.
+  ``view_centers``, the recipe chosen from ``bench_collapse.py``);
+- ``MAD_alpha{a}``: the same with alpha in ``--alphas`` (0: two DINO losses, one backbone);
+- ``separate``: the morphology-only and the microenvironment-only model, each trained
+  with the same steps and batch as MAD, class tokens concatenated (2D, like MAD). Same
+  budget: one MAD step runs the backbone on every crop of *both* views of B cells, one
+  single-view step on the crops of one view, so the pair of single-view runs costs what
+  one MAD run costs (same images through the backbone, same optimizer steps per model);
+- ``morphology`` / ``microenvironment``: the two halves of ``separate`` alone (D);
+- ``untrained_data`` / ``untrained_fixed``: the MAD architecture at its seeded random
+  initialisation, inputs standardised with the training cells' statistics (what the
+  trained models use) or with the fixed 0.5 / 0.25;
+- ``pixel_pca``, ``handcrafted``: non-learned baselines (``_science_baselines.py``).
 
-    python benchmarks/bench_science.py            # full run, writes benchmarks/results/science.*
-    python benchmarks/bench_science.py --quick    # smoke run (~2-3 min), writes *_quick.*
+Scores (``mad.tl.evaluate`` with ``split=``): Louvain ARI and k-means ARI of the test
+cells, kNN and linear-probe accuracy and the MLP cell-type decoder (fitted on training
+cells), expression: the MLP decoder (``expression_pearson``, all genes) and HEST-Benchmark's
+ridge protocol (``hest_pearson``: PCA 256, ridge, 50 most variable genes). Each is
+computed once per seed (seed = pretraining seed = split seed = evaluation seed); tables
+give the mean over seeds with a 95% t-interval over seeds, claims the paired difference.
+
+Then CosMx NSCLC (``mad.datasets.cosmx_lung_mini``, 120 cells, 2 FOVs): leave-one-FOV-out
+expression prediction, each model pretrained on the training FOV only.
+
+    python benchmarks/bench_science.py --jobs 2                   # full run
+    python benchmarks/bench_science.py --quick                    # smoke run, *_quick.*
+    python benchmarks/bench_science.py --report-only              # re-render from the json
 """
 
 from __future__ import annotations
@@ -31,7 +48,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
+import subprocess
 import sys
 import time
 import warnings
@@ -41,423 +58,37 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_collapse as bc
 from _science_baselines import handcrafted, pixel_pca
 
 RESULTS = Path(__file__).resolve().parent / "results"
-LEARNED = ("MAD", "morphology", "microenvironment")
-BASELINES = ("MAD_untrained", "pixel_pca", "handcrafted")
-PER_SEED_BASELINES = ("MAD_untrained",)
-MODE_OF = {"MAD": "mad", "morphology": "morphology", "microenvironment": "microenvironment"}
-#: The planted subtype program of each subtype (datasets.synthetic_tissue docstring / .gmt).
-SUBTYPE_PROGRAM = {
-    "tumour_proliferative": "PROLIFERATION",
-    "tumour_quiescent": "TUMOUR_DIFFERENTIATION",
-    "CAF": "CAF",
-    "stromal_fibroblast": "STROMAL_FIBROBLAST",
-    "TAM": "TAM",
-    "stromal_macrophage": "RESIDENT_MACROPHAGE",
-    "T_cell": "T_CELL",
-    "B_cell": "B_CELL",
+SPLITS = ("random", "blocks")
+METRICS = [
+    "louvain_ari",
+    "kmeans_ari",
+    "knn_accuracy",
+    "linear_accuracy",
+    "decoder_accuracy",
+    "expression_pearson",
+    "hest_pearson",
+]
+TARGET_METRICS = ["louvain_ari", "knn_accuracy", "hest_pearson", "expression_pearson"]
+LABELS = {
+    "louvain_ari": "Louvain ARI",
+    "kmeans_ari": "k-means ARI",
+    "knn_accuracy": "kNN accuracy",
+    "linear_accuracy": "linear-probe accuracy",
+    "decoder_accuracy": "MLP cell-type decoder accuracy",
+    "expression_pearson": "expression r, MLP decoder (all genes)",
+    "hest_pearson": "expression r, HEST ridge (50 HVG)",
 }
-TOP_N = 20
-
-
-def load_avg() -> list[float]:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:  # pragma: no cover
-        return []
 
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-# --------------------------------------------------------------------------- data
-def prepare_tissue(n_cells: int, *, seed: int = 0, micro_size: int = 112, morph_size: int = 70):
-    """Synthetic tissue, normalized, with cell views in memory; returns ``(sdata, store)``."""
-    import madspatial as mad
-
-    sdata = mad.datasets.synthetic_tissue(n_cells=n_cells, seed=seed)
-    mad.pp.normalize(sdata, image_key="morphology")
-    mad.pp.cell_views(
-        sdata,
-        image_key="morphology_normalized",
-        labels_key="cell_labels",
-        morphology_size=morph_size,
-        microenvironment_size=micro_size,
-    )
-    return sdata, mad.io.read_views(sdata)
-
-
-def baseline_embeddings(
-    sdata,
-    store,
-    *,
-    seed: int = 0,
-    n_neighbors: int = 25,
-    n_morph_clusters: int = 10,
-    n_components: int = 50,
-) -> dict:
-    """``{"pixel_pca": array, "handcrafted": array}`` in the table's row order."""
-    table = sdata.tables["table"]
-    image_key = "morphology_normalized" if "morphology_normalized" in sdata.images else "morphology"
-    image = np.asarray(sdata.images[image_key].values, dtype=np.float32)
-    cells = np.asarray(sdata.labels["cell_labels"].values)
-    nuclei = (
-        np.asarray(sdata.labels["nucleus_labels"].values)
-        if "nucleus_labels" in sdata.labels
-        else None
-    )
-    ids = table.obs["instance_id"].to_numpy()
-    if not np.array_equal(np.asarray(store.instance_id), ids):
-        raise ValueError("view store rows do not follow the table's rows")
-    hand, _ = handcrafted(
-        image,
-        cells,
-        ids,
-        table.obsm["spatial"],
-        nucleus_labels=nuclei,
-        n_neighbors=n_neighbors,
-        n_morph_clusters=n_morph_clusters,
-        seed=seed,
-    )
-    pix = pixel_pca(store, n_components=n_components, seed=seed)
-    return {"pixel_pca": pix, "handcrafted": hand}
-
-
-def train_config(args) -> dict:
-    """Pretraining options shared by every learned embedding (same budget)."""
-    return dict(
-        model=args.model,
-        max_steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        n_prototypes=args.prototypes,
-        head_hidden_dim=256,
-        head_bottleneck_dim=64,
-        n_local=args.n_local,
-        momentum=tuple(args.momentum),
-        precision="auto",
-        n_holdout=min(256, args.n_cells // 8),
-        eval_every=max(1, args.steps // 4),
-        checkpoint_every=10**9,  # only the final model
-    )
-
-
-def train_and_embed(
-    store, *, name: str, seed: int, config: dict, workdir: Path, alpha: float = 1.0
-) -> tuple[dict, dict]:
-    """Pretrain one embedding; returns ``({key: (N, d) array}, run info)``.
-
-    For ``MAD`` the keys are ``""`` (both class tokens concatenated, the paper's
-    embedding), ``"_morphology"`` and ``"_microenvironment"`` (per view, for Recall@K).
-    """
-    import madspatial as mad
-
-    t0 = time.perf_counter()
-    opts = dict(config)
-    model = mad.tl.pretrain(
-        store,
-        mode=MODE_OF[name],
-        alpha=alpha,
-        seed=seed,
-        resume=False,
-        checkpoint_dir=workdir / f"{name}_a{alpha:g}_s{opts['max_steps']}_seed{seed}",
-        **opts,
-    )
-    t_train = time.perf_counter() - t0
-    emb = mad.tl.embed(store, model=model)
-    t_embed = time.perf_counter() - t0 - t_train
-    h = model.history
-    out = {"": np.asarray(emb.obsm["X_mad"], dtype=np.float32)}
-    for suffix in ("_morphology", "_microenvironment"):
-        if name == "MAD" and "X_mad" + suffix in emb.obsm:
-            out[suffix] = np.asarray(emb.obsm["X_mad" + suffix], dtype=np.float32)
-    info = {
-        "name": name,
-        "seed": seed,
-        "alpha": alpha,
-        "steps": opts["max_steps"],
-        "train_s": round(t_train, 1),
-        "embed_s": round(t_embed, 1),
-        "loss_first": float(h["loss"][0]),
-        "loss_last": float(np.mean(h["loss"][-5:])),
-        "ln_k": float(h["ln_k"]),
-        "teacher_entropy_last": float(h["teacher_entropy"][-1]),
-        "recall@1_last": float(h["recall@1"][-1]) if h.get("recall@1") else float("nan"),
-        "recall@5_first": float(h["recall@5"][0]) if h.get("recall@5") else float("nan"),
-        "recall@5_last": float(h["recall@5"][-1]) if h.get("recall@5") else float("nan"),
-        "recall@5_chance": float(h["recall_chance"]["recall@5"]),
-        "collapsed": bool(h.get("collapsed", False)),
-        "cells_per_s": float(np.median(h["cells_per_s"])),
-    }
-    return out, info
-
-
-def untrained_embedding(store, *, seed: int, config: dict) -> np.ndarray:
-    """Embedding of the MAD architecture at its (seeded) random initialisation."""
-    import torch
-
-    import madspatial as mad
-    from madspatial.nn import MADConfig, MADModel
-
-    torch.manual_seed(seed)
-    model = MADModel(
-        MADConfig(
-            backbone=config["model"],
-            in_chans=int(store.n_channels),
-            channel_names=list(store.channel_names),
-            mode="mad",
-            morphology_size=int(store.morphology_size),
-            microenvironment_size=int(store.microenvironment_size),
-            head_hidden_dim=config["head_hidden_dim"],
-            head_bottleneck_dim=config["head_bottleneck_dim"],
-            n_prototypes=config["n_prototypes"],
-        )
-    ).eval()
-    emb = mad.tl.embed(store, model=model)
-    return np.asarray(emb.obsm["X_mad"], dtype=np.float32)
-
-
-# --------------------------------------------------------------------------- scoring
-def scratch_adata(table, reps: dict[str, np.ndarray]):
-    """A light AnnData: counts, the obs needed, and the embeddings under their names."""
-    import anndata as ad
-
-    obs = table.obs[["cell_type", "morph_class", "niche", "trajectory"]].copy()
-    obs.index = pd.Index(np.arange(table.n_obs).astype(str))
-    a = ad.AnnData(table.X.copy(), obs=obs, var=pd.DataFrame(index=table.var_names.copy()))
-    a.obsm["spatial"] = np.asarray(table.obsm["spatial"])
-    for k, v in reps.items():
-        a.obsm[k] = v
-    return a
-
-
-def cross_fitted_expression(
-    adata, rep: str, *, seed: int, n_folds: int = 2, decoder_kwargs: dict | None = None
-) -> np.ndarray:
-    """Out-of-fold log-normalized expression predicted from ``obsm[rep]`` for every cell.
-
-    Cells are split into ``n_folds`` folds; each fold is predicted by a decoder trained
-    on the other folds (85% train / 15% validation for early stopping), so every
-    prediction is held out.
-    """
-    import madspatial as mad
-
-    rng = np.random.default_rng(seed)
-    fold = rng.permutation(np.arange(adata.n_obs) % n_folds)
-    pred = np.full(adata.shape, np.nan, dtype=np.float32)
-    for f in range(n_folds):
-        split = np.where(
-            fold == f, "test", np.where(rng.random(adata.n_obs) < 0.15, "val", "train")
-        )
-        adata.obs["_split"] = pd.Categorical(split)
-        dec = mad.tl.fit_decoder(
-            adata,
-            target="expression",
-            use_rep=rep,
-            split="_split",
-            seed=seed,
-            key_added="_dec",
-            **(decoder_kwargs or {}),
-        )
-        rows = np.flatnonzero(fold == f)
-        pred[rows] = dec.predict(adata.obsm[rep][rows])
-    del adata.obs["_split"], adata.uns["_dec"]
-    return pred
-
-
-def expression_scores(adata, rep: str, pred: np.ndarray, *, seed: int, n_boot: int):
-    """Mean per-gene Pearson (bootstrap CI) and per-gene values of cross-fitted predictions."""
-    import madspatial as mad
-    from madspatial.tl._inputs import get_expression
-
-    Y, genes, _ = get_expression(adata, normalize="auto")
-
-    def mean_r(t, p):
-        r = mad.metrics.pearson_per_gene(t, p)
-        return float(np.nanmean(r))
-
-    if n_boot:
-        est, lo, hi = mad.metrics.bootstrap_ci(
-            (Y, pred), statistic=mean_r, n_boot=n_boot, seed=seed
-        )
-    else:
-        est, lo, hi = mean_r(Y, pred), np.nan, np.nan
-    per_gene = pd.DataFrame(
-        {"rep": rep, "seed": seed, "gene": genes, "pearson": mad.metrics.pearson_per_gene(Y, pred)}
-    )
-    return dict(value=est, ci_low=lo, ci_high=hi, n=len(Y)), per_gene
-
-
-def partner_of() -> dict[str, str]:
-    from madspatial.datasets import MORPHOLOGY_ONLY_PAIRS, NICHE_ONLY_PAIRS
-
-    out = {}
-    for a, b in (*NICHE_ONLY_PAIRS, *MORPHOLOGY_ONLY_PAIRS):
-        out[a], out[b] = b, a
-    return out
-
-
-def de_agreement(adata, pred: np.ndarray, *, gene_sets: dict) -> tuple[dict, pd.DataFrame]:
-    """DE of every subtype against its partner, measured vs predicted, and enrichment.
-
-    Returns the summary (mean log2FC correlation, mean top-20 overlap, number of
-    subtypes whose planted program is enriched, FDR < 0.05, in the up-genes of the
-    *predicted* DE) and one row per comparison.
-    """
-    import madspatial as mad
-
-    adata.layers["mad_pred"] = pred
-    rows = []
-    for group, ref in partner_of().items():
-        kw = dict(groupby="cell_type", group=group, reference=ref, inplace=False)
-        meas = mad.tl.differential_expression(adata, **kw)
-        prd = mad.tl.differential_expression(adata, layer="mad_pred", normalize=None, **kw)
-        m = meas.set_index("gene")
-        p = prd.set_index("gene").reindex(m.index)
-        ok = np.isfinite(m["log2FC"]) & np.isfinite(p["log2FC"])
-        r = float(np.corrcoef(m["log2FC"][ok], p["log2FC"][ok])[0, 1])
-        top_m = set(meas["gene"].head(TOP_N))
-        top_p = set(prd["gene"].head(TOP_N))
-        program = SUBTYPE_PROGRAM[group]
-        enr = {}
-        for which, de in (("predicted", prd), ("measured", meas)):
-            try:
-                res = mad.tl.enrich(de, gene_sets=gene_sets, fdr=0.05).reset_index(drop=True)
-            except TypeError:  # tl.enrich bug: gseapy returns no table when nothing overlaps
-                res = pd.DataFrame({"term": [], "fdr": []})
-            pos = np.flatnonzero(res["term"].to_numpy() == program)
-            enr[which] = (
-                bool(len(pos) and res["fdr"].iloc[pos[0]] < 0.05),
-                int(pos[0]) + 1 if len(pos) else -1,
-                str(res["term"].iloc[0]) if len(res) else "",
-            )
-        rows.append(
-            dict(
-                group=group,
-                reference=ref,
-                log2fc_r=r,
-                top20_overlap=len(top_m & top_p) / TOP_N,
-                program=program,
-                enriched_pred=enr["predicted"][0],
-                rank_pred=enr["predicted"][1],
-                top_term_pred=enr["predicted"][2],
-                enriched_meas=enr["measured"][0],
-            )
-        )
-    del adata.layers["mad_pred"]
-    df = pd.DataFrame(rows)
-    summary = {
-        "de_log2fc_r": float(df["log2fc_r"].mean()),
-        "de_top20_overlap": float(df["top20_overlap"].mean()),
-        "enrich_program_recovered": float(df["enriched_pred"].sum()),
-        "enrich_program_top1": float((df["rank_pred"] == 1).sum()),
-    }
-    return summary, df
-
-
-def pseudotime_score(adata, rep: str, *, seed: int) -> float:
-    """Spearman of DPT on ``rep`` with the ground-truth activation, stromal fibroblasts only,
-    rooted at the least activated cell (the trajectory's low end)."""
-    import madspatial as mad
-
-    sub = adata[adata.obs["cell_type"] == "stromal_fibroblast"].copy()
-    sub = sub[np.isfinite(sub.obs["trajectory"].to_numpy())].copy()
-    root = int(np.argmin(sub.obs["trajectory"].to_numpy()))
-    mad.tl.pseudotime(sub, use_rep=rep, root=root, reference="trajectory", seed=seed)
-    return float(sub.uns["mad_pseudotime"]["reference"]["spearman"])
-
-
-def cca_scores(adata, rep: str, *, seed: int) -> dict:
-    import madspatial as mad
-
-    mad.tl.cca(adata, use_rep=rep, groupby="cell_type", n_components=5, seed=seed, key_added="_cca")
-    res = adata.uns.pop("_cca")
-    for k in (f"{rep}_cca", f"{rep}_cca_expression"):
-        adata.obsm.pop(k, None)
-    corr = np.asarray(res["correlations"], dtype=float)
-    groups = np.asarray(res["groups"]["correlations"], dtype=float)
-    return {
-        "cca_r1": float(corr[0]),
-        "cca_r_top5": float(np.mean(corr[:5])),
-        "cca_centroid_r1": float(groups[0]),
-    }
-
-
-def score_seed(
-    table,
-    reps: dict[str, np.ndarray],
-    *,
-    seed: int,
-    n_boot: int,
-    decoder_kwargs: dict,
-    gene_sets: dict,
-    extra=None,
-) -> tuple:
-    """All scores of all embeddings for one seed: (tidy rows, per-gene, DE rows)."""
-    import madspatial as mad
-
-    adata = scratch_adata(table, reps)
-    names = [k for k in reps if not k.endswith(("_morphology", "_microenvironment"))]
-    ev = mad.tl.evaluate(
-        adata,
-        reps=names,
-        labels="cell_type",
-        expression=None,
-        seeds=[seed],
-        n_boot=n_boot,
-        metrics=["louvain", "kmeans", "knn", "linear", "decoder", "recall"],
-        decoder_kwargs=decoder_kwargs,
-        inplace=False,
-    )
-    rows = [r for r in ev.to_dict("records")]
-    for r in rows:
-        r["seed"] = seed
-    per_gene, de_rows = [], []
-    for rep in names:
-        t0 = time.perf_counter()
-        pred = cross_fitted_expression(adata, rep, seed=seed, decoder_kwargs=decoder_kwargs)
-        score, pg = expression_scores(adata, rep, pred, seed=seed, n_boot=n_boot)
-        rows.append(dict(rep=rep, metric="expression_pearson", seed=seed, **score))
-        per_gene.append(pg)
-        summary, de = de_agreement(adata, pred, gene_sets=gene_sets)
-        de["rep"], de["seed"] = rep, seed
-        de_rows.append(de)
-        extra_scores = dict(summary)
-        extra_scores["pseudotime_spearman"] = pseudotime_score(adata, rep, seed=seed)
-        extra_scores.update(cca_scores(adata, rep, seed=seed))
-        for metric, value in extra_scores.items():
-            rows.append(
-                dict(
-                    rep=rep,
-                    metric=metric,
-                    seed=seed,
-                    value=value,
-                    ci_low=np.nan,
-                    ci_high=np.nan,
-                    n=adata.n_obs,
-                )
-            )
-        log(f"    seed {seed} {rep}: downstream {time.perf_counter() - t0:.0f} s")
-    return rows, pd.concat(per_gene), pd.concat(de_rows)
-
-
-def expression_reference(table, *, seed: int) -> dict:
-    """Ceilings from measured expression itself: pseudotime on expression PCA."""
-    from sklearn.decomposition import PCA
-
-    from madspatial.tl._inputs import get_expression
-
-    a = scratch_adata(table, {})
-    Y, _, _ = get_expression(a, normalize="auto")
-    a.obsm["X_expr_pca"] = PCA(30, random_state=seed).fit_transform(Y).astype(np.float32)
-    return {"pseudotime_spearman": pseudotime_score(a, "X_expr_pca", seed=seed)}
-
-
-# --------------------------------------------------------------------------- summary
-def t_interval(values: np.ndarray) -> tuple[float, float, float]:
+def t_interval(values) -> tuple[float, float, float]:
     from scipy import stats
 
     v = np.asarray(values, dtype=float)
@@ -471,802 +102,698 @@ def t_interval(values: np.ndarray) -> tuple[float, float, float]:
     return m, m - h, m + h
 
 
-def summarise(rows: pd.DataFrame) -> pd.DataFrame:
-    out = []
-    for (rep, metric), g in rows.groupby(["rep", "metric"], sort=False):
-        m, lo, hi = t_interval(g["value"].to_numpy())
-        out.append(
-            dict(
-                rep=rep,
-                metric=metric,
-                mean=m,
-                seeds_ci_low=lo,
-                seeds_ci_high=hi,
-                boot_ci_low=float(np.nanmean(g["ci_low"])) if g["ci_low"].notna().any() else np.nan,
-                boot_ci_high=float(np.nanmean(g["ci_high"]))
-                if g["ci_high"].notna().any()
-                else np.nan,
-                n_seeds=int(g["value"].notna().sum()),
-                per_seed=[round(float(x), 4) for x in g["value"]],
-            )
+# --------------------------------------------------------------------------- set-up
+def parse(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n-cells", type=int, default=3000)
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--alphas", type=float, nargs="*", default=[0.0, 0.25, 0.5])
+    ap.add_argument(
+        "--recipe",
+        default="paper",
+        help="a bench_collapse.py variant whose options the MAD runs use (default: the paper)",
+    )
+    ap.add_argument("--also-paper", action="store_true", help="with --recipe: also MAD_paper")
+    ap.add_argument(
+        "--extra",
+        nargs="*",
+        default=[],
+        help="further bench_collapse.py variants trained as MAD_<variant> (e.g. teacher_temp0.01)",
+    )
+    ap.add_argument(
+        "--sweep-seeds",
+        type=int,
+        nargs="*",
+        default=None,
+        help="seeds of the alpha != 0 sweep and the --extra recipes (default: all seeds)",
+    )
+    ap.add_argument("--decoder-epochs", type=int, default=60)
+    ap.add_argument("--block-windows", type=float, default=4.0)
+    ap.add_argument("--n-boot", type=int, default=0)
+    ap.add_argument("--jobs", type=int, default=1, help="parallel worker processes")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per worker")
+    ap.add_argument("--cosmx-steps", type=int, default=100)
+    ap.add_argument("--skip-cosmx", action="store_true")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--workdir", default="/tmp/mad_bench_science")
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--report-only", action="store_true")
+    ap.add_argument(
+        "--skip-train", action="store_true", help="score the embeddings already in --workdir"
+    )
+    # internal: one worker's share of the jobs
+    ap.add_argument("--worker", type=int, default=None)
+    ap.add_argument("--stage", default=None, choices=["train", "score", "cosmx"])
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.n_cells, args.steps, args.seeds, args.alphas = 400, 4, [0, 1], [0.0]
+        args.cosmx_steps, args.batch_size, args.block_windows = 4, 32, 1.5
+    args.out = args.out or ("science_quick" if args.quick else "science")
+    return args
+
+
+def setup(args):
+    """Data, views, baselines and both splits of every seed (cheap; each worker redoes it)."""
+    import madspatial as mad
+
+    sdata, store = bc.prepare(args.n_cells)
+    table = sdata.tables["table"]
+    window = float(np.median(store.window_px))
+    splits = {}
+    for seed in args.seeds:
+        a = table.copy()
+        mad.pp.split(a, fractions=(0.75, 0.25), seed=seed, key_added="random")
+        mad.pp.split(
+            a,
+            method="spatial_blocks",
+            fractions=(0.75, 0.25),
+            block_size=args.block_windows * window,
+            guard=window,
+            seed=seed,
+            key_added="blocks",
         )
-    return pd.DataFrame(out)
+        splits[seed] = {s: a.obs[s].astype(str).to_numpy() for s in SPLITS}
+        splits[seed]["info"] = {s: dict(a.uns[s]) for s in SPLITS}
+    return sdata, store, table, window, splits
 
 
-def paired_difference(rows: pd.DataFrame, metric: str, a: str, b: str) -> dict:
-    """Mean over seeds of ``a - b`` (same seed), t-interval, and per-seed wins of ``a``."""
-    x = rows[(rows.metric == metric) & (rows.rep == a)].set_index("seed")["value"]
-    y = rows[(rows.metric == metric) & (rows.rep == b)].set_index("seed")["value"]
-    d = (x - y).dropna()
-    m, lo, hi = t_interval(d.to_numpy())
-    return {
-        "metric": metric,
-        "a": a,
-        "b": b,
-        "diff": m,
-        "ci_low": lo,
-        "ci_high": hi,
-        "wins": int((d > 0).sum()),
-        "n": len(d),
-    }
+def pretrain_mask(split: dict) -> np.ndarray:
+    return (split["random"] == "train") & (split["blocks"] == "train")
 
 
-def share_best(per_gene: pd.DataFrame, reps: list[str]) -> dict[str, float]:
-    """Share of genes where each embedding has the highest mean (over seeds) Pearson r."""
-    wide = per_gene.groupby(["gene", "rep"])["pearson"].mean().unstack("rep")[reps].dropna()
-    best = wide.idxmax(axis=1)
-    return {r: float((best == r).mean()) for r in reps} | {"n_genes": len(wide)}
+def recipe_overrides(args) -> dict:
+    return dict(bc.VARIANTS[args.recipe][1]) if args.recipe != "paper" else {}
+
+
+def jobs_for(args) -> list[tuple]:
+    """(seed, name, mode, overrides) of every pretraining run, in priority order.
+
+    First what every claim needs on every seed (MAD, the two single-view models of
+    ``separate``, alpha 0), then the alpha sweep and the extra recipes on
+    ``--sweep-seeds`` (default: every seed).
+    """
+    recipe = recipe_overrides(args)
+    sweep = args.seeds if args.sweep_seeds is None else args.sweep_seeds
+    core, rest = [], []
+    for seed in args.seeds:
+        core.append((seed, "MAD", "mad", dict(recipe)))
+        core.append((seed, "microenvironment", "microenvironment", {}))
+        core.append((seed, "morphology", "morphology", {}))
+        if args.recipe != "paper" and args.also_paper:
+            core.append((seed, "MAD_paper", "mad", {}))
+    for seed in args.seeds:
+        if 0.0 in args.alphas:
+            core.append((seed, "MAD_alpha0", "mad", {**recipe, "alpha": 0.0}))
+    for seed in sweep:
+        for a in args.alphas:
+            if a != 0.0:
+                rest.append((seed, f"MAD_alpha{a:g}", "mad", {**recipe, "alpha": a}))
+        for v in args.extra:
+            rest.append((seed, f"MAD_{v}", "mad", dict(bc.VARIANTS[v][1])))
+    return core + rest
+
+
+def cost(job) -> float:
+    return {"mad": 1.0, "microenvironment": 0.8, "morphology": 0.25}[job[2]]
+
+
+def assign(jobs, n: int) -> list[list]:
+    """Jobs to ``n`` workers in priority order, each to the least loaded worker so far."""
+    loads, parts = [0.0] * n, [[] for _ in range(n)]
+    for j in jobs:
+        i = int(np.argmin(loads))
+        parts[i].append(j)
+        loads[i] += cost(j)
+    return parts
+
+
+# --------------------------------------------------------------------------- stages
+def stage_train(args, worker: int) -> None:
+    store_dir = Path(args.workdir)
+    _, store, _, _, splits = setup(args)
+    bc.BASE["batch_size"] = args.batch_size
+    for seed, name, mode, overrides in assign(jobs_for(args), args.jobs)[worker]:
+        out = store_dir / f"emb_{name}_seed{seed}.npz"
+        if out.exists():
+            continue
+        mask = pretrain_mask(splits[seed])
+        emb, h, secs = bc.pretrain_embed(
+            store, mask, mode=mode, seed=seed, steps=args.steps, overrides=overrides
+        )
+        info = {"name": name, "seed": seed, "mode": mode, "train_s": secs,
+                "n_pretrain": int(mask.sum()), **bc.history_stats(h)}  # fmt: skip
+        np.savez(out, **{k or "all": v for k, v in emb.items()})
+        (store_dir / f"info_{name}_seed{seed}.json").write_text(json.dumps(info))
+        log(
+            f"worker {worker}: {name} seed {seed} {secs:.0f} s, H morph "
+            f"{info['entropy_morphology']:.2f} micro {info['entropy_microenvironment']:.2f}"
+        )
+
+
+def seed_reps(args, store, seed: int, base: dict) -> dict[str, object]:
+    """``{name: array or [obsm keys]}`` of every embedding of one seed."""
+    d = Path(args.workdir)
+    reps: dict[str, object] = {}
+    for f in sorted(d.glob(f"emb_*_seed{seed}.npz")):
+        name = f.name[len("emb_") : -len(f"_seed{seed}.npz")]
+        reps[name] = np.load(f)["all"]
+    if "morphology" in reps and "microenvironment" in reps:
+        reps["separate"] = ["morphology", "microenvironment"]
+    reps.update(base)
+    return reps
+
+
+def stage_score(args, worker: int) -> None:
+    import anndata as ad
+
+    import madspatial as mad
+
+    _, store, table, _, splits = setup(args)
+    d = Path(args.workdir)
+    base_path = d / "baselines.npz"
+    base = dict(np.load(base_path))
+    tasks = [(s, sp) for s in args.seeds for sp in SPLITS]
+    for k, (seed, split) in enumerate(tasks):
+        if k % args.jobs != worker:
+            continue
+        out = d / f"scores_seed{seed}_{split}.csv"
+        if out.exists():
+            continue
+        t0 = time.perf_counter()
+        mask = pretrain_mask(splits[seed])
+        base_seed = {
+            "untrained_data": bc.untrained_embed(
+                store, seed=seed, pixel_stats="data", train_mask=mask
+            ),
+            "untrained_fixed": bc.untrained_embed(store, seed=seed, pixel_stats="fixed"),
+            **base,
+        }
+        reps = seed_reps(args, store, seed, base_seed)
+        obs = table.obs[["cell_type"]].copy()
+        obs.index = pd.Index(np.arange(table.n_obs).astype(str))
+        obs["split"] = pd.Categorical(splits[seed][split])
+        a = ad.AnnData(table.X.copy(), obs=obs, var=pd.DataFrame(index=table.var_names.copy()))
+        arrays = {k: v for k, v in reps.items() if isinstance(v, np.ndarray)}
+        for k, v in arrays.items():
+            a.obsm[k] = v
+        names = {k: (k if isinstance(v, np.ndarray) else v) for k, v in reps.items()}
+        ev = mad.tl.evaluate(
+            a,
+            reps=names,
+            labels="cell_type",
+            expression="X",
+            split="split",
+            seeds=[seed],
+            n_boot=args.n_boot,
+            metrics=["louvain", "kmeans", "knn", "linear", "decoder", "expression", "hest"],
+            decoder_kwargs={"max_epochs": args.decoder_epochs, "patience": 8},
+            inplace=False,
+        )
+        ev["split"] = split
+        ev["seed"] = seed
+        ev.to_csv(out, index=False)
+        log(f"worker {worker}: scored seed {seed} {split} in {time.perf_counter() - t0:.0f} s")
 
 
 # --------------------------------------------------------------------------- CosMx
-def cosmx_pipeline(args, workdir: Path) -> dict:
-    """Real data: embeddings of 120 CosMx cells, decoders of expression clusters under CV."""
-    import scanpy as sc
+def stage_cosmx(args) -> None:
+    """Leave-one-FOV-out expression prediction on 120 CosMx cells."""
+    import anndata as ad
 
     import madspatial as mad
-    from madspatial.tl._inputs import get_expression
 
     t0 = time.perf_counter()
-    sdata = mad.datasets.cosmx_lung_mini()
+    # the data lie beside the repository (shared/data), or where $MADSPATIAL_COSMX says
+    default = Path(__file__).resolve().parents[2] / "shared" / "data" / "cosmx_lung_mini"
+    sdata = mad.datasets.cosmx_lung_mini(os.environ.get("MADSPATIAL_COSMX", default))
     table = sdata.tables["table"]
-    mad.pp.normalize(sdata, image_key="morphology")
+    mad.pp.normalize(sdata, image_key="morphology", dtype="float32", multiscale=False)
     mad.pp.cell_views(
         sdata,
         image_key="morphology_normalized",
         labels_key="cell_labels",
-        morphology_size=70,
-        microenvironment_size=args.micro_size,
+        morphology_size=56,
+        microenvironment_size=112,
         n_neighbors=15,
     )
     store = mad.io.read_views(sdata)
-    reps = baseline_embeddings(
-        sdata, store, seed=0, n_neighbors=10, n_morph_clusters=5, n_components=20
-    )
-    # expression clusters (what the decoders must predict)
-    Y, _genes, _ = get_expression(table, normalize="auto")
-    e = sc.AnnData(Y)
-    sc.pp.pca(e, n_comps=20, random_state=0)
-    a = table.copy()
-    a.obsm["X_expr_pca"] = e.obsm["X_pca"]
-    mad.tl.louvain(
-        a,
-        use_rep="X_expr_pca",
-        n_neighbors=10,
-        resolution=args.cosmx_resolution,
-        seed=0,
-        key_added="expr_cluster",
-    )
-    counts = a.obs["expr_cluster"].value_counts()
-    keep = counts[counts >= 8].index
-    a.obs["expr_cluster"] = (
-        a.obs["expr_cluster"].astype(str).where(a.obs["expr_cluster"].isin(keep))
-    )
-    # a pico MAD, briefly: 120 cells are far too few to pretrain a ViT well
-    cfg = dict(
-        model="vit_pico",
-        max_steps=args.cosmx_steps,
-        batch_size=32,
-        lr=args.lr,
-        n_prototypes=256,
-        head_hidden_dim=128,
-        head_bottleneck_dim=32,
-        n_local=args.n_local,
-        momentum=tuple(args.momentum),
-        n_holdout=16,
-        eval_every=max(1, args.cosmx_steps // 4),
-        checkpoint_every=10**9,
-        precision="auto",
-    )
-    info = []
-    for name in LEARNED:
-        embs, inf = train_and_embed(store, name=name, seed=0, config=cfg, workdir=workdir / "cosmx")
-        reps[name] = embs[""]
-        info.append(inf)
-    for k, v in reps.items():
-        a.obsm[k] = v
-    labelled = a.obs["expr_cluster"].notna().to_numpy()
-    y = a.obs["expr_cluster"].to_numpy()[labelled].astype(str)
-    classes, counts = np.unique(y, return_counts=True)
-    n_splits = int(min(5, counts.min()))
-    from sklearn.model_selection import StratifiedKFold
-
-    rows = []
+    base = baselines_for(sdata, store, n_neighbors=10, n_morph_clusters=5, n_components=20)
+    fov = table.obs["fov"].astype(str).to_numpy()
+    fovs = sorted(set(fov))
+    bc.BASE.update(batch_size=32, n_prototypes=256, head_hidden_dim=128, head_bottleneck_dim=32)
+    rows, runs = [], []
     for seed in args.seeds:
-        skf = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-        idx = np.flatnonzero(labelled)
-        for rep in reps:
-            oof = np.empty(len(idx), dtype=object)
-            for tr, te in skf.split(idx, y):
-                rng = np.random.default_rng(seed)
-                split = np.full(a.n_obs, "none", dtype=object)
-                split[idx[tr]] = np.where(rng.random(len(tr)) < 0.2, "val", "train")
-                split[idx[te]] = "test"
-                a.obs["_split"] = pd.Categorical(split)
-                dec = mad.tl.fit_decoder(
-                    a,
-                    target="expr_cluster",
-                    use_rep=rep,
-                    split="_split",
-                    seed=seed,
-                    key_added="_dec",
-                    patience=30,
-                )
-                oof[te] = dec.predict(a.obsm[rep][idx[te]])
-            acc = float(np.mean(oof == y))
-            bal = float(np.mean([np.mean(oof[y == c] == c) for c in classes]))
-            knn = mad.metrics.knn_accuracy(
-                a.obsm[rep][idx], y, n_neighbors=10, n_splits=n_splits, seed=seed
+        for test_fov in fovs:
+            train = fov != test_fov
+            reps: dict[str, object] = {}
+            for name, mode in (("MAD", "mad"), ("morphology", "morphology"),
+                               ("microenvironment", "microenvironment")):  # fmt: skip
+                overrides = recipe_overrides(args) if mode == "mad" else {}
+                emb, h, secs = bc.pretrain_embed(
+                    store, train, mode=mode, seed=seed, steps=args.cosmx_steps,
+                    overrides={**overrides, "n_holdout": 8},
+                )  # fmt: skip
+                reps[name] = emb[""]
+                runs.append({"name": name, "seed": seed, "test_fov": test_fov, "train_s": secs,
+                             **{k: v for k, v in bc.history_stats(h).items() if k != "curve"}})  # fmt: skip
+            reps["separate"] = ["morphology", "microenvironment"]
+            reps["untrained_data"] = bc.untrained_embed(
+                store, seed=seed, pixel_stats="data", train_mask=train
             )
-            rows += [
-                dict(rep=rep, metric="decoder_accuracy_cv", seed=seed, value=acc),
-                dict(rep=rep, metric="decoder_balanced_accuracy_cv", seed=seed, value=bal),
-                dict(rep=rep, metric="knn_accuracy_cv", seed=seed, value=knn),
-            ]
-    df = pd.DataFrame(rows)
-    fov = a.obs["fov"].astype(str).to_numpy()[labelled]
-    ct = pd.crosstab(y, fov)
-    return {
-        "n_cells": int(a.n_obs),
-        "n_genes": int(a.n_vars),
-        "n_labelled": int(labelled.sum()),
-        "clusters": {str(c): int(n) for c, n in zip(classes, counts)},
-        "cluster_by_fov": ct.to_dict(),
-        "majority_share": float(counts.max() / counts.sum()),
-        "balanced_chance": 1.0 / len(classes),
-        "n_splits": n_splits,
-        "view_sizes": [int(store.morphology_size), int(store.microenvironment_size)],
+            reps.update(base)
+            obs = pd.DataFrame({"split": np.where(train, "train", "test")},
+                               index=np.arange(table.n_obs).astype(str))  # fmt: skip
+            a = ad.AnnData(table.X.copy(), obs=obs, var=pd.DataFrame(index=table.var_names.copy()))
+            for k, v in reps.items():
+                if isinstance(v, np.ndarray):
+                    a.obsm[k] = v
+            names = {k: (k if isinstance(v, np.ndarray) else v) for k, v in reps.items()}
+            ev = mad.tl.evaluate(
+                a, reps=names, expression="X", split="split", seeds=[seed], n_boot=0,
+                metrics=["expression", "hest"], hest_components=64,
+                decoder_kwargs={"max_epochs": 100, "patience": 15}, inplace=False,
+            )  # fmt: skip
+            ev["test_fov"] = test_fov
+            rows.append(ev)
+            log(f"cosmx seed {seed} test FOV {test_fov} done")
+    df = pd.concat(rows, ignore_index=True)
+    d = Path(args.workdir)
+    df.to_csv(d / "cosmx_scores.csv", index=False)
+    meta = {
+        "n_cells": int(table.n_obs),
+        "n_genes": int(table.n_vars),
+        "fov_sizes": {f: int((fov == f).sum()) for f in fovs},
         "window_px": float(np.median(store.window_px)),
-        "training": info,
-        "rows": df,
-        "summary": summarise(df.assign(ci_low=np.nan, ci_high=np.nan)),
-        "seconds": round(time.perf_counter() - t0, 1),
+        "runs": runs,
+        "seconds": time.perf_counter() - t0,
     }
+    (d / "cosmx_meta.json").write_text(json.dumps(meta, default=float))
+
+
+def baselines_for(sdata, store, *, n_neighbors=25, n_morph_clusters=10, n_components=50):
+    table = sdata.tables["table"]
+    image_key = "morphology_normalized" if "morphology_normalized" in sdata.images else "morphology"
+    image = np.asarray(sdata.images[image_key].values, dtype=np.float32)
+    cells = np.asarray(sdata.labels["cell_labels"].values)
+    nuclei = (
+        np.asarray(sdata.labels["nucleus_labels"].values)
+        if "nucleus_labels" in sdata.labels
+        else None
+    )
+    ids = table.obs["instance_id"].to_numpy()
+    hand, _ = handcrafted(
+        image, cells, ids, table.obsm["spatial"], nucleus_labels=nuclei,
+        n_neighbors=n_neighbors, n_morph_clusters=n_morph_clusters, seed=0,
+    )  # fmt: skip
+    return {"pixel_pca": pixel_pca(store, n_components=n_components, seed=0), "handcrafted": hand}
 
 
 # --------------------------------------------------------------------------- report
-def fmt(m, lo=np.nan, hi=np.nan, digits=3) -> str:
+def fmt(m, lo=np.nan, hi=np.nan, digits=3, sign=False) -> str:
     if not np.isfinite(m):
         return "n/a"
-    s = f"{m:.{digits}f}"
+    f = f"{{:+.{digits}f}}" if sign else f"{{:.{digits}f}}"
+    out = f.format(m)
     if np.isfinite(lo) and np.isfinite(hi):
-        s += f" [{lo:.{digits}f}, {hi:.{digits}f}]"
-    return s
+        out += f" [{f.format(lo)}, {f.format(hi)}]"
+    return out
 
 
-METRIC_LABELS = {
-    "louvain_ari": "Louvain ARI",
-    "louvain_purity": "Louvain purity",
-    "louvain_n_clusters": "Louvain clusters (n)",
-    "kmeans_ari": "k-means ARI (k=8)",
-    "kmeans_purity": "k-means purity",
-    "knn_accuracy": "kNN accuracy (5-fold)",
-    "linear_accuracy": "linear-probe accuracy (5-fold)",
-    "decoder_accuracy": "cell-type decoder accuracy",
-    "decoder_balanced_accuracy": "cell-type decoder balanced acc.",
-    "expression_pearson": "expression decoder, mean per-gene r",
-    "pseudotime_spearman": "pseudotime Spearman vs truth",
-    "cca_r1": "CCA r1 (held-out cells)",
-    "cca_r_top5": "CCA mean r, top 5",
-    "cca_centroid_r1": "CCA r1, cell-type centroids",
-    "de_log2fc_r": "DE: r(log2FC pred, meas)",
-    "de_top20_overlap": "DE: top-20 overlap",
-    "enrich_program_recovered": "enrichment: planted program found (of 8)",
-    "enrich_program_top1": "enrichment: planted program ranked 1st (of 8)",
-    "recall@1": "cross-view Recall@1",
-    "recall@10": "cross-view Recall@10",
-}
+def summarise(rows: pd.DataFrame, keys=("split", "rep", "metric")) -> pd.DataFrame:
+    out = []
+    for k, g in rows.groupby(list(keys), sort=False):
+        m, lo, hi = t_interval(g["value"])
+        if len(g) == 1 and "ci_low" in g:  # one seed: the evaluation-set bootstrap interval
+            lo, hi = float(g["ci_low"].iloc[0]), float(g["ci_high"].iloc[0])
+        out.append(dict(zip(keys, k), mean=m, lo=lo, hi=hi, n_seeds=int(g["value"].notna().sum()),
+                        per_seed=[round(float(x), 4) for x in g["value"]]))  # fmt: skip
+    return pd.DataFrame(out)
 
 
-def results_table(summary: pd.DataFrame, reps: list[str], metrics: list[str]) -> list[str]:
-    lines = ["| metric | " + " | ".join(reps) + " |", "|---|" + "---:|" * len(reps)]
-    for metric in metrics:
-        cells = []
-        sub = summary[summary.metric == metric].set_index("rep")
-        if sub.empty:
-            continue
-        best = sub["mean"].idxmax() if metric != "louvain_n_clusters" else None
-        for rep in reps:
-            if rep not in sub.index:
-                cells.append("")
+def paired(rows: pd.DataFrame, split: str, metric: str, a: str, b: str) -> dict:
+    sub = rows[(rows.split == split) & (rows.metric == metric)]
+    x = sub[sub.rep == a].set_index("seed")["value"]
+    y = sub[sub.rep == b].set_index("seed")["value"]
+    diff = (x - y).dropna()
+    m, lo, hi = t_interval(diff)
+    return dict(split=split, metric=metric, a=a, b=b, diff=m, lo=lo, hi=hi,
+                wins=int((diff > 0).sum()), n=len(diff),
+                holds=bool(np.isfinite(lo) and lo > 0))  # fmt: skip
+
+
+REP_ORDER = [
+    "MAD", "MAD_paper", "MAD_teacher_temp0.01", "MAD_teacher_temp0.02", "MAD_alpha0.5", "MAD_alpha0.25", "MAD_alpha0", "separate",
+    "morphology", "microenvironment", "untrained_data", "untrained_fixed", "pixel_pca",
+    "handcrafted",
+]  # fmt: skip
+
+
+def write_report(args, d: Path, results: Path) -> None:
+    meta = json.loads((d / "meta.json").read_text())
+    rows = pd.concat([pd.read_csv(f) for f in sorted(d.glob("scores_seed*_*.csv"))])
+    rows = rows[rows.metric.isin(METRICS)]
+    infos = [json.loads(f.read_text()) for f in sorted(d.glob("info_*_seed*.json"))]
+    reps = [r for r in REP_ORDER if r in set(rows.rep)]
+    reps += sorted(set(rows.rep) - set(reps))
+    extras = [r for r in reps if r.startswith("MAD_") and not r.startswith("MAD_alpha")]
+    summary = summarise(rows)
+    results.mkdir(exist_ok=True)
+    rows.to_csv(results / f"{args.out}.csv", index=False)
+    controls = [c for c in ("untrained_data", "untrained_fixed", "separate", "MAD_alpha0",
+                            "handcrafted", "pixel_pca") if c in reps]  # fmt: skip
+    pairs = [("MAD", c) for c in controls]
+    pairs += [(e, c) for e in extras for c in ("MAD", "separate", "untrained_data")]
+    claims = pd.DataFrame(
+        [paired(rows, sp, m, a, c) for sp in SPLITS for m in TARGET_METRICS for a, c in pairs]
+    )
+    L = ["# Science benchmark: MAD against the controls that decide it", "", "## Setup", ""]
+    ct = ", ".join(f"{k} {v}" for k, v in meta["cell_types"].items())
+    s0 = meta["split_info"][str(args.seeds[0])]
+    n_test = meta["n_test"][str(args.seeds[0])]
+    L += [
+        f"- data: `mad.datasets.synthetic_tissue(n_cells={meta['n_cells']}, seed=0)`, "
+        f"{meta['n_genes']} genes, 8 subtypes ({ct}); views 56 / 112 px (window "
+        f"{meta['window_px']:.0f} image px), in memory",
+        f"- splits per seed (seed = split seed = pretraining seed = evaluation seed): "
+        f"`random` (25% random test cells; {n_test['random']} test cells for seed "
+        f"{args.seeds[0]}) and `blocks` (`mad.pp.split(method='spatial_blocks', block_size="
+        f"{s0['blocks']['block_size']:.0f}, guard={s0['blocks']['guard']:.0f})`: tiles of "
+        f"{args.block_windows:g} windows, a one-window guard band taken off the training side; "
+        f"{n_test['blocks']} test cells, {s0['blocks']['n_cells'].get('guard', 0)} guard cells "
+        f"for seed {args.seeds[0]})",
+        f"- pretraining sees only the cells that are training cells under both splits "
+        f"({meta['n_pretrain'][str(args.seeds[0])]} cells for seed {args.seeds[0]}, "
+        "`mad.tl.pretrain(cells=...)`): no test cell of either split is ever seen",
+        f"- runs on every seed: MAD, the two single-view models, alpha 0; the alpha sweep "
+        f"{[a for a in args.alphas if a]} and the extra recipes {args.extra} on seeds "
+        f"{args.seeds if args.sweep_seeds is None else args.sweep_seeds} only (CPU budget; "
+        "with one seed no interval is given)",
+        f"- learned embeddings: `vit_pico`, {args.steps} steps x {args.batch_size} cells, lr "
+        f"{bc.BASE['lr']}, {bc.BASE['n_local']} local crops, {bc.BASE['n_prototypes']} "
+        f"prototypes (head {bc.BASE['head_hidden_dim']}/{bc.BASE['head_bottleneck_dim']}), EMA "
+        f"{bc.BASE['momentum'][0]} -> {bc.BASE['momentum'][1]}, precision `auto`; MAD recipe: "
+        f"`{args.recipe}` ({bc.VARIANTS[args.recipe][2]})",
+        "- `separate` = the morphology-only and microenvironment-only models, each with the "
+        "same steps and batch as MAD (together the same images through a backbone and the "
+        "same optimizer steps per model as one MAD run), class tokens concatenated (2D like MAD)",
+        "- `untrained_data` / `untrained_fixed`: the MAD architecture at its seeded random "
+        "initialisation; inputs standardised with the training cells' channel statistics / "
+        "with the fixed 0.5 / 0.25",
+        "- `pixel_pca` (PCA 50 per view of pooled pixels) and `handcrafted` (regionprops + "
+        "neighbourhood composition): fitted on all cells, unsupervised (transductive)",
+        "- scores: `mad.tl.evaluate(..., split=...)`: Louvain (30-NN, resolution 1) and "
+        "k-means (k = 8) on the test cells; kNN (15-NN cosine) and linear probes, the MLP "
+        f"decoders (`fit_decoder`, max {args.decoder_epochs} epochs, patience 8, early "
+        "stopping on 15% of the training cells) and the HEST ridge (standardise, PCA 256, ridge alpha 100 / (dims x "
+        "genes), 50 most variable genes) fitted on training cells, scored on test cells",
+        f"- {len(args.seeds)} seed(s) {args.seeds}; cells: mean over seeds [95% t-interval over "
+        "seeds; with one seed: the 95% bootstrap interval over test cells, "
+        f"{args.n_boot} replicates]; claims: paired difference over seeds (no interval with "
+        "one seed)",
+        f"- machine: {meta['machine']}; wall {meta['wall_s'] / 60:.1f} min ("
+        + ", ".join(f"{k} {v:.0f} s" for k, v in meta["timings"].items())
+        + ")",
+        f"- command: `python benchmarks/bench_science.py {' '.join(meta['argv'])}`",
+        "",
+        "## Pretraining runs (teacher state at the end: mean of the last 10 steps)",
+        "",
+        "| run | seed | train s | H morph | H micro | ln K | agreement | collapsed | "
+        "held-out Recall@5 (chance) |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for i in sorted(infos, key=lambda x: (x["name"], x["seed"])):
+        L.append(
+            f"| {i['name']} | {i['seed']} | {i['train_s']:.0f} | {i['entropy_morphology']:.2f} | "
+            f"{i['entropy_microenvironment']:.2f} | {i['ln_k']:.2f} | {i['view_agreement']:.3f} | "
+            f"{i['collapsed']} | {i['recall@5_last']:.3f} ({i['recall@5_chance']:.3f}) |"
+        )
+    for sp in SPLITS:
+        L += ["", f"## Results, `{sp}` split (test cells only)", "",
+              "| metric | " + " | ".join(reps) + " |", "|---|" + "---:|" * len(reps)]  # fmt: skip
+        for m in METRICS:
+            sub = summary[(summary.split == sp) & (summary.metric == m)].set_index("rep")
+            if sub.empty:
                 continue
-            r = sub.loc[rep]
-            digits = (
-                1
-                if metric
-                in ("louvain_n_clusters", "enrich_program_recovered", "enrich_program_top1")
-                else 3
+            best = sub["mean"].idxmax()
+            cells = []
+            for r in reps:
+                if r not in sub.index:
+                    cells.append("")
+                    continue
+                v = fmt(sub.loc[r, "mean"], sub.loc[r, "lo"], sub.loc[r, "hi"])
+                cells.append(f"**{v}**" if r == best else v)
+            L.append(f"| {LABELS[m]} | " + " | ".join(cells) + " |")
+    L += ["", "## Targets: MAD minus the controls (paired over seeds, mean [95% t-CI])", "",
+          "Bold: the interval excludes 0 in MAD's favour (the issue's criterion).", "",
+          "| split | metric | " + " | ".join(f"MAD - {c}" for c in controls) + " |",
+          "|---|---|" + "---:|" * len(controls)]  # fmt: skip
+    for sp in SPLITS:
+        for m in TARGET_METRICS:
+            cells = []
+            for c in controls:
+                r = claims[(claims.split == sp) & (claims.metric == m) & (claims.a == "MAD")
+                           & (claims.b == c)]  # fmt: skip
+                if r.empty:
+                    cells.append("")
+                    continue
+                r = r.iloc[0]
+                v = fmt(r["diff"], r["lo"], r["hi"], sign=True)
+                cells.append(f"**{v}**" if r["holds"] else v)
+            L.append(f"| {sp} | {LABELS[m]} | " + " | ".join(cells) + " |")
+    L += ["", "## Claims: every comparison (paired over seeds)", "",
+          "| split | metric | comparison | difference [95% t-CI] | seeds ahead | "
+          "holds (CI > 0)? |", "|---|---|---|---:|---:|---|"]  # fmt: skip
+    for _, c in claims.iterrows():
+        L.append(
+            f"| {c['split']} | {LABELS[c['metric']]} | {c['a']} - {c['b']} | "
+            f"{fmt(c['diff'], c['lo'], c['hi'], sign=True)} | {c['wins']}/{c['n']} | "
+            f"{'yes' if c['holds'] else 'no'} |"
+        )
+    alpha_reps = [r for r in ("MAD_alpha0", "MAD_alpha0.25", "MAD_alpha0.5", "MAD") if r in reps]
+    if len(alpha_reps) > 1:
+        L += ["", "## Alpha (weight of the cross-view terms), `blocks` split", "",
+              "| metric | " + " | ".join(a.replace("MAD_alpha", "alpha ").replace("MAD", "alpha 1")
+                                     for a in alpha_reps) + " |",
+              "|---|" + "---:|" * len(alpha_reps)]  # fmt: skip
+        for m in METRICS:
+            sub = summary[(summary.split == "blocks") & (summary.metric == m)].set_index("rep")
+            L.append(f"| {LABELS[m]} | " + " | ".join(
+                fmt(sub.loc[r, "mean"], sub.loc[r, "lo"], sub.loc[r, "hi"]) for r in alpha_reps
+            ) + " |")  # fmt: skip
+    cosmx = d / "cosmx_scores.csv"
+    if cosmx.exists():
+        L += cosmx_section(pd.read_csv(cosmx), json.loads((d / "cosmx_meta.json").read_text()))
+    L += ["", "## Verdict (generated from the numbers above)", ""]
+    L += verdict(claims, summary, infos)
+    (results / f"{args.out}.md").write_text("\n".join(L) + "\n")
+    out = {"meta": meta, "summary": summary.to_dict("records"), "claims": claims.to_dict("records"),
+           "pretraining": infos}  # fmt: skip
+    (results / f"{args.out}.json").write_text(json.dumps(out, indent=1, default=float))
+    log(f"wrote {results / args.out}.md")
+
+
+def cosmx_section(df: pd.DataFrame, meta: dict) -> list[str]:
+    # one value per (seed, test FOV); mean over both folds per seed, then over seeds
+    per_seed = df.groupby(["rep", "metric", "seed"])["value"].mean().reset_index()
+    reps = [r for r in REP_ORDER if r in set(per_seed.rep)]
+    L = ["", "## Real data: CosMx NSCLC (Lung12, 2 FOVs), leave-one-FOV-out", "",
+         f"- {meta['n_cells']} cells ({meta['fov_sizes']}), {meta['n_genes']} genes; views 56 / "
+         f"112 px (window {meta['window_px']:.0f} px, 15 neighbours)",
+         "- each fold: pretrain on one FOV's cells only (`vit_pico`, 256 prototypes, batch 32, "
+         f"{meta['runs'][0]['train_s']:.0f} s per run or so), predict the other FOV's expression; "
+         "HEST ridge (PCA 64, 50 most variable genes) and the MLP decoder (all genes); value = "
+         "mean of the two folds; mean over seeds [95% t-interval]",
+         "- what it can show: whether an embedding carries expression information that "
+         "transfers to an unseen FOV at this tiny scale; what it cannot: 120 cells are far "
+         "too few to pretrain a ViT, and 2 FOVs give one fold per direction, so differences "
+         "of a few hundredths are within noise (see the CIs)",
+         "", "| metric | " + " | ".join(reps) + " |", "|---|" + "---:|" * len(reps)]  # fmt: skip
+    for m in ("hest_pearson", "expression_pearson"):
+        cells = []
+        for r in reps:
+            v = per_seed[(per_seed.rep == r) & (per_seed.metric == m)]["value"]
+            cells.append(fmt(*t_interval(v)))
+        L.append(f"| {LABELS[m]} | " + " | ".join(cells) + " |")
+    return L
+
+
+def verdict(claims: pd.DataFrame, summary: pd.DataFrame, infos: list[dict]) -> list[str]:
+    L = []
+    mad_runs = [i for i in infos if i["name"] == "MAD"]
+    if mad_runs:
+        n_coll = sum(i["collapsed"] for i in mad_runs)
+        L.append(
+            f"- Collapse: MAD `collapsed=True` on {n_coll}/{len(mad_runs)} seeds; teacher "
+            f"entropy morphology {np.mean([i['entropy_morphology'] for i in mad_runs]):.2f}, "
+            f"microenvironment {np.mean([i['entropy_microenvironment'] for i in mad_runs]):.2f} "
+            f"(ln K {mad_runs[0]['ln_k']:.2f}); single-view runs: morphology "
+            f"{np.mean([i['entropy_morphology'] for i in infos if i['name'] == 'morphology']):.2f}"
+            f", microenvironment "
+            f"{np.mean([i['entropy_microenvironment'] for i in infos if i['name'] == 'microenvironment']):.2f}."
+        )
+    single = {
+        v: np.mean([i[f"entropy_{v}"] for i in infos if i["name"] == v])
+        for v in ("morphology", "microenvironment")
+        if any(i["name"] == v for i in infos)
+    }
+    for e in ["MAD"] + [x for x in sorted({i["name"] for i in infos}) if x.startswith("MAD_")]:
+        runs = [i for i in infos if i["name"] == e]
+        if not runs or len(single) < 2:
+            continue
+        ok = all(
+            not i["collapsed"] and all(i[f"entropy_{v}"] <= single[v] for v in single) for i in runs
+        )
+        L.append(
+            f"- Collapse goal for {e} (per-view teacher entropy <= the single-view runs' "
+            f"{single['morphology']:.2f} / {single['microenvironment']:.2f} and "
+            f"`collapsed=False` on every seed): " + ("reached." if ok else "NOT reached.")
+        )
+    for e in sorted({i["name"] for i in infos} - {"MAD", "morphology", "microenvironment"}):
+        runs = [i for i in infos if i["name"] == e]
+        L.append(
+            f"- {e}: `collapsed=True` on {sum(i['collapsed'] for i in runs)}/{len(runs)} seeds, "
+            f"teacher entropy morphology {np.mean([i['entropy_morphology'] for i in runs]):.2f}, "
+            f"microenvironment {np.mean([i['entropy_microenvironment'] for i in runs]):.2f}."
+        )
+    for sp in SPLITS:
+        sub = claims[(claims.split == sp) & (claims.b == "MAD") & (claims.a != "MAD")]
+        for _, r in sub.iterrows():
+            L.append(
+                f"- `{sp}`: {r['a']} - MAD on {LABELS[r['metric']]}: {r['diff']:+.3f} "
+                f"[{r['lo']:+.3f}, {r['hi']:+.3f}]"
+                + (" (better, CI > 0)." if r["holds"] else " (not better).")
             )
-            s = fmt(r["mean"], r["seeds_ci_low"], r["seeds_ci_high"], digits)
-            cells.append(f"**{s}**" if rep == best else s)
-        lines.append(f"| {METRIC_LABELS.get(metric, metric)} | " + " | ".join(cells) + " |")
-    return lines
+    for sp in SPLITS:
+        for ctrl in ("untrained_data", "untrained_fixed", "separate"):
+            sub = claims[(claims.split == sp) & (claims.b == ctrl) & (claims.a == "MAD")]
+            if sub.empty:
+                continue
+            ok = sub[sub.holds]
+            bad = sub[~sub.holds]
+            parts = [f"{LABELS[r['metric']]} {r['diff']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}]"
+                     for _, r in sub.iterrows()]  # fmt: skip
+            L.append(
+                f"- `{sp}`: MAD > {ctrl} with the CI excluding 0 on {len(ok)} of {len(sub)} target "
+                f"metrics ({'; '.join(parts)})."
+                + (" Target reached." if len(bad) == 0 else " Target NOT reached.")
+            )
+    for sp in SPLITS:
+        sub = claims[(claims.split == sp) & (claims.b == "handcrafted")]
+        for m in ("hest_pearson", "expression_pearson"):
+            r = sub[sub.metric == m]
+            if len(r):
+                r = r.iloc[0]
+                L.append(
+                    f"- moonshot, `{sp}`: MAD - handcrafted on {LABELS[m]} {r['diff']:+.3f} "
+                    f"[{r['lo']:+.3f}, {r['hi']:+.3f}]: "
+                    + ("reached." if r["diff"] >= 0 else "not reached.")
+                )
+    for sp in SPLITS:
+        best = []
+        for m in TARGET_METRICS:
+            sub = summary[(summary.split == sp) & (summary.metric == m)]
+            if len(sub):
+                b = sub.loc[sub["mean"].idxmax()]
+                best.append(f"{LABELS[m]}: {b['rep']} ({b['mean']:.3f})")
+        L.append(f"- best per target metric, `{sp}`: " + "; ".join(best) + ".")
+    return L
+
+
+# --------------------------------------------------------------------------- orchestration
+def spawn(args, stage: str, n: int, *, wait: bool = True):
+    """Run ``stage`` in ``n`` worker processes (one torch thread each by default)."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MADSPATIAL_NO_PROGRESS="1")
+    base = [sys.executable, __file__, *sys.argv[1:]]
+    base = [x for x in base if x not in ("--report-only",)]
+    procs = [
+        subprocess.Popen([*base, "--stage", stage, "--worker", str(i)], env=env) for i in range(n)
+    ]
+    if not wait:
+        return procs
+    finish(stage, procs)
+    return None
+
+
+def finish(stage: str, procs) -> None:
+    codes = [p.wait() for p in procs]
+    if any(codes):
+        raise SystemExit(f"stage {stage}: worker exit codes {codes}")
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="smoke run: tiny data, few steps")
-    ap.add_argument("--n-cells", type=int, default=4000)
-    ap.add_argument("--model", default="vit_pico")
-    ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--momentum", type=float, nargs=2, default=(0.99, 1.0))
-    ap.add_argument("--prototypes", type=int, default=1024)
-    ap.add_argument("--n-local", type=int, default=2)
-    ap.add_argument("--micro-size", type=int, default=112)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--n-boot", type=int, default=100)
-    ap.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch threads (1: shared cores; 2 threads on 2 busy cores ran 7x slower)",
-    )
-    ap.add_argument(
-        "--investigate",
-        default="auto",
-        choices=["auto", "yes", "no"],
-        help="extra single-seed MAD runs (2x steps; alpha 0) when MAD does not win",
-    )
-    ap.add_argument("--skip-cosmx", action="store_true")
-    ap.add_argument("--cosmx-steps", type=int, default=60)
-    ap.add_argument("--cosmx-resolution", type=float, default=0.5)
-    ap.add_argument("--workdir", default=None)
-    ap.add_argument("--out", default=None, help="output stem (default results/science[_quick])")
-    args = ap.parse_args(argv)
-    if args.quick:
-        args.n_cells, args.steps, args.seeds, args.n_boot = 600, 6, [0, 1], 10
-        args.cosmx_steps = 4
+    args = parse(argv)
     warnings.simplefilter("ignore")
     os.environ.setdefault("MADSPATIAL_NO_PROGRESS", "1")
     import torch
 
-    torch.set_num_threads(args.threads)
     import madspatial as mad
-    from madspatial.train._precision import resolve_precision
 
+    torch.set_num_threads(args.threads)
     mad.settings.verbosity = "error"
-    stem = Path(args.out) if args.out else RESULTS / ("science_quick" if args.quick else "science")
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    if args.workdir:
-        workdir = Path(args.workdir)
-    else:
-        import tempfile
-
-        workdir = Path(tempfile.mkdtemp(prefix="bench_science_"))
-    t_start = time.perf_counter()
-    load_start = load_avg()
-    timings: dict[str, float] = {}
-    decoder_kwargs = {"max_epochs": 100, "patience": 10}
-
-    log(f"synthetic tissue, {args.n_cells} cells; views 70 / {args.micro_size} px")
-    t0 = time.perf_counter()
-    sdata, store = prepare_tissue(args.n_cells, micro_size=args.micro_size)
-    table = sdata.tables["table"]
-    store = store.subset(np.arange(len(store)))  # in memory: training reads it many times
-    timings["data_and_views"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    base = baseline_embeddings(sdata, store, seed=0)
-    timings["baselines"] = time.perf_counter() - t0
-    log(f"baselines: pixel_pca {base['pixel_pca'].shape}, handcrafted {base['handcrafted'].shape}")
-
-    cfg = train_config(args)
-    train_info, learned = [], {}
-    t0 = time.perf_counter()
-    for seed in args.seeds:
-        for name in LEARNED:
-            embs, info = train_and_embed(store, name=name, seed=seed, config=cfg, workdir=workdir)
-            learned[(name, seed)] = embs
-            train_info.append(info)
-            log(
-                f"trained {name} seed {seed}: {info['train_s']} s, loss {info['loss_first']:.3f}"
-                f" -> {info['loss_last']:.3f} (ln K {info['ln_k']:.2f}), collapsed "
-                f"{info['collapsed']}"
-            )
-    for seed in args.seeds:
-        learned[("MAD_untrained", seed)] = {"": untrained_embedding(store, seed=seed, config=cfg)}
-    timings["pretraining"] = time.perf_counter() - t0
-
-    gene_sets = mad.datasets.synthetic_gene_sets()
-    all_rows, all_genes, all_de = [], [], []
-    t0 = time.perf_counter()
-    for seed in args.seeds:
-        reps = {}
-        for name in (*LEARNED, *PER_SEED_BASELINES):
-            for suffix, arr in learned[(name, seed)].items():
-                reps[name + suffix] = arr
-        reps.update(base)
-        rows, genes, de = score_seed(
-            table,
-            reps,
-            seed=seed,
-            n_boot=args.n_boot,
-            decoder_kwargs=decoder_kwargs,
-            gene_sets=gene_sets,
-        )
-        all_rows += rows
-        all_genes.append(genes)
-        all_de.append(de)
-        log(f"scored seed {seed}")
-    timings["scoring"] = time.perf_counter() - t0
-    rows = pd.DataFrame(all_rows)
-    per_gene = pd.concat(all_genes, ignore_index=True)
-    de_all = pd.concat(all_de, ignore_index=True)
-    summary = summarise(rows)
-    reference = expression_reference(table, seed=0)
-    reps_order = [*LEARNED, *BASELINES]
-    best_share = share_best(per_gene, reps_order)
-    learned_share = share_best(per_gene, list(LEARNED))
-
-    claims = {}
-    for metric in ("louvain_ari", "kmeans_ari", "expression_pearson"):
-        for other in ("morphology", "microenvironment"):
-            claims[f"{metric}: MAD > {other}"] = paired_difference(rows, metric, "MAD", other)
-    mad_dec = summary[(summary.rep == "MAD") & (summary.metric == "decoder_accuracy")].iloc[0]
-
-    # ----------------------------------------------------------------- investigation
-    investigation = []
-    mad_loses = any(c["diff"] <= 0 or c["wins"] < c["n"] for c in claims.values())
-    if args.investigate == "yes" or (args.investigate == "auto" and mad_loses and not args.quick):
+    d = Path(args.workdir)
+    d.mkdir(parents=True, exist_ok=True)
+    if args.stage == "train":
+        return stage_train(args, args.worker)
+    if args.stage == "score":
+        return stage_score(args, args.worker)
+    if args.stage == "cosmx":
+        return stage_cosmx(args)
+    timings = {}
+    t_all = time.perf_counter()
+    if not args.report_only:
         t0 = time.perf_counter()
-        seed = args.seeds[0]
-        base_scores = rows[(rows.seed == seed) & rows.rep.isin(LEARNED)]
-        variants = [
-            ("MAD, 2x steps", dict(cfg, max_steps=2 * args.steps), 1.0),
-            ("MAD, alpha=0 (no cross-view terms)", cfg, 0.0),
-            ("morphology, 2x steps", dict(cfg, max_steps=2 * args.steps), None),
-            ("microenvironment, 2x steps", dict(cfg, max_steps=2 * args.steps), None),
-        ]
-        for label, c, alpha in variants:
-            name = label.split(",")[0]
-            embs, info = train_and_embed(
-                store,
-                name=name,
-                seed=seed,
-                config=c,
-                workdir=workdir,
-                alpha=1.0 if alpha is None else alpha,
-            )
-            a = scratch_adata(table, {"rep": embs[""]})
-            ev = mad.tl.evaluate(
-                a,
-                reps=["rep"],
-                labels="cell_type",
-                seeds=[seed],
-                n_boot=0,
-                metrics=["louvain", "kmeans", "knn"],
-                inplace=False,
-            )
-            pred = cross_fitted_expression(a, "rep", seed=seed, decoder_kwargs=decoder_kwargs)
-            expr, _ = expression_scores(a, "rep", pred, seed=seed, n_boot=0)
-            r = {
-                m: float(ev[ev.metric == m]["value"].iloc[0])
-                for m in ("louvain_ari", "kmeans_ari", "knn_accuracy")
-            }
-            r["expression_pearson"] = expr["value"]
-            investigation.append(
-                dict(
-                    variant=label,
-                    steps=c["max_steps"],
-                    alpha=alpha,
-                    **r,
-                    loss_last=info["loss_last"],
-                    train_s=info["train_s"],
-                )
-            )
-            log(f"investigation {label}: {r}")
-        for name in LEARNED:
-            b = base_scores[base_scores.rep == name].set_index("metric")["value"]
-            investigation.append(
-                dict(
-                    variant=f"{name} (main run, seed {seed})",
-                    steps=args.steps,
-                    alpha=1.0 if name == "MAD" else None,
-                    **{
-                        m: float(b.get(m, np.nan))
-                        for m in ("louvain_ari", "kmeans_ari", "knn_accuracy", "expression_pearson")
-                    },
-                )
-            )
-        timings["investigation"] = time.perf_counter() - t0
-
-    cosmx = None
-    if not args.skip_cosmx:
+        early = early_score = None
+        if (d / "baselines.npz").exists() and not args.skip_train:
+            # a resumed run: train while the parent sets up
+            early = spawn(args, "train", args.jobs, wait=False)
+        elif (d / "baselines.npz").exists():
+            early_score = spawn(args, "score", args.jobs, wait=False)
+        sdata, store, table, window, splits = setup(args)
+        if not (d / "baselines.npz").exists():
+            np.savez(d / "baselines.npz", **baselines_for(sdata, store))
+        timings["setup_and_baselines_s"] = time.perf_counter() - t0
+        if args.skip_train:
+            pass
+        elif early is None:
+            spawn(args, "train", args.jobs)
+        else:
+            finish("train", early)
+        timings["pretraining_wall_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        try:
-            cosmx = cosmx_pipeline(args, workdir)
-        except FileNotFoundError as err:
-            log(f"CosMx skipped: {err}")
-        timings["cosmx"] = time.perf_counter() - t0
-    wall = time.perf_counter() - t_start
-
-    # ----------------------------------------------------------------- write
-    setup = {
-        "n_cells": int(table.n_obs),
-        "n_genes": int(table.n_vars),
-        "cell_types": table.obs["cell_type"].value_counts().to_dict(),
-        "view_sizes": {
-            "morphology": int(store.morphology_size),
-            "microenvironment": int(store.microenvironment_size),
-            "window_px": float(np.median(store.window_px)),
-        },
-        "pretrain": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
-        "seeds": list(args.seeds),
-        "n_boot": args.n_boot,
-        "decoder": decoder_kwargs,
-        "torch_threads": args.threads,
-        "machine": f"{os.cpu_count()} CPUs ({platform.machine()})",
-        "precision_resolved": resolve_precision(cfg["precision"], torch.device("cpu")),
-        "load_avg_start": load_start,
-        "load_avg_end": load_avg(),
-        "wall_s": round(wall, 1),
-        "timings_s": {k: round(v, 1) for k, v in timings.items()},
-        "quick": bool(args.quick),
-    }
-    payload = {
-        "setup": setup,
-        "training": train_info,
-        "summary": summary.to_dict("records"),
-        "claims": claims,
-        "mad_decoder_accuracy": float(mad_dec["mean"]),
-        "share_best_all": best_share,
-        "share_best_learned": learned_share,
-        "reference_expression": reference,
-        "investigation": investigation,
-        "de": de_all.to_dict("records"),
-        "cosmx": None
-        if cosmx is None
-        else {k: v for k, v in cosmx.items() if k not in ("rows", "summary")}
-        | {"summary": cosmx["summary"].to_dict("records")},
-    }
-    rows.to_csv(stem.with_suffix(".csv"), index=False)
-    per_gene.to_csv(stem.parent / (stem.name + "_per_gene.csv"), index=False)
-    stem.with_suffix(".json").write_text(json.dumps(payload, indent=1, default=_json_default))
-    stem.with_suffix(".md").write_text(
-        render_markdown(
-            setup,
-            summary,
-            claims,
-            mad_dec,
-            best_share,
-            learned_share,
-            reference,
-            train_info,
-            investigation,
-            de_all,
-            cosmx,
-            args,
-        )
-    )
-    log(f"wrote {stem}.md/.json/.csv in {wall / 60:.1f} min")
-    print(stem.with_suffix(".md").read_text())
-
-
-def _json_default(o):
-    if isinstance(o, np.integer | np.floating):
-        return o.item()
-    if isinstance(o, np.bool_):
-        return bool(o)
-    if isinstance(o, pd.DataFrame):
-        return o.to_dict("records")
-    return str(o)
-
-
-def render_markdown(
-    setup,
-    summary,
-    claims,
-    mad_dec,
-    best_share,
-    learned_share,
-    reference,
-    train_info,
-    investigation,
-    de_all,
-    cosmx,
-    args,
-) -> str:
-    reps = [*LEARNED, *BASELINES]
-    L = ["# Science benchmark: MAD vs single views vs non-learned baselines", ""]
-    if setup["quick"]:
-        L += ["**QUICK SMOKE RUN: numbers are meaningless.**", ""]
-    p = setup["pretrain"]
-    vs = setup["view_sizes"]
-    L += [
-        "## Setup",
-        "",
-        f"- data: `mad.datasets.synthetic_tissue(n_cells={setup['n_cells']}, seed=0)`, "
-        f"{setup['n_genes']} genes, 8 subtypes ({', '.join(f'{k} {v}' for k, v in setup['cell_types'].items())})",
-        f"- views: morphology {vs['morphology']} px, microenvironment {vs['microenvironment']} px "
-        f"(window {vs['window_px']:.0f} image px, 25 neighbours), 4 channels, in memory",
-        f"- learned embeddings (same budget and seeds): backbone `{p['model']}`, {p['max_steps']} steps "
-        f"x batch {p['batch_size']} ({p['max_steps'] * p['batch_size'] / setup['n_cells']:.1f} epochs), "
-        f"lr {p['lr']}, {p['n_prototypes']} prototypes (head 256/64), 2 global + {p['n_local']} "
-        f"local crops per view, EMA momentum {p['momentum'][0]} -> {p['momentum'][1]}, "
-        f"precision `{p['precision']}` ({setup['precision_resolved']} on this CPU), alpha 1 for "
-        "MAD. The MAD embedding is "
-        "the concatenation of the two class tokens (2D); single-view embeddings are one class token (D).",
-        "- baselines: `pixel_pca` = PCA (50 comps per view) of raw pixels average-pooled to 14x14 "
-        "(morphology) and 16x16 (microenvironment); `handcrafted` = skimage regionprops (area, "
-        "perimeter, eccentricity, solidity, extent, axes, per-channel mean/sd, nuclear fraction and "
-        "per-channel nuclear means from `nucleus_labels`) + composition of the 25 nearest cells' "
-        "k-means (k=10) morphology clusters + the 25 neighbours' mean features (no labels used); "
-        "blocks z-scored and balanced; `MAD_untrained` = the MAD backbone at its random "
-        "initialisation (same seeds), no training, with the fixed 0.5 / 0.25 input scale: "
-        "untrained, that scale gives better features than the data-standardised one the "
-        "trained models use (benchmarks/results/learning.md), so this is the stronger "
-        "untrained reference",
-        f"- seeds {setup['seeds']} (pretraining seed = evaluation seed); cells: mean over seeds "
-        "[95% t-interval over seeds]; bold = best mean. Per-seed bootstrap CIs "
-        f"({setup['n_boot']} replicates, evaluation-set uncertainty) are in science.json",
-        f"- decoders: `mad.tl.fit_decoder` defaults (2-layer MLP, hidden 2x, Smooth L1, class "
-        f"weights), max_epochs {setup['decoder']['max_epochs']}, patience {setup['decoder']['patience']}; "
-        "cell-type decoder scored on its 15% test split (`tl.evaluate`); expression decoder "
-        "cross-fitted (2 folds, every cell predicted out-of-fold), which also feeds DE",
-        f"- machine: {setup['machine']}; torch threads {setup['torch_threads']}; load average at "
-        f"start {setup['load_avg_start']}, at end {setup['load_avg_end']} (cores shared with other "
-        "jobs)",
-        f"- wall time {setup['wall_s'] / 60:.1f} min ({', '.join(f'{k} {v:.0f} s' for k, v in setup['timings_s'].items())})",
-        "",
-        "## Results (synthetic tissue, ground truth = `cell_type`)",
-        "",
-    ]
-    main_metrics = [
-        "louvain_ari",
-        "louvain_purity",
-        "louvain_n_clusters",
-        "kmeans_ari",
-        "kmeans_purity",
-        "knn_accuracy",
-        "linear_accuracy",
-        "decoder_accuracy",
-        "decoder_balanced_accuracy",
-        "expression_pearson",
-    ]
-    L += results_table(summary, reps, main_metrics)
-    L += [
-        "",
-        f"Share of genes where each embedding has the best mean Pearson r "
-        f"({best_share['n_genes']} genes): "
-        + ", ".join(f"{r} {best_share[r]:.0%}" for r in reps)
-        + "; among the learned ones only: "
-        + ", ".join(f"{r} {learned_share[r]:.0%}" for r in LEARNED),
-        "",
-        "### Downstream biology",
-        "",
-    ]
-    down = [
-        "pseudotime_spearman",
-        "cca_r1",
-        "cca_r_top5",
-        "cca_centroid_r1",
-        "de_log2fc_r",
-        "de_top20_overlap",
-        "enrich_program_recovered",
-        "enrich_program_top1",
-    ]
-    L += results_table(summary, reps, down)
-    L += [
-        "",
-        f"- pseudotime: DPT on the embedding of stromal fibroblasts only, rooted at the "
-        f"least-activated cell; Spearman with the ground-truth activation. The same on measured "
-        f"expression (PCA 30): {reference['pseudotime_spearman']:.3f}.",
-        "- CCA: `mad.tl.cca` (PCA 50 per side, held-out 30% of cells; centroid = cell-type "
-        "means in canonical space).",
-        "- DE: each subtype against its partner subtype (3 niche-only pairs, 1 morphology-only "
-        "pair, both directions: 8 tests), Wilcoxon on measured counts vs on cross-fitted "
-        "predictions; r of log2FC over all genes, overlap of the top-20 genes by score. "
-        "Enrichment: `mad.tl.enrich` (hypergeometric, background = panel) of the up-genes "
-        "(FDR < 0.05) of the predicted DE against the planted programs; 'found' = the subtype's "
-        "own program has FDR < 0.05. On measured expression it is found in "
-        f"{int(de_all[de_all.seed == de_all.seed.iloc[0]].drop_duplicates('group')['enriched_meas'].sum())}/8.",
-        "",
-    ]
-    if "recall@1" in set(summary.metric):
-        r1 = summary[(summary.metric == "recall@1") & (summary.rep == "MAD")]
-        r10 = summary[(summary.metric == "recall@10") & (summary.rep == "MAD")]
-        if len(r1):
-            L += [
-                f"- MAD cross-view Recall@1 / @10 (morphology <-> microenvironment tokens, "
-                f"{setup['n_cells']} candidates; chance {1 / setup['n_cells']:.4f} / "
-                f"{10 / setup['n_cells']:.4f}): {r1['mean'].iloc[0]:.3f} / {r10['mean'].iloc[0]:.3f}",
-                "",
-            ]
-    # per-pair DE detail for MAD vs single views
-    piv = de_all.groupby(["rep", "group"])[["log2fc_r", "enriched_pred"]].mean().unstack("rep")
-    L += [
-        "### DE agreement and enrichment per comparison (mean over seeds)",
-        "",
-        "| subtype vs partner | "
-        + " | ".join(f"r log2FC {r}" for r in reps)
-        + " | "
-        + " | ".join(f"found {r}" for r in reps)
-        + " |",
-        "|---|" + "---:|" * (2 * len(reps)),
-    ]
-    pof = partner_of()
-    for g in SUBTYPE_PROGRAM:
-        if g not in piv.index:
-            continue
-        L.append(
-            f"| {g} vs {pof[g]} | "
-            + " | ".join(f"{piv.loc[g, ('log2fc_r', r)]:.2f}" for r in reps)
-            + " | "
-            + " | ".join(f"{piv.loc[g, ('enriched_pred', r)]:.0%}" for r in reps)
-            + " |"
-        )
-    L += [
-        "",
-        "### Pretraining runs",
-        "",
-        "| run | seed | train s | loss first -> last | "
-        "ln K | teacher entropy | Recall@1 | Recall@5 first -> last (chance) | collapsed |",
-        "|---|---:|---:|---|---:|---:|---:|---|---|",
-    ]
-    for t in train_info:
-        L.append(
-            f"| {t['name']} | {t['seed']} | {t['train_s']:.0f} | {t['loss_first']:.3f} -> "
-            f"{t['loss_last']:.3f} | {t['ln_k']:.2f} | {t['teacher_entropy_last']:.2f} | "
-            f"{t['recall@1_last']:.3f} | {t['recall@5_first']:.3f} -> "
-            f"{t['recall@5_last']:.3f} ({t['recall@5_chance']:.3f}) | {t['collapsed']} |"
-        )
-    L += [
-        "",
-        "Recall@K: held-out cells, a cell's morphology token retrieving its own "
-        "microenvironment token and vice versa (single-view models: two global crops of "
-        "the same view).",
-    ]
-    L += [
-        "",
-        "## Claims",
-        "",
-        "| claim | MAD - other (mean over seeds) [95% t-CI] | seeds won | holds? |",
-        "|---|---:|---:|---|",
-    ]
-    for label, c in claims.items():
-        holds = c["ci_low"] > 0 if np.isfinite(c["ci_low"]) else c["diff"] > 0
-        verdict = "yes" if holds else ("not shown (CI spans 0)" if c["diff"] > 0 else "no")
-        L.append(
-            f"| {label} | {fmt(c['diff'], c['ci_low'], c['ci_high'])} | "
-            f"{c['wins']}/{c['n']} | {verdict} |"
-        )
-    acc = mad_dec
-    L.append(
-        f"| MAD cell-type decoder accuracy > 0.80 | {fmt(acc['mean'], acc['seeds_ci_low'], acc['seeds_ci_high'])} "
-        f"| | {'yes' if acc['mean'] > 0.8 else 'no'} |"
-    )
-    if investigation:
-        L += [
-            "",
-            "## Investigation (seed " + str(setup["seeds"][0]) + ", one run each)",
-            "",
-            "| variant | steps | Louvain ARI | k-means ARI | kNN acc. | expression r |",
-            "|---|---:|---:|---:|---:|---:|",
-        ]
-        for v in investigation:
-            L.append(
-                f"| {v['variant']} | {v['steps']} | {v['louvain_ari']:.3f} | {v['kmeans_ari']:.3f} | "
-                f"{v['knn_accuracy']:.3f} | {v['expression_pearson']:.3f} |"
-            )
-    if cosmx is not None:
-        s = cosmx["summary"]
-        L += [
-            "",
-            "## Real data: CosMx NSCLC (Lung12, 2 FOVs)",
-            "",
-            f"- {cosmx['n_cells']} cells, {cosmx['n_genes']} genes; RGB composite, views "
-            f"{cosmx['view_sizes'][0]} / {cosmx['view_sizes'][1]} px (window {cosmx['window_px']:.0f} px, "
-            "15 neighbours)",
-            f"- targets: Louvain clusters of measured expression (log-normalized, PCA 20, 10-NN, "
-            f"resolution {args.cosmx_resolution}); clusters with >= 8 cells kept: {cosmx['clusters']} "
-            f"({cosmx['n_labelled']} cells); majority share {cosmx['majority_share']:.2f}, balanced "
-            f"chance {cosmx['balanced_chance']:.2f}; cluster x FOV: {cosmx['cluster_by_fov']}",
-            f"- embeddings: pixel PCA (20 per view), handcrafted (no nucleus labels: 5 morphology "
-            f"clusters, 10 neighbours), and `vit_pico` MAD / morphology / microenvironment pretrained "
-            f"{args.cosmx_steps} steps x 32 cells on these 120 cells (seed 0)",
-            f"- decoders: `fit_decoder` under {cosmx['n_splits']}-fold stratified CV (20% of each "
-            "training fold for early stopping), out-of-fold accuracy; mean over seeds "
-            f"{list(args.seeds)} [95% t-CI] (seeds change folds and decoder init)",
-            "",
-            "| metric | " + " | ".join(s.rep.unique()) + " |",
-            "|---|" + "---:|" * s.rep.nunique(),
-        ]
-        for metric in ("decoder_accuracy_cv", "decoder_balanced_accuracy_cv", "knn_accuracy_cv"):
-            sub = s[s.metric == metric].set_index("rep")
-            L.append(
-                f"| {metric} | "
-                + " | ".join(
-                    fmt(sub.loc[r, "mean"], sub.loc[r, "seeds_ci_low"], sub.loc[r, "seeds_ci_high"])
-                    for r in s.rep.unique()
-                )
-                + " |"
-            )
-    L += ["", "## Verdict (generated from the numbers above)", ""]
-    L += verdict_lines(summary, claims, mad_dec, train_info)
-    L.append("")
-    return "\n".join(L)
-
-
-VERDICT_METRICS = {
-    "louvain_ari": "Louvain ARI",
-    "kmeans_ari": "k-means ARI",
-    "knn_accuracy": "kNN accuracy",
-    "decoder_accuracy": "cell-type decoder accuracy",
-    "expression_pearson": "expression r",
-    "pseudotime_spearman": "pseudotime Spearman",
-    "de_log2fc_r": "DE log2FC r",
-}
-
-
-def verdict_lines(summary, claims, mad_dec, train_info) -> list[str]:
-    """Plain statements of what held and what did not, whichever way the numbers went."""
-    held = [
-        k
-        for k, c in claims.items()
-        if (c["ci_low"] > 0 if np.isfinite(c["ci_low"]) else c["diff"] > 0)
-    ]
-    failed = [k for k in claims if k not in held]
-    L = [
-        f"- The paper's claims held in {len(held)} of {len(claims)} comparisons"
-        + (f" ({'; '.join(held)})" if held else "")
-        + (f"; not shown: {'; '.join(failed)}" if failed else "")
-        + f". MAD's cell-type decoder reaches {mad_dec['mean']:.3f} "
-        + ("(> 0.80)." if mad_dec["mean"] > 0.8 else "(not > 0.80)."),
-    ]
-    means = summary.pivot_table(index="metric", columns="rep", values="mean", aggfunc="first")
-    best, vs_untrained = [], []
-    for key, label in VERDICT_METRICS.items():
-        if key not in means.index:
-            continue
-        row = means.loc[key].dropna()
-        if row.empty:
-            continue
-        best.append(f"{label}: {row.idxmax()} ({row.max():.3f})")
-        if "MAD" in row and "MAD_untrained" in row:
-            d = row["MAD"] - row["MAD_untrained"]
-            vs_untrained.append(f"{label} {d:+.3f}")
-    if best:
-        L.append("- Best embedding per metric: " + "; ".join(best) + ".")
-    if vs_untrained:
-        L.append(
-            "- What pretraining added to the same architecture at random initialisation "
-            "(MAD - MAD_untrained, mean over seeds): " + "; ".join(vs_untrained) + "."
-        )
-    mad_runs = [t for t in train_info if t["name"] == "MAD"]
-    if mad_runs:
-        ent = np.mean([t["teacher_entropy_last"] for t in mad_runs])
-        r5 = np.mean([t["recall@5_last"] for t in mad_runs])
-        chance = mad_runs[0]["recall@5_chance"]
-        L.append(
-            f"- MAD's training state at the end: teacher entropy {ent:.2f} nats against "
-            f"ln K = {mad_runs[0]['ln_k']:.2f} (uniform), held-out cross-view Recall@5 "
-            f"{r5:.3f} against chance {chance:.3f}. A teacher this close to uniform means the "
-            "run is still in DINO's early phase: the budget here is a few epochs of a "
-            "3-block ViT from random weights, where the paper starts from DINOv2 (LVD-142M) "
-            "weights and trains for 15 epochs on 100 M cells."
-        )
-    return L
+        cosmx = None
+        if not args.skip_cosmx and not (d / "cosmx_scores.csv").exists():
+            cosmx = spawn(args, "cosmx", 1, wait=False)  # alongside the scoring workers
+        if early_score is None:
+            spawn(args, "score", args.jobs)
+        else:
+            finish("score", early_score)
+        timings["scoring_wall_s"] = time.perf_counter() - t0
+        if cosmx is not None:
+            finish("cosmx", cosmx)
+            timings["scoring_and_cosmx_wall_s"] = time.perf_counter() - t0
+        meta = {
+            "n_cells": args.n_cells,
+            "n_genes": int(table.n_vars),
+            "cell_types": table.obs["cell_type"].value_counts().to_dict(),
+            "window_px": window,
+            "split_info": {str(s): v["info"] for s, v in splits.items()},
+            "n_pretrain": {str(s): int(pretrain_mask(v).sum()) for s, v in splits.items()},
+            "n_test": {
+                str(s): {sp: int((v[sp] == "test").sum()) for sp in SPLITS}
+                for s, v in splits.items()
+            },
+            "timings": timings,
+            "wall_s": time.perf_counter() - t_all,
+            "machine": f"{os.cpu_count()} CPUs; {args.jobs} worker process(es) x "
+            f"{args.threads} torch thread(s); load at end "
+            f"{[round(x, 2) for x in os.getloadavg()]}",
+            "argv": sys.argv[1:] if argv is None else argv,
+        }
+        (d / "meta.json").write_text(json.dumps(meta, default=str))
+    write_report(args, d, RESULTS)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -38,6 +38,8 @@ OBS_BORDER: Final = "mad_border"
 # label value of each row when cell views rasterized shapes whose ids are not integers
 OBS_LABEL_ID: Final = "mad_label_id"
 OBS_SPLIT: Final = "mad_split"
+#: Value of ``obs[OBS_SPLIT]`` for cells in the band between spatial-block splits (no split).
+SPLIT_GUARD: Final = "guard"
 OBS_LOUVAIN: Final = "mad_louvain"
 OBS_KMEANS: Final = "mad_kmeans"
 OBS_PSEUDOTIME: Final = "mad_pseudotime"

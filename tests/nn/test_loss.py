@@ -250,3 +250,94 @@ def test_sinkhorn_loss_matches_hand_computation():
 def test_unknown_centering_raises():
     with pytest.raises(ValueError, match="centering"):
         MADLoss(8, centering="mean")
+
+
+def test_view_centers_center_each_view_with_its_own_mean():
+    student, teacher = _inputs()
+    loss_fn = MADLoss(K, view_centers=True, center_momentum=0.5)
+    assert loss_fn.center.shape == (2, K)
+    loss_fn.update_center(teacher)
+    for i, v in enumerate((M, E)):
+        want = 0.5 * torch.cat(teacher[v]).mean(0)
+        torch.testing.assert_close(loss_fn.center[i], want.float())
+    # each view's teacher is centred with its own row: equal to a shared-center loss whose
+    # center is that row, view by view (alpha 0 separates the views)
+    got = loss_fn(student, teacher, 0.05)
+    want = 0.0
+    for i, v in enumerate((M, E)):
+        single = MADLoss(K, mode=v)
+        single.center.copy_(loss_fn.center[i : i + 1])
+        want += float(single(student, teacher, 0.05))
+    loss_fn.alpha = 0.0  # alpha is a plain attribute (the trainer ramps it)
+    assert float(loss_fn(student, teacher, 0.05)) == pytest.approx(want, rel=1e-6)
+    assert float(got) > float(loss_fn(student, teacher, 0.05))  # cross terms add
+    # the shared center (default) is the mean over both views
+    default = MADLoss(K, center_momentum=0.5)
+    default.update_center(teacher)
+    both = torch.cat([*teacher[M], *teacher[E]]).mean(0)
+    torch.testing.assert_close(default.center[0], (0.5 * both).float())
+
+
+def test_view_centers_needs_the_view():
+    loss_fn = MADLoss(K, view_centers=True)
+    with pytest.raises(ValueError, match="pass the teacher logits as"):
+        loss_fn.update_center([torch.zeros(B, K)])
+    with pytest.raises(ValueError, match="needs the view of the logits"):
+        loss_fn.teacher_probs(torch.zeros(B, K), 0.04)
+
+
+def test_view_diagnostics_per_view_entropy_and_agreement():
+    from madspatial.train._history import view_diagnostics
+
+    loss_fn = MADLoss(4)
+    sharp = torch.eye(4)[[0, 1, 2, 3]] * 50  # 4 cells, each on its own prototype
+    teacher = {M: [sharp, sharp], E: [torch.zeros(4, 4), torch.zeros(4, 4)]}
+    student = {M: [sharp, sharp], E: [sharp, sharp]}
+    loss_fn(student, teacher, 1.0)
+    d = view_diagnostics(loss_fn, (M, E))
+    assert d[f"teacher_entropy_{M}"] == pytest.approx(0.0, abs=1e-6)
+    assert d[f"teacher_entropy_{E}"] == pytest.approx(math.log(4), abs=1e-6)
+    assert d[f"teacher_batch_entropy_{M}"] == pytest.approx(math.log(4), abs=1e-6)
+    # the uniform view's argmax is prototype 0 for every cell: 1 of 4 cells agree
+    assert d["view_agreement"] == pytest.approx(0.25)
+    # CE(sharp, uniform) = ln 4; CE(uniform, sharp) is huge: the views disagree
+    assert d["teacher_cross_ce"] > math.log(4)
+    same = {M: [sharp, sharp], E: [sharp, sharp]}
+    loss_fn(student, same, 1.0)
+    d = view_diagnostics(loss_fn, (M, E))
+    assert d["view_agreement"] == 1.0 and d["teacher_cross_ce"] == pytest.approx(0.0, abs=1e-5)
+    single = MADLoss(4, mode=M)
+    single(student, teacher, 1.0)
+    assert set(view_diagnostics(single, (M,))) == {
+        f"teacher_entropy_{M}",
+        f"teacher_batch_entropy_{M}",
+    }
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_trainer_ramps_alpha_and_logs_per_view_diagnostics(tiny_tissue, tmp_path):
+    import spatialdata
+
+    import madspatial as mad
+
+    sdata = spatialdata.deepcopy(tiny_tissue)
+    mad.pp.normalize(sdata, image_key="morphology")
+    mad.pp.cell_views(
+        sdata, image_key="morphology_normalized", labels_key="cell_labels",
+        morphology_size=28, microenvironment_size=56,
+    )  # fmt: skip
+    store = mad.io.read_views(sdata)
+    model = mad.tl.pretrain(
+        store, model="vit_pico", max_steps=4, batch_size=8, n_prototypes=16,
+        head_hidden_dim=16, head_bottleneck_dim=8, n_local=1, n_holdout=8, alpha=0.5,
+        alpha_warmup_steps=2, view_centers=True, precision="fp32", resume=False,
+        checkpoint_dir=tmp_path / "m",
+    )  # fmt: skip
+    h = model.history
+    assert h["alpha"] == [0.0, 0.25, 0.5, 0.5]
+    for key in (f"teacher_entropy_{M}", f"teacher_entropy_{E}", "view_agreement",
+                "teacher_cross_ce"):  # fmt: skip
+        assert len(h[key]) == 4 and all(math.isfinite(x) for x in h[key]), key
+    assert all(0.0 <= a <= 1.0 for a in h["view_agreement"])
+    with pytest.raises(ValueError, match="alpha_warmup_steps must be an int >= 0"):
+        mad.tl.pretrain(store, model="vit_pico", max_steps=1, alpha_warmup_steps=-1)

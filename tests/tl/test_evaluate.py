@@ -121,3 +121,100 @@ def test_everything_the_downstream_tools_write_round_trips_through_h5ad(adata, t
         adata.uns["mad_de"]["type0_vs_rest"]["results"]["gene"].tolist()
     )
     np.testing.assert_array_equal(back.layers["mad_pred"], adata.layers["mad_pred"])
+
+
+def test_hest_protocol_ranks_embeddings_and_matches_a_hand_computation(adata):
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import GroupKFold
+    from sklearn.preprocessing import StandardScaler
+
+    from madspatial.metrics import pearson_per_gene
+    from madspatial.tl._inputs import get_expression
+
+    table = evaluate(
+        adata,
+        reps=["X_mad", "X_noise"],
+        expression="counts",
+        groupby="slide",
+        metrics=["hest"],
+        seeds=(0,),
+        n_boot=20,
+        hest_genes=5,
+        hest_components=4,
+    )
+    v = table.set_index("rep")["value"]
+    assert set(table["metric"]) == {"hest_pearson"}
+    assert v["X_mad"] > 0.5 and v["X_mad"] > v["X_noise"] + 0.3
+    # by hand: 4 slides -> 4 grouped folds; top-5 variable genes; PCA 4; HEST's ridge
+    Y, _, _ = get_expression(adata, layer="counts", normalize="auto")
+    top = np.argsort(-Y.var(0), kind="stable")[:5]
+    X, g = adata.obsm["X_mad"], adata.obs["slide"].astype(str).to_numpy()
+    per_fold = []
+    for tr, te in GroupKFold(4).split(X, groups=g):
+        sc = StandardScaler().fit(X[tr])
+        pca = PCA(4, random_state=0).fit(sc.transform(X[tr]))
+        z_tr, z_te = (pca.transform(sc.transform(X[i])) for i in (tr, te))
+        yt = Y[tr][:, top]
+        reg = Ridge(alpha=100 / (4 * 5), solver="lsqr", fit_intercept=False, max_iter=1000)
+        reg.fit(z_tr, yt - yt.mean(0))
+        pred = reg.predict(z_te) + yt.mean(0)
+        per_fold.append(np.nanmean(pearson_per_gene(Y[te][:, top], pred)))
+    assert v["X_mad"] == pytest.approx(np.mean(per_fold), abs=1e-4)
+    assert adata.uns["mad_evaluate"]["per_gene_hest"].shape == (2 * 5, 4)
+
+
+def test_concatenated_reps_are_scored_as_one(adata):
+    table = evaluate(
+        adata,
+        reps=[("X_mad_morphology", "X_mad_microenvironment"), "X_noise"],
+        labels="cell_type",
+        metrics=["knn"],
+        seeds=(0,),
+        n_boot=0,
+        inplace=False,
+    )
+    assert list(table["rep"]) == ["X_mad_morphology+X_mad_microenvironment", "X_noise"]
+    named = evaluate(
+        adata,
+        reps={"both": ["X_mad_morphology", "X_mad_microenvironment"]},
+        labels="cell_type",
+        metrics=["knn"],
+        seeds=(0,),
+        n_boot=0,
+        inplace=False,
+    )
+    assert named["rep"].tolist() == ["both"] and named["value"][0] == table["value"][0]
+    with pytest.raises(ValueError, match="lists of them"):
+        evaluate(adata, reps=[[]], labels="cell_type", metrics=["knn"], inplace=False)
+
+
+def test_split_column_fits_on_train_and_scores_test_only(adata):
+    import madspatial as mad
+
+    mad.pp.split(adata, method="spatial_blocks", block_size=250.0, guard=60.0, seed=0)
+    split = adata.obs["mad_split"].astype(str)
+    n_test = int((split == "test").sum())
+    assert (split == "guard").any()
+    table = evaluate(
+        adata,
+        reps=["X_mad", "X_noise"],
+        labels="cell_type",
+        expression="counts",
+        split="mad_split",
+        metrics=["louvain", "knn", "linear", "decoder", "expression", "hest"],
+        seeds=(0,),
+        n_boot=0,
+        hest_genes=5,
+        decoder_kwargs=FAST,
+    )
+    n = table.set_index(["rep", "metric"])["n"]
+    for metric in ("louvain_ari", "knn_accuracy", "linear_accuracy", "decoder_accuracy"):
+        assert n["X_mad", metric] == n_test, metric
+    assert n["X_mad", "expression_pearson"] == n_test and n["X_mad", "hest_pearson"] == n_test
+    wide = table.set_index(["rep", "metric"])["value"]
+    assert wide["X_mad", "knn_accuracy"] == 1.0 and wide["X_noise", "knn_accuracy"] < 0.7
+    assert wide["X_mad", "hest_pearson"] > wide["X_noise", "hest_pearson"] + 0.3
+    adata.obs["bad"] = "train"
+    with pytest.raises(ValueError, match="needs 'train' and 'test' cells"):
+        evaluate(adata, reps=["X_mad"], labels="cell_type", split="bad", metrics=["knn"])

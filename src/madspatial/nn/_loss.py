@@ -18,6 +18,12 @@ all cells share; neither can create differences the head outputs do not have. Wh
 freshly initialised backbone maps nearly every cell to the same output, both give a
 nearly uniform teacher (on the synthetic tissue that was fixed by standardising the
 input with the data's statistics, ``TrainConfig.pixel_stats``, not by the centering).
+
+``view_centers=True`` keeps one running center per view instead of the paper's single
+``c``: the two views feed one head but their mean outputs differ, and a shared center
+removes only the average of the two (see ``benchmarks/results/collapse.md`` for what
+each option measured). ``alpha`` is a plain attribute, so a trainer can ramp it
+(``TrainConfig.alpha_warmup_steps``).
 """
 
 from __future__ import annotations
@@ -56,11 +62,13 @@ class MADLoss(nn.Module):
         still tracked for logging but not used).
     sinkhorn_iterations
         Number of Sinkhorn-Knopp normalisation rounds.
+    view_centers
+        One running center per view (``center`` has one row per view, in the order of
+        :attr:`views`) instead of one shared by both (the paper's single ``c``).
 
     Notes
     -----
-    One center is shared by both views (the paper's single ``c``). ``forward`` does not
-    update it; call :meth:`update_center` with the teacher logits after each step. The
+    By default one center is shared by both views. ``forward`` does not update it; call :meth:`update_center` with the teacher logits after each step. The
     per-term values of the last call are kept (detached) in :attr:`last_terms`, keyed
     ``"<teacher view>-><student view>"``.
     """
@@ -77,6 +85,7 @@ class MADLoss(nn.Module):
         center_momentum: float = 0.9,
         centering: str = "center",
         sinkhorn_iterations: int = 3,
+        view_centers: bool = False,
     ) -> None:
         super().__init__()
         if centering not in CENTERINGS:
@@ -91,7 +100,9 @@ class MADLoss(nn.Module):
         self.alpha = float(alpha)
         self.student_temp = float(student_temp)
         self.center_momentum = float(center_momentum)
-        self.register_buffer("center", torch.zeros(1, n_prototypes))
+        self.view_centers = bool(view_centers)
+        n_centers = len(self.views) if self.view_centers else 1
+        self.register_buffer("center", torch.zeros(n_centers, n_prototypes))
         self.last_terms: dict[str, torch.Tensor] = {}
         self.last_teacher_probs: dict[str, torch.Tensor] = {}
 
@@ -125,9 +136,24 @@ class MADLoss(nn.Module):
                     f"logits must be (B, {self.n_prototypes}), got shape {tuple(t.shape)}."
                 )
 
-    def teacher_probs(self, logits: torch.Tensor, teacher_temp: float) -> torch.Tensor:
+    def center_of(self, view: str | None = None) -> torch.Tensor:
+        """The ``(1, K)`` center used for ``view`` (the shared one unless ``view_centers``)."""
+        if not self.view_centers:
+            return self.center
+        if view not in self.views:
+            raise ValueError(
+                f"view_centers=True needs the view of the logits, one of {list(self.views)}; "
+                f"got {view!r}."
+            )
+        i = self.views.index(view)
+        return self.center[i : i + 1]
+
+    def teacher_probs(
+        self, logits: torch.Tensor, teacher_temp: float, view: str | None = None
+    ) -> torch.Tensor:
         """Centred, sharpened teacher distribution ``softmax((t - c) / T_t)`` (float32)."""
-        return F.softmax((logits.detach().float() - self.center) / teacher_temp, dim=-1)
+        c = self.center_of(view)
+        return F.softmax((logits.detach().float() - c) / teacher_temp, dim=-1)
 
     @torch.no_grad()
     def sinkhorn_probs(self, logits: torch.Tensor, teacher_temp: float) -> torch.Tensor:
@@ -209,7 +235,7 @@ class MADLoss(nn.Module):
             }
         else:
             t_probs = {
-                v: torch.stack([self.teacher_probs(t, teacher_temp) for t in teacher[v]])
+                v: torch.stack([self.teacher_probs(t, teacher_temp, v) for t in teacher[v]])
                 for v in self.views
             }
         self.last_teacher_probs = t_probs
@@ -248,10 +274,28 @@ class MADLoss(nn.Module):
         ----------
         teacher_logits
             Teacher logits of all global crops (a list, or the ``{view: [...]}`` dict passed
-            to ``forward``). Under ``torch.distributed`` the mean is over all ranks.
+            to ``forward``; with ``view_centers=True`` it must be the dict and each view's
+            center follows its own logits). Under ``torch.distributed`` the mean is over
+            all ranks.
         """
+        if self.view_centers:
+            if not isinstance(teacher_logits, dict):
+                raise ValueError(
+                    "view_centers=True: pass the teacher logits as {view: [tensors]} so each "
+                    "view's center is updated with its own logits."
+                )
+            for i, view in enumerate(self.views):
+                batch_center = self._batch_mean(teacher_logits[view])
+                self.center[i : i + 1].mul_(self.center_momentum).add_(
+                    batch_center, alpha=1 - self.center_momentum
+                )
+            return
         if isinstance(teacher_logits, dict):
             teacher_logits = [t for v in teacher_logits.values() for t in v]
+        batch_center = self._batch_mean(teacher_logits)
+        self.center.mul_(self.center_momentum).add_(batch_center, alpha=1 - self.center_momentum)
+
+    def _batch_mean(self, teacher_logits: list[torch.Tensor]) -> torch.Tensor:
         logits = torch.cat([t.detach().float() for t in teacher_logits])
         stats = torch.cat(
             [
@@ -261,8 +305,7 @@ class MADLoss(nn.Module):
         )
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(stats)
-        batch_center = (stats[:-1] / stats[-1]).to(self.center.device)[None]
-        self.center.mul_(self.center_momentum).add_(batch_center, alpha=1 - self.center_momentum)
+        return (stats[:-1] / stats[-1]).to(self.center.device)[None]
 
 
 def koleo_loss(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:

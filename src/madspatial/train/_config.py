@@ -83,6 +83,15 @@ TRAIN_OPTION_DOCS: dict[str, str] = {
         "On short CPU runs from random weights we saw no gain from Sinkhorn-Knopp "
         "(benchmarks: see the docs' concepts page)."
     ),
+    "view_centers": (
+        "One running center per view instead of one shared center (the two views' mean "
+        "teacher outputs differ). Measured on the synthetic tissue: it does not lift the "
+        "MAD teacher out of its near-uniform state (benchmarks/results/collapse.md)."
+    ),
+    "alpha_warmup_steps": (
+        "Ramp the cross-view weight from 0 to ``alpha`` over this many steps (0: constant "
+        "alpha, the paper's)."
+    ),
     "pixel_stats": (
         '``"data"``: a new model standardises its input with the channel mean and std of '
         'the views (microenvironment views when used, 1,024 cells); ``"fixed"`` uses '
@@ -165,6 +174,8 @@ class TrainConfig:
     student_temp: float = 0.1
     center_momentum: float = 0.9
     centering: Centering = "center"
+    view_centers: bool = False
+    alpha_warmup_steps: int = 0
     pixel_stats: PixelStats = "data"
     freeze_last_layer_steps: int | None = None
     clip_grad: float | None = 3.0
@@ -231,6 +242,9 @@ class TrainConfig:
         _int("head_hidden_dim", self.head_hidden_dim, 1, "e.g. 2048")
         _int("head_bottleneck_dim", self.head_bottleneck_dim, 1, "e.g. 256")
         _int("seed", self.seed, None, "e.g. 0")
+        _int("alpha_warmup_steps", self.alpha_warmup_steps, 0, "0 keeps alpha constant")
+        if not isinstance(self.view_centers, bool):
+            raise TypeError(f"view_centers must be True or False; got {_show(self.view_centers)}.")
         for name in ("warmup_steps", "teacher_temp_warmup_steps", "freeze_last_layer_steps"):
             _int(name, getattr(self, name), 0, "or None for the default share of the run", True)
         _int("checkpoint_every", self.checkpoint_every, 1, "steps, or None: every epoch", True)

@@ -69,6 +69,32 @@ def probs_entropies(probs: torch.Tensor) -> tuple[float, float]:
     return per_cell, batch
 
 
+@torch.no_grad()
+def view_diagnostics(loss_fn, views: tuple[str, ...]) -> dict[str, float]:
+    """Per-view teacher entropies and, with two views, how much the views agree.
+
+    From the teacher distributions of the last loss call (``loss_fn.last_teacher_probs``,
+    ``(n_global, B, K)`` per view): ``teacher_entropy_<view>`` (mean per-cell entropy) and
+    ``teacher_batch_entropy_<view>`` (entropy of the batch mean) for every view; with both
+    views also ``view_agreement`` (share of cells whose two first-global-crop teachers put
+    their highest probability on the same prototype; chance ~ 1 / the prototypes in use)
+    and ``teacher_cross_ce`` (mean of CE(p_morph, p_micro) and CE(p_micro, p_morph)
+    between the two teachers, nats; ``ln K`` or more means the views do not agree).
+    """
+    out: dict[str, float] = {}
+    probs = loss_fn.last_teacher_probs
+    for v in views:
+        per_cell, batch = probs_entropies(probs[v])
+        out[f"teacher_entropy_{v}"] = per_cell
+        out[f"teacher_batch_entropy_{v}"] = batch
+    if len(views) == 2:
+        a, b = (probs[v][0].float() for v in views)
+        out["view_agreement"] = float((a.argmax(-1) == b.argmax(-1)).float().mean())
+        la, lb = (torch.log(p.clamp_min(1e-30)) for p in (a, b))
+        out["teacher_cross_ce"] = float(0.5 * (-(a * lb).sum(-1).mean() - (b * la).sum(-1).mean()))
+    return out
+
+
 def format_rate(rate: float) -> str:
     """A throughput for the progress bar: 2 significant digits below 100 (``0.42``, ``3.1``)."""
     if not math.isfinite(rate):
@@ -109,9 +135,14 @@ class History:
         )
 
     def log_step(self, **values: float) -> None:
+        """Append one step; ``STEP_KEYS`` are required, any other key is logged as given
+        (e.g. the per-view diagnostics of :func:`view_diagnostics`)."""
         for k in self.STEP_KEYS:
             v = values[k]
             self.data[k].append(int(v) if k in ("step", "epoch") else float(v))
+        for k, v in values.items():
+            if k not in self.STEP_KEYS:
+                self.data.setdefault(k, []).append(float(v))
 
     def log_eval(self, step: int, recall: dict[int, float]) -> None:
         self.data["eval_step"].append(int(step))

@@ -49,7 +49,13 @@ from ._data import (
     store_chunk_size,
 )
 from ._forward import MultiCropForward
-from ._history import History, cross_view_recall, format_rate, probs_entropies
+from ._history import (
+    History,
+    cross_view_recall,
+    format_rate,
+    probs_entropies,
+    view_diagnostics,
+)
 from ._identity import (
     IDENTITY_VERSION,
     RunMismatchError,
@@ -461,6 +467,7 @@ class Trainer:
             student_temp=cfg.student_temp,
             center_momentum=cfg.center_momentum,
             centering=cfg.centering,
+            view_centers=cfg.view_centers,
         ).to(dev)
         r.augment = self._augment(mconfig)
         r.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
@@ -569,8 +576,10 @@ class Trainer:
             # student with an uncentred, artificially peaked teacher, which makes the
             # loss start low and rise for reasons unrelated to learning.
             loss_fn.center.zero_()
-            loss_fn.update_center([z for v in views for z in t_logits[v]])
+            loss_fn.update_center(t_logits)
             loss_fn.center.div_(1 - loss_fn.center_momentum)
+        if cfg.alpha_warmup_steps:  # cross-view terms ramped in from 0
+            loss_fn.alpha = cfg.alpha * min(1.0, step / cfg.alpha_warmup_steps)
         loss = loss_fn(s_logits, t_logits, temp)
         if cfg.koleo_weight:
             for v in views:
@@ -588,7 +597,8 @@ class Trainer:
         ent, batch_ent = probs_entropies(
             torch.cat([p for v in views for p in loss_fn.last_teacher_probs[v]])
         )
-        loss_fn.update_center([z for v in views for z in t_logits[v]])
+        view_stats = view_diagnostics(loss_fn, views)
+        loss_fn.update_center(t_logits)
 
         now = time.perf_counter()
         cps = cfg.batch_size * info.world_size / max(now - r.t_last, 1e-9)
@@ -604,6 +614,8 @@ class Trainer:
             teacher_entropy=ent,
             teacher_batch_entropy=batch_ent,
             cells_per_s=cps,
+            alpha=loss_fn.alpha,
+            **view_stats,
         )
         return float(stats[0]), cps
 
