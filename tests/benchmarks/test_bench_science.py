@@ -50,9 +50,7 @@ def test_baselines_shapes_and_balance(bench, tissue_with_views):
     bs, _ = bench
     sdata, store = tissue_with_views
     n = sdata.tables["table"].n_obs
-    emb = bs.baseline_embeddings(
-        sdata, store, seed=0, n_neighbors=10, n_morph_clusters=4, n_components=8
-    )
+    emb = bs.baselines_for(sdata, store, n_neighbors=10, n_morph_clusters=4, n_components=8)
     assert emb["pixel_pca"].shape == (n, 16)
     hand = emb["handcrafted"]
     # own features (7 shape + 4 means + 4 sds + nuclear fraction + 4 nuclear means = 20),
@@ -98,42 +96,17 @@ def test_summary_helpers(bench):
     assert m - lo == pytest.approx(hi - m)
     rows = pd.DataFrame(
         dict(
-            rep=["MAD"] * 3 + ["morphology"] * 3,
+            split="blocks",
+            rep=["MAD"] * 3 + ["separate"] * 3,
             metric="louvain_ari",
             seed=[0, 1, 2] * 2,
             value=[0.5, 0.6, 0.7, 0.4, 0.65, 0.5],
         )
     )
-    d = bs.paired_difference(rows, "louvain_ari", "MAD", "morphology")
+    d = bs.paired(rows, "blocks", "louvain_ari", "MAD", "separate")
     assert d["diff"] == pytest.approx(np.mean([0.1, -0.05, 0.2])) and d["wins"] == 2
+    assert d["n"] == 3 and d["holds"] is False  # the interval crosses 0: no claim
+    ahead = rows.assign(value=[0.5, 0.6, 0.7, 0.4, 0.5, 0.6])
+    assert bs.paired(ahead, "blocks", "louvain_ari", "MAD", "separate")["holds"] is True
     summary = bs.summarise(rows.assign(ci_low=np.nan, ci_high=np.nan))
     assert summary.set_index("rep").loc["MAD", "mean"] == pytest.approx(0.6)
-    per_gene = pd.DataFrame(
-        dict(
-            rep=["a", "b"] * 3,
-            gene=["g1", "g1", "g2", "g2", "g3", "g3"],
-            pearson=[0.9, 0.1, 0.2, 0.8, 0.7, 0.6],
-            seed=0,
-        )
-    )
-    share = bs.share_best(per_gene, ["a", "b"])
-    assert share["a"] == pytest.approx(2 / 3) and share["n_genes"] == 3
-
-
-def test_de_agreement_perfect_prediction(bench, tiny_tissue):
-    """Predicting the measured log-normalized expression exactly gives r = 1, full top-20
-    overlap, and the planted programs are found as often as on measured expression."""
-    bs, _ = bench
-    import madspatial as mad
-    from madspatial.tl._inputs import get_expression
-
-    table = tiny_tissue.tables["table"]
-    adata = bs.scratch_adata(table, {})
-    Y, _, _ = get_expression(adata, normalize="auto")
-    summary, df = bs.de_agreement(adata, Y, gene_sets=mad.datasets.synthetic_gene_sets())
-    assert len(df) == 8
-    assert summary["de_log2fc_r"] == pytest.approx(1.0, abs=1e-6)
-    assert summary["de_top20_overlap"] == 1.0
-    assert (df["enriched_pred"] == df["enriched_meas"]).all()
-    assert summary["enrich_program_recovered"] >= 6  # planted programs are strong
-    assert "mad_pred" not in adata.layers  # scratch layer cleaned up
