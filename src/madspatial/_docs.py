@@ -56,3 +56,20 @@ def doc_params(**fragments: str) -> Callable[[F], F]:
         return obj
 
     return decorate
+
+
+#: ``y_true``, ``y_pred`` and ``gene_names`` of the per-gene expression metrics.
+doc_gene_pair = """\
+y_true
+    Measured expression, cells x genes.
+y_pred
+    Predicted expression, same shape.
+gene_names
+    Optional gene names; the result is then a Series indexed by gene."""
+
+#: The shared tail (folds, balance, seed) of the probe accuracies' parameters.
+doc_probe_folds = """\
+balanced
+    Report balanced accuracy (mean per-class recall) instead of plain accuracy.
+seed
+    Seed of the fold shuffling."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .._docs import doc_gene_pair, doc_params
 from ._utils import as_dense_2d
 
 
@@ -65,17 +66,13 @@ def pearson_per_gene(y_true, y_pred, *, gene_names=None) -> np.ndarray | pd.Seri
     return _named(np.clip(r, -1.0, 1.0), gene_names)
 
 
+@doc_params(doc_gene_pair=doc_gene_pair)
 def mae_per_gene(y_true, y_pred, *, gene_names=None) -> np.ndarray | pd.Series:
     """Mean absolute error across cells, per gene.
 
     Parameters
     ----------
-    y_true
-        Measured expression, cells x genes.
-    y_pred
-        Predicted expression, same shape.
-    gene_names
-        Optional gene names; the result is then a Series indexed by gene.
+    {doc_gene_pair}
 
     Returns
     -------
@@ -85,17 +82,13 @@ def mae_per_gene(y_true, y_pred, *, gene_names=None) -> np.ndarray | pd.Series:
     return _named(np.abs(t - p).mean(axis=0), gene_names)
 
 
+@doc_params(doc_gene_pair=doc_gene_pair)
 def mse_per_gene(y_true, y_pred, *, gene_names=None) -> np.ndarray | pd.Series:
     """Mean squared error across cells, per gene (the paper's Fig. 4e).
 
     Parameters
     ----------
-    y_true
-        Measured expression, cells x genes.
-    y_pred
-        Predicted expression, same shape.
-    gene_names
-        Optional gene names; the result is then a Series indexed by gene.
+    {doc_gene_pair}
 
     Returns
     -------

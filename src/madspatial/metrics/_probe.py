@@ -20,6 +20,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from .._docs import doc_params, doc_probe_folds
 from ._utils import as_dense_2d, as_label_pair, check_finite
 
 
@@ -135,6 +136,7 @@ def _accuracy(labels, pred, balanced: bool) -> float:
     return float(np.mean(t == p))
 
 
+@doc_params(doc_probe_folds=doc_probe_folds)
 def knn_accuracy(
     X,
     labels,
@@ -162,10 +164,7 @@ def knn_accuracy(
         Optional group per cell; folds keep groups whole (see :func:`probe_predictions`).
     n_splits
         Cross-validation folds.
-    balanced
-        Report balanced accuracy (mean per-class recall) instead of plain accuracy.
-    seed
-        Seed of the fold shuffling.
+    {doc_probe_folds}
 
     Returns
     -------
@@ -184,6 +183,7 @@ def knn_accuracy(
     return _accuracy(labels, pred, balanced)
 
 
+@doc_params(doc_probe_folds=doc_probe_folds)
 def linear_probe_accuracy(
     X,
     labels,
@@ -211,10 +211,7 @@ def linear_probe_accuracy(
         Inverse L2 regularisation strength.
     max_iter
         Iteration cap of the solver.
-    balanced
-        Report balanced accuracy (mean per-class recall) instead of plain accuracy.
-    seed
-        Seed of the fold shuffling.
+    {doc_probe_folds}
 
     Returns
     -------
