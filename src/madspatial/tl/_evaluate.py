@@ -276,9 +276,14 @@ def evaluate(
                 cmask = label_mask if masks is None else label_mask & masks[2]
                 Xc, yc, gc = X[cmask], y_codes[cmask], strata_of(cmask)
             if "louvain" in wanted:
+                # Every cell (every test cell with a split) is clustered, as tl.louvain
+                # clusters every cell, and the clusters of the labelled ones are scored.
+                gmask = np.ones(len(X), dtype=bool) if masks is None else masks[2]
                 if rep not in graphs:  # the graph does not depend on the seed
-                    graphs[rep] = knn_graph(Xc, n_neighbors=min(graph_neighbors, len(Xc) - 1))
+                    Xg = X[gmask]
+                    graphs[rep] = knn_graph(Xg, n_neighbors=min(graph_neighbors, len(Xg) - 1))
                 cl, _ = multilevel(graphs[rep], resolution=resolution, seed=seed)
+                cl = cl[cmask[gmask]]
                 yl_, gl_ = yl, gl
                 yl, gl = yc, gc
                 record(rep, "louvain_ari", seed, (yl, cl), ari, len(yl), gl, seed)
