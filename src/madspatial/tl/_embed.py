@@ -208,8 +208,8 @@ def embed(
     batch_size
         Cells per forward pass.
     precision
-        ``"auto"`` (default: bf16 autocast where bf16 is native - CUDA, AVX512-BF16/AMX
-        CPUs - else fp32), ``"bf16"``, ``"fp32"`` or ``"fp16"`` (CUDA).
+        ``"auto"`` (default: bf16 autocast where it is faster than fp32 - CUDA with
+        bf16, CPUs with AMX - else fp32), ``"bf16"``, ``"fp32"`` or ``"fp16"`` (CUDA).
     device
         Torch device (default ``mad.settings.device``).
     num_workers

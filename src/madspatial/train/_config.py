@@ -117,9 +117,9 @@ TRAIN_OPTION_DOCS: dict[str, str] = {
     ),
     "augment": "Further :class:`~madspatial.nn.MultiCropAugment` options (a dict).",
     "precision": (
-        '``"auto"`` (default: bf16 autocast where the hardware computes bf16 natively, i.e. '
-        "CUDA GPUs with bf16 and CPUs with AVX512-BF16/AMX; fp32 elsewhere, because emulated "
-        'bf16 is several times slower), ``"bf16"``, ``"fp32"``, or ``"fp16"`` (CUDA only, '
+        '``"auto"`` (default: bf16 autocast where it is faster than fp32, i.e. CUDA GPUs '
+        "with bf16 and CPUs with AMX; fp32 elsewhere, including AVX512-BF16 CPUs without "
+        'AMX, where bf16 measured 0.4-0.8x fp32), ``"bf16"``, ``"fp32"``, or ``"fp16"`` (CUDA only, '
         "with gradient scaling)."
     ),
     "grad_checkpointing": "Recompute activations in the backward pass (less memory, ~30% slower).",

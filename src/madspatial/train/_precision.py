@@ -1,4 +1,4 @@
-"""Which autocast dtype to use: bf16 only where the hardware computes it natively.
+"""Which autocast dtype to use: bf16 only where it is faster than fp32.
 
 torch is imported inside the functions: ``tl.embed`` (and so ``madspatial embed --help``)
 imports this module, and help must answer without loading torch.
@@ -13,14 +13,17 @@ if TYPE_CHECKING:
 
 from .._constants import PRECISIONS
 
-__all__ = ["PRECISIONS", "autocast_dtype", "bf16_native", "resolve_precision"]
+__all__ = ["PRECISIONS", "autocast_dtype", "bf16_native", "cpu_has_amx", "resolve_precision"]
 
 
 def bf16_native(device: str | torch.device) -> bool:
-    """Whether bf16 matmuls run natively (CUDA with bf16, or a CPU with AVX512-BF16/AMX).
+    """Return whether bf16 autocast is faster than fp32 here (CUDA with bf16, a CPU with AMX).
 
-    On CPUs without them (e.g. AVX2-only) oneDNN emulates bf16 and autocast is several
-    times *slower* than fp32.
+    On CPUs the test is AMX (Sapphire Rapids and newer), not AVX512-BF16: on an
+    AVX512-BF16 Xeon without AMX, bf16 autocast measured 0.4-0.8x the speed of fp32 for
+    every ViT size and view size we train and embed (``benchmarks/bench_precision.py``),
+    because only the matmuls gain and every cast in and out of them costs; CPUs with
+    neither (AVX2-only) emulate bf16 and are several times slower still.
     """
     import torch
 
@@ -28,11 +31,21 @@ def bf16_native(device: str | torch.device) -> bool:
     if dev.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if dev.type == "cpu":
-        try:
-            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        except (AttributeError, RuntimeError):  # pragma: no cover - old or odd builds
-            return False
+        return cpu_has_amx()
     return False
+
+
+def cpu_has_amx() -> bool:
+    """Return whether this CPU has AMX tiles (the one CPU where bf16 autocast pays)."""
+    import torch
+
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    if probe is None:  # pragma: no cover - torch builds without the probe
+        return False
+    try:
+        return bool(probe())
+    except RuntimeError:  # pragma: no cover - odd builds
+        return False
 
 
 def resolve_precision(precision: str, device: str | torch.device) -> str:
