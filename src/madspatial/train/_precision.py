@@ -20,8 +20,9 @@ def bf16_native(device: str | torch.device) -> bool:
     """Return whether bf16 autocast is faster than fp32 here (CUDA with bf16, a CPU with AMX).
 
     On CPUs the test is AMX (Sapphire Rapids and newer), not AVX512-BF16: on an
-    AVX512-BF16 Xeon without AMX, bf16 autocast measured 0.4-0.8x the speed of fp32 for
-    every ViT size and view size we train and embed (``benchmarks/bench_precision.py``),
+    AVX512-BF16 Xeon without AMX, bf16 autocast measured 0.2-0.8x the speed of fp32 for
+    training and embedding with every ViT size we tried, 1.1x only for vit_small 224 px
+    embedding (``benchmarks/bench_precision.py``),
     because only the matmuls gain and every cast in and out of them costs; CPUs with
     neither (AVX2-only) emulate bf16 and are several times slower still.
     """
