@@ -19,9 +19,14 @@ from madspatial.nn._model import INTEGRITY_KEY, ModelFileError
 def _model(seed: int = 0) -> MADModel:
     torch.manual_seed(seed)
     cfg = MADConfig(
-        backbone="vit_pico", in_chans=2, morphology_size=28, microenvironment_size=56,
-        n_prototypes=16, head_hidden_dim=16, head_bottleneck_dim=8,
-    )  # fmt: skip
+        backbone="vit_pico",
+        in_chans=2,
+        morphology_size=28,
+        microenvironment_size=56,
+        n_prototypes=16,
+        head_hidden_dim=16,
+        head_bottleneck_dim=8,
+    )
     return MADModel(cfg)
 
 
@@ -137,8 +142,14 @@ def test_damaged_history_warns_and_weights_load(saved):
 def test_not_a_mad_model_folder(tmp_path):
     from madspatial.tl._decoder import Decoder
 
-    dec = Decoder(kind="categorical", target="cell_type", in_dim=4, out_dim=2, hidden_dim=4,
-                  classes=["a", "b"])  # fmt: skip
+    dec = Decoder(
+        kind="categorical",
+        target="cell_type",
+        in_dim=4,
+        out_dim=2,
+        hidden_dim=4,
+        classes=["a", "b"],
+    )
     dec.save(tmp_path / "dec")
     with pytest.raises(ValueError, match=r"is not a MAD model folder.*decoder") as e:
         MADModel.load(tmp_path / "dec")

@@ -103,9 +103,10 @@ def test_transformation_not_invertible(small):
     # transformation that cannot be inverted is an error
     sdata, truth = small
     sdata.labels["cell_labels"] = Labels2DModel.parse(
-        truth["labels"], dims=("y", "x"),
+        truth["labels"],
+        dims=("y", "x"),
         transformations={"global": Scale([0.0, 1.0], axes=("y", "x"))},
-    )  # fmt: skip
+    )
     with pytest.raises(
         ValueError, match=r"labels 'cell_labels' map to image 'morphology'.*not invertible"
     ):
@@ -115,9 +116,10 @@ def test_transformation_not_invertible(small):
 def test_labels_translated_outside_the_image(small):
     sdata, truth = small
     sdata.labels["cell_labels"] = Labels2DModel.parse(
-        truth["labels"], dims=("y", "x"),
+        truth["labels"],
+        dims=("y", "x"),
         transformations={"global": Translation([4, 0], axes=("x", "y"))},
-    )  # fmt: skip
+    )
     with pytest.raises(ValueError, match=r"reach outside the image"):
         mad.pp.cell_views(sdata, **KW)
 

@@ -73,8 +73,11 @@ def test_pretrain_signature_defaults_come_from_trainconfig():
 def test_default_is_paper(captured_config):
     cfg = captured_config(max_steps=1)
     assert (cfg.backbone, cfg.n_prototypes, cfg.head_hidden_dim, cfg.n_local) == (
-        "vit_small", 65536, 2048, 4,
-    )  # fmt: skip
+        "vit_small",
+        65536,
+        2048,
+        4,
+    )
     assert cfg.base_lr == 5e-4
 
 
