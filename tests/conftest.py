@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from pathlib import Path
@@ -84,6 +85,47 @@ TINY_TRAIN = {
 }
 
 
+#: The smallest MAD model (pico ViT, small head) on 28 / 56 px views; add ``in_chans``.
+PICO_MODEL = {
+    "backbone": "vit_pico",
+    "n_prototypes": 16,
+    "head_hidden_dim": 16,
+    "head_bottleneck_dim": 8,
+    "morphology_size": 28,
+    "microenvironment_size": 56,
+}
+
+#: A one-step fp32 TrainConfig of that model without local crops.
+PICO_TRAIN = {
+    "backbone": "vit_pico",
+    "batch_size": 16,
+    "max_steps": 1,
+    "n_prototypes": 16,
+    "head_hidden_dim": 16,
+    "head_bottleneck_dim": 8,
+    "n_local": 0,
+    "n_holdout": 16,
+    "precision": "fp32",
+}
+
+
+@pytest.fixture
+def decoder_folder(tmp_path):
+    """A saved tiny categorical decoder (``tmp_path / "dec"``): a folder that is no MAD model."""
+    from madspatial.tl._decoder import Decoder
+
+    dec = Decoder(
+        kind="categorical",
+        target="cell_type",
+        in_dim=4,
+        out_dim=2,
+        hidden_dim=4,
+        classes=["a", "b"],
+    )
+    dec.save(tmp_path / "dec")
+    return tmp_path / "dec"
+
+
 @pytest.fixture
 def offline_hub(tmp_path, monkeypatch):
     """An empty huggingface_hub cache in tmp (``HF_HOME``/``HF_HUB_CACHE``, ``HF_HUB_OFFLINE=1``).
@@ -103,6 +145,16 @@ def offline_hub(tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_network)
     monkeypatch.setattr(socket.socket, "connect", no_network)
     return home / "hub"
+
+
+@pytest.fixture
+def mad_log(caplog):
+    """caplog for the madspatial logger (it does not propagate to the root logger), at INFO."""
+    log = logging.getLogger("madspatial")
+    log.addHandler(caplog.handler)
+    caplog.set_level(logging.INFO, logger="madspatial")
+    yield caplog
+    log.removeHandler(caplog.handler)
 
 
 @pytest.fixture

@@ -6,6 +6,8 @@ import torch
 
 from madspatial.nn import MultiCropAugment, cosine_schedule, teacher_temperature_schedule
 
+from .conftest import NO_AUGMENT
+
 
 def _views(b=4, c=3, seed=0):
     g = torch.Generator().manual_seed(seed)
@@ -108,17 +110,7 @@ def test_flips_cover_the_dihedral_group():
 def test_blur_preserves_constant_and_mass():
     flat = torch.full((3, 2, 98, 98), 100, dtype=torch.uint8)
     aug = MultiCropAugment(
-        n_global=1,
-        n_local=0,
-        microenvironment_size=98,
-        global_scale=(1.0, 1.0),
-        ratio=(1.0, 1.0),
-        flip=False,
-        rotate90=False,
-        jitter=0.0,
-        blur_p=1.0,
-        noise_std=0.0,
-        blur_sigma=(2.0, 4.0),
+        **NO_AUGMENT, microenvironment_size=98, blur_p=1.0, blur_sigma=(2.0, 4.0)
     )
     out = aug(None, flat, generator=torch.Generator())["microenvironment"]["global"][0]
     torch.testing.assert_close(out, torch.full_like(out, 100 / 255))

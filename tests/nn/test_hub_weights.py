@@ -16,6 +16,8 @@ from madspatial.nn._pretrained import (
     resolve_weights,
 )
 
+from ..conftest import PICO_MODEL
+
 NAME = "vit_small_patch14_dinov2.lvd142m"
 REPO = "timm/" + NAME
 REV = "0123456789abcdef0123456789abcdef01234567"
@@ -279,15 +281,7 @@ def test_reference_folder_refusals(tmp_path):
 def test_mad_model_folder_and_local_file(tmp_path):
     from madspatial.nn import MADConfig, MADModel
 
-    cfg = MADConfig(
-        backbone="vit_pico",
-        in_chans=2,
-        n_prototypes=8,
-        head_hidden_dim=8,
-        head_bottleneck_dim=8,
-        morphology_size=28,
-        microenvironment_size=56,
-    )
+    cfg = MADConfig(**{**PICO_MODEL, "in_chans": 2, "n_prototypes": 8, "head_hidden_dim": 8})
     MADModel(cfg).save(tmp_path / "m")
     assert resolve_weights(tmp_path / "m").kind == "mad_model"
     assert resolve_weights(str(tmp_path / "m" / "model.safetensors")).kind == "file"

@@ -3,9 +3,6 @@ a tiny model in an offline huggingface_hub cache, a reference-MAD folder, a MADM
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -19,16 +16,11 @@ from madspatial._constants import (
 )
 from madspatial.nn._pretrained import IMAGENET_MEAN, IMAGENET_STD, WeightsNotCachedError
 
-from ..conftest import TINY_TRAIN
+from ..conftest import PICO_MODEL, TINY_TRAIN
+from ..nn import test_hub_weights as hub  # its cache writer and tiny models (one definition)
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
-# the cache writer and tiny models of tests/nn/test_hub_weights.py (one definition)
-_spec = importlib.util.spec_from_file_location(
-    "_hub_weights_helpers", Path(__file__).resolve().parents[1] / "nn" / "test_hub_weights.py"
-)
-hub = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(hub)
 
 SMALL = {**TINY_TRAIN, "lr": 1e-12, "max_steps": 1}
 
@@ -127,15 +119,7 @@ def test_zeroshot_errors(tissue_views, cached, tmp_path, monkeypatch):
         mad.tl.embed(tissue_views, weights="vit_base_patch14_dinov2.lvd142m", copy=True)
     from madspatial.nn import MADConfig, MADModel
 
-    cfg = MADConfig(
-        backbone="vit_pico",
-        in_chans=4,
-        n_prototypes=8,
-        head_hidden_dim=8,
-        head_bottleneck_dim=8,
-        morphology_size=28,
-        microenvironment_size=56,
-    )
+    cfg = MADConfig(**{**PICO_MODEL, "in_chans": 4, "n_prototypes": 8, "head_hidden_dim": 8})
     MADModel(cfg).save(tmp_path / "m")
     with pytest.raises(ValueError, match=r"is a trained MAD model.*as model="):
         mad.tl.embed(tissue_views, weights=tmp_path / "m", copy=True)

@@ -40,15 +40,6 @@ def captured_config(monkeypatch):
     return run
 
 
-@pytest.fixture
-def mad_log(caplog):
-    log = logging.getLogger("madspatial")
-    log.addHandler(caplog.handler)
-    caplog.set_level(logging.INFO, logger="madspatial")
-    yield caplog
-    log.removeHandler(caplog.handler)
-
-
 def test_paper_preset_is_the_trainconfig_defaults():
     defaults = TrainConfig()
     for name, value in PRESETS["paper"].items():

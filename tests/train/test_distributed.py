@@ -51,30 +51,13 @@ def test_torchrun_two_processes(zarr_store, tmp_path, strategy):
         str(zarr_store),
         "--out",
         str(out),
-        "--model",
-        "vit_pico",
         "--strategy",
         strategy,
-        "--max-steps",
-        "4",
-        "--batch-size",
-        "16",
-        "--lr",
-        "1e-3",
-        "--n-prototypes",
-        "64",
-        "--head-hidden-dim",
-        "32",
-        "--head-bottleneck-dim",
-        "16",
-        "--n-local",
-        "1",
-        "--checkpoint-every",
-        "2",
-        "--option",
-        "n_holdout=16",
-        "--option",
-        "freeze_last_layer_steps=1",
+        *(
+            "--model vit_pico --max-steps 4 --batch-size 16 --lr 1e-3 --n-prototypes 64 "
+            "--head-hidden-dim 32 --head-bottleneck-dim 16 --n-local 1 --checkpoint-every 2 "
+            "--option n_holdout=16 --option freeze_last_layer_steps=1"
+        ).split(),
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1", MADSPATIAL_NO_PROGRESS="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)

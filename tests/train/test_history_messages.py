@@ -9,6 +9,7 @@ import pytest
 from madspatial.train import TrainConfig, Trainer
 from madspatial.train._history import History, format_rate
 
+from ..conftest import PICO_TRAIN
 from .conftest import make_store, planted_views
 
 
@@ -68,16 +69,6 @@ def test_progress_bar_shows_rates_below_one_cell_per_second(monkeypatch):
     monkeypatch.setattr(T, "progress", lambda **kw: Bar())
     monkeypatch.setattr(T, "time", Clock)
     store = make_store(*planted_views(48, seed=0)[:2])
-    cfg = TrainConfig(
-        backbone="vit_pico",
-        batch_size=16,
-        max_steps=2,
-        n_prototypes=16,
-        head_hidden_dim=16,
-        head_bottleneck_dim=8,
-        n_local=0,
-        n_holdout=16,
-        precision="fp32",
-    )
+    cfg = TrainConfig(**{**PICO_TRAIN, "max_steps": 2})
     Trainer(store, cfg).fit()
     assert [p["cells_s"] for p in posts] == ["0.32", "0.32"]
