@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import logging
 import os
+import socket
 from pathlib import Path
 
 import matplotlib
@@ -47,6 +49,112 @@ def copy_tissue(tiny_tissue):
     import spatialdata
 
     return spatialdata.deepcopy(tiny_tissue)
+
+
+@pytest.fixture(scope="module")
+def tissue_views(tiny_tissue):
+    """A copy of ``tiny_tissue`` with its image normalised and 28 / 56 px cell views in memory.
+
+    One per test module (cheap for the pico model): a module's tests may write to its table.
+    """
+    import spatialdata
+
+    import madspatial as mad
+
+    sdata = spatialdata.deepcopy(tiny_tissue)
+    mad.pp.normalize(sdata, image_key="morphology")
+    mad.pp.cell_views(
+        sdata,
+        image_key="morphology_normalized",
+        labels_key="cell_labels",
+        morphology_size=28,
+        microenvironment_size=56,
+    )
+    return sdata
+
+
+#: The smallest training run the tests use (add ``model``/``backbone``; override what a test pins).
+TINY_TRAIN = {
+    "batch_size": 16,
+    "lr": 1e-3,
+    "n_prototypes": 64,
+    "head_hidden_dim": 32,
+    "head_bottleneck_dim": 16,
+    "n_local": 1,
+    "n_holdout": 16,
+}
+
+
+#: The smallest MAD model (pico ViT, small head) on 28 / 56 px views; add ``in_chans``.
+PICO_MODEL = {
+    "backbone": "vit_pico",
+    "n_prototypes": 16,
+    "head_hidden_dim": 16,
+    "head_bottleneck_dim": 8,
+    "morphology_size": 28,
+    "microenvironment_size": 56,
+}
+
+#: A one-step fp32 TrainConfig of that model without local crops.
+PICO_TRAIN = {
+    "backbone": "vit_pico",
+    "batch_size": 16,
+    "max_steps": 1,
+    "n_prototypes": 16,
+    "head_hidden_dim": 16,
+    "head_bottleneck_dim": 8,
+    "n_local": 0,
+    "n_holdout": 16,
+    "precision": "fp32",
+}
+
+
+@pytest.fixture
+def decoder_folder(tmp_path):
+    """A saved tiny categorical decoder (``tmp_path / "dec"``): a folder that is no MAD model."""
+    from madspatial.tl._decoder import Decoder
+
+    dec = Decoder(
+        kind="categorical",
+        target="cell_type",
+        in_dim=4,
+        out_dim=2,
+        hidden_dim=4,
+        classes=["a", "b"],
+    )
+    dec.save(tmp_path / "dec")
+    return tmp_path / "dec"
+
+
+@pytest.fixture
+def offline_hub(tmp_path, monkeypatch):
+    """An empty huggingface_hub cache in tmp (``HF_HOME``/``HF_HUB_CACHE``, ``HF_HUB_OFFLINE=1``).
+
+    Any download or socket connection fails the test. Returns the hub cache folder.
+    """
+    import huggingface_hub
+
+    home = tmp_path / "hf"
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_CACHE", str(home / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    def no_network(*args, **kwargs):
+        raise AssertionError(f"network access attempted: {args} {kwargs}")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    return home / "hub"
+
+
+@pytest.fixture
+def mad_log(caplog):
+    """caplog for the madspatial logger (it does not propagate to the root logger), at INFO."""
+    log = logging.getLogger("madspatial")
+    log.addHandler(caplog.handler)
+    caplog.set_level(logging.INFO, logger="madspatial")
+    yield caplog
+    log.removeHandler(caplog.handler)
 
 
 @pytest.fixture

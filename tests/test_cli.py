@@ -21,24 +21,10 @@ from madspatial.cli import build_parser, main
 pytestmark = pytest.mark.filterwarnings("ignore")  # zarr / ome-zarr chatter, tiny-run warnings
 
 ENV = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
-TINY_TRAINING = [
-    "--model",
-    "vit_pico",
-    "--max-steps",
-    "2",
-    "--batch-size",
-    "16",
-    "--n-prototypes",
-    "64",
-    "--head-hidden-dim",
-    "32",
-    "--head-bottleneck-dim",
-    "16",
-    "--n-local",
-    "1",
-    "--n-holdout",
-    "16",
-]
+TINY_TRAINING = (
+    "--model vit_pico --max-steps 2 --batch-size 16 --n-prototypes 64 --head-hidden-dim 32 "
+    "--head-bottleneck-dim 16 --n-local 1 --n-holdout 16"
+).split()
 
 
 def _sub(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:

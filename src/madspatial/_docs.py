@@ -44,7 +44,7 @@ def _fill(doc: str, name: str, text: str) -> str:
 
 
 def doc_params(**fragments: str) -> Callable[[F], F]:
-    """Decorator filling ``{name}`` placeholders of a docstring with ``fragments[name]``."""
+    """Fill the ``{name}`` placeholders of a docstring with ``fragments[name]``."""
 
     def decorate(obj: F) -> F:
         doc = obj.__doc__ or ""
@@ -73,3 +73,24 @@ balanced
     Report balanced accuracy (mean per-class recall) instead of plain accuracy.
 seed
     Seed of the fold shuffling."""
+
+#: ``copy`` of a function that writes into ``adata`` unless a copy is asked for.
+doc_copy = """\
+copy
+    Return a modified copy instead of writing into ``adata``."""
+
+#: ``key_added`` and ``copy`` of a tool that writes one ``.obs`` column and ``.uns`` entry.
+doc_obs_key_copy = (
+    """\
+key_added
+    Name of the ``.obs`` column and ``.uns`` entry written.
+"""
+    + doc_copy
+)
+
+#: ``adata`` and ``use_rep`` of a tool working on one embedding.
+doc_adata_rep = """\
+adata
+    Annotated data matrix with an embedding in ``.obsm``.
+use_rep
+    Key of the embedding in ``.obsm`` (``"X"`` for ``.X``)."""

@@ -1,5 +1,6 @@
-"""Choose the image, the segmentation and the table of a SpatialData the user names only
-in part (``madspatial demo --sdata`` and ``madspatial prepare``).
+"""Choose the image, the segmentation and the table of a SpatialData named only in part.
+
+Used by ``madspatial demo --sdata`` and ``madspatial prepare``.
 
 The table is the one that annotates the chosen segmentation (labels or shapes); the
 segmentation, when not named, is the one a table (the named one, or any) annotates. Only a
@@ -14,7 +15,7 @@ from ._logging import logger
 
 
 def annotated_regions(table: Any) -> list[str]:
-    """The elements a table annotates (``uns["spatialdata_attrs"]["region"]``), or ``[]``."""
+    """Return the elements a table annotates (``uns["spatialdata_attrs"]["region"]``), or ``[]``."""
     region = table.uns.get("spatialdata_attrs", {}).get("region")
     if region is None:
         return []
@@ -32,11 +33,11 @@ def region_rows(table: Any, region: str) -> int | None:
 def pick_table(
     sdata: Any, labels_key: str, table_key: str | None = None, *, where: str = "the SpatialData"
 ) -> str:
-    """The table annotating ``labels_key``: ``table_key`` when named (checked), else the only one.
+    """Return the table annotating ``labels_key``: ``table_key`` if named, else the only one.
 
-    Several tables annotate ``labels_key``: those with rows for it are kept (a table that lists
-    the element but holds none of its cells does not compete); only when several remain is
-    it an error, listing them.
+    A named ``table_key`` is checked. Several tables annotate ``labels_key``: those with rows
+    for it are kept (a table that lists the element but holds none of its cells does not
+    compete); only when several remain is it an error, listing them.
     """
     tables = dict(getattr(sdata, "tables", {}))
     regions = {k: annotated_regions(t) for k, t in tables.items()}

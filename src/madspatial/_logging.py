@@ -19,7 +19,7 @@ def added(key: str, where: str) -> None:
 
 
 def progress(iterable=None, **kwargs):
-    """A tqdm progress bar that respects ``mad.settings.verbosity``."""
+    """Return a tqdm progress bar that respects ``mad.settings.verbosity``."""
     from tqdm.auto import tqdm
 
     from ._settings import settings

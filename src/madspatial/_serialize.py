@@ -1,5 +1,6 @@
-"""Writing madspatial's files: JSON-able values and atomic writes, shared by every writer
-(``MADModel.save``, ``Decoder.save``, training checkpoints, view-store attributes).
+"""Writing madspatial's files: JSON-able values and atomic writes, shared by every writer.
+
+The writers: ``MADModel.save``, ``Decoder.save``, training checkpoints, view-store attributes.
 
 An atomic write goes to a new file beside the target (named ``.<name>.<pid>.<hex>.tmp``,
 with the mode the umask gives a new file, as a direct write would), is flushed to disk,

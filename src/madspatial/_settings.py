@@ -89,8 +89,11 @@ class MADSettings:
         return available_cores() if n < 0 else max(1, n)
 
     def resolve_n_threads(self, n_threads: int | None = None) -> int:
-        """Torch CPU threads: ``n_threads``, else :attr:`n_threads`, else every core this
-        process may run on (:func:`available_cores`)."""
+        """Return the torch CPU threads to use.
+
+        ``n_threads``, else :attr:`n_threads`, else every core this process may run on
+        (:func:`available_cores`).
+        """
         n = self.n_threads if n_threads is None else n_threads
         if n is None:
             return available_cores()
@@ -104,8 +107,11 @@ class MADSettings:
 
 
 def available_cores() -> int:
-    """CPU cores this process may run on: its affinity mask (``taskset``, cgroup cpusets,
-    SLURM's ``--cpus-per-task``), not the machine's core count."""
+    """Return the number of CPU cores this process may run on.
+
+    That is its affinity mask (``taskset``, cgroup cpusets, SLURM's ``--cpus-per-task``), not
+    the machine's core count.
+    """
     try:
         return len(os.sched_getaffinity(0)) or 1
     except AttributeError:  # macOS and Windows have no affinity call

@@ -17,9 +17,17 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 #: Top-level modules whose frames are skipped besides madspatial's own.
 _LIBRARIES = frozenset(
-    {"madspatial", "anndata", "spatialdata", "zarr", "h5py", "functools", "contextlib",
-     "legacy_api_wrap"}
-)  # fmt: skip
+    {
+        "madspatial",
+        "anndata",
+        "spatialdata",
+        "zarr",
+        "h5py",
+        "functools",
+        "contextlib",
+        "legacy_api_wrap",
+    }
+)
 
 
 def _library_frame(frame) -> bool:
@@ -28,8 +36,10 @@ def _library_frame(frame) -> bool:
 
 
 def user_stacklevel() -> int:
-    """``stacklevel`` for a ``warnings.warn`` in the calling function that points at the
-    first frame outside madspatial (and the libraries above): the user's call."""
+    """Return the ``stacklevel`` that points a ``warnings.warn`` in the caller at the user's call.
+
+    That is the first frame outside madspatial (and the libraries above).
+    """
     frame, level = sys._getframe(1), 1
     while frame is not None and _library_frame(frame):
         frame, level = frame.f_back, level + 1

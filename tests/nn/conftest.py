@@ -3,6 +3,18 @@ from __future__ import annotations
 import pytest
 import torch
 
+#: MultiCropAugment options that leave a view as it is (one full global crop, no jitter).
+NO_AUGMENT = {
+    "n_global": 1,
+    "n_local": 0,
+    "global_scale": (1.0, 1.0),
+    "ratio": (1.0, 1.0),
+    "flip": False,
+    "rotate90": False,
+    "jitter": 0.0,
+    "noise_std": 0.0,
+}
+
 
 @pytest.fixture(autouse=True, scope="package")
 def _one_torch_thread():

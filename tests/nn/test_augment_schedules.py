@@ -6,6 +6,8 @@ import torch
 
 from madspatial.nn import MultiCropAugment, cosine_schedule, teacher_temperature_schedule
 
+from .conftest import NO_AUGMENT
+
 
 def _views(b=4, c=3, seed=0):
     g = torch.Generator().manual_seed(seed)
@@ -85,9 +87,14 @@ def test_flips_cover_the_dihedral_group():
     img = torch.arange(70 * 70, dtype=torch.float32).reshape(1, 1, 70, 70) / (70 * 70)
     batch = img.expand(64, -1, -1, -1)
     aug = MultiCropAugment(
-        n_global=1, n_local=0, global_scale=(1.0, 1.0), ratio=(1.0, 1.0),
-        jitter=0.0, blur_p=0.0, noise_std=0.0,
-    )  # fmt: skip
+        n_global=1,
+        n_local=0,
+        global_scale=(1.0, 1.0),
+        ratio=(1.0, 1.0),
+        jitter=0.0,
+        blur_p=0.0,
+        noise_std=0.0,
+    )
     out = aug(batch, None, generator=torch.Generator().manual_seed(0))["morphology"]["global"][0]
     base = img[0, 0]
     d4 = [torch.rot90(base, k, (0, 1)) for k in range(4)]
@@ -103,10 +110,8 @@ def test_flips_cover_the_dihedral_group():
 def test_blur_preserves_constant_and_mass():
     flat = torch.full((3, 2, 98, 98), 100, dtype=torch.uint8)
     aug = MultiCropAugment(
-        n_global=1, n_local=0, microenvironment_size=98, global_scale=(1.0, 1.0),
-        ratio=(1.0, 1.0), flip=False, rotate90=False, jitter=0.0, blur_p=1.0, noise_std=0.0,
-        blur_sigma=(2.0, 4.0),
-    )  # fmt: skip
+        **NO_AUGMENT, microenvironment_size=98, blur_p=1.0, blur_sigma=(2.0, 4.0)
+    )
     out = aug(None, flat, generator=torch.Generator())["microenvironment"]["global"][0]
     torch.testing.assert_close(out, torch.full_like(out, 100 / 255))
     spot = torch.zeros(1, 1, 98, 98, dtype=torch.uint8)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 
 import pytest
 import torch
@@ -16,6 +15,8 @@ from madspatial.nn._pretrained import (
     WeightsNotCachedError,
     resolve_weights,
 )
+
+from ..conftest import PICO_MODEL
 
 NAME = "vit_small_patch14_dinov2.lvd142m"
 REPO = "timm/" + NAME
@@ -28,8 +29,13 @@ def _tiny_timm_model(seed: int = 0):
     import timm
 
     torch.manual_seed(seed)
-    model = timm.create_model("vit_small_patch14_dinov2", pretrained=False, num_classes=0,
-                              dynamic_img_size=True, **TINY_ARGS)  # fmt: skip
+    model = timm.create_model(
+        "vit_small_patch14_dinov2",
+        pretrained=False,
+        num_classes=0,
+        dynamic_img_size=True,
+        **TINY_ARGS,
+    )
     with torch.no_grad():  # non-trivial LayerScale so that folding it matters
         for blk in model.blocks:
             blk.ls1.gamma.uniform_(0.5, 1.5)
@@ -60,27 +66,9 @@ def write_hub_cache(cache, model, repo=REPO, rev=REV):
 
 
 @pytest.fixture
-def offline(tmp_path, monkeypatch):
-    """HF_HOME / HF_HUB_CACHE in tmp, HF_HUB_OFFLINE=1, and any download or socket fails."""
-    import huggingface_hub
-
-    home = tmp_path / "hf"
-    monkeypatch.setenv("HF_HOME", str(home))
-    monkeypatch.setenv("HF_HUB_CACHE", str(home / "hub"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-    def no_network(*args, **kwargs):
-        raise AssertionError(f"network access attempted: {args} {kwargs}")
-
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_network)
-    monkeypatch.setattr(socket.socket, "connect", no_network)
-    return home / "hub"
-
-
-@pytest.fixture
-def cached(offline):
+def cached(offline_hub):
     model = _tiny_timm_model()
-    snap = write_hub_cache(offline, model)
+    snap = write_hub_cache(offline_hub, model)
     return model, snap
 
 
@@ -96,14 +84,14 @@ def test_timm_names_resolve_from_the_offline_cache(cached, spec):
     assert res.pixel_mean == IMAGENET_MEAN
 
 
-def test_cache_layout_is_huggingface_hubs(cached, offline):
+def test_cache_layout_is_huggingface_hubs(cached, offline_hub):
     from huggingface_hub import scan_cache_dir, try_to_load_from_cache
 
     _, snap = cached
-    info = scan_cache_dir(offline)
+    info = scan_cache_dir(offline_hub)
     (repo,) = info.repos
     assert repo.repo_id == REPO and {r.commit_hash for r in repo.revisions} == {REV}
-    assert try_to_load_from_cache(REPO, "model.safetensors", cache_dir=offline) == str(
+    assert try_to_load_from_cache(REPO, "model.safetensors", cache_dir=offline_hub) == str(
         snap / "model.safetensors"
     )
 
@@ -130,8 +118,9 @@ def test_register_tokens_architecture_loads_exactly():
     from madspatial.nn._pretrained import timm_architecture
 
     arch = "vit_small_patch14_reg4_dinov2"
-    src = timm.create_model(arch, pretrained=False, num_classes=0, dynamic_img_size=True,
-                            **TINY_ARGS).eval()  # fmt: skip
+    src = timm.create_model(
+        arch, pretrained=False, num_classes=0, dynamic_img_size=True, **TINY_ARGS
+    ).eval()
     kw = timm_architecture(arch, TINY_ARGS)
     assert kw["reg_tokens"] == 4 and kw["no_embed_class"] is True
     x = torch.rand(2, 3, 70, 70)
@@ -149,7 +138,7 @@ def test_build_backbone_takes_a_hub_name(cached, tmp_path):
     torch.testing.assert_close(bb(x), model.forward_head(model.forward_features(x), True))
 
 
-def test_offline_and_not_cached_says_how_to_get_it(offline):
+def test_offline_and_not_cached_says_how_to_get_it(offline_hub):
     with pytest.raises(
         WeightsNotCachedError,
         match=r"timm/vit_large_patch14_dinov2\.lvd142m is not in the Hugging Face cache .*"
@@ -157,7 +146,7 @@ def test_offline_and_not_cached_says_how_to_get_it(offline):
         r"timm/vit_large_patch14_dinov2\.lvd142m config\.json model\.safetensors",
     ):
         resolve_weights("vit_large_patch14_dinov2.lvd142m")
-    assert not offline.exists() or not any(offline.iterdir())  # nothing was written
+    assert not offline_hub.exists() or not any(offline_hub.iterdir())  # nothing was written
 
 
 def test_online_cached_model_makes_no_call_uncached_one_downloads(tmp_path, monkeypatch):
@@ -198,9 +187,17 @@ def _dinov2_teacher(seed: int, *, dim: int = 64):
     from timm.models.vision_transformer import VisionTransformer
 
     torch.manual_seed(seed)
-    vit = VisionTransformer(img_size=224, patch_size=14, embed_dim=dim, depth=1, num_heads=1,
-                            mlp_ratio=2.0, init_values=1e-5, num_classes=0,
-                            dynamic_img_size=True)  # fmt: skip
+    vit = VisionTransformer(
+        img_size=224,
+        patch_size=14,
+        embed_dim=dim,
+        depth=1,
+        num_heads=1,
+        mlp_ratio=2.0,
+        init_values=1e-5,
+        num_classes=0,
+        dynamic_img_size=True,
+    )
     sd = {f"backbone.{k}": v.clone() for k, v in vit.state_dict().items()}
     sd["backbone.mask_token"] = torch.zeros(1, dim)
     sd["dino_head.mlp.0.weight"] = torch.zeros(8, dim)
@@ -232,8 +229,14 @@ def test_reference_mad_training_folder(tmp_path):
     res = resolve_weights(tmp_path)
     assert res.kind == "reference_mad"
     assert res.path == tmp_path / "eval" / "training_99" / "teacher_checkpoint.pth"  # latest
-    assert res.backbone == {"embed_dim": 64, "depth": 1, "num_heads": 1, "mlp_ratio": 2.0,
-                            "init_values": 1e-5, "img_size": 224}  # fmt: skip
+    assert res.backbone == {
+        "embed_dim": 64,
+        "depth": 1,
+        "num_heads": 1,
+        "mlp_ratio": 2.0,
+        "init_values": 1e-5,
+        "img_size": 224,
+    }
     assert res.pixel_mean == IMAGENET_MEAN
     bb = build_backbone(res.backbone, in_chans=3, weights=res.path).eval()
     x = torch.rand(2, 3, 70, 70)
@@ -241,8 +244,9 @@ def test_reference_mad_training_folder(tmp_path):
 
 
 def test_reference_folder_with_released_checkpoints(tmp_path):
-    (tmp_path / "config.yaml").write_text(REFERENCE_YAML.replace("normalize_mean: null",
-                                                                 "normalize_mean: [0.5, 0.5, 0.5]"))  # fmt: skip
+    (tmp_path / "config.yaml").write_text(
+        REFERENCE_YAML.replace("normalize_mean: null", "normalize_mean: [0.5, 0.5, 0.5]")
+    )
     _, sd = _dinov2_teacher(3)
     inner = {k.replace("backbone.", "backbones.morphology."): v for k, v in sd["teacher"].items()}
     inner |= {
@@ -277,8 +281,7 @@ def test_reference_folder_refusals(tmp_path):
 def test_mad_model_folder_and_local_file(tmp_path):
     from madspatial.nn import MADConfig, MADModel
 
-    cfg = MADConfig(backbone="vit_pico", in_chans=2, n_prototypes=8, head_hidden_dim=8,
-                    head_bottleneck_dim=8, morphology_size=28, microenvironment_size=56)  # fmt: skip
+    cfg = MADConfig(**{**PICO_MODEL, "in_chans": 2, "n_prototypes": 8, "head_hidden_dim": 8})
     MADModel(cfg).save(tmp_path / "m")
     assert resolve_weights(tmp_path / "m").kind == "mad_model"
     assert resolve_weights(str(tmp_path / "m" / "model.safetensors")).kind == "file"

@@ -315,28 +315,35 @@ def test_view_diagnostics_per_view_entropy_and_agreement():
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
-def test_trainer_ramps_alpha_and_logs_per_view_diagnostics(tiny_tissue, tmp_path):
-    import spatialdata
-
+def test_trainer_ramps_alpha_and_logs_per_view_diagnostics(tissue_views, tmp_path):
     import madspatial as mad
 
-    sdata = spatialdata.deepcopy(tiny_tissue)
-    mad.pp.normalize(sdata, image_key="morphology")
-    mad.pp.cell_views(
-        sdata, image_key="morphology_normalized", labels_key="cell_labels",
-        morphology_size=28, microenvironment_size=56,
-    )  # fmt: skip
-    store = mad.io.read_views(sdata)
+    store = mad.io.read_views(tissue_views)
     model = mad.tl.pretrain(
-        store, model="vit_pico", max_steps=4, batch_size=8, n_prototypes=16,
-        head_hidden_dim=16, head_bottleneck_dim=8, n_local=1, n_holdout=8, alpha=0.5,
-        alpha_warmup_steps=2, view_centers=True, precision="fp32", resume=False,
+        store,
+        model="vit_pico",
+        max_steps=4,
+        batch_size=8,
+        n_prototypes=16,
+        head_hidden_dim=16,
+        head_bottleneck_dim=8,
+        n_local=1,
+        n_holdout=8,
+        alpha=0.5,
+        alpha_warmup_steps=2,
+        view_centers=True,
+        precision="fp32",
+        resume=False,
         checkpoint_dir=tmp_path / "m",
-    )  # fmt: skip
+    )
     h = model.history
     assert h["alpha"] == [0.0, 0.25, 0.5, 0.5]
-    for key in (f"teacher_entropy_{M}", f"teacher_entropy_{E}", "view_agreement",
-                "teacher_cross_ce"):  # fmt: skip
+    for key in (
+        f"teacher_entropy_{M}",
+        f"teacher_entropy_{E}",
+        "view_agreement",
+        "teacher_cross_ce",
+    ):
         assert len(h[key]) == 4 and all(math.isfinite(x) for x in h[key]), key
     assert all(0.0 <= a <= 1.0 for a in h["view_agreement"])
     with pytest.raises(ValueError, match="alpha_warmup_steps must be an int >= 0"):

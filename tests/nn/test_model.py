@@ -15,6 +15,8 @@ from madspatial.nn import (
     parameter_groups,
 )
 
+from .conftest import NO_AUGMENT
+
 TINY = dict(backbone="vit_pico", n_prototypes=32, head_hidden_dim=24, head_bottleneck_dim=8)
 
 
@@ -130,10 +132,7 @@ def test_preprocess_and_augmentation_share_the_input_scale():
     g = torch.Generator().manual_seed(0)
     morph = torch.randint(0, 256, (4, 3, 70, 70), dtype=torch.uint8, generator=g)
     micro = torch.randint(0, 256, (4, 3, 224, 224), dtype=torch.uint8, generator=g)
-    identity = MultiCropAugment(
-        n_global=1, n_local=0, global_scale=(1.0, 1.0), ratio=(1.0, 1.0), flip=False,
-        rotate90=False, jitter=0.0, blur_p=0.0, noise_std=0.0,
-    )  # fmt: skip
+    identity = MultiCropAugment(**NO_AUGMENT, blur_p=0.0)
     crops = identity(morph, micro, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(crops["morphology"]["global"][0], MADModel.preprocess(morph))
     torch.testing.assert_close(crops["microenvironment"]["global"][0], MADModel.preprocess(micro))

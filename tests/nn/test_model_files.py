@@ -15,13 +15,12 @@ import torch
 from madspatial.nn import MADConfig, MADModel
 from madspatial.nn._model import INTEGRITY_KEY, ModelFileError
 
+from ..conftest import PICO_MODEL
+
 
 def _model(seed: int = 0) -> MADModel:
     torch.manual_seed(seed)
-    cfg = MADConfig(
-        backbone="vit_pico", in_chans=2, morphology_size=28, microenvironment_size=56,
-        n_prototypes=16, head_hidden_dim=16, head_bottleneck_dim=8,
-    )  # fmt: skip
+    cfg = MADConfig(**PICO_MODEL, in_chans=2)
     return MADModel(cfg)
 
 
@@ -134,14 +133,9 @@ def test_damaged_history_warns_and_weights_load(saved):
         assert torch.equal(loaded.state_dict()[k], v)
 
 
-def test_not_a_mad_model_folder(tmp_path):
-    from madspatial.tl._decoder import Decoder
-
-    dec = Decoder(kind="categorical", target="cell_type", in_dim=4, out_dim=2, hidden_dim=4,
-                  classes=["a", "b"])  # fmt: skip
-    dec.save(tmp_path / "dec")
+def test_not_a_mad_model_folder(tmp_path, decoder_folder):
     with pytest.raises(ValueError, match=r"is not a MAD model folder.*decoder") as e:
-        MADModel.load(tmp_path / "dec")
+        MADModel.load(decoder_folder)
     assert "format_version=None" not in str(e.value) and "unknown" not in str(e.value)
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "config.json").write_text(json.dumps({"hidden_size": 3}))

@@ -149,9 +149,14 @@ def test_zarr_store_round_trip_and_lazy(tissue, run, tmp_path):
     ref = run[3]
     path = tmp_path / "views.zarr"
     mad.pp.cell_views(
-        sdata, image_key="morphology", labels_key="cell_labels", store=path, chunk_size=16,
-        cells_per_tile=32, key_added="views_zarr",
-    )  # fmt: skip
+        sdata,
+        image_key="morphology",
+        labels_key="cell_labels",
+        store=path,
+        chunk_size=16,
+        cells_per_tile=32,
+        key_added="views_zarr",
+    )
     table = sdata.tables["table"]
     assert table.uns["views_zarr"]["store"] == str(path)
     store = mad.io.read_views(sdata, key="views_zarr")
@@ -180,9 +185,13 @@ def test_interrupted_store_resumes_without_recomputing(tissue, run, tmp_path, mo
     ref = run[3]
     path = tmp_path / "resume.zarr"
     kw = dict(
-        image_key="morphology", labels_key="cell_labels", store=path, chunk_size=16,
-        cells_per_tile=32, inplace=False,
-    )  # fmt: skip
+        image_key="morphology",
+        labels_key="cell_labels",
+        store=path,
+        chunk_size=16,
+        cells_per_tile=32,
+        inplace=False,
+    )
     original = _cell_views._run_task
     calls = []
 
@@ -291,9 +300,14 @@ def test_lazy_dask_image_from_zarr_matches_in_memory(make_disks, tmp_path):
     )
     back.labels["cell_labels"] = back.labels["cell_labels"].chunk({"y": 50, "x": 50})
     got = mad.pp.cell_views(
-        back, image_key="morphology_normalized", labels_key="cell_labels", inplace=False,
-        cells_per_tile=16, chunk_size=16, cache_mb=0.05,
-    )  # fmt: skip
+        back,
+        image_key="morphology_normalized",
+        labels_key="cell_labels",
+        inplace=False,
+        cells_per_tile=16,
+        chunk_size=16,
+        cache_mb=0.05,
+    )
     np.testing.assert_array_equal(got.morphology, ref.morphology)
     np.testing.assert_array_equal(got.microenvironment, ref.microenvironment)
 
@@ -317,9 +331,14 @@ def test_dask_distributed_client_runs_the_tiles(tissue, run, tmp_path):
     with distributed.Client(processes=False, n_workers=1, threads_per_worker=2):
         with distributed.get_task_stream() as ts:
             store = mad.pp.cell_views(
-                sdata, image_key="morphology", labels_key="cell_labels",
-                store=tmp_path / "d.zarr", chunk_size=16, cells_per_tile=32, inplace=False,
-            )  # fmt: skip
+                sdata,
+                image_key="morphology",
+                labels_key="cell_labels",
+                store=tmp_path / "d.zarr",
+                chunk_size=16,
+                cells_per_tile=32,
+                inplace=False,
+            )
     n_tiles = -(-len(ref) // 32)
     assert sum("_run_task" in t["key"] for t in ts.data) == n_tiles
     np.testing.assert_array_equal(store.morphology[:], ref.morphology)

@@ -17,6 +17,12 @@ from .conftest import disk_tissue
 KW = dict(image_key="morphology", labels_key="cell_labels")
 
 
+def _set_labels(sdata, labels, transformation=None):
+    """Replace the tissue's 2-D labels (with a ``global`` transformation when given)."""
+    kw = {} if transformation is None else {"transformations": {"global": transformation}}
+    sdata.labels["cell_labels"] = Labels2DModel.parse(labels, dims=("y", "x"), **kw)
+
+
 @pytest.fixture
 def small():
     return disk_tissue(shape=(140, 140), shuffle_table=False)
@@ -44,7 +50,7 @@ def test_table_rows_without_labels_raise_or_intersect(small, caplog):
     sdata, truth = small
     lab = truth["labels"].copy()
     lab[np.isin(lab, [5, 9])] = 0  # two cells vanish from the segmentation (0 px: empty)
-    sdata.labels["cell_labels"] = Labels2DModel.parse(lab, dims=("y", "x"))
+    _set_labels(sdata, lab)
     n = sdata.tables["table"].n_obs
     with pytest.raises(ValueError, match=r"2 table row\(s\).*no pixels.*empty.*ids 5, 9"):
         mad.pp.cell_views(sdata, **KW)
@@ -93,7 +99,7 @@ def test_three_d_labels(small):
 
 def test_shape_mismatch(small):
     sdata, truth = small
-    sdata.labels["cell_labels"] = Labels2DModel.parse(truth["labels"][:-10], dims=("y", "x"))
+    _set_labels(sdata, truth["labels"][:-10])
     with pytest.raises(ValueError, match=r"shape \(140, 140\) differs.*rasterize"):
         mad.pp.cell_views(sdata, **KW)
 
@@ -102,10 +108,7 @@ def test_transformation_not_invertible(small):
     # issue 12: scales and sub-pixel shifts are resampled (tests/pp/test_regions.py); only a
     # transformation that cannot be inverted is an error
     sdata, truth = small
-    sdata.labels["cell_labels"] = Labels2DModel.parse(
-        truth["labels"], dims=("y", "x"),
-        transformations={"global": Scale([0.0, 1.0], axes=("y", "x"))},
-    )  # fmt: skip
+    _set_labels(sdata, truth["labels"], Scale([0.0, 1.0], axes=("y", "x")))
     with pytest.raises(
         ValueError, match=r"labels 'cell_labels' map to image 'morphology'.*not invertible"
     ):
@@ -114,10 +117,7 @@ def test_transformation_not_invertible(small):
 
 def test_labels_translated_outside_the_image(small):
     sdata, truth = small
-    sdata.labels["cell_labels"] = Labels2DModel.parse(
-        truth["labels"], dims=("y", "x"),
-        transformations={"global": Translation([4, 0], axes=("x", "y"))},
-    )  # fmt: skip
+    _set_labels(sdata, truth["labels"], Translation([4, 0], axes=("x", "y")))
     with pytest.raises(ValueError, match=r"reach outside the image"):
         mad.pp.cell_views(sdata, **KW)
 

@@ -30,9 +30,11 @@ def _put(sdata, img, **kw):
 def test_output_range_dtype_lazy_and_metadata():
     sdata, _, raw = _raw()
     _put(
-        sdata, da.from_array(raw, chunks=(2, 64, 64)), c_coords=["value", "ramp"],
+        sdata,
+        da.from_array(raw, chunks=(2, 64, 64)),
+        c_coords=["value", "ramp"],
         transformations={"global": Translation([7, 3], axes=("x", "y"))},
-    )  # fmt: skip
+    )
     mad.pp.normalize(sdata, image_key="morphology", seed=1)
     out = sdata.images["morphology_normalized"]
     assert isinstance(out.data, da.Array)  # lazy

@@ -3,7 +3,6 @@ negative expression, damaged or interrupted saves, global state (issue 10 / 13).
 
 import ast
 import json
-import logging
 import os
 from pathlib import Path
 
@@ -15,16 +14,6 @@ from madspatial.tl import _decoder as dm
 from madspatial.tl._decoder_split import make_folds
 
 FAST = {"max_epochs": 40, "patience": 8}
-
-
-@pytest.fixture
-def mad_log(caplog):
-    """caplog for the madspatial logger (it does not propagate to the root logger)."""
-    log = logging.getLogger("madspatial")
-    log.addHandler(caplog.handler)
-    caplog.set_level(logging.INFO, logger="madspatial")
-    yield caplog
-    log.removeHandler(caplog.handler)
 
 
 # --- item 4: NaN in expression targets -------------------------------------------------

@@ -18,22 +18,15 @@ def _config(mode="mad", in_chans=4):
     from madspatial.nn import MADConfig
 
     return MADConfig(
-        backbone="vit_pico", in_chans=in_chans, mode=mode, morphology_size=28,
-        microenvironment_size=56, n_prototypes=64, head_hidden_dim=32, head_bottleneck_dim=16,
-    )  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def views_sdata(tiny_tissue):
-    import spatialdata
-
-    sdata = spatialdata.deepcopy(tiny_tissue)
-    mad.pp.normalize(sdata, image_key="morphology")
-    mad.pp.cell_views(
-        sdata, image_key="morphology_normalized", labels_key="cell_labels",
-        morphology_size=28, microenvironment_size=56,
-    )  # fmt: skip
-    return sdata
+        backbone="vit_pico",
+        in_chans=in_chans,
+        mode=mode,
+        morphology_size=28,
+        microenvironment_size=56,
+        n_prototypes=64,
+        head_hidden_dim=32,
+        head_bottleneck_dim=16,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +40,11 @@ def saved_model(tmp_path_factory):
     return model, path
 
 
-def test_embed_keys_shapes_and_row_order(views_sdata, saved_model):
+def test_embed_keys_shapes_and_row_order(tissue_views, saved_model):
     model, path = saved_model
-    table = views_sdata.tables["table"]
+    table = tissue_views.tables["table"]
     table.uns[UNS_MAD] = {"model": str(path)}  # what pretrain records
-    assert mad.tl.embed(views_sdata, precision="fp32", batch_size=64) is None
+    assert mad.tl.embed(tissue_views, precision="fp32", batch_size=64) is None
     n = table.n_obs
     x = table.obsm[OBSM_MAD]
     assert x.shape == (n, 96) and x.dtype == np.float32
@@ -59,7 +52,7 @@ def test_embed_keys_shapes_and_row_order(views_sdata, saved_model):
     np.testing.assert_array_equal(x[:, :48], table.obsm[OBSM_MAD_MORPHOLOGY])
     np.testing.assert_array_equal(x[:, 48:], table.obsm[OBSM_MAD_MICROENVIRONMENT])
     # row i is the embedding of the views of table row i
-    store = mad.io.read_views(views_sdata)
+    store = mad.io.read_views(tissue_views)
     rows = np.array([n - 1, 0, 7])
     morph, micro = store.batch(rows)
     direct = model.embed(morph, micro)
@@ -73,11 +66,11 @@ def test_embed_keys_shapes_and_row_order(views_sdata, saved_model):
     assert rec["obsm_keys"] == [OBSM_MAD, OBSM_MAD_MORPHOLOGY, OBSM_MAD_MICROENVIRONMENT]
 
 
-def test_save_load_identical_and_batch_size_invariant(views_sdata, saved_model):
+def test_save_load_identical_and_batch_size_invariant(tissue_views, saved_model):
     from madspatial.nn import MADModel
 
     model, path = saved_model
-    table = views_sdata.tables["table"]
+    table = tissue_views.tables["table"]
     a = mad.tl.embed(table, model=model, precision="fp32", batch_size=50, copy=True)
     b = mad.tl.embed(table, model=MADModel.load(path), precision="fp32", batch_size=50, copy=True)
     np.testing.assert_array_equal(a.obsm[OBSM_MAD], b.obsm[OBSM_MAD])
@@ -92,10 +85,10 @@ def test_save_load_identical_and_batch_size_invariant(views_sdata, saved_model):
     assert cos.min() > 0.99
 
 
-def test_streams_one_batch_at_a_time(views_sdata, saved_model):
+def test_streams_one_batch_at_a_time(tissue_views, saved_model):
     """Reads never exceed one batch, so memory does not grow with the number of cells."""
     model, _ = saved_model
-    store = mad.io.read_views(views_sdata)
+    store = mad.io.read_views(tissue_views)
     sizes = []
 
     class Spy:
@@ -118,21 +111,21 @@ def test_streams_one_batch_at_a_time(views_sdata, saved_model):
     assert out.obsm[OBSM_MAD].shape == (len(store), 96)
 
 
-def test_one_view_model(views_sdata):
+def test_one_view_model(tissue_views):
     from madspatial.nn import MADModel
 
     model = MADModel(_config(mode="microenvironment"))
-    out = mad.tl.embed(views_sdata.tables["table"], model=model, copy=True)
+    out = mad.tl.embed(tissue_views.tables["table"], model=model, copy=True)
     np.testing.assert_array_equal(out.obsm[OBSM_MAD], out.obsm[OBSM_MAD_MICROENVIRONMENT])
     assert out.obsm[OBSM_MAD].shape[1] == 48
     assert OBSM_MAD_MORPHOLOGY not in out.obsm
     assert out.uns[UNS_MAD]["views"] == ["microenvironment"]
 
 
-def test_embed_bad_input(views_sdata, saved_model, tmp_path, copy_tissue):
+def test_embed_bad_input(tissue_views, saved_model, tmp_path, copy_tissue):
     from madspatial.nn import MADModel
 
-    table = views_sdata.tables["table"].copy()
+    table = tissue_views.tables["table"].copy()
     table.uns.pop(UNS_MAD, None)
     with pytest.raises(ValueError, match="pretrain"):
         mad.tl.embed(table)

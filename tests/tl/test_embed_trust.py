@@ -14,17 +14,9 @@ pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
 
 @pytest.fixture(scope="module")
-def small_views(tiny_tissue):
+def small_views(tissue_views):
     """The tiny tissue's table with 28 / 56 px views."""
-    import spatialdata
-
-    sdata = spatialdata.deepcopy(tiny_tissue)
-    mad.pp.normalize(sdata, image_key="morphology")
-    mad.pp.cell_views(
-        sdata, image_key="morphology_normalized", labels_key="cell_labels",
-        morphology_size=28, microenvironment_size=56,
-    )  # fmt: skip
-    return sdata.tables["table"]
+    return tissue_views.tables["table"]
 
 
 def test_non_finite_embeddings_are_refused(small_views):
@@ -44,12 +36,7 @@ def test_non_finite_embeddings_are_refused(small_views):
     assert OBSM_MAD not in table.obsm  # nothing written
 
 
-def test_embed_with_a_decoder_folder(small_views, tmp_path):
-    from madspatial.tl._decoder import Decoder
-
-    dec = Decoder(kind="categorical", target="cell_type", in_dim=4, out_dim=2, hidden_dim=4,
-                  classes=["a", "b"])  # fmt: skip
-    dec.save(tmp_path / "dec")
+def test_embed_with_a_decoder_folder(small_views, decoder_folder):
     with pytest.raises(ValueError, match="is not a MAD model folder") as e:
-        mad.tl.embed(small_views.copy(), model=tmp_path / "dec")
+        mad.tl.embed(small_views.copy(), model=decoder_folder)
     assert "format_version=None" not in str(e.value)

@@ -3,10 +3,6 @@ a tiny model in an offline huggingface_hub cache, a reference-MAD folder, a MADM
 
 from __future__ import annotations
 
-import importlib.util
-import socket
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -20,49 +16,20 @@ from madspatial._constants import (
 )
 from madspatial.nn._pretrained import IMAGENET_MEAN, IMAGENET_STD, WeightsNotCachedError
 
+from ..conftest import PICO_MODEL, TINY_TRAIN
+from ..nn import test_hub_weights as hub  # its cache writer and tiny models (one definition)
+
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
-# the cache writer and tiny models of tests/nn/test_hub_weights.py (one definition)
-_spec = importlib.util.spec_from_file_location(
-    "_hub_weights_helpers", Path(__file__).resolve().parents[1] / "nn" / "test_hub_weights.py"
-)
-hub = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(hub)
 
-SMALL = dict(batch_size=16, lr=1e-12, n_prototypes=64, head_hidden_dim=32,
-             head_bottleneck_dim=16, n_local=1, n_holdout=16, max_steps=1)  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def views_sdata(tiny_tissue):
-    import spatialdata
-
-    sdata = spatialdata.deepcopy(tiny_tissue)
-    mad.pp.normalize(sdata, image_key="morphology")
-    mad.pp.cell_views(
-        sdata, image_key="morphology_normalized", labels_key="cell_labels",
-        morphology_size=28, microenvironment_size=56,
-    )  # fmt: skip
-    return sdata
+SMALL = {**TINY_TRAIN, "lr": 1e-12, "max_steps": 1}
 
 
 @pytest.fixture
-def cached(tmp_path, monkeypatch):
+def cached(offline_hub):
     """The tiny ViT under the DINOv2 ViT-S/14 name in an offline cache; no network."""
-    import huggingface_hub
-
-    home = tmp_path / "hf"
-    monkeypatch.setenv("HF_HOME", str(home))
-    monkeypatch.setenv("HF_HUB_CACHE", str(home / "hub"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-    def no_network(*args, **kwargs):
-        raise AssertionError(f"network access attempted: {args} {kwargs}")
-
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_network)
-    monkeypatch.setattr(socket.socket, "connect", no_network)
     model = hub._tiny_timm_model()
-    hub.write_hub_cache(home / "hub", model)
+    hub.write_hub_cache(offline_hub, model)
     return model
 
 
@@ -71,10 +38,10 @@ def _cls(model, x):
 
 
 # ------------------------------------------------------------------ zero-shot embed
-def test_zeroshot_embed_is_the_pretrained_vit_on_standardised_views(views_sdata, cached):
-    table = views_sdata.tables["table"]
+def test_zeroshot_embed_is_the_pretrained_vit_on_standardised_views(tissue_views, cached):
+    table = tissue_views.tables["table"]
     mad_record = dict(table.uns.get(UNS_MAD, {}))
-    assert mad.tl.embed(views_sdata, weights=hub.NAME, precision="fp32") is None
+    assert mad.tl.embed(tissue_views, weights=hub.NAME, precision="fp32") is None
     n = table.n_obs
     x = table.obsm[OBSM_ZEROSHOT]
     assert x.shape == (n, 96) and x.dtype == np.float32 and np.isfinite(x).all()
@@ -82,12 +49,14 @@ def test_zeroshot_embed_is_the_pretrained_vit_on_standardised_views(views_sdata,
     np.testing.assert_array_equal(x[:, 48:], table.obsm[OBSM_ZEROSHOT + "_microenvironment"])
     # by hand: ImageNet's mean/std averaged over RGB on each of the 4 channels; the mean RGB
     # filter on every channel (x 3/4) is the RGB model on the channel-mean image as grey
-    store = mad.io.read_views(views_sdata)
+    store = mad.io.read_views(tissue_views)
     rows = np.array([0, 7, n - 1])
     morph, micro = store.batch(rows)
     mean, std = np.mean(IMAGENET_MEAN), np.mean(IMAGENET_STD)
-    for view, pixels, cols in (("morphology", morph, slice(0, 48)),
-                               ("microenvironment", micro, slice(48, 96))):  # fmt: skip
+    for view, pixels, cols in (
+        ("morphology", morph, slice(0, 48)),
+        ("microenvironment", micro, slice(48, 96)),
+    ):
         z = (torch.from_numpy(np.asarray(pixels)).float() / 255 - mean) / std
         grey = z.mean(dim=1, keepdim=True).expand(-1, 3, -1, -1)
         with torch.no_grad():
@@ -103,22 +72,29 @@ def test_zeroshot_embed_is_the_pretrained_vit_on_standardised_views(views_sdata,
 
 
 @pytest.mark.filterwarnings("ignore:the cell views this table refers to:UserWarning")
-def test_zeroshot_is_deterministic_and_not_a_random_model(views_sdata, cached, tmp_path):
+def test_zeroshot_is_deterministic_and_not_a_random_model(tissue_views, cached, tmp_path):
     from madspatial.nn import MADModel
 
-    a = mad.tl.embed(views_sdata, weights=hub.REPO, precision="fp32", copy=True,
-                     key_added="X_dino")  # fmt: skip
-    b = mad.tl.embed(views_sdata, weights="hf-hub:" + hub.REPO, precision="fp32", copy=True,
-                     key_added="X_dino", batch_size=100)  # fmt: skip
+    a = mad.tl.embed(
+        tissue_views, weights=hub.REPO, precision="fp32", copy=True, key_added="X_dino"
+    )
+    b = mad.tl.embed(
+        tissue_views,
+        weights="hf-hub:" + hub.REPO,
+        precision="fp32",
+        copy=True,
+        key_added="X_dino",
+        batch_size=100,
+    )
     np.testing.assert_allclose(a.obsm["X_dino"], b.obsm["X_dino"], rtol=1e-5, atol=1e-6)
     assert a.uns[UNS_ZEROSHOT]["X_dino"]["weights"] == hub.REPO
     a.write_h5ad(tmp_path / "a.h5ad")  # the record is storable
     assert b.uns[UNS_ZEROSHOT]["X_dino"]["weights"] == "hf-hub:" + hub.REPO
     cfg = mad.nn.MADConfig.from_dict(
-        {**_zeroshot_config(views_sdata), "format_version": mad.nn.MODEL_FORMAT_VERSION}
+        {**_zeroshot_config(tissue_views), "format_version": mad.nn.MODEL_FORMAT_VERSION}
     )
     torch.manual_seed(0)
-    random = mad.tl.embed(views_sdata, model=MADModel(cfg), precision="fp32", copy=True)
+    random = mad.tl.embed(tissue_views, model=MADModel(cfg), precision="fp32", copy=True)
     diff = np.abs(random.obsm[OBSM_MAD] - a.obsm["X_dino"]).mean()
     assert diff > 0.1 * np.abs(a.obsm["X_dino"]).mean()
 
@@ -128,30 +104,31 @@ def _zeroshot_config(sdata):
 
     store = mad.io.read_views(sdata)
     model, _ = zeroshot_model(
-        resolve_weights(hub.NAME), in_chans=store.n_channels, morphology_size=28,
+        resolve_weights(hub.NAME),
+        in_chans=store.n_channels,
+        morphology_size=28,
         microenvironment_size=56,
-    )  # fmt: skip
+    )
     return model.config.to_dict()
 
 
-def test_zeroshot_errors(views_sdata, cached, tmp_path, monkeypatch):
+def test_zeroshot_errors(tissue_views, cached, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"pass model= .* or weights= .*not both"):
-        mad.tl.embed(views_sdata, model=tmp_path, weights=hub.NAME, copy=True)
+        mad.tl.embed(tissue_views, model=tmp_path, weights=hub.NAME, copy=True)
     with pytest.raises(WeightsNotCachedError, match="not in the Hugging Face cache"):
-        mad.tl.embed(views_sdata, weights="vit_base_patch14_dinov2.lvd142m", copy=True)
+        mad.tl.embed(tissue_views, weights="vit_base_patch14_dinov2.lvd142m", copy=True)
     from madspatial.nn import MADConfig, MADModel
 
-    cfg = MADConfig(backbone="vit_pico", in_chans=4, n_prototypes=8, head_hidden_dim=8,
-                    head_bottleneck_dim=8, morphology_size=28, microenvironment_size=56)  # fmt: skip
+    cfg = MADConfig(**{**PICO_MODEL, "in_chans": 4, "n_prototypes": 8, "head_hidden_dim": 8})
     MADModel(cfg).save(tmp_path / "m")
     with pytest.raises(ValueError, match=r"is a trained MAD model.*as model="):
-        mad.tl.embed(views_sdata, weights=tmp_path / "m", copy=True)
+        mad.tl.embed(tissue_views, weights=tmp_path / "m", copy=True)
 
 
 # ------------------------------------------------------------------ pretrain(weights=)
-def test_pretrain_from_a_hub_name_picks_its_architecture(views_sdata, cached, tmp_path):
+def test_pretrain_from_a_hub_name_picks_its_architecture(tissue_views, cached, tmp_path):
     # model= left at its default ("vit_small"): the 48-d 2-block weights pick vit_pico
-    model = mad.tl.pretrain(views_sdata, weights=hub.NAME, checkpoint_dir=tmp_path / "m", **SMALL)
+    model = mad.tl.pretrain(tissue_views, weights=hub.NAME, checkpoint_dir=tmp_path / "m", **SMALL)
     assert model.config.backbone == "vit_pico"
     src = cached.state_dict()
     w = src["patch_embed.proj.weight"]
@@ -162,32 +139,42 @@ def test_pretrain_from_a_hub_name_picks_its_architecture(views_sdata, cached, tm
     folded = src["blocks.0.attn.proj.weight"] * src["blocks.0.ls1.gamma"][:, None]
     torch.testing.assert_close(got["blocks.0.attn.proj.weight"], folded, atol=1e-6, rtol=1e-5)
     with pytest.raises(ValueError, match=r"embed_dim=48.*model='vit_tiny'.*pass model='vit_pico'"):
-        mad.tl.pretrain(views_sdata, weights=hub.NAME, model="vit_tiny",
-                        checkpoint_dir=tmp_path / "x", **SMALL)  # fmt: skip
+        mad.tl.pretrain(
+            tissue_views, weights=hub.NAME, model="vit_tiny", checkpoint_dir=tmp_path / "x", **SMALL
+        )
 
 
-def test_pretrain_from_reference_folder_and_mad_folder(views_sdata, tmp_path):
+def test_pretrain_from_reference_folder_and_mad_folder(tissue_views, tmp_path):
     ref = tmp_path / "ref"
     (ref / "eval" / "training_5").mkdir(parents=True)
     (ref / "config.yaml").write_text(hub.REFERENCE_YAML)
     vit, sd = hub._dinov2_teacher(7)
     torch.save(sd, ref / "eval" / "training_5" / "teacher_checkpoint.pth")
-    first = mad.tl.pretrain(views_sdata, weights=ref, checkpoint_dir=tmp_path / "a", **SMALL)
+    first = mad.tl.pretrain(tissue_views, weights=ref, checkpoint_dir=tmp_path / "a", **SMALL)
     assert first.config.backbone["embed_dim"] == 64 and first.config.backbone["num_heads"] == 1
     w = vit.state_dict()["patch_embed.proj.weight"]
     torch.testing.assert_close(
         first.backbone.patch_embed.proj.weight,
         (w.mean(dim=1, keepdim=True) * 3 / 4).expand(-1, 4, -1, -1),
-        atol=1e-6, rtol=1e-5,
-    )  # fmt: skip
+        atol=1e-6,
+        rtol=1e-5,
+    )
     # a MADModel folder: training continues from it
-    again = mad.tl.pretrain(views_sdata, weights=tmp_path / "a", checkpoint_dir=tmp_path / "b",
-                            **SMALL)  # fmt: skip
+    again = mad.tl.pretrain(
+        tissue_views, weights=tmp_path / "a", checkpoint_dir=tmp_path / "b", **SMALL
+    )
     assert again.config.backbone == first.config.backbone
     torch.testing.assert_close(
-        again.backbone.blocks[0].attn.qkv.weight, first.backbone.blocks[0].attn.qkv.weight,
-        atol=1e-6, rtol=1e-5,
-    )  # fmt: skip
+        again.backbone.blocks[0].attn.qkv.weight,
+        first.backbone.blocks[0].attn.qkv.weight,
+        atol=1e-6,
+        rtol=1e-5,
+    )
     with pytest.raises(ValueError, match="drop model= to continue training that model"):
-        mad.tl.pretrain(views_sdata, weights=tmp_path / "a", model="vit_tiny",
-                        checkpoint_dir=tmp_path / "c", **SMALL)  # fmt: skip
+        mad.tl.pretrain(
+            tissue_views,
+            weights=tmp_path / "a",
+            model="vit_tiny",
+            checkpoint_dir=tmp_path / "c",
+            **SMALL,
+        )

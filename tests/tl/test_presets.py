@@ -40,15 +40,6 @@ def captured_config(monkeypatch):
     return run
 
 
-@pytest.fixture
-def mad_log(caplog):
-    log = logging.getLogger("madspatial")
-    log.addHandler(caplog.handler)
-    caplog.set_level(logging.INFO, logger="madspatial")
-    yield caplog
-    log.removeHandler(caplog.handler)
-
-
 def test_paper_preset_is_the_trainconfig_defaults():
     defaults = TrainConfig()
     for name, value in PRESETS["paper"].items():
@@ -73,8 +64,11 @@ def test_pretrain_signature_defaults_come_from_trainconfig():
 def test_default_is_paper(captured_config):
     cfg = captured_config(max_steps=1)
     assert (cfg.backbone, cfg.n_prototypes, cfg.head_hidden_dim, cfg.n_local) == (
-        "vit_small", 65536, 2048, 4,
-    )  # fmt: skip
+        "vit_small",
+        65536,
+        2048,
+        4,
+    )
     assert cfg.base_lr == 5e-4
 
 

@@ -9,32 +9,11 @@ import pytest
 import madspatial as mad
 from madspatial._constants import UNS_MAD, UNS_MODEL, UNS_VIEWS
 
-SMALL = dict(
-    model="vit_pico",
-    batch_size=16,
-    lr=1e-3,
-    n_prototypes=64,
-    head_hidden_dim=32,
-    head_bottleneck_dim=16,
-    n_local=1,
-    n_holdout=16,
-)
+from ..conftest import TINY_TRAIN
+
+SMALL = {**TINY_TRAIN, "model": "vit_pico"}
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # short runs: weak signal
-
-
-@pytest.fixture(scope="module")
-def tissue_views(tiny_tissue):
-    """tiny_tissue with 28/56 px views in memory (cheap for the pico model)."""
-    import spatialdata
-
-    sdata = spatialdata.deepcopy(tiny_tissue)
-    mad.pp.normalize(sdata, image_key="morphology")
-    mad.pp.cell_views(
-        sdata, image_key="morphology_normalized", labels_key="cell_labels",
-        morphology_size=28, microenvironment_size=56,
-    )  # fmt: skip
-    return sdata
 
 
 def test_pretrain_records_model_and_saves_it(tissue_views, tmp_path):

@@ -9,17 +9,18 @@ import pytest
 import madspatial as mad
 from madspatial.train._data import RowSubset, derive_seed, pixel_statistics, resolve_cells
 
-SMALL = dict(
-    model="vit_pico",
-    batch_size=8,
-    lr=1e-3,
-    n_prototypes=32,
-    head_hidden_dim=16,
-    head_bottleneck_dim=16,
-    n_local=0,
-    n_holdout=8,
-    precision="fp32",
-)
+from ..conftest import TINY_TRAIN
+
+SMALL = {
+    **TINY_TRAIN,
+    "model": "vit_pico",
+    "batch_size": 8,
+    "n_prototypes": 32,
+    "head_hidden_dim": 16,
+    "n_local": 0,
+    "n_holdout": 8,
+    "precision": "fp32",
+}
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # short runs: weak signal
 
@@ -62,16 +63,8 @@ class _RecArray:
 
 
 @pytest.fixture(scope="module")
-def views_table(tiny_tissue):
-    import spatialdata
-
-    sdata = spatialdata.deepcopy(tiny_tissue)
-    mad.pp.normalize(sdata, image_key="morphology")
-    mad.pp.cell_views(
-        sdata, image_key="morphology_normalized", labels_key="cell_labels",
-        morphology_size=28, microenvironment_size=56,
-    )  # fmt: skip
-    table = sdata.tables["table"]
+def views_table(tissue_views):
+    table = tissue_views.tables["table"]
     n = table.n_obs
     table.obs["train"] = np.arange(n) % 3 != 0
     table.obs["part"] = pd.Categorical(np.where(np.arange(n) < n // 2, "a", "b"))

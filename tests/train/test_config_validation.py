@@ -9,6 +9,7 @@ import pytest
 from madspatial.train import TrainConfig, Trainer
 from madspatial.train._trainer import holdout_size
 
+from ..conftest import PICO_TRAIN
 from .conftest import make_store, planted_views
 
 
@@ -83,10 +84,7 @@ def test_holdout_size_logs_when_lowered_or_empty(caplog):
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_training_with_no_room_for_a_holdout_says_so(caplog):
     store = make_store(*planted_views(32, seed=0)[:2])
-    cfg = TrainConfig(
-        backbone="vit_pico", batch_size=32, max_steps=1, n_prototypes=16, head_hidden_dim=16,
-        head_bottleneck_dim=8, n_local=0, precision="fp32",
-    )  # fmt: skip
+    cfg = TrainConfig(**{**PICO_TRAIN, "batch_size": 32, "n_holdout": None})
     with caplog.at_level(logging.WARNING, logger="madspatial"):
         model = Trainer(store, cfg).fit()
     assert "no Recall@K will be computed" in caplog.text

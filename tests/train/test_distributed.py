@@ -21,9 +21,13 @@ def zarr_store(tmp_path_factory, planted):
     morph, micro, _ = planted
     n = len(morph)
     store = ViewStore(
-        morph, micro, np.arange(1, n + 1), np.zeros((n, 2)), np.full(n, 100.0),
+        morph,
+        micro,
+        np.arange(1, n + 1),
+        np.zeros((n, 2)),
+        np.full(n, 100.0),
         {"channel_names": ["c0", "c1"]},
-    )  # fmt: skip
+    )
     path = tmp_path_factory.mktemp("dist") / "views.zarr"
     store.save(path, chunk_size=16)
     return path
@@ -36,13 +40,25 @@ def test_torchrun_two_processes(zarr_store, tmp_path, strategy):
 
     out = tmp_path / "model"
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        "-m", "madspatial", "pretrain", str(zarr_store), "--out", str(out),
-        "--model", "vit_pico", "--strategy", strategy, "--max-steps", "4", "--batch-size", "16",
-        "--lr", "1e-3", "--n-prototypes", "64", "--head-hidden-dim", "32",
-        "--head-bottleneck-dim", "16", "--n-local", "1", "--checkpoint-every", "2",
-        "--option", "n_holdout=16", "--option", "freeze_last_layer_steps=1",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "madspatial",
+        "pretrain",
+        str(zarr_store),
+        "--out",
+        str(out),
+        "--strategy",
+        strategy,
+        *(
+            "--model vit_pico --max-steps 4 --batch-size 16 --lr 1e-3 --n-prototypes 64 "
+            "--head-hidden-dim 32 --head-bottleneck-dim 16 --n-local 1 --checkpoint-every 2 "
+            "--option n_holdout=16 --option freeze_last_layer_steps=1"
+        ).split(),
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1", MADSPATIAL_NO_PROGRESS="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -42,9 +42,17 @@ def _history(ent, batch_ent, r5=None, k=64, n_holdout=32):
     h = History(k, n_holdout, "test")
     for i, (e, b) in enumerate(zip(ent, batch_ent)):
         h.log_step(
-            step=i, epoch=0, loss=4.0, lr=1e-3, weight_decay=0.04, momentum=0.99,
-            teacher_temp=0.04, teacher_entropy=e, teacher_batch_entropy=b, cells_per_s=1.0,
-        )  # fmt: skip
+            step=i,
+            epoch=0,
+            loss=4.0,
+            lr=1e-3,
+            weight_decay=0.04,
+            momentum=0.99,
+            teacher_temp=0.04,
+            teacher_entropy=e,
+            teacher_batch_entropy=b,
+            cells_per_s=1.0,
+        )
     if r5 is not None:
         h.log_eval(len(ent), {1: r5 / 2, 5: r5, 10: min(1, 2 * r5)})
     return h

@@ -9,14 +9,24 @@ import pytest
 from madspatial.train import TrainConfig, Trainer
 from madspatial.train._history import History, format_rate
 
+from ..conftest import PICO_TRAIN
 from .conftest import make_store, planted_views
 
 
 def test_weak_signal_message_prints_chance_and_twice_chance():
     h = History(64, 49, "morphology<->microenvironment")
-    h.log_step(step=0, epoch=0, loss=2.0, lr=0.0, weight_decay=0.04, momentum=0.99,
-               teacher_temp=0.04, teacher_entropy=2.0, teacher_batch_entropy=4.0,
-               cells_per_s=10.0)  # fmt: skip
+    h.log_step(
+        step=0,
+        epoch=0,
+        loss=2.0,
+        lr=0.0,
+        weight_decay=0.04,
+        momentum=0.99,
+        teacher_temp=0.04,
+        teacher_entropy=2.0,
+        teacher_batch_entropy=4.0,
+        cells_per_s=10.0,
+    )
     h.log_eval(1, {1: 0.02, 5: 0.051, 10: 0.2})
     (msg,) = h.check_collapse()
     assert msg == (
@@ -59,9 +69,6 @@ def test_progress_bar_shows_rates_below_one_cell_per_second(monkeypatch):
     monkeypatch.setattr(T, "progress", lambda **kw: Bar())
     monkeypatch.setattr(T, "time", Clock)
     store = make_store(*planted_views(48, seed=0)[:2])
-    cfg = TrainConfig(
-        backbone="vit_pico", batch_size=16, max_steps=2, n_prototypes=16, head_hidden_dim=16,
-        head_bottleneck_dim=8, n_local=0, n_holdout=16, precision="fp32",
-    )  # fmt: skip
+    cfg = TrainConfig(**{**PICO_TRAIN, "max_steps": 2})
     Trainer(store, cfg).fit()
     assert [p["cells_s"] for p in posts] == ["0.32", "0.32"]

@@ -19,20 +19,17 @@ from madspatial.train._identity import (
     identity_mismatch,
 )
 
+from ..conftest import TINY_TRAIN
 from .conftest import make_store, planted_views
 
-TINY = dict(
-    backbone="vit_pico",
-    batch_size=16,
-    lr=1e-3,
-    n_prototypes=32,
-    head_hidden_dim=16,
-    head_bottleneck_dim=16,
-    n_local=1,
-    n_holdout=16,
-    precision="fp32",
-    max_steps=1,
-)
+TINY = {
+    **TINY_TRAIN,
+    "backbone": "vit_pico",
+    "n_prototypes": 32,
+    "head_hidden_dim": 16,
+    "precision": "fp32",
+    "max_steps": 1,
+}
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # 1-step runs: weak signal
 
@@ -184,8 +181,9 @@ def test_checkpoint_of_an_older_identity_layout(finished, tmp_path):
     state["run"] = {"mode": "mad", "n_cells": 160}  # what madspatial <= 0.x recorded
     state.pop("format")
     save_checkpoint(state, tmp_path)
-    with pytest.raises(RunMismatchError, match=f"identity_version: checkpoint None vs now "
-                       f"{IDENTITY_VERSION}"):  # fmt: skip
+    with pytest.raises(
+        RunMismatchError, match=f"identity_version: checkpoint None vs now {IDENTITY_VERSION}"
+    ):
         _trainer(store, tmp_path).fit()
 
 

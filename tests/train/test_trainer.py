@@ -9,17 +9,13 @@ import torch
 from madspatial.train import TrainConfig, Trainer, TrainingDivergedError, load_checkpoint
 from madspatial.train._data import derive_seed
 
-TINY = dict(
-    backbone="vit_pico",
-    batch_size=16,
-    lr=1e-3,
-    n_prototypes=64,
-    head_hidden_dim=32,
-    head_bottleneck_dim=16,
-    n_local=1,
-    n_holdout=16,
-    precision="fp32",  # bf16 is emulated (slow) on AVX2-only CPUs
-)
+from ..conftest import TINY_TRAIN
+
+TINY = {
+    **TINY_TRAIN,
+    "backbone": "vit_pico",
+    "precision": "fp32",  # bf16 is emulated (slow) on AVX2-only CPUs
+}
 
 
 def _fit(store, **kw):
@@ -87,9 +83,15 @@ def test_nan_loss_stops_with_step_and_causes(planted_store):
     from madspatial.nn import MADConfig, MADModel
 
     cfg = MADConfig(
-        backbone="vit_pico", in_chans=2, channel_names=["c0", "c1"], morphology_size=28,
-        microenvironment_size=56, n_prototypes=64, head_hidden_dim=32, head_bottleneck_dim=16,
-    )  # fmt: skip
+        backbone="vit_pico",
+        in_chans=2,
+        channel_names=["c0", "c1"],
+        morphology_size=28,
+        microenvironment_size=56,
+        n_prototypes=64,
+        head_hidden_dim=32,
+        head_bottleneck_dim=16,
+    )
     broken = MADModel(cfg)
     with torch.no_grad():
         broken.backbone.patch_embed.proj.weight[0, 0, 0, 0] = float("nan")
@@ -100,8 +102,15 @@ def test_nan_loss_stops_with_step_and_causes(planted_store):
 def test_bad_inputs(planted_store, planted):
     from madspatial.nn import MADConfig, MADModel
 
-    three = MADModel(MADConfig(backbone="vit_pico", in_chans=3, n_prototypes=64,
-                               head_hidden_dim=32, head_bottleneck_dim=16))  # fmt: skip
+    three = MADModel(
+        MADConfig(
+            backbone="vit_pico",
+            in_chans=3,
+            n_prototypes=64,
+            head_hidden_dim=32,
+            head_bottleneck_dim=16,
+        )
+    )
     with pytest.raises(ValueError, match="3 channels"):
         _fit(planted_store, max_steps=1, model=three)
     with pytest.raises(ValueError, match="precision"):
@@ -112,8 +121,14 @@ def test_bad_inputs(planted_store, planted):
 
     morph, micro, _ = planted
     s = planted_store
-    odd = ViewStore(morph[:, :, :27, :27].copy(), micro, s.instance_id, s.centroid,
-                    s.window_px, {"channel_names": s.channel_names})  # fmt: skip
+    odd = ViewStore(
+        morph[:, :, :27, :27].copy(),
+        micro,
+        s.instance_id,
+        s.centroid,
+        s.window_px,
+        {"channel_names": s.channel_names},
+    )
     with pytest.raises(ValueError, match="multiple of the patch"):
         _fit(odd, max_steps=1)
 

@@ -8,12 +8,10 @@ import madspatial as mad
 from madspatial.nn import MADConfig, MADModel
 from madspatial.train import TrainConfig, Trainer
 
+from ..conftest import PICO_MODEL, PICO_TRAIN
 from .conftest import make_store, planted_views
 
-TINY = dict(
-    backbone="vit_pico", batch_size=16, max_steps=1, n_prototypes=16, head_hidden_dim=16,
-    head_bottleneck_dim=8, n_local=0, n_holdout=16, precision="fp32",
-)  # fmt: skip
+TINY = PICO_TRAIN
 
 
 def _caught(fn):
@@ -38,15 +36,11 @@ def test_training_warnings_point_at_the_caller(tmp_path, monkeypatch):
 
 def test_channel_name_and_size_warnings_point_at_the_caller():
     store = make_store(*planted_views(48, seed=0)[:2], channel_names=["x", "y"])
-    init = MADModel(MADConfig(backbone="vit_pico", in_chans=2, n_prototypes=16,
-                              head_hidden_dim=16, head_bottleneck_dim=8,
-                              morphology_size=28, microenvironment_size=56))  # fmt: skip
+    init = MADModel(MADConfig(**PICO_MODEL, in_chans=2))
     caught = _caught(lambda: Trainer(store, TrainConfig(**TINY), model=init).fit())
     (w,) = [w for w in caught if "channel names differ" in str(w.message)]
     assert w.filename == __file__
-    big = MADModel(MADConfig(backbone="vit_pico", in_chans=2, n_prototypes=16,
-                             head_hidden_dim=16, head_bottleneck_dim=8,
-                             morphology_size=42, microenvironment_size=56))  # fmt: skip
+    big = MADModel(MADConfig(**{**PICO_MODEL, "in_chans": 2, "morphology_size": 42}))
     caught = _caught(lambda: mad.tl.embed(store, model=big))
     (w,) = [w for w in caught if "views are 28px" in str(w.message)]
     assert w.filename == __file__

@@ -24,7 +24,7 @@ def existing(path: str, what: str) -> Path:
 
 
 def open_data(path: str, what: str = "DATA") -> Any:
-    """A read SpatialData for a SpatialData zarr, else the path (of a view store)."""
+    """Return the SpatialData read from a SpatialData zarr, else the path (of a view store)."""
     p = existing(path, what)
     if is_sdata_zarr(p):
         import spatialdata
@@ -34,7 +34,7 @@ def open_data(path: str, what: str = "DATA") -> Any:
 
 
 def read_sdata(path: str, what: str = "SDATA") -> Any:
-    """A SpatialData read from ``path``, or an error saying what ``path`` is instead."""
+    """Return the SpatialData read from ``path``, or raise saying what ``path`` is instead."""
     p = existing(path, what)
     if not is_sdata_zarr(p):
         raise ValueError(

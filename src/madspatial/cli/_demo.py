@@ -23,8 +23,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def headless_backend() -> None:
-    """Draw into files (Agg) unless a matplotlib backend was chosen (``MPLBACKEND``, a
-    matplotlibrc, ``matplotlib.use``): the command's own process only, never the library."""
+    """Draw into files (Agg) unless a matplotlib backend was chosen.
+
+    A backend is chosen by ``MPLBACKEND``, a matplotlibrc or ``matplotlib.use``. This is the
+    command's own process only, never the library.
+    """
     import matplotlib
 
     if matplotlib.rcParams._get_backend_or_none() is None:

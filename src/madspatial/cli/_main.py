@@ -11,8 +11,11 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Command:
-    """One sub-command: its help, and the module (``madspatial.cli.<module>``) that adds
-    its options (``add_arguments(parser)``) and runs it (``run(args) -> int``)."""
+    """One sub-command: its help, and the module that adds its options and runs it.
+
+    The module is ``madspatial.cli.<module>``, with ``add_arguments(parser)`` and
+    ``run(args) -> int``.
+    """
 
     name: str
     module: str
@@ -84,7 +87,7 @@ def _global_options(parser: argparse.ArgumentParser, *, sub: bool) -> None:
 
 
 def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentParser:
-    """The ``madspatial`` parser.
+    """Build the ``madspatial`` parser.
 
     Parameters
     ----------
@@ -115,7 +118,7 @@ def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentPars
 
 
 def _command_of(argv: Sequence[str]) -> str | None:
-    """The sub-command named in ``argv`` (the first word that is not an option)."""
+    """Return the sub-command named in ``argv`` (the first word that is not an option)."""
     names = {c.name for c in COMMANDS}
     for word in argv:
         if not word.startswith("-"):

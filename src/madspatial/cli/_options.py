@@ -62,7 +62,7 @@ def param_docs(obj: Any) -> dict[str, str]:
 
 
 def _first_sentence(text: str) -> str:
-    """The text up to its first full stop outside brackets (not one of "e.g.", "i.e.")."""
+    """Return the text up to its first full stop outside brackets (not one of "e.g.", "i.e.")."""
     text = _ROLE.sub(lambda m: m.group(1).rsplit(".", 1)[-1], text).replace("``", "")
     depth = 0
     for i, ch in enumerate(text):
@@ -89,7 +89,7 @@ def pair(text: str) -> tuple[float, float]:
 
 
 def json_or_str(text: str) -> Any:
-    """A JSON value (``'{"preset": "vit_pico"}'``, ``3``, ``null``) or else the text."""
+    """Parse a JSON value (``'{"preset": "vit_pico"}'``, ``3``, ``null``), else return the text."""
     try:
         return json.loads(text)
     except json.JSONDecodeError:
@@ -168,7 +168,7 @@ class OptionSet:
     names: list[str] = dataclasses.field(default_factory=list)
 
     def given(self, args: argparse.Namespace) -> dict[str, Any]:
-        """The options the user gave, as keyword arguments."""
+        """Return the options the user gave, as keyword arguments."""
         return {n: getattr(args, n) for n in self.names if hasattr(args, n)}
 
 

@@ -262,8 +262,14 @@ class MultiCropAugment:
         for _ in range(n):
             boxes = self._boxes(b, h, w, scale, self.center_jitter[view], g, x.device)
             # aligned=True: pixel i covers [i, i+1), so the box (0, 0, w, h) is the identity
-            crop = roi_align(x, boxes, output_size=(size, size), spatial_scale=1.0,
-                             sampling_ratio=-1, aligned=True)  # fmt: skip
+            crop = roi_align(
+                x,
+                boxes,
+                output_size=(size, size),
+                spatial_scale=1.0,
+                sampling_ratio=-1,
+                aligned=True,
+            )
             crop = self._flip(crop, g)
             foreground = crop.amax(dim=1, keepdim=True) > 0 if view == VIEW_MORPHOLOGY else None
             if self.jitter > 0:

@@ -166,7 +166,7 @@ def build_backbone(
 
 
 def _resolve(weights: str | Path, prefix: str | None) -> tuple[Path, str | None]:
-    """The weights file (and prefix) behind a hub name or a model folder."""
+    """Return the weights file (and prefix) behind a hub name or a model folder."""
     from ._pretrained import resolve_weights
 
     resolved = resolve_weights(weights, prefix=prefix)

@@ -1,5 +1,8 @@
-"""``MADConfig``: everything needed to rebuild a model (torch-free, so that option
-defaults and the command line's help can be read without loading torch)."""
+"""``MADConfig``: everything needed to rebuild a model.
+
+Torch-free, so that option defaults and the command line's help can be read without loading
+torch.
+"""
 
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ logger = logging.getLogger("madspatial")
 
 
 def mode_views(mode: str) -> tuple[str, ...]:
-    """The views a training mode uses: both for ``"mad"``, else the one named."""
+    """Return the views a training mode uses: both for ``"mad"``, else the one named."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}.")
     return VIEWS if mode == MODE_MAD else (mode,)

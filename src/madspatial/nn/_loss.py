@@ -137,7 +137,7 @@ class MADLoss(nn.Module):
                 )
 
     def center_of(self, view: str | None = None) -> torch.Tensor:
-        """The ``(1, K)`` center used for ``view`` (the shared one unless ``view_centers``)."""
+        """Return the ``(1, K)`` center of ``view`` (the shared one unless ``view_centers``)."""
         if not self.view_centers:
             return self.center
         if view not in self.views:

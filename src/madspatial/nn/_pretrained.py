@@ -191,7 +191,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _resolve_reference(path: Path, spec: str, prefix: str | None) -> ResolvedWeights:
-    """A reference-MAD (DINOv2 training) folder: ``config.yaml`` + a checkpoint."""
+    """Resolve a reference-MAD (DINOv2 training) folder: ``config.yaml`` + a checkpoint."""
     import yaml
 
     cfg_file = path / REFERENCE_CONFIG_FILE
@@ -220,8 +220,9 @@ def _resolve_reference(path: Path, spec: str, prefix: str | None) -> ResolvedWei
         )
     # the checkpoint's tensors give the shape; the arch name gives the head count
     heads = REFERENCE_ARCHS[arch]["num_heads"]
-    backbone = infer_architecture(ckpt, prefix, num_heads_by_dim={
-        REFERENCE_ARCHS[arch]["embed_dim"]: heads})  # fmt: skip
+    backbone = infer_architecture(
+        ckpt, prefix, num_heads_by_dim={REFERENCE_ARCHS[arch]["embed_dim"]: heads}
+    )
     if student.get("qkv_bias") is False:
         backbone["qkv_bias"] = False
     size = int(crops.get("global_crops_size", 224) or 224)
@@ -231,14 +232,20 @@ def _resolve_reference(path: Path, spec: str, prefix: str | None) -> ResolvedWei
     std = crops.get("normalize_std") or IMAGENET_STD
     notes = {"config": str(cfg_file), "arch": arch, "patch_size": student.get("patch_size", "")}
     return ResolvedWeights(
-        spec, "reference_mad", ckpt, path.name, prefix=prefix, backbone=backbone,
-        pixel_mean=tuple(float(x) for x in mean), pixel_std=tuple(float(x) for x in std),
+        spec,
+        "reference_mad",
+        ckpt,
+        path.name,
+        prefix=prefix,
+        backbone=backbone,
+        pixel_mean=tuple(float(x) for x in mean),
+        pixel_std=tuple(float(x) for x in std),
         notes=notes,
-    )  # fmt: skip
+    )
 
 
 def _reference_checkpoint(path: Path) -> Path:
-    """The latest ``eval/*/teacher_checkpoint.pth``, else the folder's one checkpoint file."""
+    """Return the latest ``eval/*/teacher_checkpoint.pth``, else the folder's one checkpoint."""
     evals = []
     for f in path.glob(f"eval/*/{REFERENCE_TEACHER_FILE}"):
         digits = re.findall(r"\d+", f.parent.name)
@@ -388,10 +395,16 @@ def _timm_weights(spec, kind, w_path, cfg, prefix, notes) -> ResolvedWeights:
     notes = {**notes, "architecture": arch}
     mean, std = pcfg.get("mean") or IMAGENET_MEAN, pcfg.get("std") or IMAGENET_STD
     return ResolvedWeights(
-        spec, kind, Path(w_path), arch, prefix=prefix, backbone=backbone,
-        pixel_mean=tuple(float(x) for x in mean), pixel_std=tuple(float(x) for x in std),
+        spec,
+        kind,
+        Path(w_path),
+        arch,
+        prefix=prefix,
+        backbone=backbone,
+        pixel_mean=tuple(float(x) for x in mean),
+        pixel_std=tuple(float(x) for x in std),
         notes=notes,
-    )  # fmt: skip
+    )
 
 
 def timm_architecture(arch: str, model_args: dict[str, Any]) -> dict[str, Any]:
@@ -452,7 +465,7 @@ def shape_mismatch(model_kwargs: dict[str, Any], weights: dict[str, Any]) -> dic
 
 
 def matching_preset(weights: dict[str, Any]) -> str | None:
-    """The :data:`BACKBONE_PRESETS` name with the same ViT shape, if any."""
+    """Return the :data:`BACKBONE_PRESETS` name with the same ViT shape, if any."""
     from ._backbone import BACKBONE_PRESETS
 
     for name, kw in BACKBONE_PRESETS.items():
@@ -525,7 +538,7 @@ def zeroshot_model(
     microenvironment_size: int = 224,
     seed: int = 0,
 ):
-    """A :class:`~madspatial.nn.MADModel` whose backbone is the pretrained ViT, untrained by MAD.
+    """Build a :class:`~madspatial.nn.MADModel` around the pretrained ViT, untrained by MAD.
 
     Only the backbone matters (its class token is the embedding); the DINO head is a minimal
     placeholder. The input is standardised as the weights expect (:func:`rgb_to_channels`),

@@ -184,12 +184,7 @@ def load_backbone_weights(
     -------
     A :class:`LoadReport` (also logged at INFO; missing keys at WARNING).
     """
-    if isinstance(path_or_state_dict, str | Path):
-        source = str(path_or_state_dict)
-        flat = read_state_dict(path_or_state_dict)
-    else:
-        source = "<state dict>"
-        flat = _flatten(path_or_state_dict)
+    source, flat = _read_weights(path_or_state_dict)
     chosen = _select_prefix(flat.keys(), prefix)
     sd = {k[len(chosen) :]: v for k, v in flat.items() if k.startswith(chosen)}
     report = LoadReport(source=source, prefix=chosen)
@@ -198,10 +193,47 @@ def load_backbone_weights(
     sd = {re.sub(r"^blocks\.\d+\.(\d+)\.", r"blocks.\1.", k): v for k, v in sd.items()}
 
     target = backbone.state_dict()
-    embed_dim = target["cls_token"].shape[-1]
-    out: dict[str, torch.Tensor] = {}
+    out = _layer_scale(sd, target, report)
+    for key, value in sd.items():
+        if key not in target:
+            report.unexpected.append(key)
+            continue
+        want = target[key].shape
+        if key == "patch_embed.proj.weight":
+            value = _adapt_patch_embed(key, value, want, report)
+        elif key == "pos_embed" and value.shape != want:
+            value = _adapt_pos_embed(backbone, value, want, report)
+        _check_shape(key, value, want, embed_dim=target["cls_token"].shape[-1])
+        out[key] = value.to(target[key].dtype)
 
-    # --- LayerScale: fold source gammas into the projections if the backbone has none.
+    report.loaded = sorted(out)
+    report.missing = sorted(k for k in target if k not in out)
+    if strict and (report.missing or report.unexpected):
+        raise ValueError(
+            f"strict loading failed: missing {report.missing}, unexpected {report.unexpected}."
+        )
+    backbone.load_state_dict(out, strict=False)
+    logger.info("backbone weights: %s", report)
+    if report.missing:
+        logger.warning("backbone parameters not in the weights (kept at init): %s", report.missing)
+    return report
+
+
+# ---------------------------------------------------------- steps of load_backbone_weights
+def _read_weights(path_or_state_dict) -> tuple[str, dict[str, torch.Tensor]]:
+    """``(source name, flat state dict)`` of a weights file or a (nested) dict of tensors."""
+    if isinstance(path_or_state_dict, str | Path):
+        return str(path_or_state_dict), read_state_dict(path_or_state_dict)
+    return "<state dict>", _flatten(path_or_state_dict)
+
+
+def _layer_scale(sd: dict, target: Mapping, report: LoadReport) -> dict[str, torch.Tensor]:
+    """Reconcile LayerScale between the weights and the backbone.
+
+    Fold the source gammas into ``sd``'s projections (in place) when the backbone has none, or
+    return gammas of 1 when only the backbone has them.
+    """
+    out: dict[str, torch.Tensor] = {}
     has_ls = any(k.endswith("ls1.gamma") for k in target)
     src_ls = sorted(k for k in sd if re.search(r"\.ls[12]\.gamma$", k))
     if src_ls and not has_ls:
@@ -218,66 +250,59 @@ def load_backbone_weights(
             if key.endswith(("ls1.gamma", "ls2.gamma")):
                 out[key] = torch.ones_like(target[key])
         report.adapted.append("weights have no LayerScale: set gamma = 1 (identity)")
+    return out
 
-    for key, value in sd.items():
-        if key not in target:
-            report.unexpected.append(key)
-            continue
-        want = target[key].shape
-        if key == "patch_embed.proj.weight":
-            if value.ndim != 4 or value.shape[0] != want[0]:
-                raise ValueError(
-                    f"cannot adapt {key}: weights have shape {tuple(value.shape)}, backbone "
-                    f"needs {tuple(want)} (embedding width differs: build the backbone with "
-                    f"embed_dim={value.shape[0]})."
-                )
-            if value.shape[-2:] != want[-2:]:
-                value = resample_patch_embed(value.float(), list(want[-2:])).to(value.dtype)
-                report.adapted.append(f"patch kernel resampled to {tuple(want[-2:])}")
-            if value.shape[1] != want[1]:
-                report.adapted.append(
-                    f"patch embedding {value.shape[1]} -> {want[1]} channels "
-                    f"(mean filter x {value.shape[1]}/{want[1]})"
-                )
-                value = _adapt_channels(value, want[1])
-        elif key == "pos_embed" and value.shape != want:
-            n_prefix = 0 if getattr(backbone, "no_embed_class", False) else 1
-            grid_src = value.shape[1] - n_prefix
-            side = round(grid_src**0.5)
-            if value.ndim != 3 or value.shape[-1] != want[-1] or side * side != grid_src:
-                raise ValueError(
-                    f"cannot adapt pos_embed of shape {tuple(value.shape)} to {tuple(want)} "
-                    f"(expects a square grid plus {n_prefix} class-token position)."
-                )
-            grid = backbone.patch_embed.grid_size
-            value = resample_abs_pos_embed(
-                value.float(),
-                new_size=list(grid),
-                old_size=[side, side],
-                num_prefix_tokens=n_prefix,
-            ).to(value.dtype)
-            report.adapted.append(f"pos_embed grid {side}x{side} -> {grid[0]}x{grid[1]}")
-        if value.shape != want:
-            hint = ""
-            if value.ndim and len(want) and value.shape[-1] != want[-1]:
-                hint = (
-                    f" (weights are {value.shape[-1]}-d, the backbone {embed_dim}-d: "
-                    "pick the matching preset)"
-                )
-            raise ValueError(
-                f"shape mismatch for {key}: weights {tuple(value.shape)} vs backbone "
-                f"{tuple(want)}{hint}."
-            )
-        out[key] = value.to(target[key].dtype)
 
-    report.loaded = sorted(out)
-    report.missing = sorted(k for k in target if k not in out)
-    if strict and (report.missing or report.unexpected):
+def _adapt_patch_embed(key: str, value: torch.Tensor, want, report: LoadReport) -> torch.Tensor:
+    """Resample the patch embedding to the backbone's patch size and channel count."""
+    if value.ndim != 4 or value.shape[0] != want[0]:
         raise ValueError(
-            f"strict loading failed: missing {report.missing}, unexpected {report.unexpected}."
+            f"cannot adapt {key}: weights have shape {tuple(value.shape)}, backbone "
+            f"needs {tuple(want)} (embedding width differs: build the backbone with "
+            f"embed_dim={value.shape[0]})."
         )
-    backbone.load_state_dict(out, strict=False)
-    logger.info("backbone weights: %s", report)
-    if report.missing:
-        logger.warning("backbone parameters not in the weights (kept at init): %s", report.missing)
-    return report
+    if value.shape[-2:] != want[-2:]:
+        value = resample_patch_embed(value.float(), list(want[-2:])).to(value.dtype)
+        report.adapted.append(f"patch kernel resampled to {tuple(want[-2:])}")
+    if value.shape[1] != want[1]:
+        report.adapted.append(
+            f"patch embedding {value.shape[1]} -> {want[1]} channels "
+            f"(mean filter x {value.shape[1]}/{want[1]})"
+        )
+        value = _adapt_channels(value, want[1])
+    return value
+
+
+def _adapt_pos_embed(backbone, value: torch.Tensor, want, report: LoadReport) -> torch.Tensor:
+    """Resize the position embedding to the backbone's patch grid."""
+    n_prefix = 0 if getattr(backbone, "no_embed_class", False) else 1
+    grid_src = value.shape[1] - n_prefix
+    side = round(grid_src**0.5)
+    if value.ndim != 3 or value.shape[-1] != want[-1] or side * side != grid_src:
+        raise ValueError(
+            f"cannot adapt pos_embed of shape {tuple(value.shape)} to {tuple(want)} "
+            f"(expects a square grid plus {n_prefix} class-token position)."
+        )
+    grid = backbone.patch_embed.grid_size
+    value = resample_abs_pos_embed(
+        value.float(),
+        new_size=list(grid),
+        old_size=[side, side],
+        num_prefix_tokens=n_prefix,
+    ).to(value.dtype)
+    report.adapted.append(f"pos_embed grid {side}x{side} -> {grid[0]}x{grid[1]}")
+    return value
+
+
+def _check_shape(key: str, value: torch.Tensor, want, *, embed_dim: int) -> None:
+    if value.shape != want:
+        hint = ""
+        if value.ndim and len(want) and value.shape[-1] != want[-1]:
+            hint = (
+                f" (weights are {value.shape[-1]}-d, the backbone {embed_dim}-d: "
+                "pick the matching preset)"
+            )
+        raise ValueError(
+            f"shape mismatch for {key}: weights {tuple(value.shape)} vs backbone "
+            f"{tuple(want)}{hint}."
+        )

@@ -63,7 +63,7 @@ def _image_gain(data, image_el, image_key: str) -> tuple[float, bool]:
 
 
 def _sample(data, n_max: int = 1_000_000) -> np.ndarray:
-    """A strided subsample (C, ., .) of a (C, H, W) dask image, about ``n_max`` pixels."""
+    """Return a strided subsample (C, ., .) of a (C, H, W) dask image, about ``n_max`` pixels."""
     h, w = data.shape[1:]
     step = max(1, int(np.ceil(np.sqrt(h * w / n_max))))
     return np.asarray(data[:, ::step, ::step].compute())
@@ -263,8 +263,14 @@ def _mismatch(path: Path, old: dict, new: dict) -> str:
             continue
         if key == "parameters":
             skip = {"fingerprint", "fingerprint_parts", "complete", "n_cells", "store_format"}
-            derived = {"window_px", "morphology_window_px", "microenvironment_scale",
-                       "morphology_scale", "microenvironment_scale_pq", "morphology_scale_pq"}  # fmt: skip
+            derived = {
+                "window_px",
+                "morphology_window_px",
+                "microenvironment_scale",
+                "morphology_scale",
+                "microenvironment_scale_pq",
+                "morphology_scale_pq",
+            }
             changed = [k for k, v in _jsonable(new).items() if k not in skip and old.get(k) != v]
             changed.sort(key=lambda k: k in derived)  # the arguments first, then what follows
             diffs = [f"{k} {old.get(k)!r} -> {_jsonable(new)[k]!r}" for k in changed]
@@ -274,7 +280,7 @@ def _mismatch(path: Path, old: dict, new: dict) -> str:
 
 
 def _open_or_create(path: Path, overwrite: bool, attrs: dict, **kw) -> np.ndarray:
-    """The per-chunk done flags of the store at ``path``: resumed, reused or newly created."""
+    """Return the per-chunk done flags of the store at ``path``: resumed, reused or new."""
     if path.exists() and not overwrite:
         try:
             existing = ZarrViewWriter.open_existing(path)
@@ -301,15 +307,25 @@ def _open_or_create(path: Path, overwrite: bool, attrs: dict, **kw) -> np.ndarra
         else:
             logger.info(
                 "cell_views: resuming %s (%d/%d chunks already written)",
-                path, int(done.sum()), done.size,
-            )  # fmt: skip
+                path,
+                int(done.sum()),
+                done.size,
+            )
         return done
     writer = ZarrViewWriter.create(
-        path, n_cells=kw["n"], n_channels=kw["c"], morphology_size=kw["morphology_size"],
-        microenvironment_size=kw["microenvironment_size"], chunk_size=kw["chunk_size"],
-        attrs=attrs, instance_id=kw["rows_ids"], centroid=kw["centroid"],
-        window_px=kw["micro_w"], storage_rows=kw["order"], overwrite=overwrite,
-    )  # fmt: skip
+        path,
+        n_cells=kw["n"],
+        n_channels=kw["c"],
+        morphology_size=kw["morphology_size"],
+        microenvironment_size=kw["microenvironment_size"],
+        chunk_size=kw["chunk_size"],
+        attrs=attrs,
+        instance_id=kw["rows_ids"],
+        centroid=kw["centroid"],
+        window_px=kw["micro_w"],
+        storage_rows=kw["order"],
+        overwrite=overwrite,
+    )
     return writer.chunks_done()
 
 
@@ -540,26 +556,49 @@ def cell_views(
     if pixel_size is not None:
         pixel_size = check_real("pixel_size", pixel_size, example=0.5)
     inputs = resolve_inputs(
-        sdata, image_key=image_key, labels_key=labels_key, table_key=table_key,
-        regions=regions, level=level, pixel_size=pixel_size, label_id_key=label_id_key,
-    )  # fmt: skip
+        sdata,
+        image_key=image_key,
+        labels_key=labels_key,
+        table_key=table_key,
+        regions=regions,
+        level=level,
+        pixel_size=pixel_size,
+        label_id_key=label_id_key,
+    )
+    # the options of the views, as given: the region path and the plan take them alike
+    view_options = dict(
+        n_neighbors=n_neighbors,
+        morphology_size=morphology_size,
+        microenvironment_size=microenvironment_size,
+        microenvironment_window=microenvironment_window,
+        morphology_window=morphology_window,
+        window_px=window_px,
+        morphology_window_px=morphology_window_px,
+        morphology_quantile=morphology_quantile,
+        morphology_margin=morphology_margin,
+        chunk_size=chunk_size,
+        missing=missing,
+        cache_mb=cache_mb,
+        n_jobs=n_jobs,
+    )
     if not inputs.plain:
         from ._region_views import region_views
 
-        options = dict(
-            n_neighbors=n_neighbors, morphology_size=morphology_size,
-            microenvironment_size=microenvironment_size,
-            microenvironment_window=microenvironment_window,
-            morphology_window=morphology_window, window_px=window_px,
-            morphology_window_px=morphology_window_px, morphology_quantile=morphology_quantile,
-            morphology_margin=morphology_margin, chunk_size=chunk_size,
-            cells_per_tile=cells_per_tile, missing=missing, max_memory_gb=max_memory_gb,
-            cache_mb=cache_mb, n_jobs=n_jobs,
-        )  # fmt: skip
+        options = {
+            **view_options,
+            "cells_per_tile": cells_per_tile,
+            "max_memory_gb": max_memory_gb,
+        }
         return region_views(
-            sdata, inputs, store=store, overwrite=overwrite, inplace=inplace,
-            key_added=key_added, label_id_key=label_id_key, options=options,
-        )  # fmt: skip
+            sdata,
+            inputs,
+            store=store,
+            overwrite=overwrite,
+            inplace=inplace,
+            key_added=key_added,
+            label_id_key=label_id_key,
+            options=options,
+        )
     image_key, labels_key, table_key = (
         inputs.regions[0].image_key,
         inputs.regions[0].name,
@@ -579,27 +618,38 @@ def cell_views(
     if cells_per_tile is None:
         cells_per_tile = 1024 if store is None else 512
     plan = plan_views(
-        image=image, labels=labels, offset=(dy, dx), table=table, table_key=table_key,
-        labels_key=labels_key, image_key=image_key, instance_key=instance_key,
-        channel_names=channel_names, gain=gain, n_neighbors=n_neighbors,
-        morphology_size=morphology_size, microenvironment_size=microenvironment_size,
-        microenvironment_window=microenvironment_window, morphology_window=morphology_window,
-        window_px=window_px, morphology_window_px=morphology_window_px,
-        morphology_quantile=morphology_quantile, morphology_margin=morphology_margin,
-        chunk_size=chunk_size, cells_per_tile=cells_per_tile, missing=missing,
-        label_id_key=label_id_key, cache_mb=cache_mb, max_rescaled_side=MAX_RESCALED_SIDE,
-        key_added=key_added, n_jobs=n_jobs,
-    )  # fmt: skip
+        image=image,
+        labels=labels,
+        offset=(dy, dx),
+        table=table,
+        table_key=table_key,
+        labels_key=labels_key,
+        image_key=image_key,
+        instance_key=instance_key,
+        channel_names=channel_names,
+        gain=gain,
+        **view_options,
+        cells_per_tile=cells_per_tile,
+        label_id_key=label_id_key,
+        max_rescaled_side=MAX_RESCALED_SIDE,
+        key_added=key_added,
+    )
     arguments = {
-        "n_neighbors": n_neighbors, "morphology_size": morphology_size,
+        "n_neighbors": n_neighbors,
+        "morphology_size": morphology_size,
         "microenvironment_size": microenvironment_size,
         "microenvironment_window": microenvironment_window,
-        "morphology_window": morphology_window, "window_px": window_px,
+        "morphology_window": morphology_window,
+        "window_px": window_px,
         "morphology_window_px": morphology_window_px,
-        "morphology_quantile": morphology_quantile, "morphology_margin": morphology_margin,
-        "chunk_size": chunk_size, "cells_per_tile": cells_per_tile,
-        "label_id_key": label_id_key, "cache_mb": cache_mb, "missing": missing,
-    }  # fmt: skip
+        "morphology_quantile": morphology_quantile,
+        "morphology_margin": morphology_margin,
+        "chunk_size": chunk_size,
+        "cells_per_tile": cells_per_tile,
+        "label_id_key": label_id_key,
+        "cache_mb": cache_mb,
+        "missing": missing,
+    }
     parts = _fingerprint_parts(
         plan.attrs,
         chunk_size=chunk_size,
@@ -623,14 +673,29 @@ def cell_views(
 
         views = OnTheFlyViews(plan, arguments=arguments)
         return _finish(
-            sdata, table, table_key, views, plan, np.zeros(0, dtype=np.int64), inplace=inplace,
-            key_added=key_added, arguments=arguments,
-        )  # fmt: skip
+            sdata,
+            table,
+            table_key,
+            views,
+            plan,
+            np.zeros(0, dtype=np.int64),
+            inplace=inplace,
+            key_added=key_added,
+            arguments=arguments,
+        )
     return _run_plan(
-        sdata, table, table_key, plan, store=store, overwrite=overwrite,
-        chunk_size=chunk_size, max_memory_gb=max_memory_gb, n_jobs=n_jobs, inplace=inplace,
+        sdata,
+        table,
+        table_key,
+        plan,
+        store=store,
+        overwrite=overwrite,
+        chunk_size=chunk_size,
+        max_memory_gb=max_memory_gb,
+        n_jobs=n_jobs,
+        inplace=inplace,
         key_added=key_added,
-    )  # fmt: skip
+    )
 
 
 def _is_on_the_fly(store: Any) -> bool:
@@ -639,9 +704,19 @@ def _is_on_the_fly(store: Any) -> bool:
 
 
 def _run_plan(
-    sdata, table, table_key, plan, *, store, overwrite, chunk_size, max_memory_gb, n_jobs,
-    inplace, key_added,
-):  # fmt: skip
+    sdata,
+    table,
+    table_key,
+    plan,
+    *,
+    store,
+    overwrite,
+    chunk_size,
+    max_memory_gb,
+    n_jobs,
+    inplace,
+    key_added,
+):
     """Cut every cell's views tile by tile into memory or a zarr store, then record them."""
     n, attrs, order, ranges = plan.n, plan.attrs, plan.order, plan.ranges
     morphology_size = plan.spec.morphology_size
@@ -670,17 +745,27 @@ def _run_plan(
         lock = StoreLock(path).acquire()
         try:
             done = _open_or_create(
-                path, overwrite, attrs, n=n, c=c, morphology_size=morphology_size,
-                microenvironment_size=microenvironment_size, chunk_size=chunk_size,
-                rows_ids=rows_ids, centroid=np.c_[cx, cy], micro_w=micro_w, order=order,
-            )  # fmt: skip
+                path,
+                overwrite,
+                attrs,
+                n=n,
+                c=c,
+                morphology_size=morphology_size,
+                microenvironment_size=microenvironment_size,
+                chunk_size=chunk_size,
+                rows_ids=rows_ids,
+                centroid=np.c_[cx, cy],
+                micro_w=micro_w,
+                order=order,
+            )
         except BaseException:
             lock.release()
             raise
         todo = [
-            k for k, (a, b) in enumerate(ranges)
+            k
+            for k, (a, b) in enumerate(ranges)
             if not done[a // chunk_size : -(-b // chunk_size)].all()
-        ]  # fmt: skip
+        ]
         sink = _ZarrSink(str(path), c, morphology_size, microenvironment_size)
 
     # --- run -----------------------------------------------------------------------------
@@ -691,9 +776,17 @@ def _run_plan(
         a, b = ranges[k]
         rows = order[a:b]
         task = dask.delayed(_run_task, pure=False)(
-            a, rows, plan.cells.take(rows), plan.groups(rows), plan.image, plan.labels,
-            plan.offset, plan.spec, plan.image_key, sink,
-        )  # fmt: skip
+            a,
+            rows,
+            plan.cells.take(rows),
+            plan.groups(rows),
+            plan.image,
+            plan.labels,
+            plan.offset,
+            plan.spec,
+            plan.image_key,
+            sink,
+        )
         tasks.append((b - a, task))
     empties = []
     # Results of an in-memory sink land in this process's arrays: never on a cluster.
@@ -717,9 +810,13 @@ def _run_plan(
     empty = np.concatenate(empties) if empties else np.zeros(0, dtype=np.int64)
     if store is None:
         views = ViewStore(
-            sink.morphology, sink.microenvironment, rows_ids, np.c_[cx, cy], micro_w,
+            sink.morphology,
+            sink.microenvironment,
+            rows_ids,
+            np.c_[cx, cy],
+            micro_w,
             dict(attrs, n_cells=n),
-        )  # fmt: skip
+        )
     else:
         views = open_zarr_views(store)
     return _finish(
@@ -727,9 +824,7 @@ def _run_plan(
     )
 
 
-def _finish(
-    sdata, table, table_key, views, plan, empty, *, inplace, key_added, arguments=None
-):  # fmt: skip
+def _finish(sdata, table, table_key, views, plan, empty, *, inplace, key_added, arguments=None):
     """Log what was cut and, when ``inplace``, record the views in the table."""
     attrs, n, border = plan.attrs, plan.n, plan.border
     w_e, w_m = attrs["window_px"], attrs["morphology_window_px"]
@@ -739,19 +834,27 @@ def _finish(
             "cell_views: %d cell(s) have an all-zero morphology view (too small for the "
             "morphology window of %.1f px, or dark), e.g. rows %s; consider "
             "morphology_window='cell'.",
-            len(empty), w_m, _few(np.sort(empty)),
-        )  # fmt: skip
+            len(empty),
+            w_m,
+            _few(np.sort(empty)),
+        )
     if plan.n_cut:
         logger.info(
             "cell_views: %d cell(s) extend beyond the morphology window (%.1f px) and are cut.",
-            plan.n_cut, w_m,
-        )  # fmt: skip
+            plan.n_cut,
+            w_m,
+        )
     logger.info(
         "cell_views: %d cells; microenvironment window %.1f px (scale %.3f), morphology window "
         "%.1f px (scale %.3f); %d cells on the image border%s",
-        n, w_e, s_e, w_m, s_m, int(border.sum()),
+        n,
+        w_e,
+        s_e,
+        w_m,
+        s_m,
+        int(border.sum()),
         "; views are cut on the fly" if arguments is not None else "",
-    )  # fmt: skip
+    )
     if not inplace:
         return views
 
@@ -778,8 +881,9 @@ def _finish(
         sdata.tables[table_key] = table
         logger.warning(
             "cell_views: dropped %d table row(s) without labels from table %r.",
-            int((~keep).sum()), table_key,
-        )  # fmt: skip
+            int((~keep).sum()),
+            table_key,
+        )
     table.obs[OBS_BORDER] = border
     table.uns[key_added] = _jsonable(record)
     added(OBS_BORDER, "obs")

@@ -6,7 +6,7 @@ from typing import Any
 
 
 def active_client():
-    """The active ``dask.distributed`` client, or ``None`` (none running, or not installed)."""
+    """Return the active ``dask.distributed`` client, or ``None`` (none running or installed)."""
     try:
         from distributed import default_client
     except ImportError:

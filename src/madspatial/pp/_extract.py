@@ -123,9 +123,11 @@ def _roi_views(reg, origin, cells: Cells, w: np.ndarray, size: int, out, dest) -
     for a in range(0, n, step):
         sl = slice(a, min(n, a + step))
         crops = np.stack(
-            [padded(reg, origin, int(y), int(y) + side, int(x), int(x) + side)
-             for y, x in zip(y0[sl], x0[sl])]
-        )  # fmt: skip
+            [
+                padded(reg, origin, int(y), int(y) + side, int(x), int(x) + side)
+                for y, x in zip(y0[sl], x0[sl])
+            ]
+        )
         feat = torch.from_numpy(crops).float()
         # roi_align(aligned=True) puts pixel i's centre at box coordinate i + 0.5.
         cx, cy, ww = cells.cx[sl] - x0[sl] + 0.5, cells.cy[sl] - y0[sl] + 0.5, w[sl]
@@ -134,9 +136,12 @@ def _roi_views(reg, origin, cells: Cells, w: np.ndarray, size: int, out, dest) -
             [np.arange(k, dtype=np.float64), cx - ww / 2, cy - ww / 2, cx + ww / 2, cy + ww / 2], 1
         )
         r = roi_align(
-            feat, torch.from_numpy(boxes.astype(np.float32)), output_size=size,
-            sampling_ratio=-1, aligned=True,
-        )  # fmt: skip
+            feat,
+            torch.from_numpy(boxes.astype(np.float32)),
+            output_size=size,
+            sampling_ratio=-1,
+            aligned=True,
+        )
         out[dest[sl]] = r.clamp_(0, 255).add_(0.5).to(torch.uint8).numpy()
 
 
@@ -199,19 +204,16 @@ def extract_views(
     if n == 0 or (morph_out is None and micro_out is None):
         return empty
     se, sm = spec.microenvironment_size, spec.morphology_size
-    needs = []
+
+    def need(mode, uv, size, pq, roi_w):
+        return _slide_need(uv, size, pq) if mode == "slide" else _roi_need(cells, roi_w)
+
+    need_e = need_m = None
     if micro_out is not None:
-        if spec.micro_mode == "slide":
-            need_e = _slide_need(cells.micro_uv, se, spec.micro_pq)
-        else:
-            need_e = _roi_need(cells, cells.micro_w)
-        needs.append(need_e)
+        need_e = need(spec.micro_mode, cells.micro_uv, se, spec.micro_pq, cells.micro_w)
     if morph_out is not None:
-        if spec.morph_mode == "slide":
-            need_m = _slide_need(cells.morph_uv, sm, spec.morph_pq)
-        else:
-            need_m = _roi_need(cells, cells.morph_w)
-        needs.append(need_m)
+        need_m = need(spec.morph_mode, cells.morph_uv, sm, spec.morph_pq, cells.morph_w)
+    needs = [nd for nd in (need_e, need_m) if nd is not None]
     h, w = image.shape[-2:]
     y0 = max(0, min(nd[0][0] for nd in needs))
     y1 = min(h, max(nd[0][1] for nd in needs))

@@ -60,7 +60,7 @@ PYRAMID_SIDE = 1024
 
 
 def output_dtype(dtype: np.dtype) -> np.dtype:
-    """The normalized image's dtype: uint8 for uint8/bool, uint16 for other ints, else float32."""
+    """Return the normalized image's dtype: uint8 for uint8/bool, uint16 for ints, else float32."""
     dtype = np.dtype(dtype)
     if dtype in (np.dtype(np.uint8), np.dtype(bool)):
         return np.dtype(np.uint8)
@@ -168,7 +168,7 @@ def _flatfield(overview: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def _interp_axis(n_over: int, start: int, length: int, f: int):
-    """Indices and weights of linear interpolation from overview cells to pixels along one axis.
+    """Return indices and weights of linear interpolation from overview cells to pixels on one axis.
 
     Overview cell ``i`` averages pixels ``[i f, (i + 1) f)``, so its centre is at
     pixel coordinate ``(i + 0.5) f - 0.5``; beyond the outer centres the field is constant.
@@ -181,7 +181,7 @@ def _interp_axis(n_over: int, start: int, length: int, f: int):
 
 
 def _upsample(flat: np.ndarray, y0: int, h: int, x0: int, w: int, f: int) -> np.ndarray:
-    """The flat field at pixels ``[y0, y0+h) x [x0, x0+w)`` (C, h, w), bilinear."""
+    """Return the flat field at pixels ``[y0, y0+h) x [x0, x0+w)`` (C, h, w), bilinear."""
     iy0, iy1, wy = _interp_axis(flat.shape[1], y0, h, f)
     ix0, ix1, wx = _interp_axis(flat.shape[2], x0, w, f)
     rows = flat[:, iy0] * (1 - wy)[None, :, None] + flat[:, iy1] * wy[None, :, None]
@@ -282,11 +282,82 @@ def normalize(
         NaN/inf pixels (with counts per channel), constant (zero-variance)
         channels, bad ``clip``.
     """
-    import dask
-    import dask.array as da
-    from spatialdata.models import Image2DModel
-    from spatialdata.transformations import get_transformation
+    lo_pct, hi_pct, flatfield_sigma, n_samples, seed, n_jobs = _check_options(
+        clip, flatfield_sigma, n_samples, seed, n_jobs, key_added
+    )
+    key_added = key_added or f"{image_key}{NORMALIZED_SUFFIX}"
+    el, data, names = get_image(sdata, image_key)
+    out_dtype = _out_dtype(dtype, data.dtype)
+    c, h, w = data.shape
+    if h == 0 or w == 0:
+        raise ValueError(f"image {image_key!r} is empty (shape {data.shape}).")
+    if data.dtype == bool:
+        data = data.astype(np.uint8)
+    data = data.rechunk({0: -1, 1: min(h, OUT_CHUNK), 2: min(w, OUT_CHUNK)})
+    f = max(1, int(np.ceil(max(h, w) / OVERVIEW_SIDE)))
 
+    # --- one pass: overview sums, non-finite counts, pixel sample -------------------------
+    sums, counts, values, sy_, sx_ = _scan(data, f, n_samples, seed, n_jobs, names, image_key)
+
+    # --- flat field and percentiles --------------------------------------------------------
+    sigma = float(flatfield_sigma) if flatfield_sigma is not None else max(h, w) / 8.0
+    flat = None
+    if flatfield:
+        overview = sums / np.maximum(counts, 1)[None]
+        flat = _flatfield(overview, max(sigma / f, 0.5))
+        values = values / sample_coords_flat(flat, sy_, sx_, f)
+    lo = np.percentile(values, lo_pct, axis=1)
+    hi = np.percentile(values, hi_pct, axis=1)
+    const = [names[i] for i in range(c) if not hi[i] > lo[i]]
+    if const:
+        raise ValueError(
+            f"channel(s) {const} of image {image_key!r} have zero variance between the "
+            f"{lo_pct} and {hi_pct} percentiles (constant or nearly empty) and cannot be "
+            f"scaled; drop them, e.g. sdata.images[{image_key!r}] = image.sel(c=[...]), or "
+            "widen clip=."
+        )
+
+    # --- lazy output -------------------------------------------------------------------------
+    params = {
+        "source": image_key,
+        "flatfield": bool(flatfield),
+        "flatfield_sigma": sigma,
+        "flatfield_estimator": "local-linear Gaussian fit to the Otsu foreground of the overview",
+        "overview_factor": f,
+        "clip": [lo_pct, hi_pct],
+        "lo": lo.tolist(),
+        "hi": hi.tolist(),
+        "channel_names": list(names),
+        "n_samples": int(values.shape[1]),
+        "seed": seed,
+        "dtype": str(out_dtype),
+        "madspatial_version": __version__,
+    }
+    new = _lazy_output(el, data, names, flat, lo, hi, f, out_dtype, multiscale=multiscale)
+    scale0(new).attrs[NORMALIZE_ATTR] = params
+    sdata.images[key_added] = new
+    record = dict(getattr(sdata, "attrs", {}).get(NORMALIZE_ATTR, {}))
+    record[key_added] = params
+    sdata.attrs[NORMALIZE_ATTR] = record
+    logger.info(
+        "normalize %r: flat field %s (sigma %.0f px), clip %s%% -> lo %s, hi %s",
+        image_key,
+        "on" if flatfield else "off",
+        sigma,
+        list(clip),
+        np.round(lo, 4).tolist(),
+        np.round(hi, 4).tolist(),
+    )
+    added(key_added, "images")
+
+
+# ------------------------------------------------------------------ steps of normalize
+def _check_options(clip, flatfield_sigma, n_samples, seed, n_jobs, key_added):
+    """Check the options of :func:`normalize`.
+
+    Returns ``(lo_pct, hi_pct, flatfield_sigma, n_samples, seed, n_jobs)`` with the seed and
+    thread count resolved from ``mad.settings``.
+    """
     try:
         lo_pct, hi_pct = (check_real("clip", v, low=0.0, low_open=False, example=1) for v in clip)
     except (TypeError, ValueError):
@@ -308,27 +379,29 @@ def normalize(
         raise ValueError(f"key_added must be a non-empty str or None; got {key_added!r}.")
     seed = settings.seed if seed is None else int(seed)
     n_jobs = settings.resolve_n_jobs(n_jobs)
-    key_added = key_added or f"{image_key}{NORMALIZED_SUFFIX}"
-    el, data, names = get_image(sdata, image_key)
-    if dtype is None:
-        out_dtype = output_dtype(data.dtype)
-    elif str(dtype) in ("float32", "uint16", "uint8"):
-        out_dtype = np.dtype(str(dtype))
-    else:
-        raise ValueError(
-            f"dtype must be None (the input's class), 'float32', 'uint16' or 'uint8'; got "
-            f"{dtype!r}."
-        )
-    c, h, w = data.shape
-    if h == 0 or w == 0:
-        raise ValueError(f"image {image_key!r} is empty (shape {data.shape}).")
-    if data.dtype == bool:
-        data = data.astype(np.uint8)
-    data = data.rechunk({0: -1, 1: min(h, OUT_CHUNK), 2: min(w, OUT_CHUNK)})
-    f = max(1, int(np.ceil(max(h, w) / OVERVIEW_SIDE)))
-    ho, wo = -(-h // f), -(-w // f)
+    return lo_pct, hi_pct, flatfield_sigma, n_samples, seed, n_jobs
 
-    # --- one pass: overview sums, non-finite counts, pixel sample -------------------------
+
+def _out_dtype(dtype, in_dtype) -> np.dtype:
+    if dtype is None:
+        return output_dtype(in_dtype)
+    if str(dtype) in ("float32", "uint16", "uint8"):
+        return np.dtype(str(dtype))
+    raise ValueError(
+        f"dtype must be None (the input's class), 'float32', 'uint16' or 'uint8'; got {dtype!r}."
+    )
+
+
+def _scan(data, f: int, n_samples: int, seed: int, n_jobs: int, names, image_key: str):
+    """Scan the blocks once: overview sums and counts, and a pixel sample.
+
+    Returns ``(overview sums, overview counts, sampled values, their y, their x)``; NaN/inf
+    pixels raise, counted per channel.
+    """
+    import dask
+
+    c, h, w = data.shape
+    ho, wo = -(-h // f), -(-w // f)
     ys = np.r_[0, np.cumsum(data.chunks[1])]
     xs = np.r_[0, np.cumsum(data.chunks[2])]
     blocks = data.to_delayed()
@@ -363,28 +436,16 @@ def normalize(
             f"image {image_key!r} holds NaN/inf pixels ({detail}); replace them first, e.g. "
             f"sdata.images[{image_key!r}] = image.fillna(0) (and check why they are there)."
         )
-    values = np.concatenate(vals, axis=1)
-    sy_, sx_ = np.concatenate(yy), np.concatenate(xx)
+    return sums, counts, np.concatenate(vals, axis=1), np.concatenate(yy), np.concatenate(xx)
 
-    # --- flat field and percentiles --------------------------------------------------------
-    sigma = float(flatfield_sigma) if flatfield_sigma is not None else max(h, w) / 8.0
-    flat = None
-    if flatfield:
-        overview = sums / np.maximum(counts, 1)[None]
-        flat = _flatfield(overview, max(sigma / f, 0.5))
-        values = values / sample_coords_flat(flat, sy_, sx_, f)
-    lo = np.percentile(values, lo_pct, axis=1)
-    hi = np.percentile(values, hi_pct, axis=1)
-    const = [names[i] for i in range(c) if not hi[i] > lo[i]]
-    if const:
-        raise ValueError(
-            f"channel(s) {const} of image {image_key!r} have zero variance between the "
-            f"{lo_pct} and {hi_pct} percentiles (constant or nearly empty) and cannot be "
-            f"scaled; drop them, e.g. sdata.images[{image_key!r}] = image.sel(c=[...]), or "
-            "widen clip=."
-        )
 
-    # --- lazy output -------------------------------------------------------------------------
+def _lazy_output(el, data, names, flat, lo, hi, f, out_dtype, *, multiscale: bool):
+    """Build the normalised image as a lazy (multiscale when long) SpatialData image."""
+    import dask.array as da
+    from spatialdata.models import Image2DModel
+    from spatialdata.transformations import get_transformation
+
+    c, h, w = data.shape
     out = da.map_blocks(
         _apply,
         data,
@@ -396,23 +457,8 @@ def normalize(
         dtype=out_dtype,
         meta=np.empty((0, 0, 0), dtype=out_dtype),
     )
-    params = {
-        "source": image_key,
-        "flatfield": bool(flatfield),
-        "flatfield_sigma": sigma,
-        "flatfield_estimator": "local-linear Gaussian fit to the Otsu foreground of the overview",
-        "overview_factor": f,
-        "clip": [lo_pct, hi_pct],
-        "lo": lo.tolist(),
-        "hi": hi.tolist(),
-        "channel_names": list(names),
-        "n_samples": int(values.shape[1]),
-        "seed": seed,
-        "dtype": str(out_dtype),
-        "madspatial_version": __version__,
-    }
     factors = pyramid_factors(h, w) if multiscale else []
-    new = Image2DModel.parse(
+    return Image2DModel.parse(
         out,
         dims=("c", "y", "x"),
         c_coords=names,
@@ -420,25 +466,10 @@ def normalize(
         scale_factors=factors or None,
         chunks=(c, min(h, OUT_CHUNK), min(w, OUT_CHUNK)) if factors else None,
     )
-    scale0(new).attrs[NORMALIZE_ATTR] = params
-    sdata.images[key_added] = new
-    record = dict(getattr(sdata, "attrs", {}).get(NORMALIZE_ATTR, {}))
-    record[key_added] = params
-    sdata.attrs[NORMALIZE_ATTR] = record
-    logger.info(
-        "normalize %r: flat field %s (sigma %.0f px), clip %s%% -> lo %s, hi %s",
-        image_key,
-        "on" if flatfield else "off",
-        sigma,
-        list(clip),
-        np.round(lo, 4).tolist(),
-        np.round(hi, 4).tolist(),
-    )
-    added(key_added, "images")
 
 
 def normalization_params(sdata: Any, *, image_key: str) -> dict:
-    """The parameters :func:`normalize` recorded for the image it wrote.
+    """Return the parameters :func:`normalize` recorded for the image it wrote.
 
     Parameters
     ----------

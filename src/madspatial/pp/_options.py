@@ -77,7 +77,7 @@ def check_real(
 
 
 def check_view_size(name: str, value: Any, patch: int) -> int:
-    """A positive int multiple of the ViT patch size."""
+    """Check that ``value`` is a positive int multiple of the ViT patch size."""
     if not _is_int(value) or value <= 0 or value % patch:
         if _is_real(value) and math.isfinite(float(value)) and float(value) > 0:
             lo = max(patch, int(float(value) // patch) * patch)

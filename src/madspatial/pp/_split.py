@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -11,6 +11,9 @@ import pandas as pd
 from .._constants import OBS_SPLIT, OBSM_SPATIAL, SPLIT_GUARD
 from .._logging import added
 from .._settings import settings
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 _DEFAULT_NAMES = {2: ("train", "test"), 3: ("train", "val", "test")}
 METHODS = ("random", "spatial_blocks")
@@ -77,8 +80,11 @@ def _assign_groups(sizes: np.ndarray, fr: dict[str, float], rng, n: int) -> np.n
 
 
 def _spatial_blocks(adata, spatial_key: str, block_size, groups) -> tuple[np.ndarray, np.ndarray]:
-    """Block id of every cell (square blocks of ``block_size`` on the centroid grid, within
-    ``groups`` when given, e.g. per slide) and the (N, 2) coordinates."""
+    """Return the block id of every cell and the (N, 2) coordinates.
+
+    Blocks are squares of ``block_size`` on the centroid grid, within ``groups`` when given
+    (e.g. per slide).
+    """
     if spatial_key not in adata.obsm:
         raise KeyError(
             f"method='spatial_blocks' needs cell coordinates in obsm[{spatial_key!r}]; obsm has "
@@ -135,7 +141,7 @@ def split(
     key_added: str = OBS_SPLIT,
     table_key: str | None = None,
     copy: bool = False,
-):
+) -> AnnData | None:
     """Assign every cell to a split, keeping whole groups (slides, patients) together.
 
     With ``groupby``, all cells of a group fall into one split, so no slide or
@@ -186,6 +192,42 @@ def split(
         split (and ``"guard"``), with ``groupby`` the ``groups`` in each split, and with
         ``"spatial_blocks"`` ``block_size``, ``guard`` and ``n_blocks`` per split.
     """
+    _check_method(method, block_size, guard)
+    fr = _fractions(fractions)
+    adata = _table(data, table_key)
+    if copy:
+        adata = adata.copy()
+    seed = settings.seed if seed is None else int(seed)
+    rng = np.random.default_rng(seed)
+    info: dict[str, Any] = {
+        "groupby": groupby or "",
+        "fractions": fr,
+        "seed": seed,
+        "method": method,
+    }
+    guarded = np.zeros(adata.n_obs, dtype=bool)
+    if method == "spatial_blocks":
+        assign, guarded = _by_blocks(adata, fr, rng, info, groupby, block_size, guard, spatial_key)
+    elif groupby is None:
+        assign = _by_cells(adata.n_obs, fr, rng)
+    else:
+        assign = _by_groups(adata, fr, rng, info, groupby)
+    names = list(fr)
+    if guarded.any():
+        cats = [*names, SPLIT_GUARD]
+        assign = np.where(guarded, len(names), assign)
+    else:
+        cats = names
+    adata.obs[key_added] = pd.Categorical.from_codes(assign, categories=cats)
+    info["n_cells"] = {name: int((assign == i).sum()) for i, name in enumerate(cats)}
+    adata.uns[key_added] = info
+    added(key_added, "obs")
+    added(key_added, "uns")
+    return adata if copy else None
+
+
+# ------------------------------------------------------------------ steps of split
+def _check_method(method: str, block_size, guard) -> None:
     if method not in METHODS:
         raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}.")
     if method != "spatial_blocks" and (block_size is not None or guard is not None):
@@ -198,80 +240,70 @@ def split(
         and guard >= 0
     ):
         raise ValueError(f"guard must be a number >= 0 (0: no band), got {guard!r}.")
-    fr = _fractions(fractions)
+
+
+def _by_blocks(adata, fr, rng, info: dict, groupby, block_size, guard, spatial_key):
+    """``method="spatial_blocks"``: split index per cell and the guard band's cells."""
     names = list(fr)
-    adata = _table(data, table_key)
-    if copy:
-        adata = adata.copy()
-    seed = settings.seed if seed is None else int(seed)
-    rng = np.random.default_rng(seed)
     n = adata.n_obs
-    assign = np.empty(n, dtype=np.int64)
-    info: dict[str, Any] = {
-        "groupby": groupby or "",
-        "fractions": fr,
-        "seed": seed,
-        "method": method,
-    }
     guarded = np.zeros(n, dtype=bool)
-    if method == "spatial_blocks":
-        groups = None
-        if groupby is not None:
-            groups = _group_column(adata, groupby).astype(str).to_numpy()
-        block, xy = _spatial_blocks(adata, spatial_key, block_size, groups)
-        sizes = np.bincount(block)
-        if len(sizes) < len(names):
-            raise ValueError(
-                f"block_size={block_size} gives {len(sizes)} block(s) for {len(names)} splits "
-                f"{names}; use a smaller block_size."
-            )
-        block_split = _assign_groups(sizes, fr, rng, n)
-        assign = block_split[block]
-        guard = 0.0 if guard is None else float(guard)
-        if guard > 0:
-            guarded = _guard_train(assign, xy, guard, groups)
-        info.update(
-            block_size=float(block_size),
-            guard=guard,
-            spatial_key=spatial_key,
-            n_blocks={name: int((block_split == i).sum()) for i, name in enumerate(names)},
+    groups = None
+    if groupby is not None:
+        groups = _group_column(adata, groupby).astype(str).to_numpy()
+    block, xy = _spatial_blocks(adata, spatial_key, block_size, groups)
+    sizes = np.bincount(block)
+    if len(sizes) < len(names):
+        raise ValueError(
+            f"block_size={block_size} gives {len(sizes)} block(s) for {len(names)} splits "
+            f"{names}; use a smaller block_size."
         )
-    elif groupby is None:
-        if n < len(names):
-            raise ValueError(f"{n} cells cannot fill {len(names)} splits.")
-        raw = np.array(list(fr.values())) * n
-        counts = np.floor(raw).astype(np.int64)
-        # Largest remainders get the leftover cells; then no split may stay empty.
-        counts[np.argsort(-(raw - counts), kind="stable")[: n - counts.sum()]] += 1
-        for i in np.flatnonzero(counts == 0):
-            counts[np.argmax(counts)] -= 1
-            counts[i] = 1
-        perm = rng.permutation(n)
-        assign[perm] = np.repeat(np.arange(len(names)), counts)
-    else:
-        col = _group_column(adata, groupby)
-        codes, uniques = pd.factorize(col, sort=True)
-        sizes = np.bincount(codes, minlength=len(uniques))
-        if len(uniques) < len(names):
-            raise ValueError(
-                f"obs[{groupby!r}] has {len(uniques)} group(s) ({list(map(str, uniques))}) for "
-                f"{len(names)} splits {names}; every split needs a whole group. Use fewer splits "
-                "or a finer groupby."
-            )
-        group_split = _assign_groups(sizes, fr, rng, n)
-        assign = group_split[codes]
-        info["groups"] = {
-            name: sorted(str(uniques[g]) for g in np.flatnonzero(group_split == i))
-            for i, name in enumerate(names)
-        }
-    if guarded.any():
-        cats = [*names, SPLIT_GUARD]
-        assign = np.where(guarded, len(names), assign)
-    else:
-        cats = names
-    adata.obs[key_added] = pd.Categorical.from_codes(assign, categories=cats)
-    info["n_cells"] = {name: int((assign == i).sum()) for i, name in enumerate(cats)}
-    adata.uns[key_added] = info
-    added(key_added, "obs")
-    added(key_added, "uns")
-    return adata if copy else None
+    block_split = _assign_groups(sizes, fr, rng, n)
+    assign = block_split[block]
+    guard = 0.0 if guard is None else float(guard)
+    if guard > 0:
+        guarded = _guard_train(assign, xy, guard, groups)
+    info.update(
+        block_size=float(block_size),
+        guard=guard,
+        spatial_key=spatial_key,
+        n_blocks={name: int((block_split == i).sum()) for i, name in enumerate(names)},
+    )
+    return assign, guarded
+
+
+def _by_cells(n: int, fr, rng) -> np.ndarray:
+    """Cells split at random with exact counts: split index per cell."""
+    names = list(fr)
+    if n < len(names):
+        raise ValueError(f"{n} cells cannot fill {len(names)} splits.")
+    raw = np.array(list(fr.values())) * n
+    counts = np.floor(raw).astype(np.int64)
+    # Largest remainders get the leftover cells; then no split may stay empty.
+    counts[np.argsort(-(raw - counts), kind="stable")[: n - counts.sum()]] += 1
+    for i in np.flatnonzero(counts == 0):
+        counts[np.argmax(counts)] -= 1
+        counts[i] = 1
+    perm = rng.permutation(n)
+    assign = np.empty(n, dtype=np.int64)
+    assign[perm] = np.repeat(np.arange(len(names)), counts)
+    return assign
+
+
+def _by_groups(adata, fr, rng, info: dict, groupby: str) -> np.ndarray:
+    """Whole ``groupby`` groups assigned to splits: split index per cell."""
+    names = list(fr)
+    col = _group_column(adata, groupby)
+    codes, uniques = pd.factorize(col, sort=True)
+    sizes = np.bincount(codes, minlength=len(uniques))
+    if len(uniques) < len(names):
+        raise ValueError(
+            f"obs[{groupby!r}] has {len(uniques)} group(s) ({list(map(str, uniques))}) for "
+            f"{len(names)} splits {names}; every split needs a whole group. Use fewer splits "
+            "or a finer groupby."
+        )
+    group_split = _assign_groups(sizes, fr, rng, adata.n_obs)
+    info["groups"] = {
+        name: sorted(str(uniques[g]) for g in np.flatnonzero(group_split == i))
+        for i, name in enumerate(names)
+    }
+    return group_split[codes]

@@ -1,4 +1,4 @@
-"""madspatial.tl"""
+"""madspatial.tl: tools on embeddings (pretraining, embedding, clustering, decoders)."""
 
 from .._lazy import attach as _attach
 

@@ -11,6 +11,7 @@ from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
 from .._constants import OBSM_CCA_EXPRESSION_SUFFIX, OBSM_CCA_SUFFIX, OBSM_MAD, UNS_CCA
+from .._docs import doc_copy, doc_params
 from .._logging import added, logger
 from .._settings import settings
 from ._inputs import get_expression, get_obs, get_rep
@@ -33,6 +34,7 @@ def _reduce(train: np.ndarray, full: np.ndarray, n_pcs: int, seed: int) -> np.nd
     return pca.transform(scaler.transform(full))
 
 
+@doc_params(doc_copy=doc_copy)
 def cca(
     adata: AnnData,
     *,
@@ -92,8 +94,7 @@ def cca(
         Seed of the held-out split and PCA (default ``mad.settings.seed``).
     key_added
         ``.uns`` key of the results.
-    copy
-        Return a modified copy instead of writing into ``adata``.
+    {doc_copy}
 
     Returns
     -------

@@ -18,6 +18,7 @@ from sklearn.metrics import silhouette_score
 from sklearn.neighbors import NearestNeighbors
 
 from .._constants import OBS_KMEANS, OBS_LOUVAIN, OBSM_MAD
+from .._docs import doc_adata_rep, doc_obs_key_copy, doc_params
 from .._logging import added
 from .._settings import settings
 from .._warnings import user_stacklevel as _user_stacklevel
@@ -62,7 +63,7 @@ def knn_graph(
 def multilevel(
     graph: sparse.spmatrix, *, resolution: float = 1.0, seed: int = 0
 ) -> tuple[np.ndarray, float]:
-    """igraph's Louvain (multilevel) communities of a weighted graph, reproducibly.
+    """Find igraph's Louvain (multilevel) communities of a weighted graph, reproducibly.
 
     Returns labels ordered by community size (0 = largest) and the modularity.
     """
@@ -121,6 +122,7 @@ def _maybe_pca(X: np.ndarray, n_pcs: int | None, seed: int) -> np.ndarray:
     return PCA(n_components=n_pcs, random_state=seed).fit_transform(X)
 
 
+@doc_params(doc_adata_rep=doc_adata_rep, doc_obs_key_copy=doc_obs_key_copy)
 def louvain(
     adata: AnnData,
     *,
@@ -143,10 +145,7 @@ def louvain(
 
     Parameters
     ----------
-    adata
-        Annotated data matrix with an embedding in ``.obsm``.
-    use_rep
-        Key of the embedding in ``.obsm`` (``"X"`` for ``.X``).
+    {doc_adata_rep}
     n_neighbors
         Neighbours per cell in the graph (30 as in the paper's UMAP/graph settings).
     resolution
@@ -162,10 +161,7 @@ def louvain(
         seeded for the call and then restored (its sequence, and igraph's generator, are
         left as they were; with a generator of your own set in igraph, a warning says the
         seed has no effect).
-    key_added
-        Name of the ``.obs`` column and ``.uns`` entry written.
-    copy
-        Return a modified copy instead of writing into ``adata``.
+    {doc_obs_key_copy}
 
     Returns
     -------
@@ -210,6 +206,7 @@ def kmeans_labels(
     return order_by_size(km.labels_), float(km.inertia_)
 
 
+@doc_params(doc_adata_rep=doc_adata_rep, doc_obs_key_copy=doc_obs_key_copy)
 def kmeans(
     adata: AnnData,
     *,
@@ -232,10 +229,7 @@ def kmeans(
 
     Parameters
     ----------
-    adata
-        Annotated data matrix with an embedding in ``.obsm``.
-    use_rep
-        Key of the embedding in ``.obsm`` (``"X"`` for ``.X``).
+    {doc_adata_rep}
     n_clusters
         Number of clusters, or ``None`` to pick it by silhouette.
     k_range
@@ -249,10 +243,7 @@ def kmeans(
     seed
         Seed of the initialisations and of the silhouette sample (default
         ``mad.settings.seed``).
-    key_added
-        Name of the ``.obs`` column and ``.uns`` entry written.
-    copy
-        Return a modified copy instead of writing into ``adata``.
+    {doc_obs_key_copy}
 
     Returns
     -------

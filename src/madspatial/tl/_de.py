@@ -178,8 +178,11 @@ def differential_expression(
 
 
 def _refuse_negative(X: np.ndarray, names: list[str], layer: str | None) -> None:
-    """scanpy's log2FC is log2(mean expm1(group) / mean expm1(reference)): defined for
-    log1p-scale values >= 0 only; below 0 a lower gene can come out up-regulated."""
+    """Warn about negative values, for which scanpy's log2FC is not defined.
+
+    Scanpy's log2FC is log2(mean expm1(group) / mean expm1(reference)): defined for
+    log1p-scale values >= 0 only; below 0 a lower gene can come out up-regulated.
+    """
     neg = (X < 0).any(axis=0)  # NaN compares False: genes without values are not flagged
     if not neg.any():
         return

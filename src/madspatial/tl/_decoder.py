@@ -31,6 +31,7 @@ from .._constants import (
     OBSM_MAD,
     UNS_DECODER_PREFIX,
 )
+from .._docs import doc_copy, doc_params
 from .._logging import added, logger, progress
 from .._serialize import atomic_write as _atomic_write
 from .._serialize import json_default as _jsonable
@@ -553,6 +554,16 @@ def fit_decoder(
             seed=seed,
         )
 
+    # the options of the fit, also recorded in the decoder's params
+    fit_opts = {
+        "balance": balance,
+        "max_epochs": max_epochs,
+        "patience": patience,
+        "batch_size": batch_size,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "seed": seed,
+    }
     hidden = max(1, round(hidden_factor * X.shape[1]))
     out_dim = len(classes) if kind == "categorical" else y.shape[1]
     arch = {
@@ -571,30 +582,15 @@ def fit_decoder(
         "loss": loss if kind == "categorical" else "smooth_l1",
         "params": {
             "hidden_factor": hidden_factor,
-            "balance": balance,
+            **fit_opts,
             "groupby": groupby,
             "split": split if isinstance(split, str) else list(split),
-            "max_epochs": max_epochs,
-            "patience": patience,
-            "batch_size": batch_size,
-            "lr": lr,
-            "weight_decay": weight_decay,
-            "seed": seed,
             "layer": layer,
             "cross_fit": cross_fit,
         },
         "value_range": value_range,
     }
-    train_opts = {
-        "balance": balance,
-        "max_epochs": max_epochs,
-        "patience": patience,
-        "batch_size": batch_size,
-        "lr": lr,
-        "weight_decay": weight_decay,
-        "seed": seed,
-        "device": device,
-    }
+    train_opts = {**fit_opts, "device": device}
     dec = Decoder(**arch)
     dec.split = {s: adata.obs_names[idx[s]].tolist() for s in _SPLITS}
     _train(dec, X, y, idx, **train_opts)
@@ -777,8 +773,10 @@ def _expression_target(adata, *, layer, genes, normalize, target_sum):
 
 
 def _counts_apart_from_nan(x) -> bool:
-    """:func:`looks_like_counts` judged with NaN read as 0 (a valid count), so one
-    missing value no longer turns the normalization off."""
+    """Judge :func:`looks_like_counts` with NaN read as 0 (a valid count).
+
+    So one missing value no longer turns the normalization off.
+    """
     sub = x[: min(x.shape[0], 2000)]
     if sparse.issparse(sub):
         sub = sub.astype(np.float64, copy=True)
@@ -840,55 +838,99 @@ def _train(
 ):
     """Fit ``dec.net`` on ``idx["train"]``, early-stopped on ``idx["val"]``."""
     import torch
-    from torch.nn import functional as F
 
-    categorical = dec.kind == "categorical"
     tr, va = idx["train"], idx["val"]
+    _set_scales(dec, X, y, tr)
+    x_tr, y_tr = _tensors(dec, X, y, tr, device)
+    val = _tensors(dec, X, y, va, device) if len(va) else None
+    class_w, sample_p = _class_balance(dec, y[tr], balance, device)
+    loss_fn = _loss_fn(dec, class_w)
+    with torch.random.fork_rng(devices=[]), _threads_for(dec):
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        dec.net = _build_net(dec).to(device)
+        opt = torch.optim.AdamW(dec.net.parameters(), lr=lr, weight_decay=weight_decay)
+        history = _epochs(
+            dec,
+            opt,
+            loss_fn,
+            (x_tr, y_tr),
+            val,
+            sample_p,
+            gen,
+            device,
+            max_epochs=max_epochs,
+            patience=patience,
+            batch_size=batch_size,
+        )
+    dec.net = dec.net.cpu().eval()
+    history["epochs"] = len(history["train_loss"])
+    dec.history = history
+
+
+# ---------------------------------------------------------------- steps of _train
+def _set_scales(dec, X, y, tr) -> None:
+    """Standardisation of the inputs (and of continuous targets) from the training rows."""
+    import torch
+
     xm = X[tr].mean(axis=0)
     xs = X[tr].std(axis=0)
     dec.x_mean = torch.from_numpy(xm.astype(np.float32))
     dec.x_scale = torch.from_numpy(np.where(xs > 0, xs, 1.0).astype(np.float32))
-    if not categorical:
+    if dec.kind != "categorical":
         ym, ys = y[tr].mean(axis=0), y[tr].std(axis=0)
         dec.y_mean = torch.from_numpy(ym.astype(np.float32))
         dec.y_scale = torch.from_numpy(np.where(ys > 0, ys, 1.0).astype(np.float32))
 
-    def tensors(rows):
-        xb = (torch.from_numpy(X[rows].astype(np.float32)) - dec.x_mean) / dec.x_scale
-        if categorical:
-            yb = torch.from_numpy(y[rows])
-        else:
-            yb = (torch.from_numpy(y[rows].astype(np.float32)) - dec.y_mean) / dec.y_scale
-        return xb.to(device), yb.to(device)
 
-    x_tr, y_tr = tensors(tr)
-    x_va, y_va = tensors(va) if len(va) else (None, None)
-    class_w = None
-    sample_p = None
-    if categorical:
-        counts = np.bincount(y[tr], minlength=dec.out_dim).astype(np.float64)
-        missing = [c for c, n in zip(dec.classes, counts) if n == 0]
-        if missing:
-            warnings.warn(
-                f"classes absent from the training split (never predicted): {missing}; with "
-                "groupby, some groups hold all cells of these classes.",
-                stacklevel=_user_stacklevel(),
-            )
-        inv = np.divide(
-            counts.sum() / max(1, (counts > 0).sum()),
-            counts,
-            out=np.zeros_like(counts),
-            where=counts > 0,
+def _tensors(dec, X, y, rows, device):
+    """Standardised inputs and targets of ``rows`` as tensors on ``device``."""
+    import torch
+
+    xb = (torch.from_numpy(X[rows].astype(np.float32)) - dec.x_mean) / dec.x_scale
+    if dec.kind == "categorical":
+        yb = torch.from_numpy(y[rows])
+    else:
+        yb = (torch.from_numpy(y[rows].astype(np.float32)) - dec.y_mean) / dec.y_scale
+    return xb.to(device), yb.to(device)
+
+
+def _class_balance(dec, y_train, balance, device):
+    """``(class weights, sampling probabilities)`` per ``balance`` (None, None: unbalanced)."""
+    import torch
+
+    if dec.kind != "categorical":
+        return None, None
+    counts = np.bincount(y_train, minlength=dec.out_dim).astype(np.float64)
+    missing = [c for c, n in zip(dec.classes, counts) if n == 0]
+    if missing:
+        warnings.warn(
+            f"classes absent from the training split (never predicted): {missing}; with "
+            "groupby, some groups hold all cells of these classes.",
+            stacklevel=_user_stacklevel(),
         )
-        if balance == "weights":
-            class_w = torch.tensor(inv, dtype=torch.float32, device=device)
-        elif balance == "sampler":
-            sample_p = torch.tensor(inv[y[tr]], dtype=torch.float64)
-        elif balance is not None:
-            raise ValueError(f"balance must be 'weights', 'sampler' or None, got {balance!r}.")
+    inv = np.divide(
+        counts.sum() / max(1, (counts > 0).sum()),
+        counts,
+        out=np.zeros_like(counts),
+        where=counts > 0,
+    )
+    if balance == "weights":
+        return torch.tensor(inv, dtype=torch.float32, device=device), None
+    if balance == "sampler":
+        return None, torch.tensor(inv[y_train], dtype=torch.float64)
+    if balance is not None:
+        raise ValueError(f"balance must be 'weights', 'sampler' or None, got {balance!r}.")
+    return None, None
+
+
+def _loss_fn(dec, class_w):
+    """Return the (class-weighted) training loss of ``dec``'s kind and ``loss``."""
+    import torch
+    from torch.nn import functional as F
 
     def loss_fn(out, target):
-        if not categorical:
+        if dec.kind != "categorical":
             return F.smooth_l1_loss(out, target)
         w = class_w[target] if class_w is not None else torch.ones(len(target), device=out.device)
         if dec.loss == "cross_entropy":
@@ -900,62 +942,75 @@ def _train(
             raise ValueError(f"loss must be 'smooth_l1' or 'cross_entropy', got {dec.loss!r}.")
         return (per * w).sum() / w.sum().clamp_min(1e-12)
 
+    return loss_fn
+
+
+def _epochs(
+    dec, opt, loss_fn, train, val, sample_p, gen, device, *, max_epochs, patience, batch_size
+):
+    """Run the epoch loop and return the history.
+
+    Minibatches over ``train``, early stopping on ``val`` (the best epoch's weights are
+    restored).
+    """
+    import torch
+
+    x_tr, y_tr = train
+    x_va, y_va = val if val is not None else (None, None)
     history = {"train_loss": [], "val_loss": [], "best_epoch": None}
-    with torch.random.fork_rng(devices=[]), _threads_for(dec):
-        torch.manual_seed(seed)
-        gen = torch.Generator().manual_seed(seed)
-        dec.net = _build_net(dec).to(device)
-        opt = torch.optim.AdamW(dec.net.parameters(), lr=lr, weight_decay=weight_decay)
-        best, best_state, waited = np.inf, None, 0
-        n = len(tr)
-        for epoch in progress(range(max_epochs), desc=f"decoder {dec.target}"):
-            dec.net.train()
-            order = (
-                torch.multinomial(sample_p, n, replacement=True, generator=gen)
-                if sample_p is not None
-                else torch.randperm(n, generator=gen)
-            )
-            total = 0.0
-            for start in range(0, n, batch_size):
-                b = order[start : start + batch_size].to(device)
-                opt.zero_grad(set_to_none=True)
-                loss = loss_fn(dec.net(x_tr[b]), y_tr[b])
-                loss.backward()
-                opt.step()
-                total += loss.item() * len(b)
-            history["train_loss"].append(total / n)
-            if x_va is None:
-                continue
-            dec.net.eval()
-            with torch.no_grad():
-                val = loss_fn(dec.net(x_va), y_va).item()
-            history["val_loss"].append(val)
-            if val < best - 1e-6:
-                best, waited, history["best_epoch"] = val, 0, epoch
-                best_state = {k: v.detach().clone() for k, v in dec.net.state_dict().items()}
-            else:
-                waited += 1
-                if waited >= patience:
-                    break
-        if best_state is not None:
-            dec.net.load_state_dict(best_state)
-    dec.net = dec.net.cpu().eval()
-    history["epochs"] = len(history["train_loss"])
-    dec.history = history
+    best, best_state, waited = np.inf, None, 0
+    n = len(x_tr)
+    for epoch in progress(range(max_epochs), desc=f"decoder {dec.target}"):
+        dec.net.train()
+        order = (
+            torch.multinomial(sample_p, n, replacement=True, generator=gen)
+            if sample_p is not None
+            else torch.randperm(n, generator=gen)
+        )
+        total = 0.0
+        for start in range(0, n, batch_size):
+            b = order[start : start + batch_size].to(device)
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(dec.net(x_tr[b]), y_tr[b])
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(b)
+        history["train_loss"].append(total / n)
+        if x_va is None:
+            continue
+        dec.net.eval()
+        with torch.no_grad():
+            val_loss = loss_fn(dec.net(x_va), y_va).item()
+        history["val_loss"].append(val_loss)
+        if val_loss < best - 1e-6:
+            best, waited, history["best_epoch"] = val_loss, 0, epoch
+            best_state = {k: v.detach().clone() for k, v in dec.net.state_dict().items()}
+        else:
+            waited += 1
+            if waited >= patience:
+                break
+    if best_state is not None:
+        dec.net.load_state_dict(best_state)
+    return history
 
 
 def _threads_for(dec: Decoder):
-    """One torch thread for small decoders: thread start-up and contention (shared cores)
-    cost far more than their matmuls (50x slower measured with 2 threads on 2 busy
-    cores); large decoders keep torch's setting."""
+    """Return a context of one torch thread for small decoders, else of torch's setting.
+
+    For small decoders thread start-up and contention (shared cores) cost far more than their
+    matmuls (50x slower measured with 2 threads on 2 busy cores).
+    """
     small = dec.in_dim * dec.hidden_dim + dec.hidden_dim * dec.out_dim < 200_000
     return torch_threads(1) if small else contextlib.nullcontext()
 
 
 @contextlib.contextmanager
 def torch_threads(n: int):
-    """Run the block with ``n`` torch intra-op threads; the caller's count is restored
-    afterwards, also on error, so library calls leave this process-wide setting alone."""
+    """Run the block with ``n`` torch intra-op threads.
+
+    The caller's count is restored afterwards, also on error, so library calls leave this
+    process-wide setting alone.
+    """
     import torch
 
     before = torch.get_num_threads()
@@ -969,7 +1024,7 @@ def torch_threads(n: int):
 
 
 def _build_net(dec: Decoder) -> nn.Sequential:
-    """The two-layer MLP; its initialisation draws from the (caller-seeded) torch RNG."""
+    """Build the two-layer MLP; its initialisation draws from the (caller-seeded) torch RNG."""
     from torch import nn
 
     act = {"gelu": nn.GELU, "relu": nn.ReLU}[dec.activation]
@@ -1062,6 +1117,7 @@ def _log_metrics(dec: Decoder) -> None:
         )
 
 
+@doc_params(doc_copy=doc_copy)
 def predict(
     decoder: Decoder,
     adata: AnnData,
@@ -1090,8 +1146,7 @@ def predict(
     key_added
         Where predictions go (default ``"mad_pred_<target>"`` in ``.obs`` for labels and
         continuous targets, ``"mad_pred"`` in ``.layers`` for expression).
-    copy
-        Return a modified copy instead of writing into ``adata``.
+    {doc_copy}
 
     Returns
     -------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -43,8 +44,11 @@ def _nanmean_pearson(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
 
 def _resolve_reps(adata: AnnData, reps) -> dict[str, np.ndarray]:
-    """``{name: (N, d) array}``; a tuple/list entry (or a dict value) of several ``.obsm``
-    keys is their column-wise concatenation, named ``"key1+key2"`` unless a dict names it."""
+    """Return ``{name: (N, d) array}`` of the representations to compare.
+
+    A tuple/list entry (or a dict value) of several ``.obsm`` keys is their column-wise
+    concatenation, named ``"key1+key2"`` unless a dict names it.
+    """
     if isinstance(reps, str):
         reps = [reps]
     items = list(reps.items()) if isinstance(reps, dict) else [(None, r) for r in reps]
@@ -207,23 +211,102 @@ def evaluate(
     "per_gene_hest": the same for ``hest_pearson`` (mean over folds),
     "params": {...}}``.
     """
-    wanted = set(METRIC_GROUPS if metrics is None else metrics)
-    unknown = wanted - set(METRIC_GROUPS)
-    if unknown:
-        raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {list(METRIC_GROUPS)}.")
+    wanted = _wanted_metrics(metrics)
     embeddings = _resolve_reps(adata, reps)
     reps = list(embeddings)
     seeds = [int(s) for s in seeds]
     groups = None if groupby is None else get_obs(adata, groupby).astype(str).to_numpy()
     masks = None if split is None else _split_masks(adata, split)
 
-    y, label_mask = None, None
+    # ---- inputs: label codes and expression; metrics without their input are dropped
+    y_codes, label_mask, Y, gene_names = _inputs(
+        adata, wanted, labels, expression, normalize=normalize, min_cells=max(n_splits, 3)
+    )
+
+    # ---- every representation and seed
+    scores = _Scores(groups=groups, n_boot=n_boot)
+    per_gene: list[pd.DataFrame] = []
+    per_gene_hest: list[pd.DataFrame] = []
+    dec_kwargs = {"groupby": groupby, **(decoder_kwargs or {})}
+    if masks is not None:
+        dec_kwargs.pop("groupby")
+    labelled = None if label_mask is None else _Labelled(y_codes, label_mask, masks)
+    graphs: dict[str, object] = {}
+    steps = [(rep, s) for rep in reps for s in seeds]
+    with _quiet():
+        for rep, seed in progress(steps, desc="evaluate"):
+            X = embeddings[rep]
+            if labelled is not None:
+                if "louvain" in wanted:
+                    if rep not in graphs:  # the graph does not depend on the seed
+                        graphs[rep] = _louvain_graph(X, masks, graph_neighbors)
+                    _louvain_rows(scores, rep, seed, graphs[rep], labelled, resolution)
+                if "kmeans" in wanted:
+                    _kmeans_rows(scores, rep, seed, X, labelled)
+                for method in ("knn", "linear"):
+                    if method in wanted:
+                        _probe_rows(scores, rep, seed, X, labelled, method, n_neighbors, n_splits)
+            dec_split = None if masks is None else _decoder_split(masks, seed)
+            fit = _Fit(adata, rep, X, groupby, seed, dec_kwargs, dec_split)
+            if "decoder" in wanted:
+                _decoder_rows(scores, fit, labels, label_mask)
+            if "expression" in wanted:
+                per_gene.append(_expression_rows(scores, fit, Y, gene_names))
+            if "hest" in wanted:
+                hest = (n_splits, hest_genes, hest_components)
+                per_gene_hest.append(_hest_rows(scores, rep, X, Y, gene_names, masks, seed, *hest))
+    if "recall" in wanted:
+        _recall_rows(scores, adata, reps, recall_k)
+
+    # ---- the table, and what is stored
+    table = pd.DataFrame(scores.rows, columns=COLUMNS)
+    table["seed"] = table["seed"].astype("Int64")
+    if inplace:
+        params = {
+            "reps": list(reps),
+            "labels": labels or "none",
+            "expression": expression or "none",
+            "groupby": groupby or "none",
+            "seeds": seeds,
+            "n_boot": n_boot,
+            "metrics": sorted(wanted),
+            "n_neighbors": n_neighbors,
+            "graph_neighbors": graph_neighbors,
+            "resolution": resolution,
+            "n_splits": n_splits,
+            "split": split or "none",
+            "hest_genes": hest_genes,
+            "hest_components": hest_components,
+        }
+        _store(adata, key_added, table, params, per_gene, per_gene_hest)
+    return table
+
+
+def _store(adata: AnnData, key_added: str, table, params: dict, per_gene, per_gene_hest):
+    entry = {"results": table, "params": params}
+    if per_gene:
+        entry["per_gene"] = pd.concat(per_gene, ignore_index=True)
+    if per_gene_hest:
+        entry["per_gene_hest"] = pd.concat(per_gene_hest, ignore_index=True)
+    adata.uns[key_added] = entry
+    added(key_added, "uns")
+
+
+_LABEL_METRICS = frozenset({"louvain", "kmeans", "knn", "linear", "decoder"})
+
+
+def _inputs(adata: AnnData, wanted: set[str], labels, expression, *, normalize, min_cells):
+    """Return label codes and mask, expression and gene names.
+
+    Drops from ``wanted`` (in place) the metrics whose input is not given.
+    """
+    y_codes, label_mask = None, None
     if labels is not None:
-        y, label_mask = _usable_labels(adata, labels, min_cells=max(n_splits, 3))
+        y, label_mask = _usable_labels(adata, labels, min_cells=min_cells)
         y_codes = pd.factorize(y)[0]
     else:
-        wanted -= {"louvain", "kmeans", "knn", "linear", "decoder"}
-    Y = None
+        wanted -= _LABEL_METRICS
+    Y, gene_names = None, None
     if expression is not None and wanted & {"expression", "hest"}:
         Y, gene_names, _ = get_expression(
             adata, layer=None if expression == "X" else expression, normalize=normalize
@@ -235,22 +318,38 @@ def evaluate(
             "nothing to evaluate: pass labels= (an .obs column) and/or expression= ('X' or a "
             "layer), or embeddings with both view keys for recall."
         )
+    return y_codes, label_mask, Y, gene_names
 
-    rows: list[dict] = []
-    per_gene: list[pd.DataFrame] = []
-    dec_kwargs = {"groupby": groupby, **(decoder_kwargs or {})}
-    if masks is not None:
-        dec_kwargs.pop("groupby")
-    per_gene_hest: list[pd.DataFrame] = []
 
-    def record(rep, metric, seed, data, statistic: Callable, n, strata, boot_seed):
-        if n_boot > 0:
+def _wanted_metrics(metrics: Sequence[str] | None) -> set[str]:
+    wanted = set(METRIC_GROUPS if metrics is None else metrics)
+    unknown = wanted - set(METRIC_GROUPS)
+    if unknown:
+        raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {list(METRIC_GROUPS)}.")
+    return wanted
+
+
+@dataclass
+class _Scores:
+    """The result rows, and how one value and its bootstrap CI are recorded."""
+
+    groups: np.ndarray | None
+    n_boot: int
+    rows: list[dict] = field(default_factory=list)
+
+    def strata_of(self, mask_or_idx):
+        """Bootstrap strata (``groupby`` groups) of the scored cells; None without groups."""
+        return None if self.groups is None else self.groups[mask_or_idx]
+
+    def record(self, rep, metric, seed, data, statistic: Callable, n, strata, boot_seed):
+        """Append one row: ``statistic(*data)`` with its bootstrap CI over ``data``'s rows."""
+        if self.n_boot > 0:
             # pair-counting scores are biased by the duplicates of a classic bootstrap
             pairs = statistic in (ari, purity)
             est, lo, hi = bootstrap_ci(
                 data,
                 statistic=statistic,
-                n_boot=n_boot,
+                n_boot=self.n_boot,
                 strata=strata,
                 resample="half" if pairs else "bootstrap",
                 center=pairs,
@@ -258,190 +357,100 @@ def evaluate(
             )
         else:
             est, lo, hi = float(statistic(*data)), np.nan, np.nan
-        rows.append(dict(rep=rep, metric=metric, seed=seed, value=est, ci_low=lo, ci_high=hi, n=n))
+        self.add(rep, metric, seed, est, n, lo, hi)
 
-    def strata_of(mask_or_idx):
-        return None if groups is None else groups[mask_or_idx]
+    def add(self, rep, metric, seed, value, n, ci_low=np.nan, ci_high=np.nan):
+        """Append one row as it is."""
+        self.rows.append(
+            dict(
+                rep=rep, metric=metric, seed=seed, value=value, ci_low=ci_low, ci_high=ci_high, n=n
+            )
+        )
 
-    steps = [(rep, s) for rep in reps for s in seeds]
-    graphs: dict[str, object] = {}
-    with _quiet():
-        for rep, seed in progress(steps, desc="evaluate"):
-            X = embeddings[rep]
-            if label_mask is not None:
-                # integer codes: the scores only compare labels, and ints are much faster
-                # to count than strings in hundreds of bootstrap replicates
-                Xl, yl, gl = X[label_mask], y_codes[label_mask], strata_of(label_mask)
-                # clustering: on the test cells only when a split is given
-                cmask = label_mask if masks is None else label_mask & masks[2]
-                Xc, yc, gc = X[cmask], y_codes[cmask], strata_of(cmask)
-            if "louvain" in wanted:
-                # Every cell (every test cell with a split) is clustered, as tl.louvain
-                # clusters every cell, and the clusters of the labelled ones are scored.
-                gmask = np.ones(len(X), dtype=bool) if masks is None else masks[2]
-                if rep not in graphs:  # the graph does not depend on the seed
-                    Xg = X[gmask]
-                    graphs[rep] = knn_graph(Xg, n_neighbors=min(graph_neighbors, len(Xg) - 1))
-                cl, _ = multilevel(graphs[rep], resolution=resolution, seed=seed)
-                cl = cl[cmask[gmask]]
-                yl_, gl_ = yl, gl
-                yl, gl = yc, gc
-                record(rep, "louvain_ari", seed, (yl, cl), ari, len(yl), gl, seed)
-                record(rep, "louvain_purity", seed, (yl, cl), purity, len(yl), gl, seed)
-                rows.append(
-                    dict(
-                        rep=rep,
-                        metric="louvain_n_clusters",
-                        seed=seed,
-                        value=float(cl.max() + 1),
-                        ci_low=np.nan,
-                        ci_high=np.nan,
-                        n=len(yl),
-                    )
-                )
-                yl, gl = yl_, gl_
-            if "kmeans" in wanted:
-                km, _ = kmeans_labels(Xc, len(np.unique(yc)), seed=seed)
-                record(rep, "kmeans_ari", seed, (yc, km), ari, len(yc), gc, seed)
-                record(rep, "kmeans_purity", seed, (yc, km), purity, len(yc), gc, seed)
-            for method in ("knn", "linear"):
-                if method in wanted and masks is not None:
-                    tr, te = label_mask & masks[0], label_mask & masks[2]
-                    probe = _make_probe(
-                        method,
-                        n_neighbors=min(n_neighbors, int(tr.sum())),
-                        metric="cosine",
-                        C=1.0,
-                        max_iter=1000,
-                        seed=seed,
-                    )
-                    probe.fit(X[tr], y_codes[tr])
-                    hits = (probe.predict(X[te]) == y_codes[te]).astype(float)
-                    record(
-                        rep,
-                        f"{method}_accuracy",
-                        seed,
-                        (hits,),
-                        np.mean,
-                        len(hits),
-                        strata_of(te),
-                        seed,
-                    )
-                elif method in wanted:
-                    pred = probe_predictions(
-                        Xl,
-                        yl,
-                        method=method,
-                        groups=gl,
-                        n_splits=n_splits,
-                        n_neighbors=n_neighbors,
-                        seed=seed,
-                    )
-                    record(
-                        rep,
-                        f"{method}_accuracy",
-                        seed,
-                        ((pred == yl).astype(float),),
-                        np.mean,
-                        len(yl),
-                        gl,
-                        seed,
-                    )
-            dec_split = None if masks is None else _decoder_split(masks, seed)
-            if "decoder" in wanted:
-                _decoder_rows(
-                    adata,
-                    rep,
-                    X,
-                    labels,
-                    label_mask,
-                    groupby,
-                    seed,
-                    dec_kwargs,
-                    record,
-                    strata_of,
-                    dec_split,
-                )
-            if "expression" in wanted:
-                per_gene.append(
-                    _expression_rows(
-                        adata,
-                        rep,
-                        X,
-                        Y,
-                        gene_names,
-                        groupby,
-                        seed,
-                        dec_kwargs,
-                        record,
-                        strata_of,
-                        dec_split,
-                    )
-                )
-            if "hest" in wanted:
-                per_gene_hest.append(
-                    _hest_rows(
-                        rep,
-                        X,
-                        Y,
-                        gene_names,
-                        groups,
-                        masks,
-                        seed,
-                        n_splits,
-                        hest_genes,
-                        hest_components,
-                        record,
-                    )
-                )
-    if "recall" in wanted:
-        for rep in reps:
-            views = [f"{rep}{OBSM_MORPHOLOGY_SUFFIX}", f"{rep}{OBSM_MICROENVIRONMENT_SUFFIX}"]
-            if not all(v in adata.obsm for v in views):
-                continue
-            a, b = (get_rep(adata, v) for v in views)
-            ranks = np.stack([retrieval_ranks(a, b), retrieval_ranks(b, a)])
-            for k in recall_k:
-                hits = (ranks < k).mean(axis=0)  # both directions, per cell
-                record(
-                    rep,
-                    f"recall@{k}",
-                    pd.NA,
-                    (hits,),
-                    np.mean,
-                    len(hits),
-                    strata_of(slice(None)),
-                    0,
-                )
-    table = pd.DataFrame(rows, columns=COLUMNS)
-    table["seed"] = table["seed"].astype("Int64")
-    if inplace:
-        entry = {
-            "results": table,
-            "params": {
-                "reps": list(reps),
-                "labels": labels or "none",
-                "expression": expression or "none",
-                "groupby": groupby or "none",
-                "seeds": seeds,
-                "n_boot": n_boot,
-                "metrics": sorted(wanted),
-                "n_neighbors": n_neighbors,
-                "graph_neighbors": graph_neighbors,
-                "resolution": resolution,
-                "n_splits": n_splits,
-                "split": split or "none",
-                "hest_genes": hest_genes,
-                "hest_components": hest_components,
-            },
-        }
-        if per_gene:
-            entry["per_gene"] = pd.concat(per_gene, ignore_index=True)
-        if per_gene_hest:
-            entry["per_gene_hest"] = pd.concat(per_gene_hest, ignore_index=True)
-        adata.uns[key_added] = entry
-        added(key_added, "uns")
-    return table
+
+@dataclass
+class _Labelled:
+    """Integer label codes, the labelled cells and the split.
+
+    Integer codes because the scores only compare labels, and ints are much faster to count
+    than strings in hundreds of bootstrap replicates.
+    """
+
+    codes: np.ndarray
+    mask: np.ndarray
+    masks: tuple | None
+
+    @property
+    def clustered(self) -> np.ndarray:
+        """The labelled cells whose clusters are scored: the test cells with a split."""
+        return self.mask if self.masks is None else self.mask & self.masks[2]
+
+    @property
+    def graph_mask(self) -> np.ndarray:
+        """The cells clustered: every cell, or every test cell with a split."""
+        return np.ones(len(self.mask), dtype=bool) if self.masks is None else self.masks[2]
+
+
+def _louvain_graph(X: np.ndarray, masks, graph_neighbors: int):
+    # Every cell (every test cell with a split) is clustered, as tl.louvain clusters every
+    # cell, and the clusters of the labelled ones are scored.
+    Xg = X if masks is None else X[masks[2]]
+    return knn_graph(Xg, n_neighbors=min(graph_neighbors, len(Xg) - 1))
+
+
+def _louvain_rows(scores: _Scores, rep, seed, graph, lab: _Labelled, resolution: float):
+    cmask = lab.clustered
+    yc, gc = lab.codes[cmask], scores.strata_of(cmask)
+    cl, _ = multilevel(graph, resolution=resolution, seed=seed)
+    cl = cl[cmask[lab.graph_mask]]
+    scores.record(rep, "louvain_ari", seed, (yc, cl), ari, len(yc), gc, seed)
+    scores.record(rep, "louvain_purity", seed, (yc, cl), purity, len(yc), gc, seed)
+    scores.add(rep, "louvain_n_clusters", seed, float(cl.max() + 1), len(yc))
+
+
+def _kmeans_rows(scores: _Scores, rep, seed, X, lab: _Labelled):
+    cmask = lab.clustered
+    Xc, yc, gc = X[cmask], lab.codes[cmask], scores.strata_of(cmask)
+    km, _ = kmeans_labels(Xc, len(np.unique(yc)), seed=seed)
+    scores.record(rep, "kmeans_ari", seed, (yc, km), ari, len(yc), gc, seed)
+    scores.record(rep, "kmeans_purity", seed, (yc, km), purity, len(yc), gc, seed)
+
+
+def _probe_rows(scores: _Scores, rep, seed, X, lab: _Labelled, method, n_neighbors, n_splits):
+    """Test-split accuracy of a probe fitted on the training cells, else out-of-fold."""
+    metric = f"{method}_accuracy"
+    if lab.masks is not None:
+        tr, te = lab.mask & lab.masks[0], lab.mask & lab.masks[2]
+        probe = _make_probe(
+            method,
+            n_neighbors=min(n_neighbors, int(tr.sum())),
+            metric="cosine",
+            C=1.0,
+            max_iter=1000,
+            seed=seed,
+        )
+        probe.fit(X[tr], lab.codes[tr])
+        hits = (probe.predict(X[te]) == lab.codes[te]).astype(float)
+        scores.record(rep, metric, seed, (hits,), np.mean, len(hits), scores.strata_of(te), seed)
+        return
+    Xl, yl, gl = X[lab.mask], lab.codes[lab.mask], scores.strata_of(lab.mask)
+    pred = probe_predictions(
+        Xl, yl, method=method, groups=gl, n_splits=n_splits, n_neighbors=n_neighbors, seed=seed
+    )
+    scores.record(rep, metric, seed, ((pred == yl).astype(float),), np.mean, len(yl), gl, seed)
+
+
+def _recall_rows(scores: _Scores, adata: AnnData, reps, recall_k):
+    for rep in reps:
+        views = [f"{rep}{OBSM_MORPHOLOGY_SUFFIX}", f"{rep}{OBSM_MICROENVIRONMENT_SUFFIX}"]
+        if not all(v in adata.obsm for v in views):
+            continue
+        a, b = (get_rep(adata, v) for v in views)
+        ranks = np.stack([retrieval_ranks(a, b), retrieval_ranks(b, a)])
+        strata = scores.strata_of(slice(None))
+        for k in recall_k:
+            hits = (ranks < k).mean(axis=0)  # both directions, per cell
+            scores.record(rep, f"recall@{k}", pd.NA, (hits,), np.mean, len(hits), strata, 0)
 
 
 @contextlib.contextmanager
@@ -479,8 +488,10 @@ def _usable_labels(adata: AnnData, labels: str, *, min_cells: int):
 def _scratch(
     adata: AnnData, rep: str, X: np.ndarray, obs_cols: list[str], rows, Y=None, genes=None
 ):
-    """A minimal AnnData (positional obs names) for fitting decoders without writing into
-    the user's object; ``rows`` are positions into ``adata``."""
+    """Build a minimal AnnData (positional obs names) for fitting decoders.
+
+    Nothing is written into the user's object; ``rows`` are positions into ``adata``.
+    """
     obs = adata.obs[[c for c in obs_cols if c is not None]].iloc[rows].copy()
     obs.index = pd.Index(np.arange(len(obs)).astype(str))
     var = None if genes is None else pd.DataFrame(index=pd.Index(genes))
@@ -488,8 +499,10 @@ def _scratch(
 
 
 def _decoder_split(masks, seed: int) -> np.ndarray:
-    """train / val / test per cell for the decoders (None: unused); without ``val`` cells a
-    seeded 15% of the training cells early-stops the fit."""
+    """Return train / val / test per cell for the decoders (None: unused).
+
+    Without ``val`` cells a seeded 15% of the training cells early-stops the fit.
+    """
     train, val, test = masks
     out = np.full(len(train), None, dtype=object)
     out[train], out[test] = "train", "test"
@@ -509,52 +522,60 @@ def _with_split(tmp: AnnData, rows, dec_split, kwargs: dict) -> dict:
     return {**kwargs, "split": "_mad_eval_split"}
 
 
-def _decoder_rows(
-    adata, rep, X, labels, mask, groupby, seed, kwargs, record, strata_of, dec_split=None
-):
+@dataclass
+class _Fit:
+    """What a decoder fit on one representation and seed needs."""
+
+    adata: AnnData
+    rep: str
+    X: np.ndarray
+    groupby: str | None
+    seed: int
+    kwargs: dict
+    dec_split: np.ndarray | None = None
+
+
+def _decoder_rows(scores: _Scores, fit: _Fit, labels: str, mask):
+    rep, seed = fit.rep, fit.seed
     rows = np.flatnonzero(mask)
-    tmp = _scratch(adata, rep, X, [labels, groupby], rows)
+    tmp = _scratch(fit.adata, rep, fit.X, [labels, fit.groupby], rows)
     tmp.obs[labels] = tmp.obs[labels].astype(str)
-    kwargs = _with_split(tmp, rows, dec_split, kwargs)
+    kwargs = _with_split(tmp, rows, fit.dec_split, fit.kwargs)
     dec = fit_decoder(tmp, target=labels, use_rep=rep, seed=seed, **kwargs)
     idx = tmp.obs_names.get_indexer(dec.split[dec.metrics["evaluated_on"]])
     pred = dec.predict(tmp.obsm[rep][idx])
     true = tmp.obs[labels].to_numpy()[idx]
-    strata = strata_of(rows[idx])
+    strata = scores.strata_of(rows[idx])
     hits = (pred == true).astype(float)
-    record(rep, "decoder_accuracy", seed, (hits,), np.mean, len(idx), strata, seed)
+    scores.record(rep, "decoder_accuracy", seed, (hits,), np.mean, len(idx), strata, seed)
 
     def balanced(t, p):
         return float(np.mean([np.mean(p[t == c] == c) for c in np.unique(t)]))
 
-    record(rep, "decoder_balanced_accuracy", seed, (true, pred), balanced, len(idx), strata, seed)
+    n = len(idx)
+    scores.record(rep, "decoder_balanced_accuracy", seed, (true, pred), balanced, n, strata, seed)
 
 
-def _expression_rows(
-    adata, rep, X, Y, genes, groupby, seed, kwargs, record, strata_of, dec_split=None
-):
-    tmp = _scratch(adata, rep, X, [groupby], np.arange(adata.n_obs), Y=Y, genes=genes)
-    kwargs = _with_split(tmp, np.arange(adata.n_obs), dec_split, kwargs)
+def _expression_rows(scores: _Scores, fit: _Fit, Y, genes):
+    rep, seed, n_obs = fit.rep, fit.seed, fit.adata.n_obs
+    tmp = _scratch(fit.adata, rep, fit.X, [fit.groupby], np.arange(n_obs), Y=Y, genes=genes)
+    kwargs = _with_split(tmp, np.arange(n_obs), fit.dec_split, fit.kwargs)
     dec = fit_decoder(tmp, target=EXPRESSION, use_rep=rep, normalize=None, seed=seed, **kwargs)
     idx = tmp.obs_names.get_indexer(dec.split[dec.metrics["evaluated_on"]])
-    pred, true = dec.predict(X[idx]), Y[idx]
-    record(
-        rep,
-        "expression_pearson",
-        seed,
-        (true, pred),
-        _nanmean_pearson,
-        len(idx),
-        strata_of(idx),
-        seed,
+    pred, true = dec.predict(fit.X[idx]), Y[idx]
+    strata = scores.strata_of(idx)
+    scores.record(
+        rep, "expression_pearson", seed, (true, pred), _nanmean_pearson, len(idx), strata, seed
     )
     r = pearson_per_gene(true, pred)
     return pd.DataFrame({"rep": rep, "seed": seed, "gene": genes, "pearson": r})
 
 
 def hest_folds(n: int, groups, masks, *, n_splits: int, seed: int):
-    """``[(train_idx, test_idx)]``: the split's train -> test, else grouped (``groups``) or
-    seeded random ``n_splits`` folds."""
+    """Return the folds ``[(train_idx, test_idx)]`` of ``hest_pearson``.
+
+    The split's train -> test, else grouped (``groups``) or seeded random ``n_splits`` folds.
+    """
     from sklearn.model_selection import GroupKFold, KFold
 
     if masks is not None:
@@ -572,8 +593,11 @@ def hest_folds(n: int, groups, masks, *, n_splits: int, seed: int):
 
 
 def hest_predict(X_train, Y_train, X_test, *, n_components: int = 256, seed: int = 0):
-    """HEST-Benchmark's linear protocol: standardise, PCA (fitted on the training rows),
-    ridge with ``alpha = 100 / (dims x targets)``, no intercept, lsqr solver."""
+    """Predict with HEST-Benchmark's linear protocol.
+
+    Standardise, PCA (fitted on the training rows), ridge with
+    ``alpha = 100 / (dims x targets)``, no intercept, lsqr solver.
+    """
     from sklearn.decomposition import PCA
     from sklearn.linear_model import Ridge
     from sklearn.preprocessing import StandardScaler
@@ -596,8 +620,8 @@ def hest_predict(X_train, Y_train, X_test, *, n_components: int = 256, seed: int
     return reg.predict(Z_test) + Y_train.mean(0)
 
 
-def _hest_rows(rep, X, Y, genes, groups, masks, seed, n_splits, n_genes, n_components, record):
-    folds = hest_folds(len(X), groups, masks, n_splits=n_splits, seed=seed)
+def _hest_rows(scores: _Scores, rep, X, Y, genes, masks, seed, n_splits, n_genes, n_components):
+    folds = hest_folds(len(X), scores.groups, masks, n_splits=n_splits, seed=seed)
     train_all = np.unique(np.concatenate([tr for tr, _ in folds]))
     var = Y[train_all].var(axis=0)
     top = np.argsort(-var, kind="stable")[: min(n_genes, Y.shape[1])]
@@ -613,7 +637,7 @@ def _hest_rows(rep, X, Y, genes, groups, masks, seed, n_splits, n_genes, n_compo
         vals = [_nanmean_pearson(t[fid == f], p[fid == f]) for f in np.unique(fid)]
         return float(np.nanmean(vals))
 
-    record(
+    scores.record(
         rep,
         "hest_pearson",
         seed,

@@ -49,7 +49,7 @@ def get_rep(adata: AnnData, use_rep: str) -> np.ndarray:
 
 
 def get_obs(adata: AnnData, key: str) -> pd.Series:
-    """An ``.obs`` column, or a KeyError listing the columns there are."""
+    """Return an ``.obs`` column, or raise a KeyError listing the columns there are."""
     if key not in adata.obs.columns:
         raise KeyError(
             f"{key!r} is not a column of adata.obs (available: {list(adata.obs.columns)})."

@@ -11,6 +11,7 @@ from scipy.stats import spearmanr
 from sklearn.decomposition import PCA
 
 from .._constants import OBS_PSEUDOTIME, OBSM_MAD
+from .._docs import doc_obs_key_copy, doc_params
 from .._logging import added, logger
 from .._settings import settings
 from ._inputs import get_expression, get_obs, get_rep
@@ -46,7 +47,7 @@ def _dpt(
 
 
 def _extreme_dc1(dm: np.ndarray, candidates: np.ndarray | None = None) -> int:
-    """The cell at the end of the first non-trivial diffusion component.
+    """Return the cell at the end of the first non-trivial diffusion component.
 
     Column 0 of scanpy's diffmap is the stationary (uninformative) one, so DC1 is
     column 1. Among ``candidates`` (default all cells) take the one furthest from the
@@ -57,6 +58,7 @@ def _extreme_dc1(dm: np.ndarray, candidates: np.ndarray | None = None) -> int:
     return int(cand[np.argmax(np.abs(dc1[cand] - np.median(dc1)))])
 
 
+@doc_params(doc_obs_key_copy=doc_obs_key_copy)
 def pseudotime(
     adata: AnnData,
     *,
@@ -110,10 +112,7 @@ def pseudotime(
         ignored) to correlate with (Spearman).
     seed
         Seed of the neighbour search and diffusion map (default ``mad.settings.seed``).
-    key_added
-        Name of the ``.obs`` column and ``.uns`` entry written.
-    copy
-        Return a modified copy instead of writing into ``adata``.
+    {doc_obs_key_copy}
 
     Returns
     -------

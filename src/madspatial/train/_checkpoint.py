@@ -50,7 +50,7 @@ def save_checkpoint(state: dict[str, Any], checkpoint_dir: str | os.PathLike) ->
 
 
 def load_checkpoint(checkpoint_dir: str | os.PathLike) -> dict[str, Any] | None:
-    """The last checkpoint in ``checkpoint_dir``, or ``None`` when there is none."""
+    """Return the last checkpoint in ``checkpoint_dir``, or ``None`` when there is none."""
     path = checkpoint_path(checkpoint_dir)
     if not path.is_file():
         return None

@@ -45,8 +45,15 @@ def render_params(docs: dict[str, str], names: tuple[str, ...] | list[str] | Non
         if "\n" in docs[name]:  # laid out by hand (lists, paragraphs): kept as written
             out.extend("    " + line if line else "" for line in docs[name].split("\n"))
             continue
-        out.extend(textwrap.wrap(docs[name], width=84, initial_indent="    ",
-                                 subsequent_indent="    ", break_on_hyphens=False))  # fmt: skip
+        out.extend(
+            textwrap.wrap(
+                docs[name],
+                width=84,
+                initial_indent="    ",
+                subsequent_indent="    ",
+                break_on_hyphens=False,
+            )
+        )
     return "\n".join(out)
 
 
@@ -263,15 +270,21 @@ class TrainConfig:
         )
         _num("student_temp", self.student_temp, "> 0", lambda v: v > 0, "DINO uses 0.1")
         _num(
-            "center_momentum", self.center_momentum, "in [0, 1)", lambda v: 0 <= v < 1,
+            "center_momentum",
+            self.center_momentum,
+            "in [0, 1)",
+            lambda v: 0 <= v < 1,
             "DINO uses 0.9",
-        )  # fmt: skip
+        )
         _num("clip_grad", self.clip_grad, ">= 0", lambda v: v >= 0, "3.0; 0 or None: off", True)
         _num("koleo_weight", self.koleo_weight, ">= 0", lambda v: v >= 0, "DINOv2 uses 0.1")
         _num(
-            "drop_path_rate", self.drop_path_rate, "in [0, 1)", lambda v: 0 <= v < 1,
+            "drop_path_rate",
+            self.drop_path_rate,
+            "in [0, 1)",
+            lambda v: 0 <= v < 1,
             "e.g. 0.1",
-        )  # fmt: skip
+        )
         _pair("momentum", self.momentum, "in [0, 1]", lambda v: 0 <= v <= 1, "(0.992, 1.0)")
         _pair("teacher_temp", self.teacher_temp, "> 0", lambda v: v > 0, "(0.04, 0.07)")
         _pair("weight_decay", self.weight_decay, ">= 0", lambda v: v >= 0, "(0.04, 0.4)")
@@ -331,13 +344,19 @@ def _pair(name: str, v: Any, rule: str, ok, fix: str) -> None:
 
 #: TrainConfig fields a preset sets; ``morphology_size`` / ``microenvironment_size`` go to
 #: ``mad.pp.cell_views`` when ``tl.pretrain`` computes the views itself.
-PRESET_FIELDS = ("backbone", "n_prototypes", "head_hidden_dim", "head_bottleneck_dim",
-                 "n_local", "base_lr")  # fmt: skip
+PRESET_FIELDS = (
+    "backbone",
+    "n_prototypes",
+    "head_hidden_dim",
+    "head_bottleneck_dim",
+    "n_local",
+    "base_lr",
+)
 VIEW_SIZE_OPTIONS = ("morphology_size", "microenvironment_size")
 
 
 def _default(name: str) -> Any:
-    """The default of a TrainConfig field."""
+    """Return the default of a TrainConfig field."""
     f = {f.name: f for f in dataclasses.fields(TrainConfig)}[name]
     return f.default_factory() if f.default is dataclasses.MISSING else f.default
 

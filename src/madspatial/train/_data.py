@@ -24,7 +24,7 @@ from .._constants import VIEW_MICROENVIRONMENT, VIEW_MORPHOLOGY
 
 
 def derive_seed(*parts: int) -> int:
-    """A 63-bit seed from integers (seed, step, rank, ...), stable across runs and platforms."""
+    """Derive a 63-bit seed from integers (seed, step, rank, ...), stable across platforms."""
     return int(
         np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(2, np.uint64)[0]
         >> 1
@@ -302,7 +302,7 @@ class ChunkBatchSampler(torch.utils.data.Sampler):
         return math.ceil(len(self._streams()[self.rank]) / self.batch_size)
 
     def rank_batches(self) -> list[np.ndarray]:
-        """This rank's batches for the current epoch (all of them, ignoring ``start_batch``)."""
+        """Return this rank's batches of the current epoch (all, ignoring ``start_batch``)."""
         mine = self._streams()[self.rank]
         bs = self.batch_size
         if not self.drop_last:
@@ -400,7 +400,7 @@ def make_loader(
     pin_memory: bool = False,
     prefetch_factor: int = 2,
 ) -> torch.utils.data.DataLoader:
-    """A DataLoader yielding reads (lists of batch dicts) in the sampler's order."""
+    """Build a DataLoader yielding reads (lists of batch dicts) in the sampler's order."""
     kwargs = {}
     if num_workers > 0:
         kwargs = {"prefetch_factor": prefetch_factor, "persistent_workers": False}
@@ -468,86 +468,91 @@ def resolve_cells(cells, n: int, obs=None) -> np.ndarray | None:
     """
     if cells is None:
         return None
-    hint = (
-        "cells= takes a boolean mask of the table's rows, integer row indices, the name of a "
-        "boolean obs column, or (obs_column, value_or_values)"
-    )
     if isinstance(cells, str) or (
         isinstance(cells, tuple) and len(cells) == 2 and isinstance(cells[0], str)
     ):
-        column, values = (cells, None) if isinstance(cells, str) else cells
-        if obs is None:
-            raise ValueError(
-                f"cells={cells!r} names an obs column, but the data has no table (a view store "
-                "or its path was given); pass a boolean mask or row indices instead, or pass "
-                "the AnnData / SpatialData."
-            )
-        if column not in obs.columns:
-            cols = list(obs.columns)
-            raise KeyError(
-                f"cells: no obs column {column!r}; the table's obs columns are "
-                f"{cols[:20]}{' ...' if len(cols) > 20 else ''}."
-            )
-        col = obs[column]
-        if values is None:
-            if col.dtype != bool:
-                raise TypeError(
-                    f"cells={column!r}: obs column {column!r} has dtype {col.dtype}, not bool; "
-                    f"pass ({column!r}, value) to select the rows where it equals a value."
-                )
-            mask = col.to_numpy(dtype=bool)
-            what = f"obs[{column!r}] is True"
-        else:
-            wanted = (
-                list(values) if isinstance(values, list | tuple | set | np.ndarray) else [values]
-            )
-            mask = col.isin(wanted).to_numpy(dtype=bool)
-            what = f"obs[{column!r}] in {wanted!r}"
-            if not mask.any():
-                present = list(col.astype("category").cat.categories[:20])
-                raise ValueError(
-                    f"cells={cells!r} selects no cells: no row has {what}; the column's values "
-                    f"include {present}."
-                )
+        mask, what = _cells_from_obs(cells, obs)
     else:
-        arr = np.asarray(cells)
-        if hasattr(cells, "to_numpy"):  # pandas Series / Index: use the values, not the index
-            arr = np.asarray(cells.to_numpy())
-        if arr.ndim != 1:
-            raise ValueError(f"{hint}; got an array of shape {arr.shape}.")
-        if arr.dtype == bool:
-            if len(arr) != n:
-                raise ValueError(
-                    f"cells is a boolean mask of length {len(arr)}, but the table has {n} rows; "
-                    "the mask needs one entry per row, in the table's row order."
-                )
-            mask = arr
-            what = "the mask"
-        elif arr.size == 0 or np.issubdtype(arr.dtype, np.integer):
-            rows = arr.astype(np.int64)
-            if rows.size and (rows.min() < 0 or rows.max() >= n):
-                bad = rows[(rows < 0) | (rows >= n)][:5].tolist()
-                raise IndexError(
-                    f"cells: row indices must be in 0..{n - 1} (the table has {n} rows); got {bad}."
-                )
-            uniq = np.unique(rows)
-            if len(uniq) != len(rows):
-                raise ValueError(
-                    f"cells: {len(rows) - len(uniq)} row indices are repeated; every cell can "
-                    "be selected once (pass np.unique(cells))."
-                )
-            mask = np.zeros(n, dtype=bool)
-            mask[uniq] = True
-            what = "the row indices"
-        else:
-            raise TypeError(f"{hint}; got an array of dtype {arr.dtype}.")
+        mask, what = _cells_from_array(cells, n)
     if not mask.any():
         raise ValueError(f"cells selects no cells ({what} selects 0 of {n} rows).")
     return np.flatnonzero(mask).astype(np.int64)
 
 
+def _cells_from_obs(cells, obs) -> tuple[np.ndarray, str]:
+    """``(mask, what)`` of ``cells`` naming a boolean obs column or ``(column, values)``."""
+    column, values = (cells, None) if isinstance(cells, str) else cells
+    if obs is None:
+        raise ValueError(
+            f"cells={cells!r} names an obs column, but the data has no table (a view store "
+            "or its path was given); pass a boolean mask or row indices instead, or pass "
+            "the AnnData / SpatialData."
+        )
+    if column not in obs.columns:
+        cols = list(obs.columns)
+        raise KeyError(
+            f"cells: no obs column {column!r}; the table's obs columns are "
+            f"{cols[:20]}{' ...' if len(cols) > 20 else ''}."
+        )
+    col = obs[column]
+    if values is None:
+        if col.dtype != bool:
+            raise TypeError(
+                f"cells={column!r}: obs column {column!r} has dtype {col.dtype}, not bool; "
+                f"pass ({column!r}, value) to select the rows where it equals a value."
+            )
+        return col.to_numpy(dtype=bool), f"obs[{column!r}] is True"
+    wanted = list(values) if isinstance(values, list | tuple | set | np.ndarray) else [values]
+    mask = col.isin(wanted).to_numpy(dtype=bool)
+    what = f"obs[{column!r}] in {wanted!r}"
+    if not mask.any():
+        present = list(col.astype("category").cat.categories[:20])
+        raise ValueError(
+            f"cells={cells!r} selects no cells: no row has {what}; the column's values "
+            f"include {present}."
+        )
+    return mask, what
+
+
+def _cells_from_array(cells, n: int) -> tuple[np.ndarray, str]:
+    """``(mask, what)`` of ``cells`` given as a boolean mask or integer row indices."""
+    hint = (
+        "cells= takes a boolean mask of the table's rows, integer row indices, the name of a "
+        "boolean obs column, or (obs_column, value_or_values)"
+    )
+    arr = np.asarray(cells)
+    if hasattr(cells, "to_numpy"):  # pandas Series / Index: use the values, not the index
+        arr = np.asarray(cells.to_numpy())
+    if arr.ndim != 1:
+        raise ValueError(f"{hint}; got an array of shape {arr.shape}.")
+    if arr.dtype == bool:
+        if len(arr) != n:
+            raise ValueError(
+                f"cells is a boolean mask of length {len(arr)}, but the table has {n} rows; "
+                "the mask needs one entry per row, in the table's row order."
+            )
+        return arr, "the mask"
+    if not (arr.size == 0 or np.issubdtype(arr.dtype, np.integer)):
+        raise TypeError(f"{hint}; got an array of dtype {arr.dtype}.")
+    rows = arr.astype(np.int64)
+    if rows.size and (rows.min() < 0 or rows.max() >= n):
+        bad = rows[(rows < 0) | (rows >= n)][:5].tolist()
+        raise IndexError(
+            f"cells: row indices must be in 0..{n - 1} (the table has {n} rows); got {bad}."
+        )
+    uniq = np.unique(rows)
+    if len(uniq) != len(rows):
+        raise ValueError(
+            f"cells: {len(rows) - len(uniq)} row indices are repeated; every cell can "
+            "be selected once (pass np.unique(cells))."
+        )
+    mask = np.zeros(n, dtype=bool)
+    mask[uniq] = True
+    return mask, "the row indices"
+
+
 def rows_digest(rows: np.ndarray | None) -> str | None:
-    """A short stable hash of selected rows (``None``: every row)."""
+    """Return a short stable hash of selected rows (``None``: every row)."""
     if rows is None:
         return None
     import hashlib

@@ -109,7 +109,7 @@ def barrier(info: DistInfo) -> None:
 
 
 def _blocks(model: nn.Module) -> list[nn.Module]:
-    """The transformer blocks (children of every ``*.blocks`` container): one FSDP unit each."""
+    """Return the transformer blocks (children of every ``*.blocks``): one FSDP unit each."""
     out = []
     for name, m in model.named_modules():
         if name.split(".")[-1] == "blocks" and isinstance(m, nn.Sequential | nn.ModuleList):
@@ -149,7 +149,7 @@ def wrap_models(
 
 
 def unwrap(module: nn.Module) -> nn.Module:
-    """The module inside a DDP wrapper (FSDP2 modules are their own module)."""
+    """Return the module inside a DDP wrapper (FSDP2 modules are their own module)."""
     return (
         getattr(module, "module", module)
         if type(module).__name__ == "DistributedDataParallel"

@@ -96,7 +96,7 @@ def view_diagnostics(loss_fn, views: tuple[str, ...]) -> dict[str, float]:
 
 
 def format_rate(rate: float) -> str:
-    """A throughput for the progress bar: 2 significant digits below 100 (``0.42``, ``3.1``)."""
+    """Format a throughput for the progress bar: 2 significant digits below 100 (``3.1``)."""
     if not math.isfinite(rate):
         return "?"
     if rate >= 100:
@@ -135,8 +135,11 @@ class History:
         )
 
     def log_step(self, **values: float) -> None:
-        """Append one step; ``STEP_KEYS`` are required, any other key is logged as given
-        (e.g. the per-view diagnostics of :func:`view_diagnostics`)."""
+        """Append one step.
+
+        ``STEP_KEYS`` are required; any other key is logged as given (e.g. the per-view
+        diagnostics of :func:`view_diagnostics`).
+        """
         for k in self.STEP_KEYS:
             v = values[k]
             self.data[k].append(int(v) if k in ("step", "epoch") else float(v))

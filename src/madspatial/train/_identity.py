@@ -102,7 +102,7 @@ def _byte_dtype():
 
 
 def _sample_rows(store, n: int) -> np.ndarray:
-    """A few short runs of consecutive *storage* positions, as table rows (few chunks decoded)."""
+    """Return a few short runs of consecutive *storage* positions, as table rows (few chunks)."""
     from ._data import storage_positions
 
     pos = storage_positions(store)
@@ -116,7 +116,7 @@ def _sample_rows(store, n: int) -> np.ndarray:
 
 
 def data_fingerprint(store, views, cells: np.ndarray | None = None) -> dict[str, Any]:
-    """What identifies the training data: pixel sample, channels, sizes, cell count and ids."""
+    """Return what identifies the training data: pixel sample, channels, sizes, cells, ids."""
     from ._data import read_batch, rows_digest
 
     n = len(store)
@@ -173,7 +173,7 @@ def _short(v: Any, limit: int = 80) -> str:
 
 
 def identity_mismatch(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """The fields (``config.lr``, ``data.pixels``, ...) that differ, with both values."""
+    """Return the fields (``config.lr``, ``data.pixels``, ...) that differ, with both values."""
     if not isinstance(saved, dict) or saved.get("identity_version") != IDENTITY_VERSION:
         version = saved.get("identity_version") if isinstance(saved, dict) else None
         return [

@@ -35,7 +35,7 @@ def ema_update(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
 
 
 def make_teacher(student: nn.Module) -> nn.Module:
-    """A frozen copy of ``student`` in eval mode (no dropout / stochastic depth)."""
+    """Return a frozen copy of ``student`` in eval mode (no dropout / stochastic depth)."""
     import copy
 
     teacher = copy.deepcopy(student)

@@ -76,11 +76,15 @@ class TrainingDivergedError(FloatingPointError):
     """The loss became NaN or infinite."""
 
 
-def holdout_size(n: int, wanted: int | None, batch_size: int, world_size: int,
-                 log: bool = True) -> int:  # fmt: skip
-    """Cells held out for Recall@K: ``wanted`` (default ``min(256, max(16, n // 10))``),
-    lowered so that one global batch of training cells remains; a lowered or empty
-    hold-out is logged at WARNING with the reason (never silently)."""
+def holdout_size(
+    n: int, wanted: int | None, batch_size: int, world_size: int, log: bool = True
+) -> int:
+    """Return the number of cells held out for Recall@K.
+
+    ``wanted`` (default ``min(256, max(16, n // 10))``), lowered so that one global batch of
+    training cells remains; a lowered or empty hold-out is logged at WARNING with the reason
+    (never silently).
+    """
     default = wanted is None
     want = min(256, max(16, n // 10)) if default else int(wanted)
     room = n - batch_size * world_size  # cells left after one global batch of training
@@ -226,7 +230,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ identity
     def identity(self, world_size: int | None = None) -> dict[str, Any]:
-        """What must match for a checkpoint (or finished model) to be this run's.
+        """Return what must match for a checkpoint (or finished model) to be this run's.
 
         Every TrainConfig field but :data:`~madspatial.train._identity.NOT_IDENTITY`, the
         model's config (pixel statistics included), the starting weights and a fingerprint
@@ -268,7 +272,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ set-up
     def model_config(self):
-        """The :class:`~madspatial.nn.MADConfig` of the model this run trains (computed once)."""
+        """Return the :class:`~madspatial.nn.MADConfig` of the model this run trains (made once)."""
         if self._mconfig is None:
             if len(self.store) == 0:
                 raise ValueError("the view store holds no cells; run mad.pp.cell_views first.")
@@ -390,7 +394,7 @@ class Trainer:
             D.cleanup(info)
 
     def _fit(self, info: D.DistInfo):
-        """The run, in named steps: data, models, resume, held-out batch, loop, finish."""
+        """Run the training, in named steps: data, models, resume, held-out batch, loop, finish."""
         r = _Run(info=info, dev=torch.device(info.device))
         r.strategy = D.resolve_strategy(self.cfg.strategy, info)
         r.mconfig = self.model_config()
@@ -854,9 +858,11 @@ def _check_model_folder(ckpt_dir: Path, run_id: dict[str, Any]) -> None:
     if not isinstance(training, dict) or "identity" not in training:
         raise RunMismatchError(
             path,
-            ["the folder holds a model without a recorded training identity (not written by "
-             "this run, or damaged)"],
-        )  # fmt: skip
+            [
+                "the folder holds a model without a recorded training identity (not written by "
+                "this run, or damaged)"
+            ],
+        )
     diffs = identity_mismatch(training["identity"], run_id)
     if diffs:
         raise RunMismatchError(path, diffs)
