@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anndata as ad
 import numpy as np
@@ -20,6 +20,9 @@ from .._constants import (
     REGION_KEY,
     TABLE_KEY,
 )
+
+if TYPE_CHECKING:
+    from spatialdata import SpatialData
 
 MICRONS: str = "microns"
 
@@ -63,7 +66,7 @@ def sdata_from_arrays(
     labels_key: str = CELL_LABELS_KEY,
     table_key: str = TABLE_KEY,
     channel_axis: int | None = None,
-):
+) -> SpatialData:
     """Build a :class:`spatialdata.SpatialData` from an image, a label image and counts.
 
     The result has the image ``image_key`` (``c, y, x``), the labels

@@ -26,7 +26,13 @@ from ._views import ViewStore, ZarrViewWriter, _jsonable, open_zarr_views, read_
 H5_ATTRS = "madspatial_views"
 
 
-def export_h5(store, path: str | Path, *, batch_size: int = 256, compression: str | None = "lzf"):
+def export_h5(
+    store: ViewStore | str | Path,
+    path: str | Path,
+    *,
+    batch_size: int = 256,
+    compression: str | None = "lzf",
+) -> Path:
     """Write a view store as an H5 file in the reference MAD layout.
 
     Parameters

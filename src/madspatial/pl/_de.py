@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from .._docs import doc_ax_show, doc_params
 from ._utils import finish, new_axes
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 UP_COLOR, DOWN_COLOR, NS_COLOR = "#d62728", "#1f77b4", "#c7c7c7"
 
@@ -96,7 +101,7 @@ def volcano(
     ax=None,
     show: bool | None = None,
     return_fig: bool = False,
-):
+) -> Figure | Axes | None:
     """Volcano plot: log2 fold change against -log10 p-value, significant genes coloured.
 
     A gene is called up (red) or down (blue) when its BH-adjusted p-value is at most ``fdr``
@@ -208,7 +213,7 @@ def enrichment(
     ax=None,
     show: bool | None = None,
     return_fig: bool = False,
-):
+) -> Figure | Axes | None:
     """Horizontal bars of -log10 FDR for the most enriched terms, annotated with the overlap.
 
     Parameters

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,11 @@ from .._constants import LAYER_PRED, OBS_IN_SAMPLE_SUFFIX, OBSM_MAD, OBSM_SPATIA
 from .._docs import doc_params, doc_show
 from .._logging import logger
 from ._utils import finish, new_axes
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 #: Token in ``layers`` for the measured expression (``.X`` or ``measured_layer``).
 MEASURED = "measured"
@@ -92,7 +98,7 @@ def _scored_cells(adata, layer: str) -> tuple[np.ndarray | None, str]:
 
 @doc_params(doc_show=doc_show)
 def spatial_expression(
-    adata,
+    adata: AnnData,
     *,
     genes: str | Sequence[str],
     layers: Sequence[str] = (MEASURED, LAYER_PRED),
@@ -105,7 +111,7 @@ def spatial_expression(
     panel_size: float = 3.2,
     show: bool | None = None,
     return_fig: bool = False,
-):
+) -> Figure | np.ndarray | None:
     """Measured and predicted expression of genes as maps in tissue coordinates, side by side.
 
     One row per gene, one column per entry of ``layers``; the panels of a gene share one colour
@@ -269,7 +275,7 @@ def share_above_diagonal(results, *, reference: str, baseline: str) -> float:
 
 @doc_params(doc_show=doc_show)
 def gene_correlation(
-    results,
+    results: pd.DataFrame | Mapping[str, pd.Series],
     *,
     reference: str = OBSM_MAD,
     baselines: Sequence[str] | None = None,
@@ -280,7 +286,7 @@ def gene_correlation(
     ax=None,
     show: bool | None = None,
     return_fig: bool = False,
-):
+) -> Figure | Axes | np.ndarray | None:
     """Per-gene prediction accuracy of one representation against baselines (paper Figs. 4a-b).
 
     Left: the reference's per-gene Pearson r as bars sorted from best to worst, the baselines

@@ -6,13 +6,19 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .._constants import MODEL_HISTORY_FILE
 from .._docs import doc_params, doc_show
 from ._utils import finish
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from ..nn import MADModel
 
 #: Series that identify a mapping as one training history (not a dict of models).
 _HISTORY_KEYS = ("loss", "step", "lr", "teacher_temp", "eval_step", "recall@1", "recall@5")
@@ -97,7 +103,7 @@ def _recall_keys(h: Mapping) -> list[str]:
 
 @doc_params(doc_show=doc_show)
 def training_curves(
-    model_or_history,
+    model_or_history: MADModel | Mapping[str, Any] | str | Path,
     *,
     panels: Sequence[str] = DEFAULT_PANELS,
     recall_ks: Sequence[int] | None = None,
@@ -107,7 +113,7 @@ def training_curves(
     panel_size: float = 3.4,
     show: bool | None = None,
     return_fig: bool = False,
-):
+) -> Figure | Axes | np.ndarray | None:
     """Pretraining curves: loss (with the ln K collapse level), learning rate, teacher
     temperature and held-out cross-view Recall@K (with chance level), over steps.
 

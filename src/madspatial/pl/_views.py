@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .._constants import TABLE_KEY
 from .._docs import doc_params, doc_show
 from ._utils import CHANNEL_COLORS, composite, finish
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from matplotlib.figure import Figure
+    from spatialdata import SpatialData
+
+    from ..io import ViewStore
 
 
 def _as_store(data):
@@ -43,7 +52,7 @@ def _channel_colors(n_channels: int, channels: list[int]):
 
 @doc_params(doc_show=doc_show)
 def cell_views(
-    data,
+    data: ViewStore | SpatialData | str | Path,
     *,
     cells: Sequence[int],
     id_type: str = "row",
@@ -55,7 +64,7 @@ def cell_views(
     panel_size: float = 1.9,
     show: bool | None = None,
     return_fig: bool = False,
-):
+) -> Figure | np.ndarray | None:
     """Morphology and microenvironment views of chosen cells, side by side, as colour composites.
 
     Each cell gets two panels: its morphology view (the masked cell) and its microenvironment
