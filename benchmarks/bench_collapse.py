@@ -1,4 +1,4 @@
-"""Why does the MAD-mode teacher stay near uniform when single-view teachers do not?
+"""Pilots on why the MAD-mode teacher stays near uniform when single-view teachers do not.
 
 Short seeded pilots on the synthetic tissue at a CPU budget. Every variant pretrains a
 ``vit_pico`` (56 / 112 px views) on the *training* cells only (a random 75%, selected with
@@ -101,6 +101,7 @@ VARIANTS: dict[str, tuple[str, dict, str]] = {
 
 
 def log(msg: str) -> None:
+    """Print ``msg`` with the time of day, flushed (progress of a long run)."""
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
@@ -131,6 +132,7 @@ def random_split(n: int, *, seed: int, test_fraction: float = 0.25) -> np.ndarra
 
 # --------------------------------------------------------------------------- training
 def resolve(overrides: dict, steps: int) -> dict:
+    """Resolve a variant's overrides for a run of ``steps`` (``"half"``: half the steps)."""
     out = dict(overrides)
     if out.get("alpha_warmup_steps") == "half":
         out["alpha_warmup_steps"] = max(1, steps // 2)
@@ -173,7 +175,7 @@ def pretrain_embed(store, train_mask, *, mode, seed, steps, overrides=None, work
 
 
 def untrained_embed(store, *, seed: int, pixel_stats: str, train_mask=None) -> np.ndarray:
-    """The MAD architecture of BASE at its seeded random initialisation, not trained.
+    """Build the MAD architecture of BASE at its seeded random initialisation, not trained.
 
     ``pixel_stats="data"`` standardises with the training cells' channel statistics (what
     a trained model uses), ``"fixed"`` with MADConfig's 0.5 / 0.25.
@@ -257,7 +259,7 @@ def history_stats(h: dict, window: int = 10) -> dict:
 
 # --------------------------------------------------------------------------- scoring
 def heldout_scores(X: np.ndarray, labels: np.ndarray, train_mask: np.ndarray, *, seed: int):
-    """kNN accuracy (fit on training cells, scored on held-out) and held-out Louvain ARI."""
+    """Score held-out kNN accuracy (fit on training cells) and held-out Louvain ARI."""
     from sklearn.neighbors import KNeighborsClassifier
 
     import madspatial as mad
@@ -274,6 +276,7 @@ def heldout_scores(X: np.ndarray, labels: np.ndarray, train_mask: np.ndarray, *,
 
 # --------------------------------------------------------------------------- report
 def render(records: list[dict], meta: dict) -> str:
+    """Render the records and the run's settings as the Markdown report."""
     import pandas as pd
 
     df = pd.DataFrame(records)
@@ -353,6 +356,7 @@ def render(records: list[dict], meta: dict) -> str:
 
 
 def main(argv=None) -> None:
+    """Run the variants for every seed (or merge results) and write the report."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n-cells", type=int, default=2000)
     ap.add_argument("--steps", type=int, default=300)

@@ -40,6 +40,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -55,6 +56,7 @@ def vit_forward_flops(side: int, *, dim: int, depth: int, mlp_ratio: float = 4.0
 
 
 def head_flops(dim: int, hidden=2048, bottleneck=256, k=65536) -> float:
+    """FLOPs of one DINO head forward pass for one token (multiply-adds count 2)."""
     return 2 * (dim * hidden + hidden * hidden + hidden * bottleneck + bottleneck * k)
 
 
@@ -120,6 +122,7 @@ def bare_step_time(student, teacher, crops, views, amp, n_iter) -> float:
 
 
 def main() -> None:
+    """Time the MAD step against its baseline, project the FLOPs and write the results."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="vit_tiny")
     ap.add_argument("--batch-size", type=int, default=16)

@@ -88,7 +88,7 @@ PALETTE = {"MAD": "#c44e52", "morphology only": "#4c72b0", "microenvironment onl
 
 
 def preset_table(preset: dict[str, Any], *, synthetic: bool) -> pd.DataFrame:
-    """The preset as a two-column table for the report."""
+    """Return the preset as a two-column table for the report."""
     rows = []
     for k, v in preset.items():
         if k == "n_cells" and not synthetic:
@@ -102,9 +102,12 @@ def preset_table(preset: dict[str, Any], *, synthetic: bool) -> pd.DataFrame:
 
 
 def torch_threads(requested: int | None) -> tuple[int, str]:
-    """Torch CPU threads for the demo and why: the ``threads`` asked for, else
-    ``mad.settings.n_threads``, else every core this process may run on (its affinity
-    mask, so ``taskset``, cgroup cpusets and SLURM allocations are respected)."""
+    """Torch CPU threads for the demo, and why.
+
+    The ``threads`` asked for, else ``mad.settings.n_threads``, else every core this
+    process may run on (its affinity mask, so ``taskset``, cgroup cpusets and SLURM
+    allocations are respected).
+    """
     if requested is not None:
         return settings.resolve_n_threads(requested), "as asked"
     if settings.n_threads is not None:

@@ -71,7 +71,7 @@ def synthetic_slide(
     expression: bool = True,
     overwrite: bool = False,
 ):
-    """A synthetic tissue slide of any size, written to a zarr SpatialData tile by tile.
+    """Write a synthetic tissue slide of any size to a zarr SpatialData, tile by tile.
 
     The slide is a grid of ``tile_px`` x ``tile_px`` tiles; each tile is an independent
     patch of the tissue of :func:`synthetic_tissue` (tumour nests, stroma, immune

@@ -75,7 +75,7 @@ def synthetic_tissue(
     dispersion: float = 4.0,
     pixel_size: float = S.PIXEL_SIZE_UM,
 ):
-    """A procedural four-channel fluorescence tissue with known ground truth.
+    """Generate a procedural four-channel fluorescence tissue with known ground truth.
 
     Tumour nests, stroma and immune aggregates, populated by four morphological
     classes of cells whose eight subtypes are designed so that **neither view

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 def ari(labels_true: ArrayLike, labels_pred: ArrayLike) -> float:
-    """Adjusted Rand index between reference labels and a clustering.
+    """Compute the adjusted Rand index between reference labels and a clustering.
 
     ``(RI - E[RI]) / (max(RI) - E[RI])`` on pairwise co-assignment: 1 for identical
     partitions (up to renaming), about 0 for random ones.

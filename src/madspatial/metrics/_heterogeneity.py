@@ -1,4 +1,4 @@
-"""Within-patch heterogeneity: how mixed is the expression around each cell?"""
+"""Within-patch heterogeneity: how mixed the expression around each cell is."""
 
 from __future__ import annotations
 

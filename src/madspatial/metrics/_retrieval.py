@@ -1,4 +1,4 @@
-"""Cross-view retrieval: does a cell's morphology embedding find its own microenvironment?"""
+"""Cross-view retrieval: whether a cell's morphology embedding finds its own microenvironment."""
 
 from __future__ import annotations
 

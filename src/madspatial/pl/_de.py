@@ -19,7 +19,7 @@ UP_COLOR, DOWN_COLOR, NS_COLOR = "#d62728", "#1f77b4", "#c7c7c7"
 
 
 def _column(df: pd.DataFrame, key: str, aliases: Sequence[str], what: str) -> str:
-    """The column holding ``what``: ``key`` or a known alias (gseapy/scanpy spellings)."""
+    """Find the column holding ``what``: ``key`` or a known alias (gseapy/scanpy spellings)."""
     for k in (key, *aliases):
         if k in df.columns:
             return k
@@ -38,8 +38,11 @@ def _neglog10(p: np.ndarray) -> np.ndarray:
 
 
 def place_labels(ax, xs, ys, texts, *, fontsize: float = 8) -> list:
-    """Annotate points with texts, each put at the first of a few offsets around its point
-    where it overlaps no label placed before (a greedy, dependency-free label repel)."""
+    """Annotate points with texts, each at the first free offset around its point.
+
+    A text goes to the first of a few offsets where it overlaps no label placed before (a
+    greedy, dependency-free label repel).
+    """
     ax.get_xlim(), ax.get_ylim()  # bring autoscaled limits up to date before transforming
     trans = ax.transData
     scale = ax.figure.dpi / 72.0  # points -> pixels

@@ -31,8 +31,9 @@ def _dense_columns(x, cols: np.ndarray) -> np.ndarray:
 def measured_expression(
     adata, genes: Sequence[str], *, layer: str | None = None, normalize: bool | None = None
 ) -> tuple[np.ndarray, bool]:
-    """Measured expression of ``genes`` (cells x genes) on the decoders' scale; and whether it
-    was normalized.
+    """Measured expression of ``genes`` (cells x genes) on the decoders' scale.
+
+    Returned with whether it was normalized.
 
     The same transform as :func:`madspatial.tl.fit_decoder`'s expression targets:
     ``normalize=None`` normalizes (to 10,000 counts per cell over *all* genes, then ``log1p``)

@@ -41,7 +41,7 @@ def tissue_overview(
     show: bool | None = None,
     return_fig: bool = False,
 ) -> Figure | Axes | None:
-    """The image channels as a colour composite with cell outlines coloured by a category.
+    """Draw the image channels as a colour composite with cell outlines coloured by a category.
 
     Parameters
     ----------

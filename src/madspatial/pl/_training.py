@@ -35,7 +35,7 @@ _RECALL = re.compile(r"^recall@(\d+)$")
 
 
 def _load_one(obj, name: str) -> dict[str, Any]:
-    """A history dict from a model, a ``History``, a dict or a path (file or model directory)."""
+    """Read a history dict from a model, ``History``, dict or path (file or model directory)."""
     if isinstance(obj, str | Path):
         path = Path(obj)
         if path.is_dir():
@@ -114,8 +114,10 @@ def training_curves(
     show: bool | None = None,
     return_fig: bool = False,
 ) -> Figure | Axes | np.ndarray | None:
-    """Pretraining curves: loss (with the ln K collapse level), learning rate, teacher
-    temperature and held-out cross-view Recall@K (with chance level), over steps.
+    """Plot pretraining curves over steps: loss, learning rate, temperature, Recall@K.
+
+    The loss with the ln K collapse level, the learning rate, the teacher temperature and
+    the held-out cross-view Recall@K (with chance level).
 
     Several models (e.g. MAD and its single-view ablations) are overlaid, one colour each.
     Series a history lacks are skipped; panels no model has data for are left out.

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 def _as_store(data):
-    """A view store: the object itself when it has ``batch``, else ``mad.io.read_views``."""
+    """Return a view store: the object itself when it has ``batch``, else ``mad.io.read_views``."""
     if hasattr(data, "batch") and hasattr(data, "instance_id"):
         return data
     try:
