@@ -437,13 +437,21 @@ def main(argv=None) -> None:
             )
         if len(tokens) == 2:
             X = np.concatenate([tokens["morphology"], tokens["microenvironment"]], 1)
-            rec = {"variant": "separate (concat)", "what": "the two single-view runs, "
-                   "tokens concatenated", "seed": seed, "steps": args.steps}  # fmt: skip
+            rec = {
+                "variant": "separate (concat)",
+                "what": "the two single-view runs, tokens concatenated",
+                "seed": seed,
+                "steps": args.steps,
+            }
             rec.update(heldout_scores(X, labels, train_mask, seed=seed))
             records = [r for r in records if (r["variant"], r["seed"]) != (rec["variant"], seed)]
             records.append(rec)
-        rec = {"variant": "untrained", "what": "MAD architecture, random init, data "
-               "pixel statistics", "seed": seed, "steps": 0}  # fmt: skip
+        rec = {
+            "variant": "untrained",
+            "what": "MAD architecture, random init, data pixel statistics",
+            "seed": seed,
+            "steps": 0,
+        }
         rec.update(
             heldout_scores(
                 untrained_embed(store, seed=seed, pixel_stats="data", train_mask=train_mask),

@@ -45,8 +45,9 @@ def peak_rss_mb() -> float:
 
 
 # --------------------------------------------------------------------------- FLOPs
-def vit_forward_flops(side: int, *, dim: int, depth: int, mlp_ratio: float = 4.0,
-                      patch: int = 14, chans: int = 4) -> float:  # fmt: skip
+def vit_forward_flops(
+    side: int, *, dim: int, depth: int, mlp_ratio: float = 4.0, patch: int = 14, chans: int = 4
+) -> float:
     """Forward FLOPs (2 per multiply-add) of a ViT on one ``side x side`` image."""
     tokens = (side // patch) ** 2 + 1
     per_block = tokens * (2 * 4 * dim * dim + 2 * 2 * mlp_ratio * dim * dim)  # qkv+proj, mlp
@@ -151,9 +152,13 @@ def main() -> None:
     n = bs * (steps + 2) + 16  # one epoch covers warm-up + measured steps (+ held-out)
     morph, micro = make_views(n)
     store = ViewStore(
-        morph, micro, np.arange(1, n + 1), np.zeros((n, 2)), np.full(n, 100.0),
+        morph,
+        micro,
+        np.arange(1, n + 1),
+        np.zeros((n, 2)),
+        np.full(n, 100.0),
         {"channel_names": ["a", "b", "c", "d"]},
-    )  # fmt: skip
+    )
     tmp = Path(tempfile.mkdtemp(prefix="bench_pretrain_"))
     disk = store.save(tmp / "views.zarr", chunk_size=64)
     results = {
@@ -168,10 +173,17 @@ def main() -> None:
 
     # --- the trainer, steady state (first two steps excluded)
     cfg = TrainConfig(
-        backbone=args.model, max_steps=steps + 2, batch_size=bs, n_local=args.n_local,
-        precision=args.precision, n_holdout=16, eval_every=10**6, lr=1e-4,
-        n_prototypes=65536, seed=0,
-    )  # fmt: skip
+        backbone=args.model,
+        max_steps=steps + 2,
+        batch_size=bs,
+        n_local=args.n_local,
+        precision=args.precision,
+        n_holdout=16,
+        eval_every=10**6,
+        lr=1e-4,
+        n_prototypes=65536,
+        seed=0,
+    )
     t0 = time.perf_counter()
     trained = Trainer(disk, cfg).fit()
     wall = time.perf_counter() - t0
@@ -186,9 +198,10 @@ def main() -> None:
     teacher = MultiCropForward(make_teacher(student.model))
     aug = mad.nn.MultiCropAugment(n_local=args.n_local)
     crops = aug(
-        torch.from_numpy(morph[:bs]), torch.from_numpy(micro[:bs]),
+        torch.from_numpy(morph[:bs]),
+        torch.from_numpy(micro[:bs]),
         generator=torch.Generator().manual_seed(0),
-    )  # fmt: skip
+    )
     views = ("morphology", "microenvironment")
     bare = bare_step_time(student, teacher, crops, views, amp, steps)
     bare_cps = bs / bare
@@ -211,11 +224,15 @@ def main() -> None:
     proj = projection(n_local=4)
     results["projection"] = proj
     print(proj["assumptions"])
-    print(f"ViT-L/14 training: {proj['train_tflop_per_cell']:.2f} TFLOP per cell; embedding: "
-          f"{proj['embed_gflop_per_cell']:.0f} GFLOP per cell")  # fmt: skip
+    print(
+        f"ViT-L/14 training: {proj['train_tflop_per_cell']:.2f} TFLOP per cell; embedding: "
+        f"{proj['embed_gflop_per_cell']:.0f} GFLOP per cell"
+    )
     for name, g in proj["gpus"].items():
-        print(f"  {name}: train {g['train_cells_per_s']:.0f} cells/s, embed "
-              f"{g['embed_cells_per_s']:.0f} cells/s")  # fmt: skip
+        print(
+            f"  {name}: train {g['train_cells_per_s']:.0f} cells/s, embed "
+            f"{g['embed_cells_per_s']:.0f} cells/s"
+        )
     print(
         f"paper: {proj['paper_cells_per_s_per_a6000']:.0f} cells/s per A6000 would need "
         f"{proj['paper_implied_tflops_per_a6000']:.0f} TFLOP/s with this recipe "

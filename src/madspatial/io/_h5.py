@@ -165,10 +165,19 @@ def import_h5(
                 micro[a : a + batch_size] = de[a : a + batch_size].transpose(0, 3, 1, 2)
             return ViewStore(morph, micro, ids, cent, win, attrs)
         writer = ZarrViewWriter.create(
-            store, n_cells=n, n_channels=c, morphology_size=sm, microenvironment_size=se,
-            chunk_size=chunk_size, attrs=attrs, instance_id=ids, centroid=cent, window_px=win,
-            storage_rows=np.arange(n), overwrite=overwrite,
-        )  # fmt: skip
+            store,
+            n_cells=n,
+            n_channels=c,
+            morphology_size=sm,
+            microenvironment_size=se,
+            chunk_size=chunk_size,
+            attrs=attrs,
+            instance_id=ids,
+            centroid=cent,
+            window_px=win,
+            storage_rows=np.arange(n),
+            overwrite=overwrite,
+        )
         step = max(chunk_size, (batch_size // chunk_size) * chunk_size)
         for a in range(0, n, step):
             writer.write(
