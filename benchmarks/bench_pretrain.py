@@ -122,8 +122,8 @@ def bare_step_time(student, teacher, crops, views, amp, n_iter) -> float:
     return float(np.median(times[1:]))
 
 
-def main() -> None:
-    """Time the MAD step against its baseline, project the FLOPs and write the results."""
+def parse_args() -> argparse.Namespace:
+    """Parse the command line (``--quick``: ``vit_pico``, 3 steps, nothing written)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="vit_tiny")
     ap.add_argument("--batch-size", type=int, default=16)
@@ -136,42 +136,13 @@ def main() -> None:
     args = ap.parse_args()
     if args.quick:
         args.model, args.steps = "vit_pico", 3
+    return args
 
-    warnings.simplefilter("ignore")
-    os.environ.setdefault("MADSPATIAL_NO_PROGRESS", "1")
-    import madspatial as mad
-    from madspatial.io import ViewStore
-    from madspatial.nn import MADConfig, MADModel
+
+def time_trainer(args, disk, bs: int, steps: int) -> tuple[np.ndarray, float]:
+    """Train with the Trainer; return its cells/s per step and the wall time."""
     from madspatial.train import TrainConfig, Trainer
-    from madspatial.train._forward import MultiCropForward
-    from madspatial.train._teacher import make_teacher
 
-    mad.settings.verbosity = "warning"
-    amp = torch.bfloat16 if args.precision == "bf16" else None
-    bs, steps = args.batch_size, args.steps
-    n = bs * (steps + 2) + 16  # one epoch covers warm-up + measured steps (+ held-out)
-    morph, micro = make_views(n)
-    store = ViewStore(
-        morph,
-        micro,
-        np.arange(1, n + 1),
-        np.zeros((n, 2)),
-        np.full(n, 100.0),
-        {"channel_names": ["a", "b", "c", "d"]},
-    )
-    tmp = Path(tempfile.mkdtemp(prefix="bench_pretrain_"))
-    disk = store.save(tmp / "views.zarr", chunk_size=64)
-    results = {
-        "model": args.model,
-        "batch_size": bs,
-        "n_local": args.n_local,
-        "precision": args.precision,
-        "torch_threads": torch.get_num_threads(),
-        "load_avg_before": load_avg(),
-    }
-    rss0 = peak_rss_mb()
-
-    # --- the trainer, steady state (first two steps excluded)
     cfg = TrainConfig(
         backbone=args.model,
         max_steps=steps + 2,
@@ -187,11 +158,16 @@ def main() -> None:
     t0 = time.perf_counter()
     trained = Trainer(disk, cfg).fit()
     wall = time.perf_counter() - t0
-    cps = np.asarray(trained.history["cells_per_s"][2:])
-    trainer_cps = float(np.median(cps))
-    rss_trainer = peak_rss_mb()
+    return np.asarray(trained.history["cells_per_s"]), wall
 
-    # --- bare compute on the same kind of crops
+
+def time_bare(args, morph: np.ndarray, micro: np.ndarray, bs: int, steps: int, amp) -> float:
+    """Seconds of one bare step (student forward + backward, teacher forward) on the crops."""
+    import madspatial as mad
+    from madspatial.nn import MADConfig, MADModel
+    from madspatial.train._forward import MultiCropForward
+    from madspatial.train._teacher import make_teacher
+
     mconfig = MADConfig(backbone=args.model, in_chans=4)
     torch.manual_seed(0)
     student = MultiCropForward(MADModel(mconfig))
@@ -203,26 +179,11 @@ def main() -> None:
         generator=torch.Generator().manual_seed(0),
     )
     views = ("morphology", "microenvironment")
-    bare = bare_step_time(student, teacher, crops, views, amp, steps)
-    bare_cps = bs / bare
-    results.update(
-        trainer_cells_per_s=trainer_cps,
-        trainer_cells_per_s_all_steps=[float(x) for x in cps],
-        trainer_wall_s=wall,
-        bare_cells_per_s=bare_cps,
-        ratio=trainer_cps / bare_cps,
-        peak_rss_mb_start=rss0,
-        peak_rss_mb_after_trainer=rss_trainer,
-        load_avg_after=load_avg(),
-    )
-    print(
-        f"{args.model} batch {bs} {args.precision}: trainer {trainer_cps:.2f} cells/s, bare "
-        f"compute {bare_cps:.2f} cells/s, ratio {results['ratio']:.3f}; peak RSS "
-        f"{rss_trainer:.0f} MB (start {rss0:.0f} MB)",
-        flush=True,
-    )
-    proj = projection(n_local=4)
-    results["projection"] = proj
+    return bare_step_time(student, teacher, crops, views, amp, steps)
+
+
+def print_projection(proj: dict, results: dict) -> None:
+    """Print the FLOP projection and what the paper's throughput would need."""
     print(proj["assumptions"])
     print(
         f"ViT-L/14 training: {proj['train_tflop_per_cell']:.2f} TFLOP per cell; embedding: "
@@ -241,10 +202,15 @@ def main() -> None:
     print(
         f"load average before / after: {results['load_avg_before']} / {results['load_avg_after']}"
     )
-    if args.quick:
-        return
+
+
+def write_report(args, results: dict) -> None:
+    """Write ``pretrain.json`` and the Markdown report ``pretrain.md``."""
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "pretrain.json").write_text(json.dumps(results, indent=1))
+    bs, proj = results["batch_size"], results["projection"]
+    trainer_cps, bare_cps = results["trainer_cells_per_s"], results["bare_cells_per_s"]
+    rss0, rss_trainer = results["peak_rss_mb_start"], results["peak_rss_mb_after_trainer"]
     lines = [
         "# MAD training step vs the bare compute",
         "",
@@ -286,6 +252,72 @@ def main() -> None:
     ]
     (RESULTS / "pretrain.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {RESULTS / 'pretrain.md'}")
+
+
+def main() -> None:
+    """Time the MAD step against its baseline, project the FLOPs and write the results."""
+    args = parse_args()
+    warnings.simplefilter("ignore")
+    os.environ.setdefault("MADSPATIAL_NO_PROGRESS", "1")
+    import madspatial as mad
+    from madspatial.io import ViewStore
+
+    mad.settings.verbosity = "warning"
+    amp = torch.bfloat16 if args.precision == "bf16" else None
+    bs, steps = args.batch_size, args.steps
+    n = bs * (steps + 2) + 16  # one epoch covers warm-up + measured steps (+ held-out)
+    morph, micro = make_views(n)
+    store = ViewStore(
+        morph,
+        micro,
+        np.arange(1, n + 1),
+        np.zeros((n, 2)),
+        np.full(n, 100.0),
+        {"channel_names": ["a", "b", "c", "d"]},
+    )
+    tmp = Path(tempfile.mkdtemp(prefix="bench_pretrain_"))
+    disk = store.save(tmp / "views.zarr", chunk_size=64)
+    results = {
+        "model": args.model,
+        "batch_size": bs,
+        "n_local": args.n_local,
+        "precision": args.precision,
+        "torch_threads": torch.get_num_threads(),
+        "load_avg_before": load_avg(),
+    }
+    rss0 = peak_rss_mb()
+
+    # --- the trainer, steady state (first two steps excluded)
+    all_cps, wall = time_trainer(args, disk, bs, steps)
+    cps = all_cps[2:]
+    trainer_cps = float(np.median(cps))
+    rss_trainer = peak_rss_mb()
+
+    # --- bare compute on the same kind of crops
+    bare = time_bare(args, morph, micro, bs, steps, amp)
+    bare_cps = bs / bare
+    results.update(
+        trainer_cells_per_s=trainer_cps,
+        trainer_cells_per_s_all_steps=[float(x) for x in cps],
+        trainer_wall_s=wall,
+        bare_cells_per_s=bare_cps,
+        ratio=trainer_cps / bare_cps,
+        peak_rss_mb_start=rss0,
+        peak_rss_mb_after_trainer=rss_trainer,
+        load_avg_after=load_avg(),
+    )
+    print(
+        f"{args.model} batch {bs} {args.precision}: trainer {trainer_cps:.2f} cells/s, bare "
+        f"compute {bare_cps:.2f} cells/s, ratio {results['ratio']:.3f}; peak RSS "
+        f"{rss_trainer:.0f} MB (start {rss0:.0f} MB)",
+        flush=True,
+    )
+    proj = projection(n_local=4)
+    results["projection"] = proj
+    print_projection(proj, results)
+    if args.quick:
+        return
+    write_report(args, results)
 
 
 if __name__ == "__main__":
