@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,12 +23,16 @@ from .._constants import (
 )
 from ._views import ViewStore, ZarrViewWriter, _jsonable, open_zarr_views, read_views
 
+if TYPE_CHECKING:
+    from anndata import AnnData
+    from spatialdata import SpatialData
+
 #: File attribute holding our metadata as JSON.
 H5_ATTRS = "madspatial_views"
 
 
 def export_h5(
-    store: ViewStore | str | Path,
+    store: ViewStore | SpatialData | AnnData | str | Path,
     path: str | Path,
     *,
     batch_size: int = 256,

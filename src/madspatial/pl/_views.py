@@ -14,6 +14,7 @@ from ._utils import CHANNEL_COLORS, composite, finish
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from anndata import AnnData
     from matplotlib.figure import Figure
     from spatialdata import SpatialData
 
@@ -52,7 +53,7 @@ def _channel_colors(n_channels: int, channels: list[int]):
 
 @doc_params(doc_show=doc_show)
 def cell_views(
-    data: ViewStore | SpatialData | str | Path,
+    data: ViewStore | SpatialData | AnnData | str | Path,
     *,
     cells: Sequence[int],
     id_type: str = "row",
