@@ -1,4 +1,4 @@
-"""Why does the MAD-mode teacher stay near uniform when single-view teachers do not?
+"""Pilots on why the MAD-mode teacher stays near uniform when single-view teachers do not.
 
 Short seeded pilots on the synthetic tissue at a CPU budget. Every variant pretrains a
 ``vit_pico`` (56 / 112 px views) on the *training* cells only (a random 75%, selected with
@@ -101,6 +101,7 @@ VARIANTS: dict[str, tuple[str, dict, str]] = {
 
 
 def log(msg: str) -> None:
+    """Print ``msg`` with the time of day, flushed (progress of a long run)."""
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
@@ -131,6 +132,7 @@ def random_split(n: int, *, seed: int, test_fraction: float = 0.25) -> np.ndarra
 
 # --------------------------------------------------------------------------- training
 def resolve(overrides: dict, steps: int) -> dict:
+    """Resolve a variant's overrides for a run of ``steps`` (``"half"``: half the steps)."""
     out = dict(overrides)
     if out.get("alpha_warmup_steps") == "half":
         out["alpha_warmup_steps"] = max(1, steps // 2)
@@ -173,7 +175,7 @@ def pretrain_embed(store, train_mask, *, mode, seed, steps, overrides=None, work
 
 
 def untrained_embed(store, *, seed: int, pixel_stats: str, train_mask=None) -> np.ndarray:
-    """The MAD architecture of BASE at its seeded random initialisation, not trained.
+    """Build the MAD architecture of BASE at its seeded random initialisation, not trained.
 
     ``pixel_stats="data"`` standardises with the training cells' channel statistics (what
     a trained model uses), ``"fixed"`` with MADConfig's 0.5 / 0.25.
@@ -257,7 +259,7 @@ def history_stats(h: dict, window: int = 10) -> dict:
 
 # --------------------------------------------------------------------------- scoring
 def heldout_scores(X: np.ndarray, labels: np.ndarray, train_mask: np.ndarray, *, seed: int):
-    """kNN accuracy (fit on training cells, scored on held-out) and held-out Louvain ARI."""
+    """Score held-out kNN accuracy (fit on training cells) and held-out Louvain ARI."""
     from sklearn.neighbors import KNeighborsClassifier
 
     import madspatial as mad
@@ -274,6 +276,7 @@ def heldout_scores(X: np.ndarray, labels: np.ndarray, train_mask: np.ndarray, *,
 
 # --------------------------------------------------------------------------- report
 def render(records: list[dict], meta: dict) -> str:
+    """Render the records and the run's settings as the Markdown report."""
     import pandas as pd
 
     df = pd.DataFrame(records)
@@ -352,7 +355,8 @@ def render(records: list[dict], meta: dict) -> str:
     return "\n".join(L)
 
 
-def main(argv=None) -> None:
+def parse_args(argv=None) -> argparse.Namespace:
+    """Parse the command line (``--quick``: 300 cells, 4 steps, ``collapse_quick``)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n-cells", type=int, default=2000)
     ap.add_argument("--steps", type=int, default=300)
@@ -370,24 +374,92 @@ def main(argv=None) -> None:
     )
     ap.add_argument("--notes", default=None, help="a markdown file rendered as 'Reading'")
     args = ap.parse_args(argv)
-    if args.merge is not None:
-        path = RESULTS / f"{args.out}.json"
-        state = json.loads(path.read_text())
-        records = state["records"]
-        for stem in args.merge:
-            for r in json.loads((RESULTS / f"{stem}.json").read_text())["records"]:
-                records = [
-                    x for x in records if (x["variant"], x["seed"]) != (r["variant"], r["seed"])
-                ]
-                records.append(r)
-        state["records"] = records
-        if args.notes:
-            state["meta"]["notes"] = Path(args.notes).read_text().splitlines()
-        path.write_text(json.dumps(state, indent=1))
-        (RESULTS / f"{args.out}.md").write_text(render(records, state["meta"]))
-        return None
-    if args.quick:
+    if args.merge is None and args.quick:
         args.n_cells, args.steps, args.out = 300, 4, "collapse_quick"
+    return args
+
+
+def _replace(records: list[dict], rec: dict) -> list[dict]:
+    """Return ``records`` with ``rec`` in place of any earlier record of its variant and seed."""
+    key = (rec["variant"], rec["seed"])
+    return [*(r for r in records if (r["variant"], r["seed"]) != key), rec]
+
+
+def merge(args: argparse.Namespace) -> None:
+    """Merge the records of the ``--merge`` results into ``--out`` and re-render it."""
+    path = RESULTS / f"{args.out}.json"
+    state = json.loads(path.read_text())
+    records = state["records"]
+    for stem in args.merge:
+        for r in json.loads((RESULTS / f"{stem}.json").read_text())["records"]:
+            records = _replace(records, r)
+    state["records"] = records
+    if args.notes:
+        state["meta"]["notes"] = Path(args.notes).read_text().splitlines()
+    path.write_text(json.dumps(state, indent=1))
+    (RESULTS / f"{args.out}.md").write_text(render(records, state["meta"]))
+
+
+def run_seed(seed: int, args, store, labels, state: dict, path: Path) -> list[dict]:
+    """Pretrain and score every variant for one seed, then the two reference rows.
+
+    The state is written after every variant, so partial results survive a kill.
+    """
+    records = state["records"]
+    train_mask = random_split(len(store), seed=seed)
+    tokens: dict[str, np.ndarray] = {}
+    for name in args.variants:
+        mode, overrides, _ = VARIANTS[name]
+        emb, h, secs = pretrain_embed(
+            store, train_mask, mode=mode, seed=seed, steps=args.steps, overrides=overrides
+        )
+        if name in ("morphology", "microenvironment"):
+            tokens[name] = emb[""]
+        rec = {"variant": name, "seed": seed, "steps": args.steps, "train_s": secs}
+        rec.update(history_stats(h))
+        rec.update(heldout_scores(emb[""], labels, train_mask, seed=seed))
+        records = _replace(records, rec)
+        state["records"] = records
+        path.write_text(json.dumps(state, indent=1))  # partial results survive a kill
+        log(
+            f"seed {seed} {name}: {secs:.0f} s, H morph {rec['entropy_morphology']:.2f} "
+            f"micro {rec['entropy_microenvironment']:.2f} (ln K {rec['ln_k']:.2f}), "
+            f"agreement {rec['view_agreement']:.3f}, kNN {rec['knn_accuracy']:.3f}, "
+            f"ARI {rec['louvain_ari']:.3f}"
+        )
+    if len(tokens) == 2:
+        X = np.concatenate([tokens["morphology"], tokens["microenvironment"]], 1)
+        rec = {
+            "variant": "separate (concat)",
+            "what": "the two single-view runs, tokens concatenated",
+            "seed": seed,
+            "steps": args.steps,
+        }
+        rec.update(heldout_scores(X, labels, train_mask, seed=seed))
+        records = _replace(records, rec)
+    rec = {
+        "variant": "untrained",
+        "what": "MAD architecture, random init, data pixel statistics",
+        "seed": seed,
+        "steps": 0,
+    }
+    rec.update(
+        heldout_scores(
+            untrained_embed(store, seed=seed, pixel_stats="data", train_mask=train_mask),
+            labels,
+            train_mask,
+            seed=seed,
+        )
+    )
+    return _replace(records, rec)
+
+
+def main(argv=None) -> None:
+    """Run the variants for every seed (or merge results) and write the report."""
+    args = parse_args(argv)
+    if args.merge is not None:
+        merge(args)
+        return None
     unknown = set(args.variants) - set(VARIANTS)
     if unknown:
         raise SystemExit(f"unknown variants {sorted(unknown)}; choose from {list(VARIANTS)}")
@@ -409,47 +481,8 @@ def main(argv=None) -> None:
     records = state["records"]
     RESULTS.mkdir(exist_ok=True)
     for seed in args.seeds:
-        train_mask = random_split(len(store), seed=seed)
-        tokens: dict[str, np.ndarray] = {}
-        for name in args.variants:
-            mode, overrides, _ = VARIANTS[name]
-            emb, h, secs = pretrain_embed(
-                store, train_mask, mode=mode, seed=seed, steps=args.steps, overrides=overrides
-            )
-            if name in ("morphology", "microenvironment"):
-                tokens[name] = emb[""]
-            rec = {"variant": name, "seed": seed, "steps": args.steps, "train_s": secs}
-            rec.update(history_stats(h))
-            rec.update(heldout_scores(emb[""], labels, train_mask, seed=seed))
-            records = [r for r in records if (r["variant"], r["seed"]) != (name, seed)]
-            records.append(rec)
-            state["records"] = records
-            path.write_text(json.dumps(state, indent=1))  # partial results survive a kill
-            log(
-                f"seed {seed} {name}: {secs:.0f} s, H morph {rec['entropy_morphology']:.2f} "
-                f"micro {rec['entropy_microenvironment']:.2f} (ln K {rec['ln_k']:.2f}), "
-                f"agreement {rec['view_agreement']:.3f}, kNN {rec['knn_accuracy']:.3f}, "
-                f"ARI {rec['louvain_ari']:.3f}"
-            )
-        if len(tokens) == 2:
-            X = np.concatenate([tokens["morphology"], tokens["microenvironment"]], 1)
-            rec = {"variant": "separate (concat)", "what": "the two single-view runs, "
-                   "tokens concatenated", "seed": seed, "steps": args.steps}  # fmt: skip
-            rec.update(heldout_scores(X, labels, train_mask, seed=seed))
-            records = [r for r in records if (r["variant"], r["seed"]) != (rec["variant"], seed)]
-            records.append(rec)
-        rec = {"variant": "untrained", "what": "MAD architecture, random init, data "
-               "pixel statistics", "seed": seed, "steps": 0}  # fmt: skip
-        rec.update(
-            heldout_scores(
-                untrained_embed(store, seed=seed, pixel_stats="data", train_mask=train_mask),
-                labels,
-                train_mask,
-                seed=seed,
-            )
-        )
-        records = [r for r in records if (r["variant"], r["seed"]) != ("untrained", seed)]
-        records.append(rec)
+        records = run_seed(seed, args, store, labels, state, path)
+        state["records"] = records
     meta = {
         "n_cells": args.n_cells,
         "n_train": int(random_split(args.n_cells, seed=0).sum()),

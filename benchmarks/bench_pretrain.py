@@ -40,12 +40,14 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # --------------------------------------------------------------------------- FLOPs
-def vit_forward_flops(side: int, *, dim: int, depth: int, mlp_ratio: float = 4.0,
-                      patch: int = 14, chans: int = 4) -> float:  # fmt: skip
+def vit_forward_flops(
+    side: int, *, dim: int, depth: int, mlp_ratio: float = 4.0, patch: int = 14, chans: int = 4
+) -> float:
     """Forward FLOPs (2 per multiply-add) of a ViT on one ``side x side`` image."""
     tokens = (side // patch) ** 2 + 1
     per_block = tokens * (2 * 4 * dim * dim + 2 * 2 * mlp_ratio * dim * dim)  # qkv+proj, mlp
@@ -55,6 +57,7 @@ def vit_forward_flops(side: int, *, dim: int, depth: int, mlp_ratio: float = 4.0
 
 
 def head_flops(dim: int, hidden=2048, bottleneck=256, k=65536) -> float:
+    """FLOPs of one DINO head forward pass for one token (multiply-adds count 2)."""
     return 2 * (dim * hidden + hidden * hidden + hidden * bottleneck + bottleneck * k)
 
 
@@ -119,7 +122,8 @@ def bare_step_time(student, teacher, crops, views, amp, n_iter) -> float:
     return float(np.median(times[1:]))
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
+    """Parse the command line (``--quick``: ``vit_pico``, 3 steps, nothing written)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="vit_tiny")
     ap.add_argument("--batch-size", type=int, default=16)
@@ -132,87 +136,64 @@ def main() -> None:
     args = ap.parse_args()
     if args.quick:
         args.model, args.steps = "vit_pico", 3
+    return args
 
-    warnings.simplefilter("ignore")
-    os.environ.setdefault("MADSPATIAL_NO_PROGRESS", "1")
-    import madspatial as mad
-    from madspatial.io import ViewStore
-    from madspatial.nn import MADConfig, MADModel
+
+def time_trainer(args, disk, bs: int, steps: int) -> tuple[np.ndarray, float]:
+    """Train with the Trainer; return its cells/s per step and the wall time."""
     from madspatial.train import TrainConfig, Trainer
-    from madspatial.train._forward import MultiCropForward
-    from madspatial.train._teacher import make_teacher
 
-    mad.settings.verbosity = "warning"
-    amp = torch.bfloat16 if args.precision == "bf16" else None
-    bs, steps = args.batch_size, args.steps
-    n = bs * (steps + 2) + 16  # one epoch covers warm-up + measured steps (+ held-out)
-    morph, micro = make_views(n)
-    store = ViewStore(
-        morph, micro, np.arange(1, n + 1), np.zeros((n, 2)), np.full(n, 100.0),
-        {"channel_names": ["a", "b", "c", "d"]},
-    )  # fmt: skip
-    tmp = Path(tempfile.mkdtemp(prefix="bench_pretrain_"))
-    disk = store.save(tmp / "views.zarr", chunk_size=64)
-    results = {
-        "model": args.model,
-        "batch_size": bs,
-        "n_local": args.n_local,
-        "precision": args.precision,
-        "torch_threads": torch.get_num_threads(),
-        "load_avg_before": load_avg(),
-    }
-    rss0 = peak_rss_mb()
-
-    # --- the trainer, steady state (first two steps excluded)
     cfg = TrainConfig(
-        backbone=args.model, max_steps=steps + 2, batch_size=bs, n_local=args.n_local,
-        precision=args.precision, n_holdout=16, eval_every=10**6, lr=1e-4,
-        n_prototypes=65536, seed=0,
-    )  # fmt: skip
+        backbone=args.model,
+        max_steps=steps + 2,
+        batch_size=bs,
+        n_local=args.n_local,
+        precision=args.precision,
+        n_holdout=16,
+        eval_every=10**6,
+        lr=1e-4,
+        n_prototypes=65536,
+        seed=0,
+    )
     t0 = time.perf_counter()
     trained = Trainer(disk, cfg).fit()
     wall = time.perf_counter() - t0
-    cps = np.asarray(trained.history["cells_per_s"][2:])
-    trainer_cps = float(np.median(cps))
-    rss_trainer = peak_rss_mb()
+    return np.asarray(trained.history["cells_per_s"]), wall
 
-    # --- bare compute on the same kind of crops
+
+def time_bare(args, morph: np.ndarray, micro: np.ndarray, bs: int, steps: int, amp) -> float:
+    """Seconds of one bare step (student forward + backward, teacher forward) on the crops."""
+    import madspatial as mad
+    from madspatial.nn import MADConfig, MADModel
+    from madspatial.train._forward import MultiCropForward
+    from madspatial.train._teacher import make_teacher
+
     mconfig = MADConfig(backbone=args.model, in_chans=4)
     torch.manual_seed(0)
     student = MultiCropForward(MADModel(mconfig))
     teacher = MultiCropForward(make_teacher(student.model))
     aug = mad.nn.MultiCropAugment(n_local=args.n_local)
     crops = aug(
-        torch.from_numpy(morph[:bs]), torch.from_numpy(micro[:bs]),
+        torch.from_numpy(morph[:bs]),
+        torch.from_numpy(micro[:bs]),
         generator=torch.Generator().manual_seed(0),
-    )  # fmt: skip
+    )
     views = ("morphology", "microenvironment")
-    bare = bare_step_time(student, teacher, crops, views, amp, steps)
-    bare_cps = bs / bare
-    results.update(
-        trainer_cells_per_s=trainer_cps,
-        trainer_cells_per_s_all_steps=[float(x) for x in cps],
-        trainer_wall_s=wall,
-        bare_cells_per_s=bare_cps,
-        ratio=trainer_cps / bare_cps,
-        peak_rss_mb_start=rss0,
-        peak_rss_mb_after_trainer=rss_trainer,
-        load_avg_after=load_avg(),
-    )
-    print(
-        f"{args.model} batch {bs} {args.precision}: trainer {trainer_cps:.2f} cells/s, bare "
-        f"compute {bare_cps:.2f} cells/s, ratio {results['ratio']:.3f}; peak RSS "
-        f"{rss_trainer:.0f} MB (start {rss0:.0f} MB)",
-        flush=True,
-    )
-    proj = projection(n_local=4)
-    results["projection"] = proj
+    return bare_step_time(student, teacher, crops, views, amp, steps)
+
+
+def print_projection(proj: dict, results: dict) -> None:
+    """Print the FLOP projection and what the paper's throughput would need."""
     print(proj["assumptions"])
-    print(f"ViT-L/14 training: {proj['train_tflop_per_cell']:.2f} TFLOP per cell; embedding: "
-          f"{proj['embed_gflop_per_cell']:.0f} GFLOP per cell")  # fmt: skip
+    print(
+        f"ViT-L/14 training: {proj['train_tflop_per_cell']:.2f} TFLOP per cell; embedding: "
+        f"{proj['embed_gflop_per_cell']:.0f} GFLOP per cell"
+    )
     for name, g in proj["gpus"].items():
-        print(f"  {name}: train {g['train_cells_per_s']:.0f} cells/s, embed "
-              f"{g['embed_cells_per_s']:.0f} cells/s")  # fmt: skip
+        print(
+            f"  {name}: train {g['train_cells_per_s']:.0f} cells/s, embed "
+            f"{g['embed_cells_per_s']:.0f} cells/s"
+        )
     print(
         f"paper: {proj['paper_cells_per_s_per_a6000']:.0f} cells/s per A6000 would need "
         f"{proj['paper_implied_tflops_per_a6000']:.0f} TFLOP/s with this recipe "
@@ -221,10 +202,15 @@ def main() -> None:
     print(
         f"load average before / after: {results['load_avg_before']} / {results['load_avg_after']}"
     )
-    if args.quick:
-        return
+
+
+def write_report(args, results: dict) -> None:
+    """Write ``pretrain.json`` and the Markdown report ``pretrain.md``."""
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "pretrain.json").write_text(json.dumps(results, indent=1))
+    bs, proj = results["batch_size"], results["projection"]
+    trainer_cps, bare_cps = results["trainer_cells_per_s"], results["bare_cells_per_s"]
+    rss0, rss_trainer = results["peak_rss_mb_start"], results["peak_rss_mb_after_trainer"]
     lines = [
         "# MAD training step vs the bare compute",
         "",
@@ -266,6 +252,72 @@ def main() -> None:
     ]
     (RESULTS / "pretrain.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {RESULTS / 'pretrain.md'}")
+
+
+def main() -> None:
+    """Time the MAD step against its baseline, project the FLOPs and write the results."""
+    args = parse_args()
+    warnings.simplefilter("ignore")
+    os.environ.setdefault("MADSPATIAL_NO_PROGRESS", "1")
+    import madspatial as mad
+    from madspatial.io import ViewStore
+
+    mad.settings.verbosity = "warning"
+    amp = torch.bfloat16 if args.precision == "bf16" else None
+    bs, steps = args.batch_size, args.steps
+    n = bs * (steps + 2) + 16  # one epoch covers warm-up + measured steps (+ held-out)
+    morph, micro = make_views(n)
+    store = ViewStore(
+        morph,
+        micro,
+        np.arange(1, n + 1),
+        np.zeros((n, 2)),
+        np.full(n, 100.0),
+        {"channel_names": ["a", "b", "c", "d"]},
+    )
+    tmp = Path(tempfile.mkdtemp(prefix="bench_pretrain_"))
+    disk = store.save(tmp / "views.zarr", chunk_size=64)
+    results = {
+        "model": args.model,
+        "batch_size": bs,
+        "n_local": args.n_local,
+        "precision": args.precision,
+        "torch_threads": torch.get_num_threads(),
+        "load_avg_before": load_avg(),
+    }
+    rss0 = peak_rss_mb()
+
+    # --- the trainer, steady state (first two steps excluded)
+    all_cps, wall = time_trainer(args, disk, bs, steps)
+    cps = all_cps[2:]
+    trainer_cps = float(np.median(cps))
+    rss_trainer = peak_rss_mb()
+
+    # --- bare compute on the same kind of crops
+    bare = time_bare(args, morph, micro, bs, steps, amp)
+    bare_cps = bs / bare
+    results.update(
+        trainer_cells_per_s=trainer_cps,
+        trainer_cells_per_s_all_steps=[float(x) for x in cps],
+        trainer_wall_s=wall,
+        bare_cells_per_s=bare_cps,
+        ratio=trainer_cps / bare_cps,
+        peak_rss_mb_start=rss0,
+        peak_rss_mb_after_trainer=rss_trainer,
+        load_avg_after=load_avg(),
+    )
+    print(
+        f"{args.model} batch {bs} {args.precision}: trainer {trainer_cps:.2f} cells/s, bare "
+        f"compute {bare_cps:.2f} cells/s, ratio {results['ratio']:.3f}; peak RSS "
+        f"{rss_trainer:.0f} MB (start {rss0:.0f} MB)",
+        flush=True,
+    )
+    proj = projection(n_local=4)
+    results["projection"] = proj
+    print_projection(proj, results)
+    if args.quick:
+        return
+    write_report(args, results)
 
 
 if __name__ == "__main__":

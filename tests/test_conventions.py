@@ -40,48 +40,7 @@ MULTI_PANEL = {"cell_views", "spatial_expression", "training_curves"}
 # Known gaps in files other helpers owned while this test was extended (issue 13): strict
 # xfail, so fixing one makes the test fail until its entry is removed here.
 KNOWN_GAPS = {
-    ("first_typed", "pl.cell_views"),
-    ("first_typed", "pl.gene_correlation"),
-    ("first_typed", "pl.spatial_expression"),
-    ("first_typed", "pl.tissue_overview"),
-    ("first_typed", "pl.training_curves"),
-    ("first_typed", "pl.umap"),
-    ("first_typed", "io.export_h5"),
-    *(
-        ("first_typed", f"metrics.{n}")
-        for n in (
-            "ari",
-            "bootstrap_ci",
-            "contingency_table",
-            "knn_accuracy",
-            "linear_probe_accuracy",
-            "mae_per_gene",
-            "mse_per_gene",
-            "pearson_per_gene",
-            "probe_predictions",
-            "purity",
-            "recall_at_k",
-            "retrieval_ranks",
-            "within_patch_heterogeneity",
-        )
-    ),
-    *(
-        ("returns_annotated", n)
-        for n in (
-            "pp.split",
-            "pl.cell_views",
-            "pl.embedding_comparison",
-            "pl.enrichment",
-            "pl.gene_correlation",
-            "pl.spatial_expression",
-            "pl.tissue_overview",
-            "pl.training_curves",
-            "pl.umap",
-            "pl.volcano",
-            "io.export_h5",
-            "io.sdata_from_arrays",
-        )
-    ),
+    ("returns_annotated", "pp.split"),
     ("copy_returns_anndata", "pp.split"),
 }
 

@@ -55,15 +55,20 @@ class Report:
         self.blocks.append(f'<h2 id="{_anchor(title)}">{html.escape(title)}</h2>')
 
     def text(self, text: str, *, note: bool = False, kind: str | None = None) -> None:
-        """A paragraph; ``kind`` ``"note"`` (highlighted), ``"skip"`` (a step left out) or
-        ``"fail"`` (a step that raised) styles it."""
+        """Add a paragraph.
+
+        ``kind`` ``"note"`` (highlighted), ``"skip"`` (a step left out) or ``"fail"`` (a
+        step that raised) styles it.
+        """
         kind = "note" if note and kind is None else kind
         cls = f' class="{_KINDS[kind]}"' if kind else ""
         self.blocks.append(f"<p{cls}>{text}</p>")
 
     def mark(self) -> int:
-        """Position of the next block, for :meth:`insert` (e.g. a summary written last but
-        shown first)."""
+        """Position of the next block, for :meth:`insert`.
+
+        E.g. a summary written last but shown first.
+        """
         return len(self.blocks)
 
     def insert(self, position: int, text: str, *, note: bool = False) -> None:
@@ -71,8 +76,11 @@ class Report:
         self.blocks.insert(position, f"<p{cls}>{text}</p>")
 
     def figure(self, fig, caption: str = "", *, dpi: int = 110, save_to: Path | None = None):
-        """Embed ``fig`` as a PNG (also written to ``save_to``), then close it: a pyplot
-        figure leaves pyplot's list of open figures; a bare ``Figure`` has nothing to close."""
+        """Embed ``fig`` as a PNG (also written to ``save_to``), then close it.
+
+        A pyplot figure leaves pyplot's list of open figures; a bare ``Figure`` has nothing
+        to close.
+        """
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
         if save_to is not None:

@@ -1,5 +1,6 @@
-"""``madspatial demo``: the whole pipeline on the synthetic tissue (or the user's data),
-ending in ``OUT/report.html``.
+"""``madspatial demo``: the whole pipeline, ending in ``OUT/report.html``.
+
+It runs on the synthetic tissue (or the user's data).
 
 Synthetic tissue (or ``--sdata``) -> normalize -> cell views -> pretrain MAD and its two
 single-view ablations with one budget -> embed -> Louvain -> decoders (cell type,

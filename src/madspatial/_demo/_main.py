@@ -1,5 +1,7 @@
-"""``run_demo``: the steps in report order, each timed, its failure reported, then the
-summary, the timings and ``report.html``."""
+"""``run_demo``: the steps in report order, each timed, its failure reported.
+
+Then the summary, the timings and ``report.html``.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
-"""The demo's analysis steps: each calls the public API and leaves its results in the
-:class:`~madspatial._demo._state.Run` (``run.adata``, ``run.models``, returned tables);
-nothing here draws or writes the report."""
+"""The demo's analysis steps, each a call of the public API.
+
+Each leaves its results in the :class:`~madspatial._demo._state.Run` (``run.adata``,
+``run.models``, returned tables); nothing here draws or writes the report.
+"""
 
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ N_CCA = 5
 
 
 def load_data(*, n_cells, seed, sdata_path, image_key, labels_key, table_key, preset):
-    """The user's SpatialData (its elements picked) or the synthetic tissue.
+    """Load the user's SpatialData (its elements picked) or the synthetic tissue.
 
     Returns ``(sdata, image_key, labels_key, table_key, synthetic)``.
     """
@@ -184,8 +186,10 @@ def expression_decoder(run: Run) -> None:
 
 
 def cca(run: Run, models: Sequence[DemoModel]) -> pd.DataFrame:
-    """Held-out canonical correlations of each embedding with the expression; records
-    ``cca_mean_r`` (no ``tl.evaluate`` equivalent)."""
+    """Held-out canonical correlations of each embedding with the expression.
+
+    Records ``cca_mean_r`` (no ``tl.evaluate`` equivalent).
+    """
     from .. import tl
 
     rows = []
@@ -211,9 +215,11 @@ def cca(run: Run, models: Sequence[DemoModel]) -> pd.DataFrame:
 
 
 def pseudotime_vs_truth(run: Run, models: Sequence[DemoModel]):
-    """Diffusion pseudotime of each embedding on the cells with a ground-truth trajectory,
-    rooted at the least activated one; records ``pseudotime_spearman`` (no ``tl.evaluate``
-    equivalent). Returns the subset AnnData and the per-model table."""
+    """Diffusion pseudotime of each embedding on the cells with a ground-truth trajectory.
+
+    Rooted at the least activated cell; records ``pseudotime_spearman`` (no
+    ``tl.evaluate`` equivalent). Returns the subset AnnData and the per-model table.
+    """
     from .. import tl
 
     traj = run.adata.obs[OBS_TRAJECTORY].to_numpy(float)
@@ -244,8 +250,10 @@ def pseudotime_vs_truth(run: Run, models: Sequence[DemoModel]):
 
 
 def pseudotime_auto(run: Run, m: DemoModel) -> str:
-    """Diffusion pseudotime of one embedding from an automatic root (no ground truth), and
-    its UMAP; returns the ``.obs`` key."""
+    """Diffusion pseudotime of one embedding from an automatic root, and its UMAP.
+
+    For data without a ground-truth trajectory; returns the ``.obs`` key.
+    """
     from .. import tl
 
     key = f"{OBS_PSEUDOTIME}_{m.mode}"
@@ -261,9 +269,11 @@ def pseudotime_auto(run: Run, m: DemoModel) -> str:
 
 
 def de_groups(run: Run) -> tuple[str, str, str] | None:
-    """``(groupby, group, reference)`` of the DE test: the synthetic tissue's planted
-    contrast when its subtypes are there, else the commonest type (or Louvain cluster 0)
-    against the rest."""
+    """``(groupby, group, reference)`` of the DE test.
+
+    The synthetic tissue's planted contrast when its subtypes are there, else the
+    commonest type (or Louvain cluster 0) against the rest.
+    """
     from ..datasets import DE_CONTRAST
 
     obs = run.adata.obs
@@ -277,8 +287,10 @@ def de_groups(run: Run) -> tuple[str, str, str] | None:
 
 
 def differential_expression(run: Run, groups: tuple[str, str, str]) -> dict[str, pd.DataFrame]:
-    """DE of ``group`` vs ``reference`` on measured and (if predicted) MAD-predicted
-    expression, keyed ``"measured"`` / ``"MAD-predicted"``."""
+    """DE of ``group`` vs ``reference`` on measured and (if predicted) MAD-predicted expression.
+
+    Keyed ``"measured"`` / ``"MAD-predicted"``.
+    """
     from .. import tl
 
     groupby, group, ref = groups

@@ -16,23 +16,34 @@ from .._constants import (
     OBSM_MAD,
 )
 from .._settings import available_cores, settings
+from ..train._config import PRESETS
+
+#: The model, views and head of the demo: the library's ``"cpu"`` preset
+#: (:data:`madspatial.train.PRESETS`), read here rather than written twice.
+_CPU = PRESETS["cpu"]
+
+#: Cells per pretraining step of the demo; its learning rate is the ``"cpu"`` preset's
+#: ``base_lr`` scaled to this batch by DINO's rule (``base_lr * batch_size / 256``).
+_DEMO_BATCH_SIZE = 64
 
 #: The demo's CPU budget. The library defaults stay the paper's (ViT-L/14, 70 px morphology
 #: and 224 px microenvironment views, 4 local crops, 65,536 prototypes); this preset shrinks
 #: everything so that the three pretraining runs and all analyses fit in ~10 minutes on 2 CPU
-#: cores. All three models (MAD and the two single-view ablations) get the same budget.
+#: cores. All three models (MAD and the two single-view ablations) get the same budget. The
+#: model, view sizes, crops, prototypes and head are the ``"cpu"`` preset's; the cell count,
+#: steps, batch, held-out cells, evaluations and decoder epochs are the demo's own.
 DEMO_CPU_PRESET: dict[str, Any] = {
     "n_cells": 3000,
-    "model": {"preset": "vit_pico", "embed_dim": 96, "depth": 3, "num_heads": 3},
-    "morphology_size": 56,
-    "microenvironment_size": 112,
-    "n_local": 2,
-    "batch_size": 64,
+    "model": dict(_CPU["backbone"]),
+    "morphology_size": _CPU["morphology_size"],
+    "microenvironment_size": _CPU["microenvironment_size"],
+    "n_local": _CPU["n_local"],
+    "batch_size": _DEMO_BATCH_SIZE,
     "steps": 150,
-    "lr": 2e-3,
-    "n_prototypes": 1024,
-    "head_hidden_dim": 512,
-    "head_bottleneck_dim": 128,
+    "lr": _CPU["base_lr"] * _DEMO_BATCH_SIZE / 256,
+    "n_prototypes": _CPU["n_prototypes"],
+    "head_hidden_dim": _CPU["head_hidden_dim"],
+    "head_bottleneck_dim": _CPU["head_bottleneck_dim"],
     "n_holdout": 256,
     "n_evals": 10,
     "decoder_epochs": 100,
@@ -88,7 +99,7 @@ PALETTE = {"MAD": "#c44e52", "morphology only": "#4c72b0", "microenvironment onl
 
 
 def preset_table(preset: dict[str, Any], *, synthetic: bool) -> pd.DataFrame:
-    """The preset as a two-column table for the report."""
+    """Return the preset as a two-column table for the report."""
     rows = []
     for k, v in preset.items():
         if k == "n_cells" and not synthetic:
@@ -102,9 +113,12 @@ def preset_table(preset: dict[str, Any], *, synthetic: bool) -> pd.DataFrame:
 
 
 def torch_threads(requested: int | None) -> tuple[int, str]:
-    """Torch CPU threads for the demo and why: the ``threads`` asked for, else
-    ``mad.settings.n_threads``, else every core this process may run on (its affinity
-    mask, so ``taskset``, cgroup cpusets and SLURM allocations are respected)."""
+    """Torch CPU threads for the demo, and why.
+
+    The ``threads`` asked for, else ``mad.settings.n_threads``, else every core this
+    process may run on (its affinity mask, so ``taskset``, cgroup cpusets and SLURM
+    allocations are respected).
+    """
     if requested is not None:
         return settings.resolve_n_threads(requested), "as asked"
     if settings.n_threads is not None:

@@ -1,5 +1,6 @@
-"""The demo's scores: ``mad.tl.evaluate`` for everything it provides, and the few scores it
-has no equivalent for, each with the reason.
+"""The demo's scores: ``mad.tl.evaluate`` for everything it provides.
+
+The few scores it has no equivalent for are computed here, each with the reason.
 
 Every function takes an AnnData and the models and returns a tidy ``model, metric, value``
 table, so the scores can be checked against a direct ``tl.evaluate`` call on the same
@@ -57,9 +58,12 @@ def _evaluate(adata: AnnData, models: Sequence[DemoModel], **kwargs) -> pd.DataF
 def cluster_scores(
     adata: AnnData, models: Sequence[DemoModel], *, labels: str | None, seed: int
 ) -> pd.DataFrame:
-    """Louvain cluster count (from ``tl.louvain``) and, with ``labels``, ARI and purity of
-    the Louvain clusters against them (``tl.evaluate``, the same graph and seed as
-    ``tl.louvain``'s defaults, so the scored clusters are the drawn ones)."""
+    """Louvain cluster count (from ``tl.louvain``) and, with ``labels``, ARI and purity.
+
+    ARI and purity of the Louvain clusters against ``labels`` come from ``tl.evaluate``,
+    with the same graph and seed as ``tl.louvain``'s defaults, so the scored clusters are
+    the drawn ones.
+    """
     counts = pd.DataFrame(
         {
             "model": [m.name for m in models],
@@ -85,8 +89,11 @@ def label_scores(
     seed: int,
     decoder_epochs: int,
 ) -> pd.DataFrame:
-    """Out-of-fold kNN-probe accuracy and held-out accuracy (plain and balanced) of a
-    cross-entropy cell-type decoder (``tl.evaluate``'s ``knn`` and ``decoder``)."""
+    """Out-of-fold kNN-probe accuracy and held-out accuracy of a cell-type decoder.
+
+    The decoder's accuracy is plain and balanced, of a cross-entropy cell-type decoder
+    (``tl.evaluate``'s ``knn`` and ``decoder``).
+    """
     return _evaluate(
         adata,
         models,
@@ -104,9 +111,11 @@ def label_scores(
 def expression_scores(
     adata: AnnData, models: Sequence[DemoModel], *, seed: int, decoder_epochs: int
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Mean held-out Pearson r of an expression decoder over genes (``tl.evaluate``'s
-    ``expression``), and the per-gene r (genes x models). Stores ``tl.evaluate``'s entry in
-    ``adata.uns["mad_evaluate"]``."""
+    """Mean held-out Pearson r of an expression decoder over genes, and the per-gene r.
+
+    ``tl.evaluate``'s ``expression``; the per-gene r is genes x models. Stores
+    ``tl.evaluate``'s entry in ``adata.uns["mad_evaluate"]``.
+    """
     scores = _evaluate(
         adata,
         models,
@@ -126,14 +135,18 @@ def expression_scores(
 
 
 def recall_scores(adata: AnnData, models: Sequence[DemoModel]) -> pd.DataFrame:
-    """Cross-view Recall@10 (``tl.evaluate``'s ``recall``) of the models that embed both
-    views (MAD: morphology token -> microenvironment token of the same cell, both ways)."""
+    """Cross-view Recall@10 (``tl.evaluate``'s ``recall``) of the models that embed both views.
+
+    MAD: morphology token -> microenvironment token of the same cell, both ways.
+    """
     return _evaluate(adata, models, seeds=(0,), metrics=("recall",), recall_k=(10,))
 
 
 def scored_labels(adata: AnnData, labels: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The cells and integer label codes ``tl.evaluate`` scores: labelled cells of classes
-    with at least :data:`N_SPLITS` cells, codes in order of first appearance.
+    """Return the cells and integer label codes ``tl.evaluate`` scores.
+
+    Labelled cells of classes with at least :data:`N_SPLITS` cells, codes in order of
+    first appearance.
 
     Returns ``(mask, codes, names)``: the cells kept, their codes, and the name of each code.
     """
@@ -149,9 +162,11 @@ def scored_labels(adata: AnnData, labels: str) -> tuple[np.ndarray, np.ndarray, 
 def knn_predictions(
     adata: AnnData, models: Sequence[DemoModel], *, labels: str, seed: int
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Out-of-fold kNN-probe predictions (label names) on the cells ``tl.evaluate`` scores,
-    and their true labels: what :func:`pair_accuracy` needs and ``tl.evaluate`` keeps to
-    itself."""
+    """Out-of-fold kNN-probe predictions (label names) on the cells ``tl.evaluate`` scores.
+
+    With their true labels: what :func:`pair_accuracy` needs and ``tl.evaluate`` keeps to
+    itself.
+    """
     from .. import metrics
 
     mask, codes, names = scored_labels(adata, labels)

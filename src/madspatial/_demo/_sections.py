@@ -1,6 +1,9 @@
-"""The report's sections: the figures and prose of each step, drawn from what the pipeline
-and the scoring left in the run. Figures are :class:`matplotlib.figure.Figure` objects (no
-pyplot state) or the ``pl`` functions' figures, which :meth:`Report.figure` closes."""
+"""The report's sections: the figures and prose of each step.
+
+They are drawn from what the pipeline and the scoring left in the run. Figures are
+:class:`matplotlib.figure.Figure` objects (no pyplot state) or the ``pl`` functions'
+figures, which :meth:`Report.figure` closes.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from ._state import Run
 
 
 def _grid(nrows: int, ncols: int, figsize: tuple[float, float]):
-    """A constrained-layout figure of ``nrows x ncols`` axes, outside pyplot."""
+    """Make a constrained-layout figure of ``nrows x ncols`` axes, outside pyplot."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=figsize, layout="constrained")
@@ -41,7 +44,7 @@ def summary_table(adata) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- introduction
 def introduction(run: Run, *, sdata_path, image_key: str, threads: tuple[int, str]) -> int:
-    """The data, the preset and the threads; returns the position of the at-a-glance note."""
+    """Describe the data, the preset and the threads; return the at-a-glance note's position."""
     adata, report = run.adata, run.report
     what = (
         "Synthetic tissue"
@@ -118,7 +121,7 @@ def _example_cells(run: Run) -> tuple[list[int], str | None]:
 
 
 def example_views(run: Run) -> None:
-    """What the two views are, and a few cells' views."""
+    """Show what the two views are, and a few cells' views."""
     from .. import pl
     from .._constants import UNS_VIEWS
 
@@ -158,7 +161,7 @@ def _training_table(run: Run) -> pd.DataFrame:
 
 
 def training(run: Run) -> None:
-    """The shared budget, the training curves and the end-of-training table."""
+    """Report the shared budget, the training curves and the end-of-training table."""
     from .. import pl
 
     p = run.preset
@@ -248,7 +251,7 @@ def umap_figure(run: Run, models: list[DemoModel]) -> None:
 
 # --------------------------------------------------------------------------- metrics
 def metrics(run: Run, pairs: pd.DataFrame | None) -> None:
-    """The metrics table (metrics.csv), its bars, and the per-pair probe accuracy."""
+    """Report the metrics table (metrics.csv), its bars, and the per-pair probe accuracy."""
     from .. import pl
 
     wide = run.metrics_wide()
@@ -323,7 +326,7 @@ def expression(run: Run) -> None:
 
 
 def cca(run: Run, df: pd.DataFrame) -> None:
-    """The canonical correlations table (cca.csv)."""
+    """Report the canonical correlations table (cca.csv)."""
     if df.empty:
         return
     run.csv(df, "cca")
@@ -512,7 +515,7 @@ def verdict(run: Run) -> str:
 
 
 def summary(run: Run, text: str) -> pd.DataFrame:
-    """The verdict, all metrics, and what was skipped or failed; returns the metrics."""
+    """Report the verdict, all metrics, and what was skipped or failed; return the metrics."""
     wide = run.metrics_wide()
     if not wide.empty:
         run.csv(wide, "metrics", index=True)

@@ -22,8 +22,11 @@ REPORT_TITLE = "madspatial demo report"
 
 
 class Timer:
-    """Wall-clock and CPU seconds (this process, all threads) per step. On a shared machine
-    the wall time grows with the load while the CPU time stays close to the work done."""
+    """Wall-clock and CPU seconds (this process, all threads) per step.
+
+    On a shared machine the wall time grows with the load while the CPU time stays close
+    to the work done.
+    """
 
     def __init__(self) -> None:
         self.rows: list[tuple[str, float, float]] = []
@@ -90,7 +93,7 @@ class Run:
         return OBS_TRAJECTORY in obs and int(np.isfinite(obs[OBS_TRAJECTORY]).sum()) >= 20
 
     def available(self) -> list[DemoModel]:
-        """The models whose embedding exists."""
+        """List the models whose embedding exists."""
         return [m for m in MODELS if m.rep in self.adata.obsm]
 
     @contextmanager

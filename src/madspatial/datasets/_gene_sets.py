@@ -126,12 +126,12 @@ def synthetic_gene_sets() -> dict[str, list[str]]:
 
 
 def gene_set_descriptions() -> dict[str, str]:
-    """The description field of each set in the ``.gmt`` (what program it marks)."""
+    """Return the description field of each set in the ``.gmt`` (what program it marks)."""
     return {name: desc for name, desc, _ in _read_gmt()}
 
 
 def panel_genes() -> list[str]:
-    """The full gene panel of the synthetic tissue: programs, housekeeping, absent types."""
+    """Return the full gene panel of the synthetic tissue: programs, housekeeping, absent types."""
     genes = [g for _, _, gs in _read_gmt() for g in gs]
     genes += list(HOUSEKEEPING_GENES) + list(ABSENT_CELL_TYPE_GENES)
     if len(set(genes)) != len(genes):

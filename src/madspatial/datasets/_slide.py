@@ -11,10 +11,10 @@ and labels are read lazily, the shape of data the scale benchmarks and users' sl
 from __future__ import annotations
 
 import math
-import numbers
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +40,7 @@ from .._constants import (
 from .._logging import logger
 from . import _tissue_spec as S
 from ._gene_sets import panel_genes
-from ._synthetic import _check_int
+from ._synthetic import _check_imaging, _check_int
 from ._tissue_expression import simulate_counts
 from ._tissue_layout import _split_counts, nominal_area_per_cell
 from ._tissue_render import blank
@@ -71,7 +71,7 @@ def synthetic_slide(
     expression: bool = True,
     overwrite: bool = False,
 ):
-    """A synthetic tissue slide of any size, written to a zarr SpatialData tile by tile.
+    """Write a synthetic tissue slide of any size to a zarr SpatialData, tile by tile.
 
     The slide is a grid of ``tile_px`` x ``tile_px`` tiles; each tile is an independent
     patch of the tissue of :func:`synthetic_tissue` (tumour nests, stroma, immune
@@ -117,13 +117,7 @@ def synthetic_slide(
     >>> import madspatial as mad
     >>> sdata = mad.datasets.synthetic_slide("slide.zarr", n_cells=20_000)  # doctest: +SKIP
     """
-    import anndata as ad
-    import dask.array as da
     import spatialdata
-    import zarr
-    from spatialdata import SpatialData
-    from spatialdata.models import Image2DModel, Labels2DModel, TableModel
-    from spatialdata.transformations import Identity, Scale
 
     t0 = time.perf_counter()
     n_cells = _check_int("n_cells", n_cells, _MIN_CELLS_PER_TILE)
@@ -135,12 +129,7 @@ def synthetic_slide(
             f"tile_px must be a multiple of chunk_px ({chunk_px}) so each tile writes whole "
             f"chunks; got {tile_px} (e.g. {chunk_px * max(1, round(tile_px / chunk_px))})."
         )
-    if not isinstance(noise, numbers.Real) or not math.isfinite(noise) or noise < 0:
-        raise ValueError(f"noise must be a finite number >= 0, got {noise!r}.")
-    if not isinstance(dispersion, numbers.Real) or not dispersion > 0:
-        raise ValueError(f"dispersion must be > 0 (negative-binomial shape), got {dispersion!r}.")
-    if not isinstance(pixel_size, numbers.Real) or not pixel_size > 0:
-        raise ValueError(f"pixel_size must be > 0 (microns per pixel), got {pixel_size!r}.")
+    _check_imaging(noise=noise, dispersion=dispersion, pixel_size=pixel_size)
     path = Path(path)
     if path.exists():
         if not overwrite:
@@ -149,7 +138,66 @@ def synthetic_slide(
     genes = panel_genes() if expression else []
     if expression and n_genes is not None:
         genes = genes[: _check_int("n_genes", n_genes, 1)]
+    grid = _tile_grid(n_cells, tile_px)
 
+    # Tiles go to raw zarr arrays beside the output; the SpatialData writer then streams
+    # them chunk by chunk into the final element layout (no whole-image array anywhere).
+    raw_dir = path.with_name(path.name + f".raw-{os.getpid()}")
+    shutil.rmtree(raw_dir, ignore_errors=True)
+    try:
+        raw_img, raw_lab = _raw_arrays(raw_dir, grid, chunk_px)
+        drawn = _draw_tiles(
+            raw_img, raw_lab, grid, seed=seed, noise=noise, genes=genes, dispersion=dispersion
+        )
+        params = {
+            "seed": seed,
+            "n_cells": len(drawn.obs),
+            "n_slides": 1,
+            "n_tiles": grid.n_tiles,
+            "tile_px": tile_px,
+            "slide_shape": np.asarray([grid.H, grid.W]),
+            "noise": float(noise),
+            "dispersion": float(dispersion),
+            "pixel_size": float(pixel_size),
+            "max_overlap_px": float(drawn.max_overlap),
+        }
+        table = _slide_table(drawn, genes, params)
+        _write_sdata(path, raw_img, raw_lab, table, pixel_size=pixel_size)
+    finally:
+        shutil.rmtree(raw_dir, ignore_errors=True)
+    logger.info(
+        "synthetic_slide: %d cells, %d x %d px (%d tiles) -> %s in %.1f s",
+        len(drawn.obs),
+        grid.H,
+        grid.W,
+        grid.n_tiles,
+        path,
+        time.perf_counter() - t0,
+    )
+    return spatialdata.read_zarr(path)
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """The slide's grid of tiles: ``n_tiles`` drawn, the rest of ``nrow x ncol`` empty."""
+
+    tile_px: int
+    n_tiles: int
+    per_tile: np.ndarray  # cells per drawn tile
+    nrow: int
+    ncol: int
+
+    @property
+    def H(self) -> int:
+        return self.nrow * self.tile_px
+
+    @property
+    def W(self) -> int:
+        return self.ncol * self.tile_px
+
+
+def _tile_grid(n_cells: int, tile_px: int) -> _Grid:
+    """Tiles at the default density, in a grid as square as possible."""
     per_tile_nominal = tile_px * tile_px / nominal_area_per_cell()
     n_tiles = max(1, math.ceil(n_cells / per_tile_nominal))
     per_tile = _split_counts(n_cells, np.ones(n_tiles))
@@ -160,129 +208,143 @@ def synthetic_slide(
         )
     ncol = math.ceil(math.sqrt(n_tiles))
     nrow = math.ceil(n_tiles / ncol)
-    H, W = nrow * tile_px, ncol * tile_px
-    n_ch = len(S.CHANNEL_NAMES)
+    return _Grid(tile_px=tile_px, n_tiles=n_tiles, per_tile=per_tile, nrow=nrow, ncol=ncol)
 
-    # Tiles go to raw zarr arrays beside the output; the SpatialData writer then streams
-    # them chunk by chunk into the final element layout (no whole-image array anywhere).
-    raw_dir = path.with_name(path.name + f".raw-{os.getpid()}")
-    shutil.rmtree(raw_dir, ignore_errors=True)
+
+def _raw_arrays(raw_dir: Path, grid: _Grid, chunk_px: int):
+    """Create the raw zarr image (C, H, W) uint16 and labels (H, W) uint32 the tiles go to."""
+    import zarr
+
     raw_img = zarr.create_array(
         store=str(raw_dir / "image"),
-        shape=(n_ch, H, W),
+        shape=(len(S.CHANNEL_NAMES), grid.H, grid.W),
         chunks=(1, chunk_px, chunk_px),
         dtype="uint16",
     )
     raw_lab = zarr.create_array(
-        store=str(raw_dir / "labels"), shape=(H, W), chunks=(chunk_px, chunk_px), dtype="uint32"
+        store=str(raw_dir / "labels"),
+        shape=(grid.H, grid.W),
+        chunks=(chunk_px, chunk_px),
+        dtype="uint32",
     )
-    seeds = np.random.SeedSequence(seed).spawn(nrow * ncol + 1)
-    gain = np.exp(np.random.default_rng(seeds[-1]).normal(0, 0.08, n_ch))
+    return raw_img, raw_lab
+
+
+@dataclass
+class _Drawn:
+    """What the tiles drew: the cells' ground truth, centroids and counts."""
+
+    obs: pd.DataFrame
+    xy: np.ndarray
+    counts: list[sp.csr_matrix]
+    max_overlap: float
+
+
+def _draw_tiles(raw_img, raw_lab, grid: _Grid, *, seed, noise, genes, dispersion) -> _Drawn:
+    """Draw every tile from its own seed, write its pixels, keep its cells' table rows."""
+    tile_px, ncol = grid.tile_px, grid.ncol
+    seeds = np.random.SeedSequence(seed).spawn(grid.nrow * ncol + 1)
+    gain = np.exp(np.random.default_rng(seeds[-1]).normal(0, 0.08, len(S.CHANNEL_NAMES)))
     obs_parts: list[pd.DataFrame] = []
     xy_parts: list[np.ndarray] = []
     counts: list[sp.csr_matrix] = []
     offset = 0
     max_overlap = 0.0
-    try:
-        for t in range(nrow * ncol):
-            y0, x0 = (t // ncol) * tile_px, (t % ncol) * tile_px
-            win = (slice(y0, y0 + tile_px), slice(x0, x0 + tile_px))
-            rngs = [np.random.default_rng(s) for s in seeds[t].spawn(5)]
-            if t >= n_tiles:  # spare tiles of the grid: an empty field
-                raw_img[(slice(None), *win)] = blank(rngs[3], (tile_px, tile_px), noise)
-                raw_lab[win] = 0
-                continue
-            sl = render_slide(
-                rngs,
-                (tile_px, tile_px),
-                int(per_tile[t]),
-                noise=noise,
-                offset=offset,
-                stain_gain=gain,
-            )
-            raw_img[(slice(None), *win)] = sl.image
-            raw_lab[win] = sl.labels.astype(np.uint32)
-            ids = sl.obs[INSTANCE_KEY].to_numpy()
-            local = np.where(sl.labels > 0, sl.labels - offset, 0)
-            cent, area = _tile_centroids(local, ids - offset)
-            obs_parts.append(sl.obs.assign(area=area, tile=t))
-            xy_parts.append(cent + np.array([x0, y0]))
-            if genes:
-                counts.append(
-                    sp.csr_matrix(
-                        simulate_counts(
-                            rngs[4], genes, sl.activities, area, dispersion=float(dispersion)
-                        )
+    for t in range(grid.nrow * ncol):
+        y0, x0 = (t // ncol) * tile_px, (t % ncol) * tile_px
+        win = (slice(y0, y0 + tile_px), slice(x0, x0 + tile_px))
+        rngs = [np.random.default_rng(s) for s in seeds[t].spawn(5)]
+        if t >= grid.n_tiles:  # spare tiles of the grid: an empty field
+            raw_img[(slice(None), *win)] = blank(rngs[3], (tile_px, tile_px), noise)
+            raw_lab[win] = 0
+            continue
+        sl = render_slide(
+            rngs,
+            (tile_px, tile_px),
+            int(grid.per_tile[t]),
+            noise=noise,
+            offset=offset,
+            stain_gain=gain,
+        )
+        raw_img[(slice(None), *win)] = sl.image
+        raw_lab[win] = sl.labels.astype(np.uint32)
+        ids = sl.obs[INSTANCE_KEY].to_numpy()
+        local = np.where(sl.labels > 0, sl.labels - offset, 0)
+        cent, area = _tile_centroids(local, ids - offset)
+        obs_parts.append(sl.obs.assign(area=area, tile=t))
+        xy_parts.append(cent + np.array([x0, y0]))
+        if genes:
+            counts.append(
+                sp.csr_matrix(
+                    simulate_counts(
+                        rngs[4], genes, sl.activities, area, dispersion=float(dispersion)
                     )
                 )
-            offset += sl.n_ids
-            max_overlap = max(max_overlap, sl.max_overlap_px)
-            logger.debug("synthetic_slide: tile %d/%d (%d cells)", t + 1, n_tiles, len(ids))
-
-        obs = pd.concat(obs_parts, ignore_index=True)
-        ids = obs[INSTANCE_KEY].to_numpy().astype(np.int64)
-        obs.index = pd.Index([str(i) for i in ids])
-        obs.insert(0, REGION_KEY, pd.Categorical([CELL_LABELS_KEY] * len(obs)))
-        obs[OBS_SLIDE] = pd.Categorical(["slide_0"] * len(obs))
-        obs[OBS_SAMPLE] = pd.Categorical(["sample_0"] * len(obs))
-        for key, cats in (
-            (OBS_CELL_TYPE, S.CELL_TYPES),
-            (OBS_MORPH_CLASS, S.MORPH_CLASSES),
-            (OBS_NICHE, S.NICHES),
-        ):
-            obs[key] = pd.Categorical(obs[key].astype(str), categories=list(cats))
-        if genes:
-            X = sp.vstack(counts, format="csr").astype(np.float32)
-            var = pd.DataFrame(index=pd.Index(list(genes)))
-        else:
-            X = sp.csr_matrix((len(obs), 0), dtype=np.float32)
-            var = pd.DataFrame(index=pd.Index([], dtype=str))
-        adata = ad.AnnData(X=X, obs=obs, var=var)
-        if genes:
-            adata.layers[LAYER_COUNTS] = adata.X.copy()
-        adata.obsm[OBSM_SPATIAL] = np.concatenate(xy_parts, axis=0)
-        adata.uns[UNS_SYNTHETIC] = {
-            "seed": seed,
-            "n_cells": len(obs),
-            "n_slides": 1,
-            "n_tiles": n_tiles,
-            "tile_px": tile_px,
-            "slide_shape": np.asarray([H, W]),
-            "noise": float(noise),
-            "dispersion": float(dispersion),
-            "pixel_size": float(pixel_size),
-            "max_overlap_px": float(max_overlap),
-        }
-        table = TableModel.parse(
-            adata, region=CELL_LABELS_KEY, region_key=REGION_KEY, instance_key=INSTANCE_KEY
-        )
-        transforms = {
-            COORDINATE_SYSTEM: Identity(),
-            "microns": Scale([pixel_size, pixel_size], axes=("y", "x")),
-        }
-        image_el = Image2DModel.parse(
-            da.from_zarr(raw_img),
-            dims=("c", "y", "x"),
-            c_coords=list(S.CHANNEL_NAMES),
-            transformations=dict(transforms),
-        )
-        labels_el = Labels2DModel.parse(
-            da.from_zarr(raw_lab), dims=("y", "x"), transformations=dict(transforms)
-        )
-        SpatialData(
-            images={IMAGE_KEY: image_el},
-            labels={CELL_LABELS_KEY: labels_el},
-            tables={TABLE_KEY: table},
-        ).write(path)
-    finally:
-        shutil.rmtree(raw_dir, ignore_errors=True)
-    logger.info(
-        "synthetic_slide: %d cells, %d x %d px (%d tiles) -> %s in %.1f s",
-        len(obs),
-        H,
-        W,
-        n_tiles,
-        path,
-        time.perf_counter() - t0,
+            )
+        offset += sl.n_ids
+        max_overlap = max(max_overlap, sl.max_overlap_px)
+        logger.debug("synthetic_slide: tile %d/%d (%d cells)", t + 1, grid.n_tiles, len(ids))
+    obs = pd.concat(obs_parts, ignore_index=True)
+    return _Drawn(
+        obs=obs, xy=np.concatenate(xy_parts, axis=0), counts=counts, max_overlap=max_overlap
     )
-    return spatialdata.read_zarr(path)
+
+
+def _slide_table(drawn: _Drawn, genes: list[str], params: dict):
+    """Build the table of the slide's cells (categoricals, counts, centroids, parameters)."""
+    import anndata as ad
+    from spatialdata.models import TableModel
+
+    obs = drawn.obs
+    ids = obs[INSTANCE_KEY].to_numpy().astype(np.int64)
+    obs.index = pd.Index([str(i) for i in ids])
+    obs.insert(0, REGION_KEY, pd.Categorical([CELL_LABELS_KEY] * len(obs)))
+    obs[OBS_SLIDE] = pd.Categorical(["slide_0"] * len(obs))
+    obs[OBS_SAMPLE] = pd.Categorical(["sample_0"] * len(obs))
+    for key, cats in (
+        (OBS_CELL_TYPE, S.CELL_TYPES),
+        (OBS_MORPH_CLASS, S.MORPH_CLASSES),
+        (OBS_NICHE, S.NICHES),
+    ):
+        obs[key] = pd.Categorical(obs[key].astype(str), categories=list(cats))
+    if genes:
+        X = sp.vstack(drawn.counts, format="csr").astype(np.float32)
+        var = pd.DataFrame(index=pd.Index(list(genes)))
+    else:
+        X = sp.csr_matrix((len(obs), 0), dtype=np.float32)
+        var = pd.DataFrame(index=pd.Index([], dtype=str))
+    adata = ad.AnnData(X=X, obs=obs, var=var)
+    if genes:
+        adata.layers[LAYER_COUNTS] = adata.X.copy()
+    adata.obsm[OBSM_SPATIAL] = drawn.xy
+    adata.uns[UNS_SYNTHETIC] = params
+    return TableModel.parse(
+        adata, region=CELL_LABELS_KEY, region_key=REGION_KEY, instance_key=INSTANCE_KEY
+    )
+
+
+def _write_sdata(path: Path, raw_img, raw_lab, table, *, pixel_size: float) -> None:
+    """Stream the raw arrays and the table into the SpatialData at ``path``."""
+    import dask.array as da
+    from spatialdata import SpatialData
+    from spatialdata.models import Image2DModel, Labels2DModel
+    from spatialdata.transformations import Identity, Scale
+
+    transforms = {
+        COORDINATE_SYSTEM: Identity(),
+        "microns": Scale([pixel_size, pixel_size], axes=("y", "x")),
+    }
+    image_el = Image2DModel.parse(
+        da.from_zarr(raw_img),
+        dims=("c", "y", "x"),
+        c_coords=list(S.CHANNEL_NAMES),
+        transformations=dict(transforms),
+    )
+    labels_el = Labels2DModel.parse(
+        da.from_zarr(raw_lab), dims=("y", "x"), transformations=dict(transforms)
+    )
+    SpatialData(
+        images={IMAGE_KEY: image_el},
+        labels={CELL_LABELS_KEY: labels_el},
+        tables={TABLE_KEY: table},
+    ).write(path)

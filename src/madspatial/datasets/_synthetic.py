@@ -6,6 +6,7 @@ import math
 import numbers
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -75,7 +76,7 @@ def synthetic_tissue(
     dispersion: float = 4.0,
     pixel_size: float = S.PIXEL_SIZE_UM,
 ):
-    """A procedural four-channel fluorescence tissue with known ground truth.
+    """Generate a procedural four-channel fluorescence tissue with known ground truth.
 
     Tumour nests, stroma and immune aggregates, populated by four morphological
     classes of cells whose eight subtypes are designed so that **neither view
@@ -211,30 +212,67 @@ def synthetic_tissue(
     >>> sdata = mad.datasets.synthetic_tissue(n_cells=2000, seed=1)
     >>> sdata.tables["table"].obs["cell_type"].value_counts()  # doctest: +SKIP
     """
-    from spatialdata.models import Labels2DModel
-    from spatialdata.transformations import get_transformation
-
-    from ..io import sdata_from_arrays
-
     t0 = time.perf_counter()
     n_slides = _check_int("n_slides", n_slides, 1)
     seed = _check_int("seed", seed, 0)
+    _check_imaging(noise=noise, dispersion=dispersion, pixel_size=pixel_size)
+    genes = _panel(n_genes)
+    n_cells, per_slide, shape = _slide_plan(n_cells, size, n_slides)
+    tiled = _render_tiled(seed, n_slides, shape, per_slide, noise)
+    obs = pd.concat(tiled.obs_parts, ignore_index=True)
+    ids = obs[INSTANCE_KEY].to_numpy()
+    area = np.bincount(tiled.labels.ravel(), minlength=tiled.n_ids + 1)[ids].astype(float)
+    X = _simulate_all_counts(tiled, genes, area, dispersion=float(dispersion))
+    obs.index = pd.Index([str(i) for i in ids])
+    sdata = _build_sdata(tiled, obs, X, genes, pixel_size=float(pixel_size))
+    _annotate(
+        sdata.tables[TABLE_KEY],
+        {
+            "seed": seed,
+            "n_cells": len(ids),
+            "n_slides": n_slides,
+            "slide_shape": np.asarray(shape),
+            "noise": float(noise),
+            "dispersion": float(dispersion),
+            "pixel_size": float(pixel_size),
+            "max_overlap_px": float(max(tiled.relax_stats)),
+        },
+    )
+    _add_nucleus_labels(sdata, tiled.nucleus)
+    H, W = tiled.labels.shape
+    logger.debug(
+        "synthetic_tissue: %d cells, %d x %d px, %.1f s", len(ids), H, W, time.perf_counter() - t0
+    )
+    return sdata
+
+
+def _check_imaging(*, noise, dispersion, pixel_size) -> None:
+    """Check the imaging and count options shared by the synthetic tissue and slide."""
     if not isinstance(noise, numbers.Real) or not math.isfinite(noise) or noise < 0:
         raise ValueError(f"noise must be a finite number >= 0, got {noise!r}.")
     if not isinstance(dispersion, numbers.Real) or not dispersion > 0:
         raise ValueError(f"dispersion must be > 0 (negative-binomial shape), got {dispersion!r}.")
     if not isinstance(pixel_size, numbers.Real) or not pixel_size > 0:
         raise ValueError(f"pixel_size must be > 0 (microns per pixel), got {pixel_size!r}.")
+
+
+def _panel(n_genes) -> list[str]:
+    """Return the panel's genes, the first ``n_genes`` of them (at least the program genes)."""
     genes = panel_genes()
+    if n_genes is None:
+        return genes
     n_program = sum(len(v) for v in synthetic_gene_sets().values())
-    if n_genes is not None:
-        n_genes = _check_int("n_genes", n_genes, 1)
-        if not n_program <= n_genes <= len(genes):
-            raise ValueError(
-                f"n_genes must be between {n_program} (the program genes) and {len(genes)} "
-                f"(the whole panel), got {n_genes}."
-            )
-        genes = genes[:n_genes]
+    n_genes = _check_int("n_genes", n_genes, 1)
+    if not n_program <= n_genes <= len(genes):
+        raise ValueError(
+            f"n_genes must be between {n_program} (the program genes) and {len(genes)} "
+            f"(the whole panel), got {n_genes}."
+        )
+    return genes[:n_genes]
+
+
+def _slide_plan(n_cells, size, n_slides: int) -> tuple[int, np.ndarray, tuple[int, int]]:
+    """Total cells, cells per slide and the slide shape, checked against the densest packing."""
     if n_cells is None:
         if size is None:
             raise ValueError("give n_cells, size, or both.")
@@ -249,7 +287,27 @@ def synthetic_tissue(
             f"{per_slide.max()} cells do not fit on a {shape[0]} x {shape[1]} px slide "
             f"(at most {max_cells}); give a larger size, fewer cells, or size=None."
         )
+    return n_cells, per_slide, shape
 
+
+@dataclass
+class _Tiled:
+    """The slides rendered and tiled into one image, with what each slide drew."""
+
+    image: np.ndarray  # (C, H, W) uint16
+    labels: np.ndarray  # (H, W) int32
+    nucleus: np.ndarray  # (H, W) int32
+    obs_parts: list[pd.DataFrame]
+    activities_parts: list[dict[str, np.ndarray]]
+    relax_stats: list[float]
+    slide_rngs: list[list[np.random.Generator]]
+    n_ids: int  # label ids drawn over all slides
+
+
+def _render_tiled(
+    seed: int, n_slides: int, shape: tuple[int, int], per_slide: np.ndarray, noise: float
+) -> _Tiled:
+    """Render every slide from its own generators and tile them in a grid with gaps."""
     slide_rngs = [
         [np.random.default_rng(s) for s in ss.spawn(5)]
         for ss in np.random.SeedSequence(seed).spawn(n_slides)
@@ -264,52 +322,67 @@ def synthetic_tissue(
     else:  # the gaps between slides: camera frames of an empty field
         gap_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(n_slides + 1)[-1])
         image = blank(gap_rng, (H, W), noise)
-    cell_labels = np.zeros((H, W), dtype=np.int32)
-    nucleus_labels = np.zeros((H, W), dtype=np.int32)
-    parts: list[pd.DataFrame] = []
-    activities_parts: list[dict[str, np.ndarray]] = []
-    relax_stats = []
-    offset = 0
+    out = _Tiled(
+        image=image,
+        labels=np.zeros((H, W), dtype=np.int32),
+        nucleus=np.zeros((H, W), dtype=np.int32),
+        obs_parts=[],
+        activities_parts=[],
+        relax_stats=[],
+        slide_rngs=slide_rngs,
+        n_ids=0,
+    )
     for s in range(n_slides):
-        sl = render_slide(slide_rngs[s], shape, int(per_slide[s]), noise=noise, offset=offset)
+        sl = render_slide(slide_rngs[s], shape, int(per_slide[s]), noise=noise, offset=out.n_ids)
         y0 = (s // ncol) * (shape[0] + gap)
         x0 = (s % ncol) * (shape[1] + gap)
         win = (slice(y0, y0 + shape[0]), slice(x0, x0 + shape[1]))
-        image[(slice(None), *win)] = sl.image
-        cell_labels[win] = sl.labels
-        nucleus_labels[win] = sl.nucleus
-        parts.append(sl.obs.assign(**{OBS_SLIDE: f"slide_{s}", OBS_SAMPLE: f"sample_{s}"}))
-        activities_parts.append(sl.activities)
-        relax_stats.append(sl.max_overlap_px)
-        offset += sl.n_ids
+        out.image[(slice(None), *win)] = sl.image
+        out.labels[win] = sl.labels
+        out.nucleus[win] = sl.nucleus
+        out.obs_parts.append(sl.obs.assign(**{OBS_SLIDE: f"slide_{s}", OBS_SAMPLE: f"sample_{s}"}))
+        out.activities_parts.append(sl.activities)
+        out.relax_stats.append(sl.max_overlap_px)
+        out.n_ids += sl.n_ids
+    return out
 
-    obs = pd.concat(parts, ignore_index=True)
-    ids = obs[INSTANCE_KEY].to_numpy()
-    area = np.bincount(cell_labels.ravel(), minlength=offset + 1)[ids].astype(float)
+
+def _simulate_all_counts(
+    tiled: _Tiled, genes: list[str], area: np.ndarray, *, dispersion: float
+) -> sp.csr_matrix:
+    """Simulate every slide's counts from the slide's count generator, stacked."""
     counts = []
     start = 0
-    for s, act in enumerate(activities_parts):
+    for s, act in enumerate(tiled.activities_parts):
         m = len(next(iter(act.values())))
         counts.append(
             simulate_counts(
-                slide_rngs[s][4], genes, act, area[start : start + m], dispersion=float(dispersion)
+                tiled.slide_rngs[s][4], genes, act, area[start : start + m], dispersion=dispersion
             )
         )
         start += m
-    X = sp.csr_matrix(np.concatenate(counts, axis=0))
-    obs.index = pd.Index([str(i) for i in ids])
-    extra = obs.drop(columns=[INSTANCE_KEY])
-    sdata = sdata_from_arrays(
-        image,
-        cell_labels,
+    return sp.csr_matrix(np.concatenate(counts, axis=0))
+
+
+def _build_sdata(tiled: _Tiled, obs: pd.DataFrame, X, genes: list[str], *, pixel_size: float):
+    """Build the SpatialData of the tiled image, the cell labels and the table."""
+    from ..io import sdata_from_arrays
+
+    return sdata_from_arrays(
+        tiled.image,
+        tiled.labels,
         X,
         channel_names=list(S.CHANNEL_NAMES),
         gene_names=genes,
-        instance_ids=ids,
-        obs=extra,
-        pixel_size=float(pixel_size),
+        instance_ids=obs[INSTANCE_KEY].to_numpy(),
+        obs=obs.drop(columns=[INSTANCE_KEY]),
+        pixel_size=pixel_size,
     )
-    table = sdata.tables[TABLE_KEY]
+
+
+def _annotate(table, params: dict) -> None:
+    """Categoricals in the spec's orders, their colours and the generation parameters."""
+    n_slides = params["n_slides"]
     cats = {
         OBS_CELL_TYPE: S.CELL_TYPES,
         OBS_MORPH_CLASS: S.MORPH_CLASSES,
@@ -325,21 +398,15 @@ def synthetic_tissue(
         (OBS_NICHE, S.NICHE_COLORS),
     ):
         table.uns[key + UNS_COLORS_SUFFIX] = np.asarray([colors[c] for c in cats[key]])
-    table.uns[UNS_SYNTHETIC] = {
-        "seed": seed,
-        "n_cells": len(ids),
-        "n_slides": n_slides,
-        "slide_shape": np.asarray(shape),
-        "noise": float(noise),
-        "dispersion": float(dispersion),
-        "pixel_size": float(pixel_size),
-        "max_overlap_px": float(max(relax_stats)),
-    }
+    table.uns[UNS_SYNTHETIC] = params
+
+
+def _add_nucleus_labels(sdata, nucleus: np.ndarray) -> None:
+    """Add the nucleus labels with the cell labels' transformations."""
+    from spatialdata.models import Labels2DModel
+    from spatialdata.transformations import get_transformation
+
     transforms = get_transformation(sdata.labels[next(iter(sdata.labels))], get_all=True)
     sdata[NUCLEUS_LABELS_KEY] = Labels2DModel.parse(
-        nucleus_labels.astype(np.uint32), dims=("y", "x"), transformations=dict(transforms)
+        nucleus.astype(np.uint32), dims=("y", "x"), transformations=dict(transforms)
     )
-    logger.debug(
-        "synthetic_tissue: %d cells, %d x %d px, %.1f s", len(ids), H, W, time.perf_counter() - t0
-    )
-    return sdata

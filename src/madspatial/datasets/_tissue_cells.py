@@ -86,9 +86,20 @@ def fibroblast_activation(rng: np.random.Generator, layout: SlideLayout) -> np.n
 
 def sample_cells(rng: np.random.Generator, layout: SlideLayout) -> CellParams:
     """Draw every cell's geometry and stain levels from its class / subtype."""
+    # One generator, drawn in a fixed order (shared draws, then class by class): the
+    # order is part of what makes a seed reproduce the same tissue.
+    p = _unset_params(rng, layout)
+    _draw_tumour_cells(rng, p, layout.cell_type)
+    _draw_fibroblasts(rng, p, layout)
+    _draw_lymphocytes(rng, p, layout.morph_class)
+    _draw_macrophages(rng, p, layout.morph_class)
+    return p
+
+
+def _unset_params(rng: np.random.Generator, layout: SlideLayout) -> CellParams:
+    """Parameters with the draws every class shares (orientations, activation), rest zero."""
     n = len(layout.xy)
     cls = layout.morph_class
-    ct = layout.cell_type
     z = np.zeros(n)
     p = CellParams(
         a=z.copy(),
@@ -115,12 +126,17 @@ def sample_cells(rng: np.random.Generator, layout: SlideLayout) -> CellParams:
         activation=fibroblast_activation(rng, layout),
         mitotic=np.zeros(n, dtype=bool),
     )
+    return p
 
-    def nucleus_ellipse(idx, radius, aspect):
-        p.nuc_a[idx] = radius * np.sqrt(aspect)
-        p.nuc_b[idx] = radius / np.sqrt(aspect)
 
-    # --- tumour cells: quiescent vs proliferative differ only here ----------------------
+def _nucleus_ellipse(p: CellParams, idx, radius, aspect) -> None:
+    """Set the nucleus semi-axes of cells ``idx`` from a radius and an aspect ratio."""
+    p.nuc_a[idx] = radius * np.sqrt(aspect)
+    p.nuc_b[idx] = radius / np.sqrt(aspect)
+
+
+def _draw_tumour_cells(rng: np.random.Generator, p: CellParams, ct: np.ndarray) -> None:
+    """Tumour cells: quiescent vs proliferative differ only here."""
     for sub, r_cell, r_nuc, dapi, chrom, rna in (
         (S.QUIESCENT, 10.6, 4.7, 0.55, 0.15, 0.55),
         (S.PROLIFERATIVE, 11.6, 5.9, 0.85, 0.45, 0.70),
@@ -129,7 +145,9 @@ def sample_cells(rng: np.random.Generator, layout: SlideLayout) -> CellParams:
         m = len(i)
         p.nominal_r[i] = np.clip(rng.normal(r_cell, 0.8, m), r_cell - 2.5, r_cell + 2.5)
         p.a[i] = p.b[i] = 1.3 * p.nominal_r[i]
-        nucleus_ellipse(i, np.clip(rng.normal(r_nuc, 0.35, m), 3.0, 8.0), rng.uniform(1.0, 1.35, m))
+        _nucleus_ellipse(
+            p, i, np.clip(rng.normal(r_nuc, 0.35, m), 3.0, 8.0), rng.uniform(1.0, 1.35, m)
+        )
         p.nuc_dx[i], p.nuc_dy[i] = rng.normal(0, 0.6, (2, m)).clip(-1.2, 1.2)
         p.nuc[i, S.CH_DAPI] = dapi * _ln(rng, m)
         p.chromatin[i] = chrom
@@ -148,7 +166,10 @@ def sample_cells(rng: np.random.Generator, layout: SlideLayout) -> CellParams:
             p.chromatin[mit] = 0.3
             p.nuc[mit, S.CH_RNA] = p.cyto[mit, S.CH_RNA]  # no nuclear envelope
 
-    # --- fibroblasts: spindles; activation elongates them and raises alphaSMA ---------
+
+def _draw_fibroblasts(rng: np.random.Generator, p: CellParams, layout: SlideLayout) -> None:
+    """Fibroblasts: spindles; activation elongates them and raises alphaSMA."""
+    cls = layout.morph_class
     i = np.flatnonzero(cls == S.FIB)
     m = len(i)
     act = p.activation[i]
@@ -171,13 +192,15 @@ def sample_cells(rng: np.random.Generator, layout: SlideLayout) -> CellParams:
     p.membrane[i] = 0.2 * _ln(rng, m)
     p.excl_r[i] = p.a[i]
 
-    # --- lymphocytes: small, round, nucleus fills most of the cell -----------------------
+
+def _draw_lymphocytes(rng: np.random.Generator, p: CellParams, cls: np.ndarray) -> None:
+    """Lymphocytes: small, round, nucleus fills most of the cell."""
     i = np.flatnonzero(cls == S.LYM)
     m = len(i)
     r = np.clip(rng.normal(5.0, 0.3, m), 4.0, 6.0)
     asp = rng.uniform(1.0, 1.15, m)
     p.a[i], p.b[i] = r * np.sqrt(asp), r / np.sqrt(asp)
-    nucleus_ellipse(i, 0.8 * r, asp)
+    _nucleus_ellipse(p, i, 0.8 * r, asp)
     p.nuc_theta[i] = p.theta[i]
     p.nuc_dx[i], p.nuc_dy[i] = rng.normal(0, 0.3, (2, m)).clip(-0.6, 0.6)
     p.nuc[i, S.CH_DAPI] = 0.95 * _ln(rng, m)
@@ -188,14 +211,16 @@ def sample_cells(rng: np.random.Generator, layout: SlideLayout) -> CellParams:
     p.membrane[i] = 0.5 * _ln(rng, m)  # CD45 ring
     p.excl_r[i] = p.a[i] + 0.3
 
-    # --- macrophages: large, irregular outline, eccentric kidney nucleus, granules ------
+
+def _draw_macrophages(rng: np.random.Generator, p: CellParams, cls: np.ndarray) -> None:
+    """Macrophages: large, irregular outline, eccentric kidney nucleus, granules."""
     i = np.flatnonzero(cls == S.MAC)
     m = len(i)
     r = np.clip(rng.normal(11.2, 0.9, m), 9.0, 13.5)
     p.a[i] = p.b[i] = r
     p.harm_amp[i] = rng.uniform(0.03, 0.09, (m, 3))
     rn = np.clip(rng.normal(4.0, 0.3, m), 3.2, 4.8)
-    nucleus_ellipse(i, rn, rng.uniform(1.2, 1.5, m))
+    _nucleus_ellipse(p, i, rn, rng.uniform(1.2, 1.5, m))
     phi = rng.uniform(0, 2 * np.pi, m)
     p.nuc_dx[i], p.nuc_dy[i] = 0.3 * r * np.cos(phi), 0.3 * r * np.sin(phi)
     p.nuc_theta[i] = phi + np.pi / 2  # long axis wraps around the cell centre
@@ -209,7 +234,6 @@ def sample_cells(rng: np.random.Generator, layout: SlideLayout) -> CellParams:
     p.granularity[i] = 0.8
     p.membrane[i] = 0.4 * _ln(rng, m)
     p.excl_r[i] = r * (1 + p.harm_amp[i].sum(axis=1)) + 0.3
-    return p
 
 
 _REBUILD_EVERY = 6
@@ -275,80 +299,100 @@ def relax_positions(
 
     Returns a few convergence numbers (residual overlaps), for tests and logs.
     """
-    xy = layout.xy
     intr = np.flatnonzero(p.priority == 0)
     epi = np.flatnonzero(p.priority == 1)
-    tiny = 1e-3
-
-    # Phase 1: hard-core discs for cells that keep their own shape.
-    residual_hard = 0.0
-    if len(intr) > 1:
-        rho = p.excl_r[intr]
-        sub = _SubLayout(layout, intr)
-        pos = xy[intr].copy()
-        for it in range(n_iter):
-            if it % _REBUILD_EVERY == 0:  # Verlet list: pairs that can meet within a few steps
-                i, j = _near_pairs(pos, rho + 0.5 * GAP_PX + _SKIN_PX)
-                if len(i) == 0:
-                    break
-            u, dist = _unit(pos[j] - pos[i], rng)
-            over = rho[i] + rho[j] + GAP_PX - dist
-            hit = over > 0
-            residual_hard = float(over[hit].max()) if hit.any() else 0.0
-            if residual_hard < 0.25:
-                break
-            disp = _push(len(pos), i[hit], j[hit], u[hit], over[hit] + tiny, 0.5, 0.5)
-            pos = _accept(pos, pos + disp, sub)
-        xy[intr] = pos
-
-    # Phase 2: tumour cells keep a margin from the (now fixed) intrinsic shapes and a
-    # soft spacing among themselves.
-    if len(epi):
-        sub = _SubLayout(layout, epi)
-        pos = xy[epi].copy()
-        rn = p.nominal_r[epi]
-        margin = 0.55 * rn
-        tree_x = cKDTree(xy[intr]) if len(intr) else None
-        reach = (p.excl_r[intr].max() if len(intr) else 0.0) + margin.max()
-        for it in range(n_iter):
-            disp = np.zeros_like(pos)
-            if it % _REBUILD_EVERY == 0:
-                i, j = _near_pairs(pos, 0.8 * rn + _SKIN_PX)
-                if tree_x is not None:
-                    sdm = cKDTree(pos).sparse_distance_matrix(
-                        tree_x, reach + _SKIN_PX, output_type="ndarray"
-                    )
-                    e, x = sdm["i"], intr[sdm["j"]]
-            worst = 0.0
-            if len(i):
-                u, dist = _unit(pos[j] - pos[i], rng)
-                over = 0.8 * (rn[i] + rn[j]) - dist
-                hit = over > 0
-                disp += _push(len(pos), i[hit], j[hit], u[hit], over[hit], 0.5, 0.5)
-            if tree_x is not None and len(e):
-                u, rho = _unit(pos[e] - xy[x], rng)
-                c, s = np.cos(p.theta[x]), np.sin(p.theta[x])
-                along = rho * (u[:, 0] * c + u[:, 1] * s)
-                across = rho * (-u[:, 0] * s + u[:, 1] * c)
-                dn = np.hypot(along / p.a[x], across / p.b[x])
-                # Gap from the shape's edge along the ray (discs: excl_r).
-                is_fib = layout.morph_class[x] == S.FIB
-                gap = np.where(is_fib, rho - rho / np.maximum(dn, tiny), rho - p.excl_r[x])
-                deficit = margin[e] - gap
-                hit = deficit > 0
-                worst = float(deficit[hit].max()) if hit.any() else 0.0
-                # Only the tumour cell moves, straight away from the shape.
-                step = deficit[hit] + tiny
-                disp[:, 0] += np.bincount(e[hit], u[hit, 0] * step, len(pos))
-                disp[:, 1] += np.bincount(e[hit], u[hit, 1] * step, len(pos))
-            if np.abs(disp).max(initial=0.0) < 0.05:
-                break
-            pos = _accept(pos, pos + disp, sub)
-        xy[epi] = pos
-        residual_soft = worst
-    else:
-        residual_soft = 0.0
+    residual_hard = _relax_intrinsic(rng, layout, p, intr, n_iter=n_iter) if len(intr) > 1 else 0.0
+    residual_soft = _relax_tumour(rng, layout, p, intr, epi, n_iter=n_iter) if len(epi) else 0.0
     return {"hard_overlap_px": residual_hard, "tumour_margin_deficit_px": residual_soft}
+
+
+#: Added to every push so that touching cells end strictly apart.
+_TINY = 1e-3
+
+
+def _relax_intrinsic(
+    rng: np.random.Generator, layout: SlideLayout, p: CellParams, intr: np.ndarray, *, n_iter: int
+) -> float:
+    """Phase 1: hard-core discs for cells that keep their own shape; the residual overlap."""
+    xy = layout.xy
+    residual_hard = 0.0
+    rho = p.excl_r[intr]
+    sub = _SubLayout(layout, intr)
+    pos = xy[intr].copy()
+    for it in range(n_iter):
+        if it % _REBUILD_EVERY == 0:  # Verlet list: pairs that can meet within a few steps
+            i, j = _near_pairs(pos, rho + 0.5 * GAP_PX + _SKIN_PX)
+            if len(i) == 0:
+                break
+        u, dist = _unit(pos[j] - pos[i], rng)
+        over = rho[i] + rho[j] + GAP_PX - dist
+        hit = over > 0
+        residual_hard = float(over[hit].max()) if hit.any() else 0.0
+        if residual_hard < 0.25:
+            break
+        disp = _push(len(pos), i[hit], j[hit], u[hit], over[hit] + _TINY, 0.5, 0.5)
+        pos = _accept(pos, pos + disp, sub)
+    xy[intr] = pos
+    return residual_hard
+
+
+def _relax_tumour(
+    rng: np.random.Generator,
+    layout: SlideLayout,
+    p: CellParams,
+    intr: np.ndarray,
+    epi: np.ndarray,
+    *,
+    n_iter: int,
+) -> float:
+    """Phase 2: tumour cells keep a margin from the fixed intrinsic shapes, softly spaced.
+
+    The margin is kept from the (now fixed) intrinsic shapes, the soft spacing among the
+    tumour cells themselves; returns the residual margin deficit.
+    """
+    xy = layout.xy
+    sub = _SubLayout(layout, epi)
+    pos = xy[epi].copy()
+    rn = p.nominal_r[epi]
+    margin = 0.55 * rn
+    tree_x = cKDTree(xy[intr]) if len(intr) else None
+    reach = (p.excl_r[intr].max() if len(intr) else 0.0) + margin.max()
+    for it in range(n_iter):
+        disp = np.zeros_like(pos)
+        if it % _REBUILD_EVERY == 0:
+            i, j = _near_pairs(pos, 0.8 * rn + _SKIN_PX)
+            if tree_x is not None:
+                sdm = cKDTree(pos).sparse_distance_matrix(
+                    tree_x, reach + _SKIN_PX, output_type="ndarray"
+                )
+                e, x = sdm["i"], intr[sdm["j"]]
+        worst = 0.0
+        if len(i):
+            u, dist = _unit(pos[j] - pos[i], rng)
+            over = 0.8 * (rn[i] + rn[j]) - dist
+            hit = over > 0
+            disp += _push(len(pos), i[hit], j[hit], u[hit], over[hit], 0.5, 0.5)
+        if tree_x is not None and len(e):
+            u, rho = _unit(pos[e] - xy[x], rng)
+            c, s = np.cos(p.theta[x]), np.sin(p.theta[x])
+            along = rho * (u[:, 0] * c + u[:, 1] * s)
+            across = rho * (-u[:, 0] * s + u[:, 1] * c)
+            dn = np.hypot(along / p.a[x], across / p.b[x])
+            # Gap from the shape's edge along the ray (discs: excl_r).
+            is_fib = layout.morph_class[x] == S.FIB
+            gap = np.where(is_fib, rho - rho / np.maximum(dn, _TINY), rho - p.excl_r[x])
+            deficit = margin[e] - gap
+            hit = deficit > 0
+            worst = float(deficit[hit].max()) if hit.any() else 0.0
+            # Only the tumour cell moves, straight away from the shape.
+            step = deficit[hit] + _TINY
+            disp[:, 0] += np.bincount(e[hit], u[hit, 0] * step, len(pos))
+            disp[:, 1] += np.bincount(e[hit], u[hit, 1] * step, len(pos))
+        if np.abs(disp).max(initial=0.0) < 0.05:
+            break
+        pos = _accept(pos, pos + disp, sub)
+    xy[epi] = pos
+    return worst
 
 
 class _SubLayout:

@@ -33,7 +33,7 @@ class SlideLayout:
 
 
 def smooth_field(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
-    """A zero-mean, unit-variance Gaussian random field with correlation length ``sigma`` px.
+    """Draw a zero-mean, unit-variance Gaussian random field of correlation length ``sigma`` px.
 
     Filtered on a coarse grid and upsampled bilinearly, so the cost does not
     grow with ``sigma`` (a full-resolution filter with sigma ~ 40 px would

@@ -209,7 +209,7 @@ def render_image(
     noise: float,
     stain_gain: np.ndarray,
 ) -> np.ndarray:
-    """The (4, H, W) uint16 image of one slide."""
+    """Render the (4, H, W) uint16 image of one slide."""
     h, w = labels.shape
     in_nuc = nucleus > 0
     fine = ndi.gaussian_filter(rng.standard_normal((h, w), dtype=np.float32), 0.7)
@@ -247,7 +247,7 @@ def render_image(
 
 
 def illumination(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
-    """A smooth multiplicative flat field: vignetting times a random low-frequency tilt."""
+    """Draw a smooth multiplicative flat field: vignetting times a random low-frequency tilt."""
     h, w = shape
     cy, cx = rng.uniform(-0.3, 0.3, 2)
     yy = np.linspace(-1, 1, h, dtype=np.float32)[:, None] - np.float32(cy)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anndata as ad
 import numpy as np
@@ -20,6 +20,9 @@ from .._constants import (
     REGION_KEY,
     TABLE_KEY,
 )
+
+if TYPE_CHECKING:
+    from spatialdata import SpatialData
 
 MICRONS: str = "microns"
 
@@ -63,7 +66,7 @@ def sdata_from_arrays(
     labels_key: str = CELL_LABELS_KEY,
     table_key: str = TABLE_KEY,
     channel_axis: int | None = None,
-):
+) -> SpatialData:
     """Build a :class:`spatialdata.SpatialData` from an image, a label image and counts.
 
     The result has the image ``image_key`` (``c, y, x``), the labels
@@ -115,12 +118,31 @@ def sdata_from_arrays(
         ``y, x`` shape, expression rows not matching label ids (with counts and
         example ids of what is missing on each side).
     """
-    import dask.array as da
     from spatialdata import SpatialData
-    from spatialdata.models import Image2DModel, Labels2DModel, TableModel
-    from spatialdata.transformations import Identity, Scale
+    from spatialdata.models import Image2DModel, Labels2DModel
 
-    # --- labels -----------------------------------------------------------------
+    lab = _label_image(labels)
+    img = _channels_first(image, channel_axis, lab.shape)
+    channel_names = _channel_names(channel_names, img.shape[0])
+    present = np.unique(lab)
+    present = present[present != 0].astype(np.int64)
+    X, gene_names, instance_ids = _expression_matrix(expression, gene_names, instance_ids, present)
+    ids = _checked_ids(present if instance_ids is None else instance_ids, present, X)
+    table = _table(lab, ids, X, gene_names, obs, labels_key=labels_key)
+    transforms = _transforms(pixel_size)
+    image_el = Image2DModel.parse(
+        img, dims=("c", "y", "x"), c_coords=channel_names, transformations=dict(transforms)
+    )
+    labels_el = Labels2DModel.parse(lab, dims=("y", "x"), transformations=dict(transforms))
+    return SpatialData(
+        images={image_key: image_el}, labels={labels_key: labels_el}, tables={table_key: table}
+    )
+
+
+def _label_image(labels: Any) -> np.ndarray:
+    """Check the label image and return it as non-negative integer ids (uint32 if they fit)."""
+    import dask.array as da
+
     lab = labels.compute() if isinstance(labels, da.Array) else np.asarray(labels)
     if lab.ndim != 2:
         raise ValueError(
@@ -138,9 +160,13 @@ def sdata_from_arrays(
         lab = lab.astype(np.int64)
     if lab.size and lab.min() < 0:
         raise ValueError("labels hold negative ids; use 0 for background and positive ids.")
-    lab = lab.astype(np.uint32 if lab.max(initial=0) < 2**32 else np.int64, copy=False)
+    return lab.astype(np.uint32 if lab.max(initial=0) < 2**32 else np.int64, copy=False)
 
-    # --- image ------------------------------------------------------------------
+
+def _channels_first(image: Any, channel_axis: int | None, shape: tuple[int, ...]):
+    """Return the image as ``(c, y, x)``, checked to cover the labels' ``shape``."""
+    import dask.array as da
+
     img = image if isinstance(image, da.Array) else np.asarray(image)
     if img.ndim == 2:
         img = img[None]
@@ -153,13 +179,17 @@ def sdata_from_arrays(
             img = img.transpose(2, 0, 1)
     else:
         raise ValueError(f"image must be (y, x), (c, y, x) or (y, x, c); got shape {img.shape}.")
-    if tuple(img.shape[1:]) != tuple(lab.shape):
+    if tuple(img.shape[1:]) != tuple(shape):
         raise ValueError(
             f"image (y, x) shape {tuple(img.shape[1:])} differs from labels shape "
-            f"{tuple(lab.shape)}; they must cover the same pixels (resample one of them, "
+            f"{tuple(shape)}; they must cover the same pixels (resample one of them, "
             "e.g. with spatialdata.rasterize)."
         )
-    n_ch = img.shape[0]
+    return img
+
+
+def _channel_names(channel_names: Sequence[str] | None, n_ch: int) -> list[str]:
+    """Return one unique name per channel (default ``ch0..``)."""
     if channel_names is None:
         channel_names = [f"ch{i}" for i in range(n_ch)]
     channel_names = [str(c) for c in channel_names]
@@ -167,38 +197,45 @@ def sdata_from_arrays(
         raise ValueError(f"{len(channel_names)} channel_names for an image with {n_ch} channels.")
     if len(set(channel_names)) != n_ch:
         raise ValueError(f"channel_names must be unique, got {channel_names}.")
+    return channel_names
 
-    present = np.unique(lab)
-    present = present[present != 0].astype(np.int64)
 
-    # --- expression and ids -------------------------------------------------------
-    X = None
-    if expression is not None:
-        if isinstance(expression, pd.DataFrame):
-            if gene_names is None:
-                gene_names = [str(c) for c in expression.columns]
-            if instance_ids is None:
-                instance_ids = expression.index.to_numpy()
-            X = expression.to_numpy()
-        elif sp.issparse(expression):
-            X = sp.csr_matrix(expression)
-        else:
-            X = np.asarray(expression)
-        if X.ndim != 2:
-            raise ValueError(f"expression must be 2-D (cells, genes), got shape {X.shape}.")
-        if instance_ids is None:
-            if X.shape[0] != len(present):
-                raise ValueError(
-                    f"expression has {X.shape[0]} rows but labels hold {len(present)} cells; "
-                    "pass instance_ids= giving the label id of each row."
-                )
-            instance_ids = present
+def _expression_matrix(expression, gene_names, instance_ids, present: np.ndarray):
+    """Return ``(X, gene_names, instance_ids)`` of the expression (``X`` None without one).
+
+    A DataFrame gives the gene names (columns) and ids (index) not passed; without ids,
+    the rows must be the labels' cells in sorted order.
+    """
+    if expression is None:
+        return None, gene_names, instance_ids
+    if isinstance(expression, pd.DataFrame):
         if gene_names is None:
-            gene_names = [f"gene{i}" for i in range(X.shape[1])]
-        if len(gene_names) != X.shape[1]:
-            raise ValueError(f"{len(gene_names)} gene_names for {X.shape[1]} expression columns.")
+            gene_names = [str(c) for c in expression.columns]
+        if instance_ids is None:
+            instance_ids = expression.index.to_numpy()
+        X = expression.to_numpy()
+    elif sp.issparse(expression):
+        X = sp.csr_matrix(expression)
+    else:
+        X = np.asarray(expression)
+    if X.ndim != 2:
+        raise ValueError(f"expression must be 2-D (cells, genes), got shape {X.shape}.")
     if instance_ids is None:
+        if X.shape[0] != len(present):
+            raise ValueError(
+                f"expression has {X.shape[0]} rows but labels hold {len(present)} cells; "
+                "pass instance_ids= giving the label id of each row."
+            )
         instance_ids = present
+    if gene_names is None:
+        gene_names = [f"gene{i}" for i in range(X.shape[1])]
+    if len(gene_names) != X.shape[1]:
+        raise ValueError(f"{len(gene_names)} gene_names for {X.shape[1]} expression columns.")
+    return X, gene_names, instance_ids
+
+
+def _checked_ids(instance_ids, present: np.ndarray, X) -> np.ndarray:
+    """Return the ids as int64, checked to be unique and to match the labels' cells."""
     ids = np.asarray(instance_ids)
     if not np.issubdtype(ids.dtype, np.integer):
         if np.any(ids != np.round(ids.astype(float))):
@@ -225,8 +262,13 @@ def sdata_from_arrays(
             "; ".join(parts) + ". Subset the expression to the segmented cells, or relabel "
             "the segmentation so both describe the same cells."
         )
+    return ids
 
-    # --- table ------------------------------------------------------------------
+
+def _table(lab: np.ndarray, ids: np.ndarray, X, gene_names, obs, *, labels_key: str):
+    """Build the table annotating ``labels_key``: counts, centroids, areas, extra obs."""
+    from spatialdata.models import TableModel
+
     obs_df = pd.DataFrame(index=pd.Index([str(i) for i in ids], name=None))
     obs_df[REGION_KEY] = pd.Categorical([labels_key] * len(ids))
     obs_df[INSTANCE_KEY] = ids
@@ -250,19 +292,18 @@ def sdata_from_arrays(
     if adata.n_vars:
         adata.layers[LAYER_COUNTS] = adata.X.copy()
     adata.obsm[OBSM_SPATIAL] = cent
-    table = TableModel.parse(
+    return TableModel.parse(
         adata, region=labels_key, region_key=REGION_KEY, instance_key=INSTANCE_KEY
     )
+
+
+def _transforms(pixel_size: float | None) -> dict[str, Any]:
+    """Pixels in ``"global"``; with ``pixel_size``, also microns in ``"microns"``."""
+    from spatialdata.transformations import Identity, Scale
 
     transforms: dict[str, Any] = {COORDINATE_SYSTEM: Identity()}
     if pixel_size is not None:
         if not pixel_size > 0:
             raise ValueError(f"pixel_size must be positive (microns per pixel), got {pixel_size}.")
         transforms[MICRONS] = Scale([pixel_size, pixel_size], axes=("y", "x"))
-    image_el = Image2DModel.parse(
-        img, dims=("c", "y", "x"), c_coords=channel_names, transformations=dict(transforms)
-    )
-    labels_el = Labels2DModel.parse(lab, dims=("y", "x"), transformations=dict(transforms))
-    return SpatialData(
-        images={image_key: image_el}, labels={labels_key: labels_el}, tables={table_key: table}
-    )
+    return transforms

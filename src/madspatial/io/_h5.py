@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,11 +23,21 @@ from .._constants import (
 )
 from ._views import ViewStore, ZarrViewWriter, _jsonable, open_zarr_views, read_views
 
+if TYPE_CHECKING:
+    from anndata import AnnData
+    from spatialdata import SpatialData
+
 #: File attribute holding our metadata as JSON.
 H5_ATTRS = "madspatial_views"
 
 
-def export_h5(store, path: str | Path, *, batch_size: int = 256, compression: str | None = "lzf"):
+def export_h5(
+    store: ViewStore | SpatialData | AnnData | str | Path,
+    path: str | Path,
+    *,
+    batch_size: int = 256,
+    compression: str | None = "lzf",
+) -> Path:
     """Write a view store as an H5 file in the reference MAD layout.
 
     Parameters
@@ -159,10 +170,19 @@ def import_h5(
                 micro[a : a + batch_size] = de[a : a + batch_size].transpose(0, 3, 1, 2)
             return ViewStore(morph, micro, ids, cent, win, attrs)
         writer = ZarrViewWriter.create(
-            store, n_cells=n, n_channels=c, morphology_size=sm, microenvironment_size=se,
-            chunk_size=chunk_size, attrs=attrs, instance_id=ids, centroid=cent, window_px=win,
-            storage_rows=np.arange(n), overwrite=overwrite,
-        )  # fmt: skip
+            store,
+            n_cells=n,
+            n_channels=c,
+            morphology_size=sm,
+            microenvironment_size=se,
+            chunk_size=chunk_size,
+            attrs=attrs,
+            instance_id=ids,
+            centroid=cent,
+            window_px=win,
+            storage_rows=np.arange(n),
+            overwrite=overwrite,
+        )
         step = max(chunk_size, (batch_size // chunk_size) * chunk_size)
         for a in range(0, n, step):
             writer.write(

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
 
 def bootstrap_ci(
-    data,
+    data: ArrayLike | tuple[ArrayLike, ...],
     *,
     statistic: Callable = np.mean,
     n_boot: int = 1000,

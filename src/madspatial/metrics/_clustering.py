@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 from scipy import sparse
 
 from ._utils import as_label_pair
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
-def ari(labels_true, labels_pred) -> float:
-    """Adjusted Rand index between reference labels and a clustering.
+
+def ari(labels_true: ArrayLike, labels_pred: ArrayLike) -> float:
+    """Compute the adjusted Rand index between reference labels and a clustering.
 
     ``(RI - E[RI]) / (max(RI) - E[RI])`` on pairwise co-assignment: 1 for identical
     partitions (up to renaming), about 0 for random ones.
@@ -51,7 +56,7 @@ def _contingency(t: np.ndarray, p: np.ndarray) -> sparse.csr_matrix:
     )
 
 
-def purity(labels_true, labels_pred) -> float:
+def purity(labels_true: ArrayLike, labels_pred: ArrayLike) -> float:
     """Cluster purity: the share of cells carrying the majority label of their cluster.
 
     ``purity = (1 / N) * sum_k max_j |C_k ∩ L_j|`` (the paper's definition: a
@@ -76,7 +81,7 @@ def purity(labels_true, labels_pred) -> float:
     return float(table.max(axis=0).toarray().sum() / len(t))
 
 
-def contingency_table(labels_true, labels_pred) -> pd.DataFrame:
+def contingency_table(labels_true: ArrayLike, labels_pred: ArrayLike) -> pd.DataFrame:
     """Cells per (reference label, cluster) pair, as a labelled table.
 
     Parameters

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
 from .._docs import doc_gene_pair, doc_params
 from ._utils import as_dense_2d
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+    from scipy.sparse import spmatrix
 
 
 def _pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
@@ -33,7 +39,12 @@ def _named(values: np.ndarray, gene_names) -> np.ndarray | pd.Series:
     return pd.Series(values, index=pd.Index(names, name="gene"))
 
 
-def pearson_per_gene(y_true, y_pred, *, gene_names=None) -> np.ndarray | pd.Series:
+def pearson_per_gene(
+    y_true: ArrayLike | spmatrix,
+    y_pred: ArrayLike | spmatrix,
+    *,
+    gene_names=None,
+) -> np.ndarray | pd.Series:
     """Pearson correlation across cells between measured and predicted expression, per gene.
 
     Constant genes: when a gene's measured (or predicted) values do not vary across
@@ -67,7 +78,12 @@ def pearson_per_gene(y_true, y_pred, *, gene_names=None) -> np.ndarray | pd.Seri
 
 
 @doc_params(doc_gene_pair=doc_gene_pair)
-def mae_per_gene(y_true, y_pred, *, gene_names=None) -> np.ndarray | pd.Series:
+def mae_per_gene(
+    y_true: ArrayLike | spmatrix,
+    y_pred: ArrayLike | spmatrix,
+    *,
+    gene_names=None,
+) -> np.ndarray | pd.Series:
     """Mean absolute error across cells, per gene.
 
     Parameters
@@ -83,7 +99,12 @@ def mae_per_gene(y_true, y_pred, *, gene_names=None) -> np.ndarray | pd.Series:
 
 
 @doc_params(doc_gene_pair=doc_gene_pair)
-def mse_per_gene(y_true, y_pred, *, gene_names=None) -> np.ndarray | pd.Series:
+def mse_per_gene(
+    y_true: ArrayLike | spmatrix,
+    y_pred: ArrayLike | spmatrix,
+    *,
+    gene_names=None,
+) -> np.ndarray | pd.Series:
     """Mean squared error across cells, per gene (the paper's Fig. 4e).
 
     Parameters

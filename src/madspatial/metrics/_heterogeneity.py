@@ -1,6 +1,8 @@
-"""Within-patch heterogeneity: how mixed is the expression around each cell?"""
+"""Within-patch heterogeneity: how mixed the expression around each cell is."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import sparse
@@ -8,10 +10,14 @@ from sklearn.neighbors import NearestNeighbors
 
 from ._utils import as_dense_2d, check_finite
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+    from scipy.sparse import spmatrix
+
 
 def within_patch_heterogeneity(
-    expression,
-    spatial,
+    expression: ArrayLike | spmatrix,
+    spatial: ArrayLike,
     *,
     n_neighbors: int = 25,
     radius: float | None = None,

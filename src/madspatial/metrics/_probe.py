@@ -9,7 +9,7 @@ to unseen groups, which is what an analyst with a new slide gets.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
@@ -23,10 +23,14 @@ from sklearn.preprocessing import StandardScaler
 from .._docs import doc_params, doc_probe_folds
 from ._utils import as_dense_2d, as_label_pair, check_finite
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+    from scipy.sparse import spmatrix
+
 
 def probe_predictions(
-    X,
-    labels,
+    X: ArrayLike | spmatrix,
+    labels: ArrayLike,
     *,
     method: Literal["knn", "linear"] = "knn",
     groups=None,
@@ -138,8 +142,8 @@ def _accuracy(labels, pred, balanced: bool) -> float:
 
 @doc_params(doc_probe_folds=doc_probe_folds)
 def knn_accuracy(
-    X,
-    labels,
+    X: ArrayLike | spmatrix,
+    labels: ArrayLike,
     *,
     n_neighbors: int = 15,
     metric: str = "cosine",
@@ -185,8 +189,8 @@ def knn_accuracy(
 
 @doc_params(doc_probe_folds=doc_probe_folds)
 def linear_probe_accuracy(
-    X,
-    labels,
+    X: ArrayLike | spmatrix,
+    labels: ArrayLike,
     *,
     groups=None,
     n_splits: int = 5,

@@ -1,15 +1,21 @@
-"""Cross-view retrieval: does a cell's morphology embedding find its own microenvironment?"""
+"""Cross-view retrieval: whether a cell's morphology embedding finds its own microenvironment."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ._utils import as_dense_2d, check_finite
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
-def retrieval_ranks(query, candidates, *, batch_size: int = 2048) -> np.ndarray:
+
+def retrieval_ranks(
+    query: ArrayLike, candidates: ArrayLike, *, batch_size: int = 2048
+) -> np.ndarray:
     """Rank of each query's true partner among all candidates, by cosine similarity.
 
     Row ``i`` of ``query`` and row ``i`` of ``candidates`` are the two views of the
@@ -48,8 +54,8 @@ def retrieval_ranks(query, candidates, *, batch_size: int = 2048) -> np.ndarray:
 
 
 def recall_at_k(
-    query,
-    candidates,
+    query: ArrayLike,
+    candidates: ArrayLike,
     *,
     k: int | Sequence[int] = (1, 5, 10),
     symmetric: bool = False,

@@ -35,7 +35,7 @@ def _as_labels(labels, name: str) -> np.ndarray:
 
 
 def as_dense_2d(x, name: str, *, dtype=np.float64) -> np.ndarray:
-    """A dense 2-D float array (sparse, DataFrame and 1-D inputs accepted)."""
+    """Return ``x`` as a dense 2-D float array (sparse, DataFrame and 1-D inputs accepted)."""
     if sparse.issparse(x):
         x = x.toarray()
     arr = np.asarray(x, dtype=dtype)

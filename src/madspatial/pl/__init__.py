@@ -1,5 +1,8 @@
-"""Plotting: ``mad.pl``. Every function takes ``show``, ``ax`` (where it draws one panel)
-and ``return_fig``, as in scanpy."""
+"""Plotting: ``mad.pl``.
+
+Every function takes ``show``, ``ax`` (where it draws one panel) and ``return_fig``, as in
+scanpy.
+"""
 
 from .._lazy import attach as _attach
 

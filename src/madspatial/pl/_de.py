@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -10,11 +11,15 @@ import pandas as pd
 from .._docs import doc_ax_show, doc_params
 from ._utils import finish, new_axes
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
 UP_COLOR, DOWN_COLOR, NS_COLOR = "#d62728", "#1f77b4", "#c7c7c7"
 
 
 def _column(df: pd.DataFrame, key: str, aliases: Sequence[str], what: str) -> str:
-    """The column holding ``what``: ``key`` or a known alias (gseapy/scanpy spellings)."""
+    """Find the column holding ``what``: ``key`` or a known alias (gseapy/scanpy spellings)."""
     for k in (key, *aliases):
         if k in df.columns:
             return k
@@ -33,8 +38,11 @@ def _neglog10(p: np.ndarray) -> np.ndarray:
 
 
 def place_labels(ax, xs, ys, texts, *, fontsize: float = 8) -> list:
-    """Annotate points with texts, each put at the first of a few offsets around its point
-    where it overlaps no label placed before (a greedy, dependency-free label repel)."""
+    """Annotate points with texts, each at the first free offset around its point.
+
+    A text goes to the first of a few offsets where it overlaps no label placed before (a
+    greedy, dependency-free label repel).
+    """
     ax.get_xlim(), ax.get_ylim()  # bring autoscaled limits up to date before transforming
     trans = ax.transData
     scale = ax.figure.dpi / 72.0  # points -> pixels
@@ -96,7 +104,7 @@ def volcano(
     ax=None,
     show: bool | None = None,
     return_fig: bool = False,
-):
+) -> Figure | Axes | None:
     """Volcano plot: log2 fold change against -log10 p-value, significant genes coloured.
 
     A gene is called up (red) or down (blue) when its BH-adjusted p-value is at most ``fdr``
@@ -208,7 +216,7 @@ def enrichment(
     ax=None,
     show: bool | None = None,
     return_fig: bool = False,
-):
+) -> Figure | Axes | None:
     """Horizontal bars of -log10 FDR for the most enriched terms, annotated with the overlap.
 
     Parameters

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from .._docs import doc_params, doc_show
 from ._utils import finish
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 
 def summarize_comparison(
@@ -61,7 +66,7 @@ def embedding_comparison(
     ax=None,
     show: bool | None = None,
     return_fig: bool = False,
-):
+) -> Figure | Axes | np.ndarray | None:
     """Compare representations on every metric of :func:`madspatial.tl.evaluate`.
 
     One panel per metric (metrics live on different scales), one bar per representation in a

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,11 @@ from .._constants import LAYER_PRED, OBS_IN_SAMPLE_SUFFIX, OBSM_MAD, OBSM_SPATIA
 from .._docs import doc_params, doc_show
 from .._logging import logger
 from ._utils import finish, new_axes
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 #: Token in ``layers`` for the measured expression (``.X`` or ``measured_layer``).
 MEASURED = "measured"
@@ -25,8 +31,9 @@ def _dense_columns(x, cols: np.ndarray) -> np.ndarray:
 def measured_expression(
     adata, genes: Sequence[str], *, layer: str | None = None, normalize: bool | None = None
 ) -> tuple[np.ndarray, bool]:
-    """Measured expression of ``genes`` (cells x genes) on the decoders' scale; and whether it
-    was normalized.
+    """Measured expression of ``genes`` (cells x genes) on the decoders' scale.
+
+    Returned with whether it was normalized.
 
     The same transform as :func:`madspatial.tl.fit_decoder`'s expression targets:
     ``normalize=None`` normalizes (to 10,000 counts per cell over *all* genes, then ``log1p``)
@@ -92,7 +99,7 @@ def _scored_cells(adata, layer: str) -> tuple[np.ndarray | None, str]:
 
 @doc_params(doc_show=doc_show)
 def spatial_expression(
-    adata,
+    adata: AnnData,
     *,
     genes: str | Sequence[str],
     layers: Sequence[str] = (MEASURED, LAYER_PRED),
@@ -105,7 +112,7 @@ def spatial_expression(
     panel_size: float = 3.2,
     show: bool | None = None,
     return_fig: bool = False,
-):
+) -> Figure | np.ndarray | None:
     """Measured and predicted expression of genes as maps in tissue coordinates, side by side.
 
     One row per gene, one column per entry of ``layers``; the panels of a gene share one colour
@@ -269,7 +276,7 @@ def share_above_diagonal(results, *, reference: str, baseline: str) -> float:
 
 @doc_params(doc_show=doc_show)
 def gene_correlation(
-    results,
+    results: pd.DataFrame | Mapping[str, pd.Series],
     *,
     reference: str = OBSM_MAD,
     baselines: Sequence[str] | None = None,
@@ -280,7 +287,7 @@ def gene_correlation(
     ax=None,
     show: bool | None = None,
     return_fig: bool = False,
-):
+) -> Figure | Axes | np.ndarray | None:
     """Per-gene prediction accuracy of one representation against baselines (paper Figs. 4a-b).
 
     Left: the reference's per-gene Pearson r as bars sorted from best to worst, the baselines
@@ -318,20 +325,7 @@ def gene_correlation(
     import matplotlib.pyplot as plt
 
     table = _as_table(results)
-    if reference not in table:
-        raise KeyError(
-            f"reference={reference!r} is not a column of results; columns: {list(table.columns)}"
-        )
-    baselines = [c for c in table.columns if c != reference] if baselines is None else baselines
-    unknown = [b for b in baselines if b not in table]
-    if unknown:
-        raise KeyError(f"baselines {unknown} are not columns of results: {list(table.columns)}")
-    if kind not in ("both", "bars", "scatter"):
-        raise ValueError(f"kind must be 'both', 'bars' or 'scatter', not {kind!r}")
-    if ax is not None and kind == "both":
-        raise ValueError("ax= takes a single panel: pass kind='bars' or kind='scatter'.")
-    if table[reference].notna().sum() == 0:
-        raise ValueError(f"results[{reference!r}] has no finite values to plot.")
+    baselines = _check_gene_correlation(table, reference, baselines, kind=kind, ax=ax)
     cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     names = [reference, *baselines]
     colors = {n: cycle[k % len(cycle)] for k, n in enumerate(names)}
@@ -346,65 +340,102 @@ def gene_correlation(
         fig, one = new_axes(ax, figsize=(7.5, 4.5) if kind == "bars" else (4.8, 4.5))
         bar_ax, sc_ax = (one, None) if kind == "bars" else (None, one)
 
-    order = table[reference].sort_values(ascending=False, na_position="last").index
-    sorted_t = table.loc[order]
-    x = np.arange(len(order))
     if bar_ax is not None:
-
-        def lab(n: str) -> str:
-            return f"{n} (mean r = {np.nanmean(table[n].to_numpy(dtype=float)):.2f})"
-
-        bar_ax.bar(
-            x, sorted_t[reference], width=0.85, color=colors[reference], label=lab(reference)
-        )
-        for b in baselines:
-            bar_ax.plot(
-                x,
-                sorted_t[b],
-                color=colors[b],
-                lw=1.5,
-                marker="o" if len(x) <= max_gene_labels else None,
-                ms=3,
-                label=lab(b),
-            )
-        bar_ax.axhline(0, color="black", lw=0.6)
-        if len(x) <= max_gene_labels:
-            bar_ax.set_xticks(x, [str(g) for g in order], rotation=90, fontsize=8)
-            bar_ax.set_xlabel(f"genes, sorted by {reference}")
-        else:
-            bar_ax.set_xticks([])
-            bar_ax.set_xlabel(f"{len(x)} genes, sorted by {reference}")
-        bar_ax.set_xlim(-0.6, len(x) - 0.4)
-        bar_ax.set_ylabel("Pearson r (measured vs predicted)")
-        bar_ax.legend(fontsize=8, frameon=False, loc="lower left", bbox_to_anchor=(0, 1.0), ncols=2)
+        _correlation_bars(bar_ax, table, reference, baselines, colors, max_gene_labels)
     if sc_ax is not None:
-        vals = table[names].to_numpy(dtype=float)
-        finite = vals[np.isfinite(vals)]
-        lo, hi = float(finite.min()), float(finite.max())
-        pad = 0.05 * max(hi - lo, 1e-3)
-        lim = (lo - pad, hi + pad)
-        sc_ax.plot(lim, lim, ls="--", color="grey", lw=1)
-        for b in baselines:
-            share = share_above_diagonal(table, reference=reference, baseline=b)
-            sc_ax.scatter(
-                table[b],
-                table[reference],
-                s=14,
-                color=colors[b],
-                alpha=0.8,
-                linewidths=0,
-                label=f"{b}: {share:.0%} of genes above",
-            )
-        sc_ax.set_xlim(lim)
-        sc_ax.set_ylim(lim)
-        sc_ax.set_aspect("equal")
-        sc_ax.set_xlabel(
-            f"{baselines[0]} Pearson r" if len(baselines) == 1 else "baseline Pearson r"
-        )
-        sc_ax.set_ylabel(f"{reference} Pearson r")
-        if baselines:
-            sc_ax.legend(fontsize=8, frameon=False, loc="upper left")
+        _correlation_scatter(sc_ax, table, reference, baselines, colors)
     if title:
         fig.suptitle(title)
     out = np.array([bar_ax, sc_ax], dtype=object) if kind == "both" else (bar_ax or sc_ax)
     return finish(fig, out, show=show, return_fig=return_fig)
+
+
+def _check_gene_correlation(
+    table: pd.DataFrame, reference: str, baselines: Sequence[str] | None, *, kind: str, ax
+) -> list[str]:
+    """Check :func:`gene_correlation`'s options; return the baselines (default: the rest)."""
+    if reference not in table:
+        raise KeyError(
+            f"reference={reference!r} is not a column of results; columns: {list(table.columns)}"
+        )
+    baselines = [c for c in table.columns if c != reference] if baselines is None else baselines
+    unknown = [b for b in baselines if b not in table]
+    if unknown:
+        raise KeyError(f"baselines {unknown} are not columns of results: {list(table.columns)}")
+    if kind not in ("both", "bars", "scatter"):
+        raise ValueError(f"kind must be 'both', 'bars' or 'scatter', not {kind!r}")
+    if ax is not None and kind == "both":
+        raise ValueError("ax= takes a single panel: pass kind='bars' or kind='scatter'.")
+    if table[reference].notna().sum() == 0:
+        raise ValueError(f"results[{reference!r}] has no finite values to plot.")
+    return list(baselines)
+
+
+def _correlation_bars(
+    bar_ax,
+    table: pd.DataFrame,
+    reference: str,
+    baselines: Sequence[str],
+    colors: Mapping[str, str],
+    max_gene_labels: int,
+) -> None:
+    """Draw the reference's per-gene r as sorted bars, the baselines as lines over them."""
+    order = table[reference].sort_values(ascending=False, na_position="last").index
+    sorted_t = table.loc[order]
+    x = np.arange(len(order))
+
+    def lab(n: str) -> str:
+        return f"{n} (mean r = {np.nanmean(table[n].to_numpy(dtype=float)):.2f})"
+
+    bar_ax.bar(x, sorted_t[reference], width=0.85, color=colors[reference], label=lab(reference))
+    for b in baselines:
+        bar_ax.plot(
+            x,
+            sorted_t[b],
+            color=colors[b],
+            lw=1.5,
+            marker="o" if len(x) <= max_gene_labels else None,
+            ms=3,
+            label=lab(b),
+        )
+    bar_ax.axhline(0, color="black", lw=0.6)
+    if len(x) <= max_gene_labels:
+        bar_ax.set_xticks(x, [str(g) for g in order], rotation=90, fontsize=8)
+        bar_ax.set_xlabel(f"genes, sorted by {reference}")
+    else:
+        bar_ax.set_xticks([])
+        bar_ax.set_xlabel(f"{len(x)} genes, sorted by {reference}")
+    bar_ax.set_xlim(-0.6, len(x) - 0.4)
+    bar_ax.set_ylabel("Pearson r (measured vs predicted)")
+    bar_ax.legend(fontsize=8, frameon=False, loc="lower left", bbox_to_anchor=(0, 1.0), ncols=2)
+
+
+def _correlation_scatter(
+    sc_ax, table: pd.DataFrame, reference: str, baselines: Sequence[str], colors: Mapping[str, str]
+) -> None:
+    """Draw the reference vs each baseline per gene, the diagonal and the share above it."""
+    names = [reference, *baselines]
+    vals = table[names].to_numpy(dtype=float)
+    finite = vals[np.isfinite(vals)]
+    lo, hi = float(finite.min()), float(finite.max())
+    pad = 0.05 * max(hi - lo, 1e-3)
+    lim = (lo - pad, hi + pad)
+    sc_ax.plot(lim, lim, ls="--", color="grey", lw=1)
+    for b in baselines:
+        share = share_above_diagonal(table, reference=reference, baseline=b)
+        sc_ax.scatter(
+            table[b],
+            table[reference],
+            s=14,
+            color=colors[b],
+            alpha=0.8,
+            linewidths=0,
+            label=f"{b}: {share:.0%} of genes above",
+        )
+    sc_ax.set_xlim(lim)
+    sc_ax.set_ylim(lim)
+    sc_ax.set_aspect("equal")
+    sc_ax.set_xlabel(f"{baselines[0]} Pearson r" if len(baselines) == 1 else "baseline Pearson r")
+    sc_ax.set_ylabel(f"{reference} Pearson r")
+    if baselines:
+        sc_ax.legend(fontsize=8, frameon=False, loc="upper left")

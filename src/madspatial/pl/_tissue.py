@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .._constants import CELL_LABELS_KEY, IMAGE_KEY, INSTANCE_KEY, OBS_CELL_TYPE, TABLE_KEY
 from .._docs import doc_ax_show, doc_params
 from ._utils import composite, finish, new_axes
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from spatialdata import SpatialData
 
 
 def _as_2d(element) -> np.ndarray:
@@ -20,7 +26,7 @@ def _as_2d(element) -> np.ndarray:
 
 @doc_params(doc_ax_show=doc_ax_show)
 def tissue_overview(
-    sdata,
+    sdata: SpatialData,
     *,
     image_key: str = IMAGE_KEY,
     labels_key: str = CELL_LABELS_KEY,
@@ -34,8 +40,8 @@ def tissue_overview(
     ax=None,
     show: bool | None = None,
     return_fig: bool = False,
-):
-    """The image channels as a colour composite with cell outlines coloured by a category.
+) -> Figure | Axes | None:
+    """Draw the image channels as a colour composite with cell outlines coloured by a category.
 
     Parameters
     ----------

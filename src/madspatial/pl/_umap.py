@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,11 @@ from .._constants import OBSM_MAD
 from .._docs import doc_params, doc_show
 from ..tl._umap import umap_keys
 from ._utils import finish
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 
 def _check_color(adata, color: str) -> None:
@@ -41,7 +47,7 @@ def ari_title(adata, color: str, against: str) -> str | None:
 
 @doc_params(doc_show=doc_show)
 def umap(
-    adata,
+    adata: AnnData,
     *,
     use_rep: str = OBSM_MAD,
     color: str | Sequence[str] | None = None,
@@ -53,7 +59,7 @@ def umap(
     show: bool | None = None,
     return_fig: bool = False,
     **kwargs,
-):
+) -> Figure | Axes | list[Axes] | None:
     """UMAP of an embedding coloured by obs columns or genes, with the ARI in the title on request.
 
     Plots only: the layout is ``obsm["X_umap_<use_rep>"]`` written by

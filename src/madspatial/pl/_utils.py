@@ -45,10 +45,12 @@ def composite(
     colors: Sequence[tuple[float, float, float]] = CHANNEL_COLORS,
     limits: tuple[float, float] | None = None,
 ) -> np.ndarray:
-    """An RGB composite (y, x, 3 in [0, 1]) of a (c, y, x) image, each channel
-    contrast-stretched between the given percentiles and tinted with its colour.
-    ``limits=(lo, hi)`` uses one fixed range for every channel instead (e.g. ``(0, 255)``
-    for uint8 views, so that brightness is comparable between images)."""
+    """Compose an RGB image (y, x, 3 in [0, 1]) of a (c, y, x) image.
+
+    Each channel is contrast-stretched between the given percentiles and tinted with its
+    colour. ``limits=(lo, hi)`` uses one fixed range for every channel instead (e.g.
+    ``(0, 255)`` for uint8 views, so that brightness is comparable between images).
+    """
     img = np.asarray(image, dtype=np.float32)
     if img.ndim == 2:
         img = img[None]

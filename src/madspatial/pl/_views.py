@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -10,9 +11,18 @@ from .._constants import TABLE_KEY
 from .._docs import doc_params, doc_show
 from ._utils import CHANNEL_COLORS, composite, finish
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from anndata import AnnData
+    from matplotlib.figure import Figure
+    from spatialdata import SpatialData
+
+    from ..io import ViewStore
+
 
 def _as_store(data):
-    """A view store: the object itself when it has ``batch``, else ``mad.io.read_views``."""
+    """Return a view store: the object itself when it has ``batch``, else ``mad.io.read_views``."""
     if hasattr(data, "batch") and hasattr(data, "instance_id"):
         return data
     try:
@@ -43,7 +53,7 @@ def _channel_colors(n_channels: int, channels: list[int]):
 
 @doc_params(doc_show=doc_show)
 def cell_views(
-    data,
+    data: ViewStore | SpatialData | AnnData | str | Path,
     *,
     cells: Sequence[int],
     id_type: str = "row",
@@ -55,7 +65,7 @@ def cell_views(
     panel_size: float = 1.9,
     show: bool | None = None,
     return_fig: bool = False,
-):
+) -> Figure | np.ndarray | None:
     """Morphology and microenvironment views of chosen cells, side by side, as colour composites.
 
     Each cell gets two panels: its morphology view (the masked cell) and its microenvironment
@@ -102,52 +112,16 @@ def cell_views(
     if not cells:
         raise ValueError("cells is empty; pass row indices or instance ids of cells to show.")
     store = _as_store(data)
-    n = len(store)
     ids = np.asarray(store.instance_id)
-    if id_type == "row":
-        bad = [c for c in cells if not -n <= c < n]
-        if bad:
-            raise IndexError(f"rows {bad} out of range for a view store of {n} cells.")
-        rows = np.array([c % n for c in cells])
-    else:
-        lookup = {int(v): i for i, v in enumerate(ids)}
-        bad = [c for c in cells if c not in lookup]
-        if bad:
-            raise KeyError(
-                f"instance ids {bad} are not in the view store (e.g. {ids[:5].tolist()}); "
-                "cells on the image border or absent from the table have no views."
-            )
-        rows = np.array([lookup[c] for c in cells])
-    labels = None
-    if label is not None:
-        table = _table(data, table_key)
-        if table is None:
-            raise ValueError(f"label={label!r} needs the SpatialData or AnnData, not a store.")
-        if label not in table.obs:
-            raise KeyError(f"label={label!r} is not an obs column: {list(table.obs.columns)}")
-        if table.n_obs != n:
-            raise ValueError(
-                f"the table has {table.n_obs} rows but the view store {n}; recompute the views "
-                "(mad.pp.cell_views) so that their rows follow the table."
-            )
-        labels = table.obs[label].astype(str).to_numpy()[rows]
-
-    order = np.argsort(rows, kind="stable")  # stores read fastest in sorted order
-    morph_s, micro_s = store.batch(rows[order])
-    morph = np.empty_like(morph_s)
-    micro = np.empty_like(micro_s)
-    morph[order], micro[order] = morph_s, micro_s
+    rows = _rows(cells, ids, id_type=id_type)
+    labels = None if label is None else _cell_labels(data, label, table_key, rows, n=len(store))
+    morph, micro = _views_in_order(store, rows)
     n_ch = morph.shape[1]
     channels = list(range(n_ch)) if channels is None else [int(c) for c in channels]
     bad_ch = [c for c in channels if not 0 <= c < n_ch]
     if bad_ch:
         raise IndexError(f"channels {bad_ch} out of range for views with {n_ch} channels.")
-    names = getattr(store, "channel_names", None)
-    if names is None:
-        names = dict(getattr(store, "attrs", None) or {}).get("channel_names")
-    names = [str(c) for c in names] if names is not None else []
-    if len(names) != n_ch:
-        names = [f"channel {i}" for i in range(n_ch)]
+    names = _channel_names(store, n_ch)
     limits = None if stretch else (0.0, 255.0)
 
     k = len(cells)
@@ -159,24 +133,12 @@ def cell_views(
     subfigs = np.atleast_1d(fig.subfigures(nr, nc, squeeze=False)).ravel()
     axes = np.empty((k, 2), dtype=object)
     for i in range(k):
-        sf = subfigs[i]
-        a_m, a_e = sf.subplots(1, 2)
-        a_m.imshow(composite(morph[i], channels=channels, limits=limits), interpolation="nearest")
-        img = composite(micro[i], channels=channels, limits=limits)
-        a_e.imshow(img, interpolation="nearest")
-        h, w = img.shape[:2]
-        a_e.plot([w / 2], [h / 2], marker="+", color="white", ms=9, mew=1.2)
-        for a, t in ((a_m, "morphology"), (a_e, "microenvironment")):
-            a.set_xticks([])
-            a.set_yticks([])
-            a.set_title(t, fontsize=8)
         head = f"cell {ids[rows[i]]}" if id_type == "instance_id" else f"row {rows[i]}"
         if id_type == "row":
             head += f" (id {ids[rows[i]]})"
         if labels is not None:
             head += f" · {labels[i]}"
-        sf.suptitle(head, fontsize=9)
-        axes[i] = (a_m, a_e)
+        axes[i] = _draw_cell(subfigs[i], morph[i], micro[i], head, channels, limits)
     for sf in subfigs[k:]:
         sf.set_visible(False)
     cols = _channel_colors(n_ch, channels)
@@ -188,3 +150,73 @@ def cell_views(
         fontsize=8,
     )
     return finish(fig, axes, show=show, return_fig=return_fig)
+
+
+def _rows(cells: list[int], ids: np.ndarray, *, id_type: str) -> np.ndarray:
+    """Return the store rows of ``cells`` (row indices, negative ones too, or instance ids)."""
+    n = len(ids)
+    if id_type == "row":
+        bad = [c for c in cells if not -n <= c < n]
+        if bad:
+            raise IndexError(f"rows {bad} out of range for a view store of {n} cells.")
+        return np.array([c % n for c in cells])
+    lookup = {int(v): i for i, v in enumerate(ids)}
+    bad = [c for c in cells if c not in lookup]
+    if bad:
+        raise KeyError(
+            f"instance ids {bad} are not in the view store (e.g. {ids[:5].tolist()}); "
+            "cells on the image border or absent from the table have no views."
+        )
+    return np.array([lookup[c] for c in cells])
+
+
+def _cell_labels(data, label: str, table_key: str, rows: np.ndarray, *, n: int) -> np.ndarray:
+    """Return ``obs[label]`` of the table's ``rows``, checked to follow the store's rows."""
+    table = _table(data, table_key)
+    if table is None:
+        raise ValueError(f"label={label!r} needs the SpatialData or AnnData, not a store.")
+    if label not in table.obs:
+        raise KeyError(f"label={label!r} is not an obs column: {list(table.obs.columns)}")
+    if table.n_obs != n:
+        raise ValueError(
+            f"the table has {table.n_obs} rows but the view store {n}; recompute the views "
+            "(mad.pp.cell_views) so that their rows follow the table."
+        )
+    return table.obs[label].astype(str).to_numpy()[rows]
+
+
+def _views_in_order(store, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Read the views of ``rows``, in sorted order (stores read fastest so), given back in order."""
+    order = np.argsort(rows, kind="stable")
+    morph_s, micro_s = store.batch(rows[order])
+    morph = np.empty_like(morph_s)
+    micro = np.empty_like(micro_s)
+    morph[order], micro[order] = morph_s, micro_s
+    return morph, micro
+
+
+def _channel_names(store, n_ch: int) -> list[str]:
+    """Return the store's channel names (its attribute or attrs), else ``channel 0..``."""
+    names = getattr(store, "channel_names", None)
+    if names is None:
+        names = dict(getattr(store, "attrs", None) or {}).get("channel_names")
+    names = [str(c) for c in names] if names is not None else []
+    if len(names) != n_ch:
+        names = [f"channel {i}" for i in range(n_ch)]
+    return names
+
+
+def _draw_cell(sf, morph: np.ndarray, micro: np.ndarray, head: str, channels, limits):
+    """Draw one cell's two views into the subfigure ``sf``; return their two Axes."""
+    a_m, a_e = sf.subplots(1, 2)
+    a_m.imshow(composite(morph, channels=channels, limits=limits), interpolation="nearest")
+    img = composite(micro, channels=channels, limits=limits)
+    a_e.imshow(img, interpolation="nearest")
+    h, w = img.shape[:2]
+    a_e.plot([w / 2], [h / 2], marker="+", color="white", ms=9, mew=1.2)
+    for a, t in ((a_m, "morphology"), (a_e, "microenvironment")):
+        a.set_xticks([])
+        a.set_yticks([])
+        a.set_title(t, fontsize=8)
+    sf.suptitle(head, fontsize=9)
+    return a_m, a_e
