@@ -37,12 +37,9 @@ POSITIONAL_PER_NAMESPACE = {"metrics": 2}
 # multi-panel plots.
 MULTI_PANEL = {"cell_views", "spatial_expression", "training_curves"}
 
-# Known gaps in files other helpers owned while this test was extended (issue 13): strict
-# xfail, so fixing one makes the test fail until its entry is removed here.
-KNOWN_GAPS = {
-    ("returns_annotated", "pp.split"),
-    ("copy_returns_anndata", "pp.split"),
-}
+# Known gaps (check, function): strict xfail, so fixing one makes the test fail until its
+# entry is removed here. None left (issue 13 closed the last 33).
+KNOWN_GAPS: set[tuple[str, str]] = set()
 
 
 def _public_functions():
