@@ -79,7 +79,7 @@ class RegionReader:
             return block
 
     def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-        """The region (clipped to the array) as a numpy array."""
+        """Read the region (clipped to the array) as a numpy array."""
         h, w = self.shape[-2:]
         y0, y1 = max(0, y0), min(h, y1)
         x0, x1 = max(0, x0), min(w, x1)

@@ -38,8 +38,11 @@ def rational_scale(scale: float) -> tuple[int, int]:
 
 
 def aligned_range(u0: int, u1: int, p: int, q: int) -> tuple[int, int, int, int]:
-    """Image range ``[x0, x1)`` (multiples of ``q``) and rescaled range ``[U0, U1)`` covering
-    rescaled pixels ``[u0, u1)`` plus a margin of the filter's support on each side."""
+    """Return the image and rescaled ranges that cover rescaled pixels ``[u0, u1)``.
+
+    The image range ``[x0, x1)`` (multiples of ``q``) and rescaled range ``[U0, U1)`` cover
+    ``[u0, u1)`` plus a margin of the filter's support on each side.
+    """
     support = max(1.0, q / p) + 1.0  # in image pixels: the bilinear (antialiased) kernel
     margin = math.ceil(support * p / q) + 1
     k0 = (u0 - margin) // p

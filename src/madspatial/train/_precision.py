@@ -63,7 +63,7 @@ def resolve_precision(precision: str, device: str | torch.device) -> str:
 
 
 def autocast_dtype(precision: str) -> torch.dtype | None:
-    """The autocast dtype of a resolved precision (None: no autocast, fp32)."""
+    """Return the autocast dtype of a resolved precision (None: no autocast, fp32)."""
     import torch
 
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[precision]
