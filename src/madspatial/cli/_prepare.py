@@ -2,7 +2,10 @@
 
 The options are those of :func:`madspatial.pp.normalize` and
 :func:`madspatial.pp.cell_views` (one option per keyword parameter, shared ones such as
-``--image-key`` and ``--n-jobs`` once), so what works in Python works here.
+``--image-key`` and ``--n-jobs`` once), so what works in Python works here. A table over
+several regions (CosMx: one image and one labels element per FOV) is prepared as
+``cell_views`` cuts it: every image the regions need is normalized once, and the views of
+every region go into the one store ``--out``.
 """
 
 from __future__ import annotations
