@@ -207,3 +207,103 @@ def test_a_named_image_must_cover_every_region():
         **SIZES,
     )  # fmt: skip
     assert sdata.tables["table"].uns[UNS_VIEWS]["image_key"] == ["1_image", "2_image"]
+
+
+def _same_views(a, b):
+    n = len(a)
+    assert len(b) == n
+    for x, y in zip(a.batch(np.arange(n)), b.batch(np.arange(n))):
+        np.testing.assert_array_equal(x, y)
+    for name in ("instance_id", "centroid", "window_px"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+
+
+def test_multi_region_store_is_streamed_and_equals_the_in_memory_one(tmp_path):
+    """Before: the views of every region were joined in memory, then saved (no resume,
+    memory growing with the cells); now each region's tiles go into the store as they are
+    cut, whole chunks region by region and the leftover rows at the end."""
+    sdata, _ = _fov_sdata()
+    mem = mad.pp.cell_views(sdata, table_key="table", inplace=False, **SIZES)
+    path = tmp_path / "v.zarr"
+    kw = dict(chunk_size=7, cells_per_tile=7)  # 25 cells per FOV: 3 whole chunks + 4 rows
+    mad.pp.cell_views(sdata, table_key="table", store=path, **SIZES, **kw)
+    views = mad.io.read_views(sdata)
+    assert views.path == str(path.resolve()) and views.attrs["complete"]
+    _same_views(views, mem)
+    # storage: region 1's whole chunks, region 2's, then the 4 + 4 leftover rows
+    region = sdata.tables["table"].obs["region"].astype(str).to_numpy()
+    stored = region[views.storage_order]
+    assert (stored[:21] == "1_labels").all() and (stored[21:42] == "2_labels").all()
+    assert sorted(stored[42:]) == ["1_labels"] * 4 + ["2_labels"] * 4
+    info = sdata.tables["table"].uns[UNS_VIEWS]
+    assert info["n_cells"] == 50 and set(info["regions"]) == {"1_labels", "2_labels"}
+    assert info["store"] == str(path.resolve())
+    assert info["regions"]["2_labels"]["n_cells"] == 25
+
+
+def test_multi_region_store_memory_stays_flat(tmp_path):
+    """Six FOVs, 15 MB of views: the run never holds more than a few chunks of them."""
+    import tracemalloc
+
+    sdata, _ = _fov_sdata(6)
+    big = dict(SIZES, microenvironment_size=224)
+    nbytes = 150 * 2 * 224**2  # the microenvironment views alone
+    mad.pp.cell_views(sdata, table_key="table", store=tmp_path / "warm.zarr", chunk_size=7,
+                      cells_per_tile=7, n_jobs=1, regions=["1_labels"], inplace=False, **big)  # fmt: skip
+    tracemalloc.start()  # (after a first run: imports and caches are not counted)
+    try:
+        mad.pp.cell_views(sdata, table_key="table", store=tmp_path / "v.zarr", chunk_size=7,
+                          cells_per_tile=7, n_jobs=1, **big)  # fmt: skip
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(mad.io.read_views(sdata)) == 150
+    assert peak < nbytes / 3, (peak, nbytes)  # joined in memory first: > nbytes
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_multi_region_store_resumes_after_an_interruption(tmp_path, monkeypatch):
+    from madspatial.pp import _cell_views
+
+    sdata, _ = _fov_sdata()
+    kw = dict(table_key="table", chunk_size=7, cells_per_tile=7, n_jobs=1, **SIZES)
+    mem = mad.pp.cell_views(sdata, inplace=False, **kw)
+    original, calls = _cell_views._run_task, []
+
+    def dies_on_the_fifth(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5 and not resuming:
+            raise _Killed("killed")
+        return original(*args, **kwargs)
+
+    resuming = False
+
+    monkeypatch.setattr(_cell_views, "_run_task", dies_on_the_fifth)
+    path = tmp_path / "v.zarr"
+    with pytest.raises(_Killed):
+        mad.pp.cell_views(sdata, store=path, inplace=False, **kw)
+    with pytest.raises(ValueError, match="incomplete"):
+        mad.io.read_views(path)
+    calls.clear()
+    resuming = True
+    resumed = mad.pp.cell_views(sdata, store=path, inplace=False, **kw)
+    # 8 tasks (per FOV 3 whole chunks and its 4 leftover rows): the 3 chunks written before
+    # the interruption are not cut again (FOV 1's leftover rows were not written yet: cut again)
+    assert len(calls) == 5
+    _same_views(resumed, mem)
+    # the complete store is reused, nothing is cut
+    calls.clear()
+    mad.pp.cell_views(sdata, store=path, inplace=False, **kw)
+    assert calls == []
+
+
+def test_multi_region_on_the_fly_is_a_clear_error(tmp_path, monkeypatch):
+    """Before: store='on_the_fly' with several regions wrote a zarr folder named 'on_the_fly'."""
+    monkeypatch.chdir(tmp_path)
+    sdata, _ = _fov_sdata()
+    with pytest.raises(ValueError, match=r"store='on_the_fly' cuts the views of one label image"):
+        mad.pp.cell_views(sdata, table_key="table", store="on_the_fly", **SIZES)
+    assert not (tmp_path / "on_the_fly").exists()

@@ -107,3 +107,48 @@ def test_polygon_outside_the_image_is_a_missing_cell():
         sdata, image_key="morphology", labels_key="cells", missing="intersect", **SIZES
     )
     assert sdata.tables["cells_table"].n_obs == len(polys) - 1
+
+
+def _rasterize(geoms, ids, shape=(60, 60)):
+    from madspatial.pp._rasterize import rasterize_shapes
+
+    gdf = gpd.GeoDataFrame(geometry=geoms, index=pd.Index(ids))
+    obs = pd.DataFrame({"cell_id": ids})
+    lab, (dy, dx), codes = rasterize_shapes(gdf, obs, "cell_id", None, np.eye(3), shape, "s")
+    out = np.zeros(shape, dtype=np.int64)
+    lab = np.asarray(lab)
+    out[dy : dy + lab.shape[0], dx : dx + lab.shape[1]] = lab
+    return out, codes
+
+
+def test_polygon_holes_stay_empty():
+    """Before: holes were ignored (the donut filled 400 px, its hole included); now 300."""
+    donut = Polygon(
+        [(10, 10), (30, 10), (30, 30), (10, 30)], holes=[[(15, 15), (25, 15), (25, 25), (15, 25)]]
+    )
+    got, codes = _rasterize([donut], [7])
+    want = np.zeros_like(got)
+    want[10:30, 10:30] = 7  # pixel i covers [i, i + 1): centres 10.5 .. 29.5 are inside
+    want[15:25, 15:25] = 0  # the hole
+    assert codes is None  # positive integer ids are the label values
+    assert (got == 7).sum() == 300
+    np.testing.assert_array_equal(got, want)
+
+
+def test_multipolygon_with_holes_and_an_island_in_a_hole():
+    """A round donut with an island in its hole (a MultiPolygon) and a second cell overlapping."""
+    from shapely import contains_xy
+    from shapely.geometry import MultiPolygon
+
+    ring = Point(25, 25).buffer(18, quad_segs=32).difference(Point(25, 25).buffer(9, quad_segs=32))
+    island = Point(25, 25).buffer(4, quad_segs=32)
+    cell = MultiPolygon([ring, island])
+    other = Polygon([(44, 44), (58, 44), (58, 58), (44, 58)])
+    assert len(ring.interiors) == 1
+    got, _ = _rasterize([cell, other], [3, 9])
+    yy, xx = np.mgrid[:60, :60] + 0.5  # pixel centres in intrinsic coordinates
+    want = np.zeros_like(got)
+    want[contains_xy(cell, xx, yy)] = 3
+    want[contains_xy(other, xx, yy)] = 9  # drawn after: overwrites where they overlap
+    np.testing.assert_array_equal(got, want)
+    assert got[25, 25] == 3 and got[25, 25 + 6] == 0 and got[25, 25 + 12] == 3

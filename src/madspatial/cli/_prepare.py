@@ -2,7 +2,10 @@
 
 The options are those of :func:`madspatial.pp.normalize` and
 :func:`madspatial.pp.cell_views` (one option per keyword parameter, shared ones such as
-``--image-key`` and ``--n-jobs`` once), so what works in Python works here.
+``--image-key`` and ``--n-jobs`` once), so what works in Python works here. A table over
+several regions (CosMx: one image and one labels element per FOV) is prepared as
+``cell_views`` cuts it: every image the regions need is normalized once, and the views of
+every region go into the one store ``--out``.
 """
 
 from __future__ import annotations
@@ -73,36 +76,64 @@ def _write_table(sdata, table_key: str, where: str) -> None:
         ) from err
 
 
+def _normalized(sdata, images: dict[str, str], norm: dict, enabled: bool) -> dict[str, str]:
+    """Normalize every image the regions need (once each); ``{region: image to cut}``."""
+    from .. import pp
+    from .._constants import NORMALIZED_SUFFIX
+
+    done: dict[str, str] = {}
+    for key in dict.fromkeys(images.values()):
+        if not enabled or key.endswith(NORMALIZED_SUFFIX):
+            done[key] = key
+            continue
+        pp.normalize(sdata, image_key=key, **norm)
+        done[key] = key + NORMALIZED_SUFFIX
+    return {region: done[key] for region, key in images.items()}
+
+
 def run(args: argparse.Namespace) -> int:
     """Normalize (unless asked not to), cut the views into ``--out``, report what was done."""
     from .. import pp
-    from .._constants import NORMALIZED_SUFFIX, UNS_VIEWS
-    from .._elements import pick_elements
+    from .._constants import UNS_VIEWS
+    from .._elements import _check_named
+    from ..pp._regions import region_images
     from ._data import read_sdata
 
     sdata = read_sdata(args.sdata)
     views = args._options["views"].given(args)
     norm = args._options["normalize"].given(args)
     keys = {k: views.pop(k, None) for k in ("image_key", "labels_key", "table_key")}
-    image_key, labels_key, table_key = pick_elements(sdata, **keys, where=args.sdata)
+    named = {k: v for k, v in keys.items() if isinstance(v, str)}
+    _check_named(sdata, args.sdata, **named)
+    if isinstance(keys["image_key"], dict):  # --image-key '{"region": "image", ...}'
+        for key in keys["image_key"].values():
+            _check_named(sdata, args.sdata, image_key=key)
+    # the regions cell_views will cut (several: CosMx FOVs, samples) and the image of each
+    table_key, images = region_images(sdata, regions=views.get("regions"), **keys)
     norm.pop("image_key", None)
     if "n_jobs" in views:  # one --n-jobs for both steps
         norm["n_jobs"] = views["n_jobs"]
-    if args.normalize and not image_key.endswith(NORMALIZED_SUFFIX):
-        pp.normalize(sdata, image_key=image_key, **norm)
-        image_key += NORMALIZED_SUFFIX
+    images = _normalized(sdata, images, norm, args.normalize)
+    several = len(images) > 1
+    (labels_key, image_key), *_ = images.items()
     # an absolute path: the table's record must find the store from any working directory
     store = Path(args.out).resolve()
     pp.cell_views(
-        sdata, image_key=image_key, labels_key=labels_key, table_key=table_key, store=store, **views
-    )
+        sdata, image_key=images if several else image_key, labels_key=keys["labels_key"],
+        table_key=table_key, store=store, **views,
+    )  # fmt: skip
     table = sdata.tables[table_key]
     if args.write_table:
         _write_table(sdata, table_key, args.sdata)
     info = table.uns[UNS_VIEWS]
+    what = (
+        f"{len(images)} regions: " + ", ".join(f"{r!r} / {i!r}" for r, i in images.items())
+        if several
+        else f"{image_key!r} / {labels_key!r}"
+    )
     print(
-        f"wrote the views of {table.n_obs} cells of table {table_key!r} ({image_key!r} / "
-        f"{labels_key!r}; {info['morphology_size']} px morphology, "
+        f"wrote the views of {table.n_obs} cells of table {table_key!r} ({what}; "
+        f"{info['morphology_size']} px morphology, "
         f"{info['microenvironment_size']} px microenvironment) to {args.out}"
         + (f"; table written back to {args.sdata}" if args.write_table else "")
     )

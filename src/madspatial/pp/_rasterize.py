@@ -170,8 +170,10 @@ def rasterize_shapes(
         pts = kinds == 0
         geoms = geoms.copy()
         geoms[pts] = shapely.buffer(geoms[pts], radius[pts], quad_segs=8)
+    # every polygon part (a MultiPolygon's too) with its exterior and interior rings: the
+    # rings of one part are filled together (even-odd), so the pixels of a hole stay empty
     parts, part_of = shapely.get_parts(geoms, return_index=True)
-    rings = shapely.get_exterior_ring(parts)
+    rings, group_of_ring = shapely.get_rings(parts, return_index=True)
     coords, ring_of = shapely.get_coordinates(rings, return_index=True)
     h, w = image_shape
     xy = coords @ to_image[:2, :2].T + to_image[:2, 2] - 0.5  # pixel centres at integers
@@ -186,8 +188,8 @@ def rasterize_shapes(
     dtype = np.uint32 if values.max() < 2**32 else np.int64
     out = np.zeros((y1 - y0, x1 - x0), dtype=dtype)
     bounds = np.r_[0, np.flatnonzero(np.diff(ring_of)) + 1, len(ring_of)]
-    label_of_ring = values[part_of[ring_of[bounds[:-1]]]]
-    fill_rings(out, xy - [x0, y0], bounds, label_of_ring)
+    groups = group_of_ring[ring_of[bounds[:-1]]]  # the polygon part of each ring
+    fill_rings(out, xy - [x0, y0], bounds, values[part_of], groups=groups)
     labels = da.from_array(out, chunks=out.shape)  # in memory already: one chunk, no assembling
     codes = None
     if not are_ids:
@@ -197,18 +199,41 @@ def rasterize_shapes(
     return labels, (y0, x0), codes
 
 
-def fill_rings(out: np.ndarray, xy: np.ndarray, bounds: np.ndarray, labels: np.ndarray) -> None:
+def fill_rings(
+    out: np.ndarray,
+    xy: np.ndarray,
+    bounds: np.ndarray,
+    labels: np.ndarray,
+    *,
+    groups: np.ndarray | None = None,
+) -> None:
     """Fill closed rings into ``out`` (scanline, even-odd, all rings at once, in numpy).
 
-    ``xy`` holds the vertices of ring ``k`` at rows ``bounds[k]:bounds[k + 1]`` in pixel
-    coordinates with pixel centres at integers; a pixel is filled when its centre is
-    inside (edges are half-open in y, spans half-open in x, so shared edges fill once).
-    Later rings overwrite earlier ones where they overlap.
+    Parameters
+    ----------
+    out
+        ``(H, W)`` label image, filled in place.
+    xy
+        Vertices of ring ``k`` at rows ``bounds[k]:bounds[k + 1]``, in pixel coordinates
+        with pixel centres at integers. A pixel is filled when its centre is inside
+        (edges are half-open in y, spans half-open in x, so shared edges fill once).
+    bounds
+        Start of every ring in ``xy``, then ``len(xy)``.
+    labels
+        Value of every group (of every ring when ``groups`` is ``None``).
+    groups
+        Group (polygon) of every ring, increasing: the rings of one group are filled
+        together by the even-odd rule, so a polygon's interior rings (holes) stay
+        empty. Default: every ring its own group.
+
+    Later groups overwrite earlier ones where they overlap.
     """
     h, w = out.shape
     nxt = np.arange(1, len(xy) + 1)
     nxt[bounds[1:] - 1] = bounds[:-1]  # each ring closes on its first vertex
-    ring = np.repeat(np.arange(len(bounds) - 1), np.diff(bounds))
+    n_rings = len(bounds) - 1
+    group = np.arange(n_rings) if groups is None else np.asarray(groups, dtype=np.int64)
+    ring = np.repeat(group, np.diff(bounds))
     xa, ya, xb, yb = xy[:, 0], xy[:, 1], xy[nxt, 0], xy[nxt, 1]
     r0 = np.ceil(np.minimum(ya, yb)).astype(np.int64)
     r1 = np.ceil(np.maximum(ya, yb)).astype(np.int64)  # rows r0 .. r1 - 1 cross the edge

@@ -80,7 +80,7 @@ def _shared_cs(a: Any, b: Any) -> list[str]:
 
 
 def _levels(el: Any) -> list[Any]:
-    """The DataArrays of an element's pyramid, finest first (a single-scale element: itself)."""
+    """Return the DataArrays of an element's pyramid, finest first (single-scale: itself)."""
     if hasattr(el, "children") and len(getattr(el, "children", {})):
         names = sorted(el.children, key=lambda k: int(str(k).replace("scale", "") or 0))
         return [next(iter(el[k].ds.data_vars.values())) for k in names]
@@ -243,7 +243,7 @@ def _image_for(sdata: Any, region: str, seg_el: Any, image_key: Any) -> str:
 
 
 def _check_covers(img_el: Any, key: str, seg_el: Any, region: str) -> None:
-    """A named image must overlap the region (else its views would be empty or another FOV's)."""
+    """Check that a named image overlaps the region (else views are empty or another FOV's)."""
     shared = _shared_cs(img_el, seg_el)
     if not shared:
         return  # reported with the transformations later
@@ -309,6 +309,41 @@ def _choose_level(
     return int(np.argmin([abs(np.log(s / pixel_size)) + 1e-9 * i for i, s in enumerate(sizes)]))
 
 
+def region_images(
+    sdata: Any,
+    *,
+    image_key: Any = None,
+    labels_key: str | None = None,
+    table_key: str | None = None,
+    regions: Any = None,
+) -> tuple[str, dict[str, str]]:
+    """Choose the table and the image of every region :func:`~madspatial.pp.cell_views` cuts.
+
+    The same choices as ``cell_views`` (the table annotating ``labels_key``, the regions
+    it annotates or ``regions``, per region the named image or the one covering it), made
+    without reading pixels: what ``madspatial prepare`` normalizes before cutting.
+
+    Parameters
+    ----------
+    sdata
+        The SpatialData.
+    image_key, labels_key, table_key, regions
+        As for :func:`madspatial.pp.cell_views`.
+
+    Returns
+    -------
+    ``(table_key, {region: image_key})``, regions in the order they are cut.
+    """
+    for key in getattr(sdata, "images", {}):
+        _restore_record(sdata, key)
+    table_key = _choose_table(sdata, labels_key, table_key)
+    table = sdata.tables[table_key]
+    region_key = table.uns.get("spatialdata_attrs", {}).get("region_key")
+    rows = _select_regions(sdata, table, table_key, regions, region_key)
+    segs = _segmentations(sdata)
+    return table_key, {name: _image_for(sdata, name, segs[name][1], image_key) for name in rows}
+
+
 def resolve_inputs(
     sdata: Any,
     *,
@@ -320,9 +355,11 @@ def resolve_inputs(
     pixel_size: float | None = None,
     label_id_key: str | None = None,
 ) -> Inputs:
-    """The table and, per region it annotates (or ``regions``), the image and labels to cut."""
+    """Resolve the table and, per region it annotates (or ``regions``), the image and labels."""
     from ._rasterize import labels_onto_image, rasterize_shapes
 
+    for key in getattr(sdata, "images", {}):  # before choosing: a normalized image wins
+        _restore_record(sdata, key)
     table_key = _choose_table(sdata, labels_key, table_key)
     table = sdata.tables[table_key]
     attrs = table.uns.get("spatialdata_attrs", {})
@@ -334,7 +371,6 @@ def resolve_inputs(
         kind, seg_el = segs[name]
         key = _image_for(sdata, name, seg_el, image_key)
         img_el = sdata.images[key]
-        _restore_record(sdata, key)
         levels = _levels(img_el)
         shared = _shared_cs(img_el, seg_el)
         if not shared:
