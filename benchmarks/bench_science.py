@@ -242,8 +242,14 @@ def stage_train(args, worker: int) -> None:
         emb, h, secs = bc.pretrain_embed(
             store, mask, mode=mode, seed=seed, steps=args.steps, overrides=overrides
         )
-        info = {"name": name, "seed": seed, "mode": mode, "train_s": secs,
-                "n_pretrain": int(mask.sum()), **bc.history_stats(h)}  # fmt: skip
+        info = {
+            "name": name,
+            "seed": seed,
+            "mode": mode,
+            "train_s": secs,
+            "n_pretrain": int(mask.sum()),
+            **bc.history_stats(h),
+        }
         np.savez(out, **{k or "all": v for k, v in emb.items()})
         (store_dir / f"info_{name}_seed{seed}.json").write_text(json.dumps(info))
         log(
@@ -265,11 +271,51 @@ def seed_reps(args, store, seed: int, base: dict) -> dict[str, object]:
     return reps
 
 
-def stage_score(args, worker: int) -> None:
+def seed_controls(store, seed: int, split: dict, base: dict) -> dict[str, object]:
+    """The untrained embeddings of one seed, then the non-learned baselines."""
+    mask = pretrain_mask(split)
+    return {
+        "untrained_data": bc.untrained_embed(store, seed=seed, pixel_stats="data", train_mask=mask),
+        "untrained_fixed": bc.untrained_embed(store, seed=seed, pixel_stats="fixed"),
+        **base,
+    }
+
+
+def scoring_table(table, obs: pd.DataFrame, reps: dict) -> tuple[object, dict]:
+    """The table's expression with ``obs``, the array embeddings in ``obsm``; ``reps=`` names."""
     import anndata as ad
 
+    a = ad.AnnData(table.X.copy(), obs=obs, var=pd.DataFrame(index=table.var_names.copy()))
+    for k, v in reps.items():
+        if isinstance(v, np.ndarray):
+            a.obsm[k] = v
+    names = {k: (k if isinstance(v, np.ndarray) else v) for k, v in reps.items()}
+    return a, names
+
+
+def score_split(args, table, reps: dict, split: np.ndarray, seed: int) -> pd.DataFrame:
+    """Every metric of every embedding on the test cells of one split of one seed."""
     import madspatial as mad
 
+    obs = table.obs[["cell_type"]].copy()
+    obs.index = pd.Index(np.arange(table.n_obs).astype(str))
+    obs["split"] = pd.Categorical(split)
+    a, names = scoring_table(table, obs, reps)
+    return mad.tl.evaluate(
+        a,
+        reps=names,
+        labels="cell_type",
+        expression="X",
+        split="split",
+        seeds=[seed],
+        n_boot=args.n_boot,
+        metrics=["louvain", "kmeans", "knn", "linear", "decoder", "expression", "hest"],
+        decoder_kwargs={"max_epochs": args.decoder_epochs, "patience": 8},
+        inplace=False,
+    )
+
+
+def stage_score(args, worker: int) -> None:
     _, store, table, _, splits = setup(args)
     d = Path(args.workdir)
     base_path = d / "baselines.npz"
@@ -282,35 +328,8 @@ def stage_score(args, worker: int) -> None:
         if out.exists():
             continue
         t0 = time.perf_counter()
-        mask = pretrain_mask(splits[seed])
-        base_seed = {
-            "untrained_data": bc.untrained_embed(
-                store, seed=seed, pixel_stats="data", train_mask=mask
-            ),
-            "untrained_fixed": bc.untrained_embed(store, seed=seed, pixel_stats="fixed"),
-            **base,
-        }
-        reps = seed_reps(args, store, seed, base_seed)
-        obs = table.obs[["cell_type"]].copy()
-        obs.index = pd.Index(np.arange(table.n_obs).astype(str))
-        obs["split"] = pd.Categorical(splits[seed][split])
-        a = ad.AnnData(table.X.copy(), obs=obs, var=pd.DataFrame(index=table.var_names.copy()))
-        arrays = {k: v for k, v in reps.items() if isinstance(v, np.ndarray)}
-        for k, v in arrays.items():
-            a.obsm[k] = v
-        names = {k: (k if isinstance(v, np.ndarray) else v) for k, v in reps.items()}
-        ev = mad.tl.evaluate(
-            a,
-            reps=names,
-            labels="cell_type",
-            expression="X",
-            split="split",
-            seeds=[seed],
-            n_boot=args.n_boot,
-            metrics=["louvain", "kmeans", "knn", "linear", "decoder", "expression", "hest"],
-            decoder_kwargs={"max_epochs": args.decoder_epochs, "patience": 8},
-            inplace=False,
-        )
+        reps = seed_reps(args, store, seed, seed_controls(store, seed, splits[seed], base))
+        ev = score_split(args, table, reps, splits[seed][split], seed)
         ev["split"] = split
         ev["seed"] = seed
         ev.to_csv(out, index=False)
@@ -318,13 +337,10 @@ def stage_score(args, worker: int) -> None:
 
 
 # --------------------------------------------------------------------------- CosMx
-def stage_cosmx(args) -> None:
-    """Leave-one-FOV-out expression prediction on 120 CosMx cells."""
-    import anndata as ad
-
+def cosmx_data():
+    """CosMx's 120 cells: the SpatialData, its table, and 56 / 112 px views in memory."""
     import madspatial as mad
 
-    t0 = time.perf_counter()
     # the data lie beside the repository (shared/data), or where $MADSPATIAL_COSMX says
     default = Path(__file__).resolve().parents[2] / "shared" / "data" / "cosmx_lung_mini"
     sdata = mad.datasets.cosmx_lung_mini(os.environ.get("MADSPATIAL_COSMX", default))
@@ -338,7 +354,62 @@ def stage_cosmx(args) -> None:
         microenvironment_size=112,
         n_neighbors=15,
     )
-    store = mad.io.read_views(sdata)
+    return sdata, table, mad.io.read_views(sdata)
+
+
+def cosmx_fold(args, store, table, base: dict, *, seed: int, fov: np.ndarray, test_fov: str):
+    """Pretrain on the cells outside ``test_fov``, score ``test_fov``: (scores, runs)."""
+    import madspatial as mad
+
+    train = fov != test_fov
+    reps: dict[str, object] = {}
+    runs = []
+    for name, mode in (
+        ("MAD", "mad"),
+        ("morphology", "morphology"),
+        ("microenvironment", "microenvironment"),
+    ):
+        overrides = recipe_overrides(args) if mode == "mad" else {}
+        emb, h, secs = bc.pretrain_embed(
+            store,
+            train,
+            mode=mode,
+            seed=seed,
+            steps=args.cosmx_steps,
+            overrides={**overrides, "n_holdout": 8},
+        )
+        reps[name] = emb[""]
+        stats = {k: v for k, v in bc.history_stats(h).items() if k != "curve"}
+        runs.append({"name": name, "seed": seed, "test_fov": test_fov, "train_s": secs, **stats})
+    reps["separate"] = ["morphology", "microenvironment"]
+    reps["untrained_data"] = bc.untrained_embed(
+        store, seed=seed, pixel_stats="data", train_mask=train
+    )
+    reps.update(base)
+    obs = pd.DataFrame(
+        {"split": np.where(train, "train", "test")}, index=np.arange(table.n_obs).astype(str)
+    )
+    a, names = scoring_table(table, obs, reps)
+    ev = mad.tl.evaluate(
+        a,
+        reps=names,
+        expression="X",
+        split="split",
+        seeds=[seed],
+        n_boot=0,
+        metrics=["expression", "hest"],
+        hest_components=64,
+        decoder_kwargs={"max_epochs": 100, "patience": 15},
+        inplace=False,
+    )
+    ev["test_fov"] = test_fov
+    return ev, runs
+
+
+def stage_cosmx(args) -> None:
+    """Leave-one-FOV-out expression prediction on 120 CosMx cells."""
+    t0 = time.perf_counter()
+    sdata, table, store = cosmx_data()
     base = baselines_for(sdata, store, n_neighbors=10, n_morph_clusters=5, n_components=20)
     fov = table.obs["fov"].astype(str).to_numpy()
     fovs = sorted(set(fov))
@@ -346,36 +417,10 @@ def stage_cosmx(args) -> None:
     rows, runs = [], []
     for seed in args.seeds:
         for test_fov in fovs:
-            train = fov != test_fov
-            reps: dict[str, object] = {}
-            for name, mode in (("MAD", "mad"), ("morphology", "morphology"),
-                               ("microenvironment", "microenvironment")):  # fmt: skip
-                overrides = recipe_overrides(args) if mode == "mad" else {}
-                emb, h, secs = bc.pretrain_embed(
-                    store, train, mode=mode, seed=seed, steps=args.cosmx_steps,
-                    overrides={**overrides, "n_holdout": 8},
-                )  # fmt: skip
-                reps[name] = emb[""]
-                runs.append({"name": name, "seed": seed, "test_fov": test_fov, "train_s": secs,
-                             **{k: v for k, v in bc.history_stats(h).items() if k != "curve"}})  # fmt: skip
-            reps["separate"] = ["morphology", "microenvironment"]
-            reps["untrained_data"] = bc.untrained_embed(
-                store, seed=seed, pixel_stats="data", train_mask=train
+            ev, fold_runs = cosmx_fold(
+                args, store, table, base, seed=seed, fov=fov, test_fov=test_fov
             )
-            reps.update(base)
-            obs = pd.DataFrame({"split": np.where(train, "train", "test")},
-                               index=np.arange(table.n_obs).astype(str))  # fmt: skip
-            a = ad.AnnData(table.X.copy(), obs=obs, var=pd.DataFrame(index=table.var_names.copy()))
-            for k, v in reps.items():
-                if isinstance(v, np.ndarray):
-                    a.obsm[k] = v
-            names = {k: (k if isinstance(v, np.ndarray) else v) for k, v in reps.items()}
-            ev = mad.tl.evaluate(
-                a, reps=names, expression="X", split="split", seeds=[seed], n_boot=0,
-                metrics=["expression", "hest"], hest_components=64,
-                decoder_kwargs={"max_epochs": 100, "patience": 15}, inplace=False,
-            )  # fmt: skip
-            ev["test_fov"] = test_fov
+            runs += fold_runs
             rows.append(ev)
             log(f"cosmx seed {seed} test FOV {test_fov} done")
     df = pd.concat(rows, ignore_index=True)
@@ -404,9 +449,15 @@ def baselines_for(sdata, store, *, n_neighbors=25, n_morph_clusters=10, n_compon
     )
     ids = table.obs["instance_id"].to_numpy()
     hand, _ = handcrafted(
-        image, cells, ids, table.obsm["spatial"], nucleus_labels=nuclei,
-        n_neighbors=n_neighbors, n_morph_clusters=n_morph_clusters, seed=0,
-    )  # fmt: skip
+        image,
+        cells,
+        ids,
+        table.obsm["spatial"],
+        nucleus_labels=nuclei,
+        n_neighbors=n_neighbors,
+        n_morph_clusters=n_morph_clusters,
+        seed=0,
+    )
     return {"pixel_pca": pixel_pca(store, n_components=n_components, seed=0), "handcrafted": hand}
 
 
@@ -427,8 +478,16 @@ def summarise(rows: pd.DataFrame, keys=("split", "rep", "metric")) -> pd.DataFra
         m, lo, hi = t_interval(g["value"])
         if len(g) == 1 and "ci_low" in g:  # one seed: the evaluation-set bootstrap interval
             lo, hi = float(g["ci_low"].iloc[0]), float(g["ci_high"].iloc[0])
-        out.append(dict(zip(keys, k), mean=m, lo=lo, hi=hi, n_seeds=int(g["value"].notna().sum()),
-                        per_seed=[round(float(x), 4) for x in g["value"]]))  # fmt: skip
+        out.append(
+            dict(
+                zip(keys, k),
+                mean=m,
+                lo=lo,
+                hi=hi,
+                n_seeds=int(g["value"].notna().sum()),
+                per_seed=[round(float(x), 4) for x in g["value"]],
+            )
+        )
     return pd.DataFrame(out)
 
 
@@ -438,36 +497,50 @@ def paired(rows: pd.DataFrame, split: str, metric: str, a: str, b: str) -> dict:
     y = sub[sub.rep == b].set_index("seed")["value"]
     diff = (x - y).dropna()
     m, lo, hi = t_interval(diff)
-    return dict(split=split, metric=metric, a=a, b=b, diff=m, lo=lo, hi=hi,
-                wins=int((diff > 0).sum()), n=len(diff),
-                holds=bool(np.isfinite(lo) and lo > 0))  # fmt: skip
+    return dict(
+        split=split,
+        metric=metric,
+        a=a,
+        b=b,
+        diff=m,
+        lo=lo,
+        hi=hi,
+        wins=int((diff > 0).sum()),
+        n=len(diff),
+        holds=bool(np.isfinite(lo) and lo > 0),
+    )
 
 
 REP_ORDER = [
-    "MAD", "MAD_paper", "MAD_teacher_temp0.01", "MAD_teacher_temp0.02", "MAD_alpha0.5", "MAD_alpha0.25", "MAD_alpha0", "separate",
-    "morphology", "microenvironment", "untrained_data", "untrained_fixed", "pixel_pca",
+    "MAD",
+    "MAD_paper",
+    "MAD_teacher_temp0.01",
+    "MAD_teacher_temp0.02",
+    "MAD_alpha0.5",
+    "MAD_alpha0.25",
+    "MAD_alpha0",
+    "separate",
+    "morphology",
+    "microenvironment",
+    "untrained_data",
+    "untrained_fixed",
+    "pixel_pca",
     "handcrafted",
-]  # fmt: skip
+]
 
 
-def write_report(args, d: Path, results: Path) -> None:
-    meta = json.loads((d / "meta.json").read_text())
-    rows = pd.concat([pd.read_csv(f) for f in sorted(d.glob("scores_seed*_*.csv"))])
-    rows = rows[rows.metric.isin(METRICS)]
-    infos = [json.loads(f.read_text()) for f in sorted(d.glob("info_*_seed*.json"))]
-    reps = [r for r in REP_ORDER if r in set(rows.rep)]
-    reps += sorted(set(rows.rep) - set(reps))
+def claims_for(rows: pd.DataFrame, reps: list[str], controls: list[str]) -> pd.DataFrame:
+    """Paired differences: MAD against every control, each extra recipe against three."""
     extras = [r for r in reps if r.startswith("MAD_") and not r.startswith("MAD_alpha")]
-    summary = summarise(rows)
-    results.mkdir(exist_ok=True)
-    rows.to_csv(results / f"{args.out}.csv", index=False)
-    controls = [c for c in ("untrained_data", "untrained_fixed", "separate", "MAD_alpha0",
-                            "handcrafted", "pixel_pca") if c in reps]  # fmt: skip
     pairs = [("MAD", c) for c in controls]
     pairs += [(e, c) for e in extras for c in ("MAD", "separate", "untrained_data")]
-    claims = pd.DataFrame(
+    return pd.DataFrame(
         [paired(rows, sp, m, a, c) for sp in SPLITS for m in TARGET_METRICS for a, c in pairs]
     )
+
+
+def setup_section(args, meta: dict) -> list[str]:
+    """The report's title and its set-up: data, splits, runs, models, scores, machine."""
     L = ["# Science benchmark: MAD against the controls that decide it", "", "## Setup", ""]
     ct = ", ".join(f"{k} {v}" for k, v in meta["cell_types"].items())
     s0 = meta["split_info"][str(args.seeds[0])]
@@ -506,8 +579,9 @@ def write_report(args, d: Path, results: Path) -> None:
         "- scores: `mad.tl.evaluate(..., split=...)`: Louvain (30-NN, resolution 1) and "
         "k-means (k = 8) on the test cells; kNN (15-NN cosine) and linear probes, the MLP "
         f"decoders (`fit_decoder`, max {args.decoder_epochs} epochs, patience 8, early "
-        "stopping on 15% of the training cells) and the HEST ridge (standardise, PCA 256, ridge alpha 100 / (dims x "
-        "genes), 50 most variable genes) fitted on training cells, scored on test cells",
+        "stopping on 15% of the training cells) and the HEST ridge (standardise, PCA 256, "
+        "ridge alpha 100 / (dims x genes), 50 most variable genes) fitted on training cells, "
+        "scored on test cells",
         f"- {len(args.seeds)} seed(s) {args.seeds}; cells: mean over seeds [95% t-interval over "
         "seeds; with one seed: the 95% bootstrap interval over test cells, "
         f"{args.n_boot} replicates]; claims: paired difference over seeds (no interval with "
@@ -516,6 +590,13 @@ def write_report(args, d: Path, results: Path) -> None:
         + ", ".join(f"{k} {v:.0f} s" for k, v in meta["timings"].items())
         + ")",
         f"- command: `python benchmarks/bench_science.py {' '.join(meta['argv'])}`",
+    ]
+    return L
+
+
+def pretraining_section(infos: list[dict]) -> list[str]:
+    """One row per pretraining run: time, teacher entropies, agreement, collapse, recall."""
+    L = [
         "",
         "## Pretraining runs (teacher state at the end: mean of the last 10 steps)",
         "",
@@ -529,9 +610,20 @@ def write_report(args, d: Path, results: Path) -> None:
             f"{i['entropy_microenvironment']:.2f} | {i['ln_k']:.2f} | {i['view_agreement']:.3f} | "
             f"{i['collapsed']} | {i['recall@5_last']:.3f} ({i['recall@5_chance']:.3f}) |"
         )
+    return L
+
+
+def results_sections(summary: pd.DataFrame, reps: list[str]) -> list[str]:
+    """One table per split: every metric of every embedding, the best in bold."""
+    L = []
     for sp in SPLITS:
-        L += ["", f"## Results, `{sp}` split (test cells only)", "",
-              "| metric | " + " | ".join(reps) + " |", "|---|" + "---:|" * len(reps)]  # fmt: skip
+        L += [
+            "",
+            f"## Results, `{sp}` split (test cells only)",
+            "",
+            "| metric | " + " | ".join(reps) + " |",
+            "|---|" + "---:|" * len(reps),
+        ]
         for m in METRICS:
             sub = summary[(summary.split == sp) & (summary.metric == m)].set_index("rep")
             if sub.empty:
@@ -545,16 +637,30 @@ def write_report(args, d: Path, results: Path) -> None:
                 v = fmt(sub.loc[r, "mean"], sub.loc[r, "lo"], sub.loc[r, "hi"])
                 cells.append(f"**{v}**" if r == best else v)
             L.append(f"| {LABELS[m]} | " + " | ".join(cells) + " |")
-    L += ["", "## Targets: MAD minus the controls (paired over seeds, mean [95% t-CI])", "",
-          "Bold: the interval excludes 0 in MAD's favour (the issue's criterion).", "",
-          "| split | metric | " + " | ".join(f"MAD - {c}" for c in controls) + " |",
-          "|---|---|" + "---:|" * len(controls)]  # fmt: skip
+    return L
+
+
+def targets_section(claims: pd.DataFrame, controls: list[str]) -> list[str]:
+    """MAD minus each control on the target metrics, bold where the interval excludes 0."""
+    L = [
+        "",
+        "## Targets: MAD minus the controls (paired over seeds, mean [95% t-CI])",
+        "",
+        "Bold: the interval excludes 0 in MAD's favour (the issue's criterion).",
+        "",
+        "| split | metric | " + " | ".join(f"MAD - {c}" for c in controls) + " |",
+        "|---|---|" + "---:|" * len(controls),
+    ]
     for sp in SPLITS:
         for m in TARGET_METRICS:
             cells = []
             for c in controls:
-                r = claims[(claims.split == sp) & (claims.metric == m) & (claims.a == "MAD")
-                           & (claims.b == c)]  # fmt: skip
+                r = claims[
+                    (claims.split == sp)
+                    & (claims.metric == m)
+                    & (claims.a == "MAD")
+                    & (claims.b == c)
+                ]
                 if r.empty:
                     cells.append("")
                     continue
@@ -562,34 +668,88 @@ def write_report(args, d: Path, results: Path) -> None:
                 v = fmt(r["diff"], r["lo"], r["hi"], sign=True)
                 cells.append(f"**{v}**" if r["holds"] else v)
             L.append(f"| {sp} | {LABELS[m]} | " + " | ".join(cells) + " |")
-    L += ["", "## Claims: every comparison (paired over seeds)", "",
-          "| split | metric | comparison | difference [95% t-CI] | seeds ahead | "
-          "holds (CI > 0)? |", "|---|---|---|---:|---:|---|"]  # fmt: skip
+    return L
+
+
+def claims_section(claims: pd.DataFrame) -> list[str]:
+    """Every paired comparison, with the seeds ahead and whether it holds."""
+    L = [
+        "",
+        "## Claims: every comparison (paired over seeds)",
+        "",
+        "| split | metric | comparison | difference [95% t-CI] | seeds ahead | holds (CI > 0)? |",
+        "|---|---|---|---:|---:|---|",
+    ]
     for _, c in claims.iterrows():
         L.append(
             f"| {c['split']} | {LABELS[c['metric']]} | {c['a']} - {c['b']} | "
             f"{fmt(c['diff'], c['lo'], c['hi'], sign=True)} | {c['wins']}/{c['n']} | "
             f"{'yes' if c['holds'] else 'no'} |"
         )
+    return L
+
+
+def alpha_section(summary: pd.DataFrame, reps: list[str]) -> list[str]:
+    """The alpha sweep on the ``blocks`` split (nothing when fewer than two alphas ran)."""
     alpha_reps = [r for r in ("MAD_alpha0", "MAD_alpha0.25", "MAD_alpha0.5", "MAD") if r in reps]
-    if len(alpha_reps) > 1:
-        L += ["", "## Alpha (weight of the cross-view terms), `blocks` split", "",
-              "| metric | " + " | ".join(a.replace("MAD_alpha", "alpha ").replace("MAD", "alpha 1")
-                                     for a in alpha_reps) + " |",
-              "|---|" + "---:|" * len(alpha_reps)]  # fmt: skip
-        for m in METRICS:
-            sub = summary[(summary.split == "blocks") & (summary.metric == m)].set_index("rep")
-            L.append(f"| {LABELS[m]} | " + " | ".join(
-                fmt(sub.loc[r, "mean"], sub.loc[r, "lo"], sub.loc[r, "hi"]) for r in alpha_reps
-            ) + " |")  # fmt: skip
+    if len(alpha_reps) <= 1:
+        return []
+    names = [a.replace("MAD_alpha", "alpha ").replace("MAD", "alpha 1") for a in alpha_reps]
+    L = [
+        "",
+        "## Alpha (weight of the cross-view terms), `blocks` split",
+        "",
+        "| metric | " + " | ".join(names) + " |",
+        "|---|" + "---:|" * len(alpha_reps),
+    ]
+    for m in METRICS:
+        sub = summary[(summary.split == "blocks") & (summary.metric == m)].set_index("rep")
+        cells = [fmt(sub.loc[r, "mean"], sub.loc[r, "lo"], sub.loc[r, "hi"]) for r in alpha_reps]
+        L.append(f"| {LABELS[m]} | " + " | ".join(cells) + " |")
+    return L
+
+
+def write_report(args, d: Path, results: Path) -> None:
+    meta = json.loads((d / "meta.json").read_text())
+    rows = pd.concat([pd.read_csv(f) for f in sorted(d.glob("scores_seed*_*.csv"))])
+    rows = rows[rows.metric.isin(METRICS)]
+    infos = [json.loads(f.read_text()) for f in sorted(d.glob("info_*_seed*.json"))]
+    reps = [r for r in REP_ORDER if r in set(rows.rep)]
+    reps += sorted(set(rows.rep) - set(reps))
+    summary = summarise(rows)
+    results.mkdir(exist_ok=True)
+    rows.to_csv(results / f"{args.out}.csv", index=False)
+    controls = [
+        c
+        for c in (
+            "untrained_data",
+            "untrained_fixed",
+            "separate",
+            "MAD_alpha0",
+            "handcrafted",
+            "pixel_pca",
+        )
+        if c in reps
+    ]
+    claims = claims_for(rows, reps, controls)
+    L = setup_section(args, meta)
+    L += pretraining_section(infos)
+    L += results_sections(summary, reps)
+    L += targets_section(claims, controls)
+    L += claims_section(claims)
+    L += alpha_section(summary, reps)
     cosmx = d / "cosmx_scores.csv"
     if cosmx.exists():
         L += cosmx_section(pd.read_csv(cosmx), json.loads((d / "cosmx_meta.json").read_text()))
     L += ["", "## Verdict (generated from the numbers above)", ""]
     L += verdict(claims, summary, infos)
     (results / f"{args.out}.md").write_text("\n".join(L) + "\n")
-    out = {"meta": meta, "summary": summary.to_dict("records"), "claims": claims.to_dict("records"),
-           "pretraining": infos}  # fmt: skip
+    out = {
+        "meta": meta,
+        "summary": summary.to_dict("records"),
+        "claims": claims.to_dict("records"),
+        "pretraining": infos,
+    }
     (results / f"{args.out}.json").write_text(json.dumps(out, indent=1, default=float))
     log(f"wrote {results / args.out}.md")
 
@@ -598,18 +758,24 @@ def cosmx_section(df: pd.DataFrame, meta: dict) -> list[str]:
     # one value per (seed, test FOV); mean over both folds per seed, then over seeds
     per_seed = df.groupby(["rep", "metric", "seed"])["value"].mean().reset_index()
     reps = [r for r in REP_ORDER if r in set(per_seed.rep)]
-    L = ["", "## Real data: CosMx NSCLC (Lung12, 2 FOVs), leave-one-FOV-out", "",
-         f"- {meta['n_cells']} cells ({meta['fov_sizes']}), {meta['n_genes']} genes; views 56 / "
-         f"112 px (window {meta['window_px']:.0f} px, 15 neighbours)",
-         "- each fold: pretrain on one FOV's cells only (`vit_pico`, 256 prototypes, batch 32, "
-         f"{meta['runs'][0]['train_s']:.0f} s per run or so), predict the other FOV's expression; "
-         "HEST ridge (PCA 64, 50 most variable genes) and the MLP decoder (all genes); value = "
-         "mean of the two folds; mean over seeds [95% t-interval]",
-         "- what it can show: whether an embedding carries expression information that "
-         "transfers to an unseen FOV at this tiny scale; what it cannot: 120 cells are far "
-         "too few to pretrain a ViT, and 2 FOVs give one fold per direction, so differences "
-         "of a few hundredths are within noise (see the CIs)",
-         "", "| metric | " + " | ".join(reps) + " |", "|---|" + "---:|" * len(reps)]  # fmt: skip
+    L = [
+        "",
+        "## Real data: CosMx NSCLC (Lung12, 2 FOVs), leave-one-FOV-out",
+        "",
+        f"- {meta['n_cells']} cells ({meta['fov_sizes']}), {meta['n_genes']} genes; views 56 / "
+        f"112 px (window {meta['window_px']:.0f} px, 15 neighbours)",
+        "- each fold: pretrain on one FOV's cells only (`vit_pico`, 256 prototypes, batch 32, "
+        f"{meta['runs'][0]['train_s']:.0f} s per run or so), predict the other FOV's expression; "
+        "HEST ridge (PCA 64, 50 most variable genes) and the MLP decoder (all genes); value = "
+        "mean of the two folds; mean over seeds [95% t-interval]",
+        "- what it can show: whether an embedding carries expression information that "
+        "transfers to an unseen FOV at this tiny scale; what it cannot: 120 cells are far "
+        "too few to pretrain a ViT, and 2 FOVs give one fold per direction, so differences "
+        "of a few hundredths are within noise (see the CIs)",
+        "",
+        "| metric | " + " | ".join(reps) + " |",
+        "|---|" + "---:|" * len(reps),
+    ]
     for m in ("hest_pearson", "expression_pearson"):
         cells = []
         for r in reps:
@@ -619,25 +785,34 @@ def cosmx_section(df: pd.DataFrame, meta: dict) -> list[str]:
     return L
 
 
-def verdict(claims: pd.DataFrame, summary: pd.DataFrame, infos: list[dict]) -> list[str]:
-    L = []
+# --------------------------------------------------------------------------- verdict
+def collapse_lines(infos: list[dict]) -> list[str]:
+    """MAD's collapse count and teacher entropies beside the single-view runs'."""
     mad_runs = [i for i in infos if i["name"] == "MAD"]
-    if mad_runs:
-        n_coll = sum(i["collapsed"] for i in mad_runs)
-        L.append(
-            f"- Collapse: MAD `collapsed=True` on {n_coll}/{len(mad_runs)} seeds; teacher "
-            f"entropy morphology {np.mean([i['entropy_morphology'] for i in mad_runs]):.2f}, "
-            f"microenvironment {np.mean([i['entropy_microenvironment'] for i in mad_runs]):.2f} "
-            f"(ln K {mad_runs[0]['ln_k']:.2f}); single-view runs: morphology "
-            f"{np.mean([i['entropy_morphology'] for i in infos if i['name'] == 'morphology']):.2f}"
-            f", microenvironment "
-            f"{np.mean([i['entropy_microenvironment'] for i in infos if i['name'] == 'microenvironment']):.2f}."
-        )
+    if not mad_runs:
+        return []
+    n_coll = sum(i["collapsed"] for i in mad_runs)
+    morph = [i["entropy_morphology"] for i in infos if i["name"] == "morphology"]
+    micro = [i["entropy_microenvironment"] for i in infos if i["name"] == "microenvironment"]
+    return [
+        f"- Collapse: MAD `collapsed=True` on {n_coll}/{len(mad_runs)} seeds; teacher "
+        f"entropy morphology {np.mean([i['entropy_morphology'] for i in mad_runs]):.2f}, "
+        f"microenvironment {np.mean([i['entropy_microenvironment'] for i in mad_runs]):.2f} "
+        f"(ln K {mad_runs[0]['ln_k']:.2f}); single-view runs: morphology "
+        f"{np.mean(morph):.2f}"
+        f", microenvironment "
+        f"{np.mean(micro):.2f}."
+    ]
+
+
+def collapse_goal_lines(infos: list[dict]) -> list[str]:
+    """Whether each MAD recipe kept its teachers as sharp as the single-view runs'."""
     single = {
         v: np.mean([i[f"entropy_{v}"] for i in infos if i["name"] == v])
         for v in ("morphology", "microenvironment")
         if any(i["name"] == v for i in infos)
     }
+    L = []
     for e in ["MAD"] + [x for x in sorted({i["name"] for i in infos}) if x.startswith("MAD_")]:
         runs = [i for i in infos if i["name"] == e]
         if not runs or len(single) < 2:
@@ -657,6 +832,12 @@ def verdict(claims: pd.DataFrame, summary: pd.DataFrame, infos: list[dict]) -> l
             f"teacher entropy morphology {np.mean([i['entropy_morphology'] for i in runs]):.2f}, "
             f"microenvironment {np.mean([i['entropy_microenvironment'] for i in runs]):.2f}."
         )
+    return L
+
+
+def claim_lines(claims: pd.DataFrame) -> list[str]:
+    """The comparisons against MAD, then MAD against each control, per split."""
+    L = []
     for sp in SPLITS:
         sub = claims[(claims.split == sp) & (claims.b == "MAD") & (claims.a != "MAD")]
         for _, r in sub.iterrows():
@@ -672,13 +853,21 @@ def verdict(claims: pd.DataFrame, summary: pd.DataFrame, infos: list[dict]) -> l
                 continue
             ok = sub[sub.holds]
             bad = sub[~sub.holds]
-            parts = [f"{LABELS[r['metric']]} {r['diff']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}]"
-                     for _, r in sub.iterrows()]  # fmt: skip
+            parts = [
+                f"{LABELS[r['metric']]} {r['diff']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}]"
+                for _, r in sub.iterrows()
+            ]
             L.append(
                 f"- `{sp}`: MAD > {ctrl} with the CI excluding 0 on {len(ok)} of {len(sub)} target "
                 f"metrics ({'; '.join(parts)})."
                 + (" Target reached." if len(bad) == 0 else " Target NOT reached.")
             )
+    return L
+
+
+def moonshot_lines(claims: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
+    """MAD against the handcrafted features on expression, then the best per target metric."""
+    L = []
     for sp in SPLITS:
         sub = claims[(claims.split == sp) & (claims.b == "handcrafted")]
         for m in ("hest_pearson", "expression_pearson"):
@@ -699,6 +888,16 @@ def verdict(claims: pd.DataFrame, summary: pd.DataFrame, infos: list[dict]) -> l
                 best.append(f"{LABELS[m]}: {b['rep']} ({b['mean']:.3f})")
         L.append(f"- best per target metric, `{sp}`: " + "; ".join(best) + ".")
     return L
+
+
+def verdict(claims: pd.DataFrame, summary: pd.DataFrame, infos: list[dict]) -> list[str]:
+    """The verdict's lines: collapse, the collapse goal, the claims, the moonshot, the best."""
+    return [
+        *collapse_lines(infos),
+        *collapse_goal_lines(infos),
+        *claim_lines(claims),
+        *moonshot_lines(claims, summary),
+    ]
 
 
 # --------------------------------------------------------------------------- orchestration
@@ -722,8 +921,8 @@ def finish(stage: str, procs) -> None:
         raise SystemExit(f"stage {stage}: worker exit codes {codes}")
 
 
-def main(argv=None) -> None:
-    args = parse(argv)
+def configure(args) -> None:
+    """Quiet warnings and progress bars, torch threads, madspatial's verbosity."""
     warnings.simplefilter("ignore")
     os.environ.setdefault("MADSPATIAL_NO_PROGRESS", "1")
     import torch
@@ -732,67 +931,97 @@ def main(argv=None) -> None:
 
     torch.set_num_threads(args.threads)
     mad.settings.verbosity = "error"
-    d = Path(args.workdir)
-    d.mkdir(parents=True, exist_ok=True)
+
+
+def run_stage(args) -> None:
+    """One worker process's share of a stage (``--stage``, ``--worker``)."""
     if args.stage == "train":
         return stage_train(args, args.worker)
     if args.stage == "score":
         return stage_score(args, args.worker)
-    if args.stage == "cosmx":
-        return stage_cosmx(args)
-    timings = {}
-    t_all = time.perf_counter()
+    return stage_cosmx(args)
+
+
+def set_up_and_pretrain(args, d: Path, timings: dict):
+    """Set-up and baselines here while the workers pretrain: (score workers started early, set-up).
+
+    A resumed run (baselines on disk) starts its workers before the set-up: pretraining,
+    or with ``--skip-train`` scoring, whose workers the caller then waits for.
+    """
+    t0 = time.perf_counter()
+    early = early_score = None
+    if (d / "baselines.npz").exists() and not args.skip_train:
+        # a resumed run: train while the parent sets up
+        early = spawn(args, "train", args.jobs, wait=False)
+    elif (d / "baselines.npz").exists():
+        early_score = spawn(args, "score", args.jobs, wait=False)
+    sdata, store, table, window, splits = setup(args)
+    if not (d / "baselines.npz").exists():
+        np.savez(d / "baselines.npz", **baselines_for(sdata, store))
+    timings["setup_and_baselines_s"] = time.perf_counter() - t0
+    if args.skip_train:
+        pass
+    elif early is None:
+        spawn(args, "train", args.jobs)
+    else:
+        finish("train", early)
+    timings["pretraining_wall_s"] = time.perf_counter() - t0
+    return early_score, (table, window, splits)
+
+
+def score_and_cosmx(args, d: Path, early_score, timings: dict) -> None:
+    """The scoring workers, with the CosMx stage alongside them unless it is done or skipped."""
+    t0 = time.perf_counter()
+    cosmx = None
+    if not args.skip_cosmx and not (d / "cosmx_scores.csv").exists():
+        cosmx = spawn(args, "cosmx", 1, wait=False)  # alongside the scoring workers
+    if early_score is None:
+        spawn(args, "score", args.jobs)
+    else:
+        finish("score", early_score)
+    timings["scoring_wall_s"] = time.perf_counter() - t0
+    if cosmx is not None:
+        finish("cosmx", cosmx)
+        timings["scoring_and_cosmx_wall_s"] = time.perf_counter() - t0
+
+
+def run_meta(args, argv, table, window: float, splits: dict, timings: dict, t_all: float) -> dict:
+    """What the report needs of the run: data, splits, timings, machine and command."""
+    return {
+        "n_cells": args.n_cells,
+        "n_genes": int(table.n_vars),
+        "cell_types": table.obs["cell_type"].value_counts().to_dict(),
+        "window_px": window,
+        "split_info": {str(s): v["info"] for s, v in splits.items()},
+        "n_pretrain": {str(s): int(pretrain_mask(v).sum()) for s, v in splits.items()},
+        "n_test": {
+            str(s): {sp: int((v[sp] == "test").sum()) for sp in SPLITS} for s, v in splits.items()
+        },
+        "timings": timings,
+        "wall_s": time.perf_counter() - t_all,
+        "machine": f"{os.cpu_count()} CPUs; {args.jobs} worker process(es) x "
+        f"{args.threads} torch thread(s); load at end "
+        f"{[round(x, 2) for x in os.getloadavg()]}",
+        "argv": sys.argv[1:] if argv is None else argv,
+    }
+
+
+def main(argv=None) -> None:
+    args = parse(argv)
+    configure(args)
+    d = Path(args.workdir)
+    d.mkdir(parents=True, exist_ok=True)
+    if args.stage is not None:
+        return run_stage(args)
     if not args.report_only:
-        t0 = time.perf_counter()
-        early = early_score = None
-        if (d / "baselines.npz").exists() and not args.skip_train:
-            # a resumed run: train while the parent sets up
-            early = spawn(args, "train", args.jobs, wait=False)
-        elif (d / "baselines.npz").exists():
-            early_score = spawn(args, "score", args.jobs, wait=False)
-        sdata, store, table, window, splits = setup(args)
-        if not (d / "baselines.npz").exists():
-            np.savez(d / "baselines.npz", **baselines_for(sdata, store))
-        timings["setup_and_baselines_s"] = time.perf_counter() - t0
-        if args.skip_train:
-            pass
-        elif early is None:
-            spawn(args, "train", args.jobs)
-        else:
-            finish("train", early)
-        timings["pretraining_wall_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        cosmx = None
-        if not args.skip_cosmx and not (d / "cosmx_scores.csv").exists():
-            cosmx = spawn(args, "cosmx", 1, wait=False)  # alongside the scoring workers
-        if early_score is None:
-            spawn(args, "score", args.jobs)
-        else:
-            finish("score", early_score)
-        timings["scoring_wall_s"] = time.perf_counter() - t0
-        if cosmx is not None:
-            finish("cosmx", cosmx)
-            timings["scoring_and_cosmx_wall_s"] = time.perf_counter() - t0
-        meta = {
-            "n_cells": args.n_cells,
-            "n_genes": int(table.n_vars),
-            "cell_types": table.obs["cell_type"].value_counts().to_dict(),
-            "window_px": window,
-            "split_info": {str(s): v["info"] for s, v in splits.items()},
-            "n_pretrain": {str(s): int(pretrain_mask(v).sum()) for s, v in splits.items()},
-            "n_test": {
-                str(s): {sp: int((v[sp] == "test").sum()) for sp in SPLITS}
-                for s, v in splits.items()
-            },
-            "timings": timings,
-            "wall_s": time.perf_counter() - t_all,
-            "machine": f"{os.cpu_count()} CPUs; {args.jobs} worker process(es) x "
-            f"{args.threads} torch thread(s); load at end "
-            f"{[round(x, 2) for x in os.getloadavg()]}",
-            "argv": sys.argv[1:] if argv is None else argv,
-        }
+        timings = {}
+        t_all = time.perf_counter()
+        early_score, (table, window, splits) = set_up_and_pretrain(args, d, timings)
+        score_and_cosmx(args, d, early_score, timings)
+        meta = run_meta(args, argv, table, window, splits, timings, t_all)
         (d / "meta.json").write_text(json.dumps(meta, default=str))
     write_report(args, d, RESULTS)
+    return None
 
 
 if __name__ == "__main__":

@@ -29,21 +29,11 @@ def bench():
 
 
 @pytest.fixture(scope="module")
-def tissue_with_views(tiny_tissue):
-    import spatialdata
-
+def tissue_with_views(tissue_views):
+    """The shared tissue with 28 / 56 px views (conftest's ``tissue_views``) and its store."""
     import madspatial as mad
 
-    sdata = spatialdata.deepcopy(tiny_tissue)
-    mad.pp.normalize(sdata, image_key="morphology")
-    mad.pp.cell_views(
-        sdata,
-        image_key="morphology_normalized",
-        labels_key="cell_labels",
-        morphology_size=28,
-        microenvironment_size=56,
-    )
-    return sdata, mad.io.read_views(sdata)
+    return tissue_views, mad.io.read_views(tissue_views)
 
 
 def test_baselines_shapes_and_balance(bench, tissue_with_views):
