@@ -271,6 +271,17 @@ def seed_reps(args, store, seed: int, base: dict) -> dict[str, object]:
     return reps
 
 
+def seed_rep_names(args, seed: int, base: dict) -> set[str]:
+    """Names of every embedding :func:`seed_reps` gives for one seed (nothing computed)."""
+    d = Path(args.workdir)
+    names = {
+        f.name[len("emb_") : -len(f"_seed{seed}.npz")] for f in d.glob(f"emb_*_seed{seed}.npz")
+    }
+    if {"morphology", "microenvironment"} <= names:
+        names.add("separate")
+    return names | {"untrained_data", "untrained_fixed"} | set(base)
+
+
 def seed_controls(store, seed: int, split: dict, base: dict) -> dict[str, object]:
     """The untrained embeddings of one seed, then the non-learned baselines."""
     mask = pretrain_mask(split)
@@ -293,14 +304,19 @@ def scoring_table(table, obs: pd.DataFrame, reps: dict) -> tuple[object, dict]:
     return a, names
 
 
-def score_split(args, table, reps: dict, split: np.ndarray, seed: int) -> pd.DataFrame:
-    """Every metric of every embedding on the test cells of one split of one seed."""
+def score_split(
+    args, table, reps: dict, split: np.ndarray, seed: int, *, only: set[str] | None = None
+) -> pd.DataFrame:
+    """Every metric of every embedding (or of the ``only`` ones) on the test cells of one
+    split of one seed."""
     import madspatial as mad
 
     obs = table.obs[["cell_type"]].copy()
     obs.index = pd.Index(np.arange(table.n_obs).astype(str))
     obs["split"] = pd.Categorical(split)
     a, names = scoring_table(table, obs, reps)
+    if only is not None:  # every array stays in obsm: "separate" reads two of them
+        names = {k: v for k, v in names.items() if k in only}
     return mad.tl.evaluate(
         a,
         reps=names,
@@ -325,15 +341,22 @@ def stage_score(args, worker: int) -> None:
         if k % args.jobs != worker:
             continue
         out = d / f"scores_seed{seed}_{split}.csv"
-        if out.exists():
+        done = pd.read_csv(out) if out.exists() else None
+        # a score file is reused only for the embeddings it holds: runs trained after it
+        # (a wider sweep, a new recipe) are scored and appended, never silently left out
+        missing = seed_rep_names(args, seed, base) - set(() if done is None else done["rep"])
+        if not missing:
             continue
         t0 = time.perf_counter()
         reps = seed_reps(args, store, seed, seed_controls(store, seed, splits[seed], base))
-        ev = score_split(args, table, reps, splits[seed][split], seed)
+        ev = score_split(args, table, reps, splits[seed][split], seed, only=missing)
         ev["split"] = split
         ev["seed"] = seed
-        ev.to_csv(out, index=False)
-        log(f"worker {worker}: scored seed {seed} {split} in {time.perf_counter() - t0:.0f} s")
+        pd.concat([done, ev], ignore_index=True).to_csv(out, index=False)
+        log(
+            f"worker {worker}: scored seed {seed} {split} ({len(missing)} embeddings: "
+            f"{', '.join(sorted(missing))}) in {time.perf_counter() - t0:.0f} s"
+        )
 
 
 # --------------------------------------------------------------------------- CosMx

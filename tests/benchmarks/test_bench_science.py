@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -100,3 +101,40 @@ def test_summary_helpers(bench):
     assert bs.paired(ahead, "blocks", "louvain_ari", "MAD", "separate")["holds"] is True
     summary = bs.summarise(rows.assign(ci_low=np.nan, ci_high=np.nan))
     assert summary.set_index("rep").loc["MAD", "mean"] == pytest.approx(0.6)
+
+
+def test_a_run_trained_after_scoring_is_scored_not_left_out(bench, tmp_path, monkeypatch):
+    """Resuming after a wider sweep: the score file of a seed is topped up with the new
+    runs (the stale file once hid three trained alpha/recipe runs from the report)."""
+    bs, _ = bench
+    for name in ("MAD", "morphology", "microenvironment", "MAD_alpha0.5"):
+        np.savez(tmp_path / f"emb_{name}_seed1.npz", all=np.zeros((4, 2)))
+    np.savez(tmp_path / "emb_MAD_seed2.npz", all=np.zeros((4, 2)))  # another seed: ignored
+    args = SimpleNamespace(workdir=str(tmp_path), seeds=[1], jobs=1)
+    base = {"pixel_pca": np.zeros((4, 2))}
+    expected = {"MAD", "morphology", "microenvironment", "MAD_alpha0.5", "separate"}
+    expected |= {"untrained_data", "untrained_fixed", "pixel_pca"}
+    assert bs.seed_rep_names(args, 1, base) == expected
+
+    np.savez(tmp_path / "baselines.npz", **base)
+    old = pd.DataFrame({"rep": sorted(expected - {"MAD_alpha0.5"}), "metric": "m", "value": 0.0})
+    old.to_csv(tmp_path / "scores_seed1_random.csv", index=False)
+    pd.DataFrame({"rep": sorted(expected), "metric": "m", "value": 0.0}).to_csv(
+        tmp_path / "scores_seed1_blocks.csv", index=False
+    )
+    scored = []
+
+    def fake_score(args, table, reps, split, seed, *, only=None):
+        scored.append(only)
+        return pd.DataFrame({"rep": sorted(only), "metric": "m", "value": 1.0})
+
+    monkeypatch.setattr(
+        bs, "setup", lambda a: (None, None, None, None, {1: {"random": None, "blocks": None}})
+    )
+    monkeypatch.setattr(bs, "seed_controls", lambda *a: base)
+    monkeypatch.setattr(bs, "score_split", fake_score)
+    bs.stage_score(args, 0)
+    assert scored == [{"MAD_alpha0.5"}]  # random topped up; blocks complete: not rescored
+    after = pd.read_csv(tmp_path / "scores_seed1_random.csv")
+    assert sorted(after["rep"]) == sorted(expected)
+    assert after.set_index("rep").loc["MAD_alpha0.5", "value"] == 1.0
