@@ -24,7 +24,7 @@ def _element(container: dict, key: str, kind: str):
 
 
 def scale0(element: Any):
-    """The full-resolution DataArray of a single- or multi-scale element."""
+    """Return the full-resolution DataArray of a single- or multi-scale element."""
     if hasattr(element, "children") and "scale0" in getattr(element, "children", {}):
         node = element["scale0"]
         return next(iter(node.ds.data_vars.values()))
@@ -247,7 +247,7 @@ def table_ids(
     label_ids: np.ndarray,
     label_id_key: str | None = None,
 ) -> tuple[np.ndarray, str]:
-    """The label id of every table row (int64, or uint64 for ids >= 2**63) and its column.
+    """Return the label id of every table row (int64, or uint64 for ids >= 2**63) and its column.
 
     ``label_ids`` are the int64 codes of the ids present in the labels. Text instance ids
     (Xenium's ``aaabbbcc-1``) are matched through an integer column of ``obs`` holding the
@@ -294,7 +294,7 @@ def _show_id(code: Any, dtype: np.dtype) -> str:
 
 
 def _match_label_column(obs, instance_key, table_key, labels_key, label_ids, err):
-    """An integer column of ``obs`` whose values are the label ids (for text instance ids)."""
+    """Return an integer ``obs`` column whose values are the label ids (for text instance ids)."""
     label_set = np.asarray(label_ids)
     found = []
     names = [labels_key] + [c for c in obs.columns if c not in (labels_key, instance_key)]
