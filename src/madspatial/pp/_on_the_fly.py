@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .._constants import VIEW_MICROENVIRONMENT, VIEW_MORPHOLOGY
-from ..io._views import ON_THE_FLY, OnTheFlyLocation, ViewStore, _ids
+from ..io._views import ON_THE_FLY, LazyRows, OnTheFlyLocation, ViewStore, _ids, check_rows
 
 #: Rows the training sampler treats as one chunk (cells mixed within windows of chunks).
 CHUNK_ROWS = 64
@@ -32,7 +32,7 @@ CHUNK_ROWS = 64
 GROUP_GAP = 8
 
 
-class _CutArray:
+class _CutArray(LazyRows):
     """Lazy ``(N, C, S, S)`` uint8 array-like of one view, table row order; rows cut on read."""
 
     def __init__(self, store: OnTheFlyViews, view: str):
@@ -48,35 +48,8 @@ class _CutArray:
     def dtype(self) -> np.dtype:
         return np.dtype(np.uint8)
 
-    @property
-    def ndim(self) -> int:
-        return 4
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, key):
-        rest: tuple = ()
-        if isinstance(key, tuple):
-            key, rest = key[0], key[1:]
-        scalar = isinstance(key, (int, np.integer))
-        if scalar:
-            rows = np.asarray([int(key)])
-        elif isinstance(key, slice):
-            rows = np.arange(len(self))[key]
-        else:
-            rows = np.asarray(key)
-            if rows.dtype == bool:
-                rows = np.flatnonzero(rows)
-        out = self._store._views(rows, (self._view,))[self._view]
-        if scalar:
-            out = out[0]
-            return out[rest] if rest else out
-        return out[(slice(None), *rest)] if rest else out
-
-    def __array__(self, dtype=None, copy=None):
-        out = self[:]
-        return out.astype(dtype) if dtype is not None else out
+    def _take(self, rows: np.ndarray) -> np.ndarray:
+        return self._store._views(rows, (self._view,))[self._view]
 
     def __repr__(self) -> str:
         return f"<{self._view} views of {len(self)} cells, cut on the fly>"
@@ -132,27 +105,13 @@ class OnTheFlyViews(ViewStore):
         """Table rows along the Hilbert curve: reading along it reads each chunk once."""
         return self._rows.copy()
 
-    def batch(self, idx: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Morphology and microenvironment views of table rows ``idx``, cut now.
-
-        Parameters
-        ----------
-        idx
-            Row indices (any order, repeats allowed).
-
-        Returns
-        -------
-        ``(morphology, microenvironment)``: uint8 numpy arrays ``(len(idx), C, H, W)``.
-        """
+    def _batch(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         out = self._views(idx, (VIEW_MORPHOLOGY, VIEW_MICROENVIRONMENT))
         return out[VIEW_MORPHOLOGY], out[VIEW_MICROENVIRONMENT]
 
     def _views(self, idx, views: Sequence[str]) -> dict[str, np.ndarray]:
-        idx = np.asarray(idx, dtype=np.int64).reshape(-1)
-        n = len(self)
-        if idx.size and (idx.min() < -n or idx.max() >= n):
-            raise IndexError(f"row index out of range for a store of {n} cells.")
-        idx = np.where(idx < 0, idx + n, idx)
+        """Cut views ``views`` of table rows ``idx`` (any order, repeats, negative) now."""
+        idx = check_rows(idx, len(self))
         uniq, inverse = np.unique(idx, return_inverse=True)
         c = self.n_channels
         sizes = {VIEW_MORPHOLOGY: self.morphology_size,
@@ -219,7 +178,7 @@ class OnTheFlyViews(ViewStore):
 
 
 def rebuild_on_the_fly(sdata, table_key: str, info: dict, key: str) -> OnTheFlyViews:
-    """The on-the-fly store recorded in ``table.uns[key]``, rebuilt from the SpatialData.
+    """Rebuild the on-the-fly store recorded in ``table.uns[key]`` from the SpatialData.
 
     Re-runs the plan of ``cell_views`` with the recorded arguments and checks that the
     fingerprint (parameters, cells, sampled image and label pixels) is the recorded one.

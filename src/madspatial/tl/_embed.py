@@ -379,7 +379,7 @@ def _check_finite(feats, store, table, model_path, key_added) -> None:
 
 
 def _model_id(model) -> str:
-    """A short fingerprint of the weights (same weights, same id)."""
+    """Fingerprint the weights, shortly (same weights, same id)."""
     import hashlib
 
     h = hashlib.sha1()

@@ -68,8 +68,11 @@ def _pick_table(sdata, table_key: str | None, views_key: str):
 def _compute_views(
     sdata, table_key: str, views_key: str, view_sizes: dict[str, int] | None = None
 ) -> None:
-    """Run ``mad.pp.normalize`` (if needed) and ``mad.pp.cell_views`` with their defaults
-    (and the view sizes of the preset, ``view_sizes``)."""
+    """Run ``mad.pp.normalize`` (if needed) and ``mad.pp.cell_views`` with their defaults.
+
+    The views are cut on the fly (``store="on_the_fly"``: nothing is stored, memory stays
+    flat at any cell count), with the view sizes of the preset (``view_sizes``) when given.
+    """
     from .. import pp
 
     table = sdata.tables[table_key]
@@ -214,9 +217,11 @@ def resolve_pretrain_weights(model: Any, weights: Any, *, prefix: str | None = N
 
 
 def _document_options(own: dict[str, str]):
-    """Fill ``{doc_pretrain_params}`` with a description of every parameter, in signature
-    order: ``own`` for the ones described here, :data:`TRAIN_OPTION_DOCS` for the training
-    options (with each preset's value of the options a preset sets)."""
+    """Fill ``{doc_pretrain_params}`` with a description of every parameter.
+
+    In signature order: ``own`` for the ones described here, :data:`TRAIN_OPTION_DOCS` for
+    the training options (with each preset's value of the options a preset sets).
+    """
 
     def decorate(func):
         names = [
