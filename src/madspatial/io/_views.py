@@ -66,6 +66,8 @@ _MEMORY_STORES: weakref.WeakValueDictionary[str, ViewStore] = weakref.WeakValueD
 SDATA_PREFIX = "sdata:"
 #: Store location (and ``cell_views(store=...)`` value) of views cut on the fly.
 ON_THE_FLY = "on_the_fly"
+#: ``cell_views(store=...)`` default: in memory when the views are small, else on the fly.
+AUTO_STORE = "auto"
 
 
 class StoreLocation(str):
