@@ -95,3 +95,15 @@ def _toy_embedding_adata(n_per=60, n_types=3, dim=16, n_genes=20, n_slides=4, se
 def toy_embedding_adata():
     """Factory of small AnnData objects with planted structure (downstream tools)."""
     return _toy_embedding_adata
+
+
+@pytest.fixture
+def mad_log(caplog):
+    """caplog for the madspatial logger (it does not propagate to the root logger)."""
+    import logging
+
+    log = logging.getLogger("madspatial")
+    log.addHandler(caplog.handler)
+    caplog.set_level(logging.INFO, logger="madspatial")
+    yield caplog
+    log.removeHandler(caplog.handler)

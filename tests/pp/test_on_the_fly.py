@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import pickle
 
 import numpy as np
@@ -137,16 +136,6 @@ def test_memory_error_points_at_on_the_fly():
     with pytest.raises(ValueError, match="store='on_the_fly' to cut them on the fly"):
         mad.pp.cell_views(sdata, image_key="morphology", labels_key="cell_labels",
                           store=None, max_memory_gb=1e-6)  # fmt: skip
-
-
-@pytest.fixture
-def mad_log(caplog):
-    """caplog for the madspatial logger (it does not propagate to the root logger)."""
-    log = logging.getLogger("madspatial")
-    log.addHandler(caplog.handler)
-    caplog.set_level(logging.INFO, logger="madspatial")
-    yield caplog
-    log.removeHandler(caplog.handler)
 
 
 def _auto_messages(log) -> list[str]:
