@@ -24,7 +24,8 @@ Usage (the issue's run is ``--cells 100000 300000 1000000``)::
     python benchmarks/bench_scale.py                       # 10k, 30k, 100k cells
     python benchmarks/bench_scale.py --cells 100000 300000 1000000 --out scale_1M
 
-Results go to ``benchmarks/results/<out>.md`` and ``.json``.
+Results go to ``benchmarks/results/<out>.md`` and ``.json``, rewritten after every step:
+a run stopped early (or a step that failed) leaves what was measured, marked partial.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ STEPS = ("generate", "normalize", "views", "embed_otf", "store", "embed_store",
 VIEW_KW = {"image_key": "morphology_normalized", "labels_key": "cell_labels",
            "morphology_size": SM, "microenvironment_size": SE}  # fmt: skip
 TRAIN = dict(model="vit_pico", batch_size=32, lr=1e-3, n_prototypes=256, head_hidden_dim=64,
-             head_bottleneck_dim=32, n_local=2, n_holdout=0, precision="fp32")  # fmt: skip
+             head_bottleneck_dim=32, n_local=2, n_holdout=0)  # fmt: skip
 
 
 def peak_rss_gb() -> float:
@@ -92,7 +93,7 @@ def _train(name: str, n: int, work: Path, args) -> dict:
     ckpt = work / f"ckpt_{name}_{n}"
     shutil.rmtree(ckpt, ignore_errors=True)
     model = mad.tl.pretrain(data, max_steps=args.train_steps, checkpoint_dir=ckpt,
-                            checkpoint_every=10**6, seed=0,
+                            checkpoint_every=10**6, seed=0, precision=args.precision,
                             num_workers=args.num_workers, **TRAIN)  # fmt: skip
     cps = np.asarray(model.history["cells_per_s"], dtype=float)[1:]
     out["step_s"] = float(np.median(TRAIN["batch_size"] / cps))
@@ -141,7 +142,7 @@ def step(name: str, n: int, work: Path, args) -> dict:
         mad.pp.cell_views(sd, **VIEW_KW, store="on_the_fly")
         out["plan_s"] = time.perf_counter() - t0
         t1 = time.perf_counter()
-        mad.tl.embed(sd, model=_model(), batch_size=256, precision="fp32",
+        mad.tl.embed(sd, model=_model(), batch_size=256, precision=args.precision,
                      num_workers=args.num_workers)  # fmt: skip
         out["embed_s"] = time.perf_counter() - t1
         out["cells_per_s"] = sd.tables["table"].n_obs / out["embed_s"]
@@ -154,7 +155,7 @@ def step(name: str, n: int, work: Path, args) -> dict:
     elif name == "embed_store":
         t1 = time.perf_counter()
         ad = mad.tl.embed(str(work / f"views_{n}.zarr"), model=_model(), batch_size=256,
-                          precision="fp32", num_workers=args.num_workers)  # fmt: skip
+                          precision=args.precision, num_workers=args.num_workers)  # fmt: skip
         out["embed_s"] = time.perf_counter() - t1
         out["cells_per_s"] = ad.n_obs / out["embed_s"]
     elif name in ("train_otf", "train_store"):
@@ -163,13 +164,16 @@ def step(name: str, n: int, work: Path, args) -> dict:
         raise ValueError(f"unknown step {name!r}")
     out["wall_s"] = time.perf_counter() - t0
     out["rss_gb"] = peak_rss_gb()
+    from madspatial.train._precision import resolve_precision
+
+    out["precision"] = resolve_precision(args.precision, "cpu")
     return out
 
 
 def run_step(name: str, n: int, work: Path, args) -> dict:
     cmd = [sys.executable, __file__, "--step", name, "--n", str(n), "--workdir", str(work),
            "--threads", str(args.threads), "--num-workers", str(args.num_workers),
-           "--train-steps", str(args.train_steps)]  # fmt: skip
+           "--train-steps", str(args.train_steps), "--precision", args.precision]  # fmt: skip
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode:
@@ -227,21 +231,41 @@ def projection(measured: dict, n_target: float = 100e6, n_gpus: int = 8) -> dict
     }
 
 
+def _done(runs: dict, n: int, *steps: str) -> bool:
+    """Whether every step of ``steps`` finished at ``n`` cells."""
+    return all(s in runs[n] and "error" not in runs[n][s] for s in steps)
+
+
 def write_results(results: dict, args, path: Path) -> None:
-    sizes = sorted(int(k) for k in results["runs"])
+    """Write the tables of what was measured so far (``.md``) and every figure (``.json``)."""
+    sizes = [int(k) for k in results["runs"] if _done(results["runs"], k, "generate")]
     runs = {n: results["runs"][str(n)] for n in sizes}
     cells = [runs[n]["generate"]["n_cells"] for n in sizes]
+    precisions = sorted({r.get("precision") for v in runs.values() for r in v.values()} - {None})
+    partial = results.get("partial", True)
     lines = [
         "# Whole slides on one machine: views on the fly vs a view store",
         "",
         f"Synthetic slides (`mad.datasets.synthetic_slide`, 4 channels, seed 0) of "
-        f"{', '.join(f'{c:,}' for c in cells)} cells; vit_pico, {SM}/{SE} px views, fp32, "
+        f"{', '.join(f'{c:,}' for c in cells)} cells; vit_pico, {SM}/{SE} px views, precision "
+        f"{args.precision!r} ({', '.join(precisions) or 'n/a'}), "
         f"{args.threads} threads, DataLoader workers {args.num_workers}; each step a fresh "
         f"subprocess (wall time, peak RSS = VmHWM). Shared machine: load average "
-        f"{results['load_before']} before, {results['load_after']} after.",
+        f"{results['load_before']} before, {results.get('load_after', 'n/a')} after.",
         "",
         f"Command: `{results['command']}`",
         "",
+    ]
+    if partial:
+        missing = [f"{s} at {int(n):,}" for n, v in results["runs"].items() for s in STEPS
+                   if s not in v or "error" in v[s]]  # fmt: skip
+        missing += [f"{n:,} cells" for n in args.cells if str(n) not in results["runs"]]
+        lines += [
+            "**Partial results**: the run stopped (or steps failed) before every step was "
+            f"measured; missing: {', '.join(missing) or 'none (a step failed)'}.",
+            "",
+        ]
+    lines += [
         "## Time (s) and peak RSS (GB) per step",
         "",
         "| step | "
@@ -251,10 +275,17 @@ def write_results(results: dict, args, path: Path) -> None:
     ]
     exps = {}
     for s in STEPS:
-        t = [runs[n][s]["wall_s"] for n in sizes]
-        r = [runs[n][s]["rss_gb"] for n in sizes]
-        exps[s] = (slope(cells, t), slope(cells, r))
-        cols = " | ".join(f"{a:.1f} s, {b:.2f} GB" for a, b in zip(t, r))
+        have = [n for n in sizes if _done(runs, n, s)]
+        x = [runs[n]["generate"]["n_cells"] for n in have]
+        t = [runs[n][s]["wall_s"] for n in have]
+        r = [runs[n][s]["rss_gb"] for n in have]
+        exps[s] = (slope(x, t), slope(x, r))
+        cols = " | ".join(
+            f"{runs[n][s]['wall_s']:.1f} s, {runs[n][s]['rss_gb']:.2f} GB"
+            if _done(runs, n, s)
+            else ("failed" if "error" in runs[n].get(s, {}) else "-")
+            for n in sizes
+        )
         lines.append(f"| {s} | {cols} | {exps[s][0]:.2f} | {exps[s][1]:.2f} |")
     results["exponents"] = {s: {"time": e[0], "rss": e[1]} for s, e in exps.items()}
     lines += ["", "## Throughput and ratios", "",
@@ -262,18 +293,27 @@ def write_results(results: dict, args, path: Path) -> None:
               "(cells/s) | ratio | train step on the fly (s) | from store (s) | ratio | store "
               "bytes/cell | on the fly bytes/cell |",
               "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+
+    def fmt(n, step, key, spec):
+        return format(runs[n][step][key], spec) if _done(runs, n, step) else "-"
+
     for n, c in zip(sizes, cells):
         r = runs[n]
-        e_ratio = r["embed_otf"]["cells_per_s"] / r["embed_store"]["cells_per_s"]
-        t_ratio = r["train_store"]["step_s"] / r["train_otf"]["step_s"]
-        r["ratios"] = {"embed": e_ratio, "train": t_ratio}
+        ratios = {}
+        if _done(runs, n, "embed_otf", "embed_store"):
+            ratios["embed"] = r["embed_otf"]["cells_per_s"] / r["embed_store"]["cells_per_s"]
+        if _done(runs, n, "train_otf", "train_store"):
+            ratios["train"] = r["train_store"]["step_s"] / r["train_otf"]["step_s"]
+        r["ratios"] = ratios
+        per_cell = f"{r['store']['store_bytes'] / c:,.0f}" if _done(runs, n, "store") else "-"
         lines.append(
-            f"| {c:,} | {r['views']['views_per_s']:,.0f} | {r['embed_otf']['cells_per_s']:,.0f} "
-            f"| {r['embed_store']['cells_per_s']:,.0f} | {e_ratio:.2f} | "
-            f"{r['train_otf']['step_s']:.3f} | {r['train_store']['step_s']:.3f} | "
-            f"{t_ratio:.2f} | {r['store']['store_bytes'] / c:,.0f} | 0 |"
+            f"| {c:,} | {fmt(n, 'views', 'views_per_s', ',.0f')} | "
+            f"{fmt(n, 'embed_otf', 'cells_per_s', ',.0f')} | "
+            f"{fmt(n, 'embed_store', 'cells_per_s', ',.0f')} | "
+            f"{format(ratios['embed'], '.2f') if 'embed' in ratios else '-'} | "
+            f"{fmt(n, 'train_otf', 'step_s', '.3f')} | {fmt(n, 'train_store', 'step_s', '.3f')} | "
+            f"{format(ratios['train'], '.2f') if 'train' in ratios else '-'} | {per_cell} | 0 |"
         )
-    big = runs[sizes[-1]]
     lines += [
         "",
         "Ratios are throughput on the fly / from the store (embedding: the `tl.embed` call; "
@@ -283,33 +323,38 @@ def write_results(results: dict, args, path: Path) -> None:
         "store is written.",
         "",
     ]
-    per_cell = big["views"]["cut_s"] * args.threads / cells[-1]
-    measured = {"views_core_s_per_cell": per_cell,
-                "store_bytes_per_cell": big["store"]["store_bytes"] / cells[-1]}  # fmt: skip
-    proj = projection(measured)
-    results["projection"] = proj
+    both = [n for n in sizes if _done(runs, n, "views", "store")]
+    if both:
+        big, c = runs[both[-1]], runs[both[-1]]["generate"]["n_cells"]
+        measured = {"views_core_s_per_cell": big["views"]["cut_s"] * args.threads / c,
+                    "store_bytes_per_cell": big["store"]["store_bytes"] / c}  # fmt: skip
+        proj = projection(measured)
+        results["projection"] = proj
+        lines += [
+            "## Projection: 100 M cells on 8 GPUs (on paper)",
+            "",
+            proj["assumptions"],
+            "",
+            f"- embedding (ViT-L/14, {proj['embed_gflop_per_cell']:.0f} GFLOP per cell): "
+            f"{proj['embed_hours']:.2f} h on 8 H100; cutting views on the fly for it needs "
+            f"{proj['cores_to_feed_embedding']:.0f} CPU cores "
+            f"({proj['view_core_ms_per_cell_70_224']:.2f} core-ms per cell);",
+            f"- one training epoch ({proj['train_tflop_per_cell']:.2f} TFLOP per cell): "
+            f"{proj['train_epoch_hours']:.1f} h on 8 H100; views on the fly need "
+            f"{proj['cores_to_feed_training']:.0f} cores (a GPU node has 100+);",
+            f"- a view store at 70/224 px would hold {proj['store_tb_70_224']:.1f} TB "
+            f"uncompressed ({proj['store_tb_measured_compression']:.1f} TB at the compression "
+            "measured here); on the fly: 0 bytes.",
+            "",
+        ]
     lines += [
-        "## Projection: 100 M cells on 8 GPUs (on paper)",
-        "",
-        proj["assumptions"],
-        "",
-        f"- embedding (ViT-L/14, {proj['embed_gflop_per_cell']:.0f} GFLOP per cell): "
-        f"{proj['embed_hours']:.2f} h on 8 H100; cutting views on the fly for it needs "
-        f"{proj['cores_to_feed_embedding']:.0f} CPU cores "
-        f"({proj['view_core_ms_per_cell_70_224']:.2f} core-ms per cell);",
-        f"- one training epoch ({proj['train_tflop_per_cell']:.2f} TFLOP per cell): "
-        f"{proj['train_epoch_hours']:.1f} h on 8 H100; views on the fly need "
-        f"{proj['cores_to_feed_training']:.0f} cores (a GPU node has 100+);",
-        f"- a view store at 70/224 px would hold {proj['store_tb_70_224']:.1f} TB uncompressed "
-        f"({proj['store_tb_measured_compression']:.1f} TB at the compression measured here); "
-        "on the fly: 0 bytes.",
-        "",
         "Full run (the issue's sizes): `python benchmarks/bench_scale.py --cells 100000 "
         "300000 1000000 --out scale_1M`.",
     ]
     path.with_suffix(".md").write_text("\n".join(lines) + "\n")
     path.with_suffix(".json").write_text(json.dumps(results, indent=1, default=float))
-    print("\n".join(lines))
+    if not partial:
+        print("\n".join(lines))
 
 
 def main() -> None:
@@ -319,6 +364,11 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--train-steps", type=int, default=6)
+    p.add_argument(
+        "--precision",
+        default="auto",
+        help="tl.embed / tl.pretrain precision: auto (bf16 on CPUs with native bf16), fp32, bf16",
+    )
     p.add_argument("--out", default="scale")
     p.add_argument("--keep", action="store_true", help="keep the slides and stores")
     p.add_argument("--step", help=argparse.SUPPRESS)
@@ -334,14 +384,24 @@ def main() -> None:
         "load_before": " ".join(f"{v:.2f}" for v in os.getloadavg()),
         "runs": {},
     }
+    out = RESULTS / args.out
+    failed = False
     for n in args.cells:
         print(f"{n:,} cells", flush=True)
-        results["runs"][str(n)] = {s: run_step(s, n, work, args) for s in STEPS}
+        run = results["runs"][str(n)] = {}
+        for s in STEPS:
+            try:
+                run[s] = run_step(s, n, work, args)
+            except RuntimeError as err:  # keep going: record it, measure the rest
+                run[s] = {"error": str(err)}
+                failed = True
+            results["load_after"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
+            write_results(results, args, out)  # partial results after every step
         if not args.keep:
             for p_ in work.glob(f"*_{n}.zarr"):
                 shutil.rmtree(p_, ignore_errors=True)
-    results["load_after"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
-    write_results(results, args, RESULTS / args.out)
+    results["partial"] = failed
+    write_results(results, args, out)
 
 
 if __name__ == "__main__":

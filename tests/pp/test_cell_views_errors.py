@@ -171,7 +171,7 @@ def test_unknown_keys_and_options(small):
     with pytest.raises(ValueError, match=r"morphology_window must be"):
         mad.pp.cell_views(sdata, **KW, morphology_window="tight")
     with pytest.raises(ValueError, match=r"need .* GB.*store="):
-        mad.pp.cell_views(sdata, **KW, max_memory_gb=1e-6)
+        mad.pp.cell_views(sdata, **KW, store=None, max_memory_gb=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -135,4 +135,59 @@ def test_memory_error_points_at_on_the_fly():
     sdata, _ = disk_tissue()
     with pytest.raises(ValueError, match="store='on_the_fly' to cut them on the fly"):
         mad.pp.cell_views(sdata, image_key="morphology", labels_key="cell_labels",
-                          max_memory_gb=1e-6)  # fmt: skip
+                          store=None, max_memory_gb=1e-6)  # fmt: skip
+
+
+def _auto_messages(log) -> list[str]:
+    return [r.getMessage() for r in log.records if "cell_views (store='auto')" in r.getMessage()]
+
+
+def test_auto_store_keeps_small_views_in_memory_and_cuts_large_ones_on_the_fly(
+    monkeypatch, mad_log
+):
+    import madspatial.pp._on_the_fly as otf_mod
+
+    sdata, _ = disk_tissue()
+    kw = {"image_key": "morphology", "labels_key": "cell_labels", **SIZES}
+    n = sdata.tables["table"].n_obs
+    nbytes = n * 2 * (28**2 + 56**2)  # 2 channels: the views' exact size
+    ref = mad.pp.cell_views(sdata, **kw, store=None, inplace=False)
+    monkeypatch.setattr(otf_mod, "AUTO_MEMORY_BYTES", nbytes)  # they just fit
+    mad.pp.cell_views(sdata, **kw)  # the default is store="auto"
+    small = mad.io.read_views(sdata)
+    assert sdata.tables["table"].uns[UNS_VIEWS]["store"].startswith("memory:")
+    assert small.in_memory and not isinstance(small, OnTheFlyViews)
+    assert _auto_messages(mad_log) == [
+        f"cell_views (store='auto'): the views of {n} cells take {nbytes / 1e6:.2f} MB, within "
+        f"the in-memory budget of {nbytes / 1e6:.2f} MB: keeping them in memory"
+    ]
+    mad_log.clear()
+    monkeypatch.setattr(otf_mod, "AUTO_MEMORY_BYTES", nbytes - 1)  # one byte too many
+    mad.pp.cell_views(sdata, **kw)
+    large = mad.io.read_views(sdata)
+    assert sdata.tables["table"].uns[UNS_VIEWS]["store"] == ON_THE_FLY
+    assert isinstance(large, OnTheFlyViews)
+    (msg,) = _auto_messages(mad_log)
+    assert f"the views of {n} cells would take {nbytes / 1e6:.2f} MB, more than the" in msg
+    assert msg.endswith("cutting them on the fly (nothing stored, memory stays flat; "
+                        "store=None keeps them in memory, store='views.zarr' writes them to "
+                        "disk)")  # fmt: skip
+    _assert_same(large, ref, np.arange(n))  # the same views either way
+    # explicit choices are kept whatever the budget
+    mad.pp.cell_views(sdata, **kw, store=None)
+    assert mad.io.read_views(sdata).in_memory
+
+
+def test_auto_budget_is_bounded_by_ram_and_max_memory_gb(monkeypatch):
+    import madspatial.pp._on_the_fly as otf_mod
+
+    monkeypatch.setattr(otf_mod, "physical_memory_bytes", lambda: 4_000_000_000)
+    assert otf_mod.auto_memory_budget(8.0) == 500_000_000  # an eighth of 4 GB < 1 GB
+    assert otf_mod.auto_memory_budget(0.1) == 100_000_000  # max_memory_gb=0.1
+    monkeypatch.setattr(otf_mod, "physical_memory_bytes", lambda: 64_000_000_000)
+    assert otf_mod.auto_memory_budget(8.0) == 1_000_000_000
+    sdata, _ = disk_tissue()
+    # the budget that raised for store=None (max_memory_gb) now sends the views on the fly
+    views = mad.pp.cell_views(sdata, image_key="morphology", labels_key="cell_labels",
+                              max_memory_gb=1e-6, inplace=False)  # fmt: skip
+    assert isinstance(views, OnTheFlyViews)

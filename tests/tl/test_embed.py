@@ -9,7 +9,13 @@ import pytest
 import torch
 
 import madspatial as mad
-from madspatial._constants import OBSM_MAD, OBSM_MAD_MICROENVIRONMENT, OBSM_MAD_MORPHOLOGY, UNS_MAD
+from madspatial._constants import (
+    OBSM_MAD,
+    OBSM_MAD_MICROENVIRONMENT,
+    OBSM_MAD_MORPHOLOGY,
+    UNS_MAD,
+    UNS_VIEWS,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
@@ -131,8 +137,14 @@ def test_embed_bad_input(tissue_views, saved_model, tmp_path, copy_tissue):
         mad.tl.embed(table)
     with pytest.raises(ValueError, match="3 channels"):
         mad.tl.embed(table, model=MADModel(_config(in_chans=3)))
-    with pytest.raises(KeyError, match="cell_views"):
-        mad.tl.embed(copy_tissue, model=saved_model[0])
+    # a SpatialData without views: normalized, views cut on the fly at the model's sizes
+    mad.tl.embed(copy_tissue, model=saved_model[0], precision="fp32", batch_size=64)
+    fresh = copy_tissue.tables["table"]
+    assert fresh.uns[UNS_VIEWS]["store"] == "on_the_fly"
+    ref = mad.tl.embed(
+        tissue_views, model=saved_model[0], precision="fp32", batch_size=64, copy=True
+    )
+    np.testing.assert_array_equal(fresh.obsm[OBSM_MAD], ref.obsm[OBSM_MAD])
     # a model written by an incompatible version fails clearly
     model = saved_model[0]
     old = tmp_path / "old"

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import madspatial as mad
-from madspatial._constants import OBSM_MAD
+from madspatial._constants import OBSM_MAD, UNS_VIEWS
 from madspatial.pp._on_the_fly import OnTheFlyViews
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning", "ignore::UserWarning")
@@ -79,3 +79,47 @@ def test_pretrain_on_the_fly_follows_the_store_run(slide, tmp_path):
     sa, sb = a.state_dict(), b.state_dict()
     for k in sa:
         torch.testing.assert_close(sb[k], sa[k], rtol=1e-5, atol=1e-6)
+
+
+def _without_views(sdata):
+    """The slide's image and labels with a copy of its table that has no views yet."""
+    import spatialdata
+
+    table = sdata.tables["table"].copy()
+    table.uns.pop(UNS_VIEWS)
+    return spatialdata.SpatialData(
+        images=dict(sdata.images), labels=dict(sdata.labels), tables={"table": table}
+    )
+
+
+def test_embed_without_views_cuts_them_on_the_fly_at_the_model_sizes(slide, model):
+    sdata, store = slide
+    ref = mad.tl.embed(store.path, model=model, batch_size=64, precision="fp32")
+    fresh = _without_views(sdata)
+    mad.tl.embed(fresh, model=model, batch_size=64, precision="fp32")
+    info = fresh.tables["table"].uns[UNS_VIEWS]
+    assert info["store"] == "on_the_fly"  # nothing stored
+    assert (info["morphology_size"], info["microenvironment_size"]) == (28, 56)  # the model's
+    assert isinstance(mad.io.read_views(fresh), OnTheFlyViews)
+    np.testing.assert_array_equal(fresh.tables["table"].obsm[OBSM_MAD], ref.obsm[OBSM_MAD])
+
+
+def test_pretrain_without_views_cuts_them_on_the_fly(slide, monkeypatch):
+    import madspatial.train as T
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def trainer(store, cfg, **kw):
+        seen["store"] = store
+        raise Stop
+
+    monkeypatch.setattr(T, "Trainer", trainer)
+    fresh = _without_views(slide[0])
+    with pytest.raises(Stop):
+        mad.tl.pretrain(fresh, preset="cpu", max_steps=1)
+    assert isinstance(seen["store"], OnTheFlyViews) and len(seen["store"]) == len(slide[1])
+    assert fresh.tables["table"].uns[UNS_VIEWS]["store"] == "on_the_fly"
+    assert seen["store"].morphology_size == 56  # the cpu preset's view sizes

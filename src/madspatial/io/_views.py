@@ -66,13 +66,15 @@ _MEMORY_STORES: weakref.WeakValueDictionary[str, ViewStore] = weakref.WeakValueD
 SDATA_PREFIX = "sdata:"
 #: Store location (and ``cell_views(store=...)`` value) of views cut on the fly.
 ON_THE_FLY = "on_the_fly"
+#: ``cell_views(store=...)`` default: in memory when the views are small, else on the fly.
+AUTO_STORE = "auto"
 
 
-class OnTheFlyLocation(str):
-    """``"on_the_fly"``, holding the on-the-fly store of a table while the table refers to it.
+class StoreLocation(str):
+    """A store location string holding its store while a table refers to it.
 
-    Written with the table it is the plain string: :func:`read_views` given the SpatialData
-    rebuilds the store from its image and labels.
+    Copies of the table (``adata.copy()``, ``spatialdata.deepcopy``) share the store;
+    pickled (e.g. to another process) or written, it becomes the plain string.
     """
 
     def __new__(cls, key: str, store: Any):
@@ -86,35 +88,28 @@ class OnTheFlyLocation(str):
     def __deepcopy__(self, memo):
         return self
 
-    def __reduce__(self):
+    def __reduce__(self):  # pickling cannot carry the store to another process
         return (str, (str(self),))
+
+
+class OnTheFlyLocation(StoreLocation):
+    """``"on_the_fly"``, holding the on-the-fly store of a table while the table refers to it.
+
+    Written with the table it is the plain string: :func:`read_views` given the SpatialData
+    rebuilds the store from its image and labels.
+    """
 
 
 def _write_plain_str(f, k, v, *, _writer, dataset_kwargs, _base):
     _base(f, k, str(v), _writer=_writer, dataset_kwargs=dataset_kwargs)
 
 
-class MemoryLocation(str):
+class MemoryLocation(StoreLocation):
     """``"memory:<uuid>"``, holding its in-memory store alive while a table refers to it.
 
-    Copies of the table (``adata.copy()``, ``spatialdata.deepcopy``) share the store.
     Written with the table, it becomes a plain string; inside a SpatialData zarr the
     store itself is saved beside the table (see :func:`_write_memory_location`).
     """
-
-    def __new__(cls, key: str, store: ViewStore):
-        obj = super().__new__(cls, key)
-        obj.store = store
-        return obj
-
-    def __copy__(self):
-        return self
-
-    def __deepcopy__(self, memo):
-        return self
-
-    def __reduce__(self):  # pickling cannot carry the arrays to another process
-        return (str, (str(self),))
 
 
 def _sdata_views_path(root: Path, table: str, key: str) -> Path:
@@ -122,7 +117,7 @@ def _sdata_views_path(root: Path, table: str, key: str) -> Path:
 
 
 def _write_memory_location(f, k, v, *, _writer, dataset_kwargs, _base):
-    """anndata writer of a :class:`MemoryLocation`: saves the store, writes where it went.
+    """Write a :class:`MemoryLocation` with anndata: save the store, write where it went.
 
     A table written inside a SpatialData zarr (``<root>/tables/<table>/uns/<key>``) gets
     its views saved to ``<root>/mad_views/<table>/<key>.zarr`` and its ``store`` entry
@@ -202,12 +197,70 @@ def _compressor(level: int = 5):
     return BloscCodec(cname="lz4", clevel=level, shuffle="noshuffle", typesize=1)
 
 
-class _TableOrderArray:
+def check_rows(idx: Sequence[int] | np.ndarray, n: int) -> np.ndarray:
+    """Row indices ``idx`` as a flat int64 array in ``[0, n)`` (negative ones count from the end).
+
+    Raises
+    ------
+    IndexError
+        An index outside ``[-n, n)``.
+    """
+    idx = np.asarray(idx, dtype=np.int64).reshape(-1)
+    if idx.size and (idx.min() < -n or idx.max() >= n):
+        raise IndexError(f"row index out of range for a store of {n} cells.")
+    return np.where(idx < 0, idx + n, idx)
+
+
+class LazyRows:
+    """Read-only ``(N, ...)`` array-like whose rows are read (or cut) when indexed.
+
+    Indexing with an int, a slice, an integer or a boolean array gives the table rows
+    to :meth:`_take`; further indices apply to what it returns. Subclasses define
+    ``shape``, ``dtype`` and ``_take``.
+    """
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    @property
+    def dtype(self) -> np.dtype:
+        raise NotImplementedError
+
+    def _take(self, rows: np.ndarray) -> np.ndarray:
+        """Rows ``rows`` (table order, any order, repeats allowed) as a numpy array."""
+        raise NotImplementedError
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key):
+        rest: tuple = ()
+        if isinstance(key, tuple):
+            key, rest = key[0], key[1:]
+        if isinstance(key, (int, np.integer)):
+            out = self._take(np.asarray([int(key)]))[0]
+            return out[rest] if rest else out
+        rows = np.arange(len(self))[key] if isinstance(key, slice) else np.asarray(key)
+        if rows.dtype == bool:
+            rows = np.flatnonzero(rows)
+        out = self._take(rows)
+        return out[(slice(None), *rest)] if rest else out
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[:]
+        return out.astype(dtype) if dtype is not None else out
+
+
+class _TableOrderArray(LazyRows):
     """Read-only array-like that presents storage-ordered rows in table order.
 
-    Indexing with an int, a slice or an integer array maps table rows to storage
-    positions, reads them sorted (so each zarr chunk is decoded once) and returns
-    them in the requested order.
+    Indexing maps table rows to storage positions, reads them sorted (so each zarr
+    chunk is decoded once) and returns them in the requested order.
     """
 
     def __init__(self, raw: Any, pos: np.ndarray):
@@ -222,29 +275,8 @@ class _TableOrderArray:
     def dtype(self) -> np.dtype:
         return np.dtype(self._raw.dtype)
 
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, key):
-        rest: tuple = ()
-        if isinstance(key, tuple):
-            key, rest = key[0], key[1:]
-        if isinstance(key, (int, np.integer)):
-            out = _read_rows(self._raw, self._pos[[int(key)]])[0]
-            return out[rest] if rest else out
-        rows = np.arange(len(self))[key] if isinstance(key, slice) else np.asarray(key)
-        if rows.dtype == bool:
-            rows = np.flatnonzero(rows)
-        out = _read_rows(self._raw, self._pos[rows])
-        return out[(slice(None), *rest)] if rest else out
-
-    def __array__(self, dtype=None, copy=None):
-        out = self[:]
-        return out.astype(dtype) if dtype is not None else out
+    def _take(self, rows: np.ndarray) -> np.ndarray:
+        return _read_rows(self._raw, self._pos[rows])
 
     def __repr__(self) -> str:
         return f"<table-ordered view of {self._raw!r}>"
@@ -378,11 +410,10 @@ class ViewStore:
         -------
         ``(morphology, microenvironment)``: uint8 numpy arrays ``(len(idx), C, H, W)``.
         """
-        idx = np.asarray(idx, dtype=np.int64).reshape(-1)
-        n = len(self)
-        if idx.size and (idx.min() < -n or idx.max() >= n):
-            raise IndexError(f"row index out of range for a store of {n} cells.")
-        idx = np.where(idx < 0, idx + n, idx)
+        return self._batch(check_rows(idx, len(self)))
+
+    def _batch(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`batch` of checked rows ``idx`` (int64 in ``[0, N)``)."""
         pos = idx if self._pos is None else self._pos[idx]
         return _read_rows(self._morph_raw, pos), _read_rows(self._micro_raw, pos)
 
@@ -432,7 +463,7 @@ class ViewStore:
 
     # --- copies -------------------------------------------------------------------
     def subset(self, idx: Sequence[int] | np.ndarray | slice) -> ViewStore:
-        """An in-memory store holding the rows ``idx`` (table order), e.g. for tests or plots."""
+        """Copy rows ``idx`` (table order) into an in-memory store, e.g. for tests or plots."""
         rows = np.arange(len(self))[idx] if isinstance(idx, slice) else np.asarray(idx)
         if rows.dtype == bool:
             rows = np.flatnonzero(rows)
@@ -688,7 +719,7 @@ def replace_dir(src: Path, dst: Path) -> None:
 
 
 def _direct_chunk_writer(group, arrays):
-    """A fast writer of whole chunks for local stores, or ``None`` to go through zarr.
+    """Make a fast writer of whole chunks for local stores (``None``: go through zarr).
 
     zarr-python's codec pipeline runs one chunk at a time on its event loop and
     tops out near 400 MB/s here, below the rate views are made. For a local
@@ -815,7 +846,7 @@ def read_views(source: Any, *, table_key: str | None = None, key: str = UNS_VIEW
     """
     if isinstance(source, ViewStore):
         return source
-    if isinstance(source, MemoryLocation | OnTheFlyLocation):
+    if isinstance(source, StoreLocation):
         return source.store
     if isinstance(source, (str, Path)):
         loc = str(source)
@@ -874,7 +905,7 @@ def read_views(source: Any, *, table_key: str | None = None, key: str = UNS_VIEW
 
 
 def _store_of(source: Any, table, info: dict, key: str) -> ViewStore:
-    """The store a table's record points at (views cut on the fly rebuilt from the source)."""
+    """Open the store a table's record points at (views cut on the fly: rebuilt from the source)."""
     loc = info["store"]
     if isinstance(loc, OnTheFlyLocation):
         return loc.store
@@ -896,7 +927,7 @@ def _store_of(source: Any, table, info: dict, key: str) -> ViewStore:
 
 
 def _resolve_location(info: dict, sdata_path: Any) -> Any:
-    """A store location from a table's record; ``sdata:`` paths against the SpatialData's root."""
+    """Resolve a table's store location (``sdata:`` paths against the SpatialData's root)."""
     loc = info["store"]
     if not (isinstance(loc, str) and loc.startswith(SDATA_PREFIX)):
         return loc

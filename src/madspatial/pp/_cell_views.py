@@ -16,6 +16,7 @@ from .._settings import settings
 from ..io._arrays import _few
 from ..io._lock import StoreLock
 from ..io._views import (
+    AUTO_STORE,
     ON_THE_FLY,
     ViewStore,
     ZarrViewWriter,
@@ -30,6 +31,7 @@ from ._inputs import (
     labels_offset,
     resolve_table,
 )
+from ._on_the_fly import choose_store
 from ._options import check_int, check_real, check_view_size
 from ._plan import check_region as _check_region
 from ._plan import plan_views
@@ -347,7 +349,7 @@ def cell_views(
     morphology_window_px: float | None = None,
     morphology_quantile: float = 0.99,
     morphology_margin: float = 1.1,
-    store: str | Path | None = None,
+    store: str | Path | None = AUTO_STORE,
     chunk_size: int = 64,
     cells_per_tile: int | None = None,
     overwrite: bool = False,
@@ -439,7 +441,12 @@ def cell_views(
         Quantile of the cell extents, and the factor on it, that set the
         morphology window.
     store
-        Where the views go. ``"on_the_fly"``: nowhere - nothing is cut now; the table
+        Where the views go. ``"auto"`` (default): in memory when they are small (at most
+        1 GB, an eighth of the machine's RAM and ``max_memory_gb``; see
+        :func:`~madspatial.pp._on_the_fly.auto_memory_budget`), else on the fly, so memory
+        stays flat at any cell count; the choice is logged (a Path named ``auto`` is a zarr
+        path). Several regions in one store are always joined in memory.
+        ``"on_the_fly"``: nowhere - nothing is cut now; the table
         records the parameters (``uns[key_added]["store"] == "on_the_fly"``,
         ``["arguments"]``) and :func:`madspatial.io.read_views`, ``tl.pretrain`` and
         ``tl.embed`` given the SpatialData cut each batch's views from the lazily read image
@@ -584,6 +591,14 @@ def cell_views(
     if not inputs.plain:
         from ._region_views import region_views
 
+        store = choose_store(
+            store,
+            n_cells=None,
+            n_channels=0,
+            morphology_size=morphology_size,
+            microenvironment_size=microenvironment_size,
+            max_memory_gb=max_memory_gb,
+        )
         options = {
             **view_options,
             "cells_per_tile": cells_per_tile,
@@ -610,6 +625,14 @@ def cell_views(
     dy, dx = labels_offset(image_el, labels_el, (h, w), labels.shape)
     table_key, table, instance_key = resolve_table(sdata, labels_key, table_key)
     gain, trusted = _image_gain(image, image_el, image_key)
+    store = choose_store(
+        store,
+        n_cells=table.n_obs,
+        n_channels=int(image.shape[0]),
+        morphology_size=morphology_size,
+        microenvironment_size=microenvironment_size,
+        max_memory_gb=max_memory_gb,
+    )
     if not trusted or image.dtype == np.uint8:
         _check_image_values(image, channel_names, image_key, gain)
 

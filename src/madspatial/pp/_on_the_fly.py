@@ -18,21 +18,123 @@ worker processes reopen the image lazily and cut views in parallel.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from .._constants import VIEW_MICROENVIRONMENT, VIEW_MORPHOLOGY
-from ..io._views import ON_THE_FLY, OnTheFlyLocation, ViewStore, _ids
+from .._logging import logger
+from ..io._views import (
+    AUTO_STORE,
+    ON_THE_FLY,
+    LazyRows,
+    OnTheFlyLocation,
+    ViewStore,
+    _ids,
+    check_rows,
+)
 
 #: Rows the training sampler treats as one chunk (cells mixed within windows of chunks).
 CHUNK_ROWS = 64
 #: A gap of more storage positions than this starts a new group of a batch.
 GROUP_GAP = 8
+#: ``store="auto"`` keeps views of at most this many bytes in memory (and at most
+#: ``AUTO_RAM_FRACTION`` of the machine's RAM, and ``max_memory_gb``); larger ones are cut
+#: on the fly. 1 GB is ~4,500 cells at the default 70/224 px and 4 channels.
+AUTO_MEMORY_BYTES = 1_000_000_000
+#: Fraction of the machine's physical memory that ``store="auto"`` may fill with views.
+AUTO_RAM_FRACTION = 0.125
 
 
-class _CutArray:
+def is_auto(store: Any) -> bool:
+    """Whether ``store`` asks for the automatic choice (the exact string, not a Path)."""
+    return isinstance(store, str) and store == AUTO_STORE
+
+
+def physical_memory_bytes() -> int | None:
+    """Physical memory of this machine in bytes (``None`` where the OS does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):  # pragma: no cover - not POSIX
+        return None
+
+
+def auto_memory_budget(max_memory_gb: float) -> float:
+    """Bytes of views ``store="auto"`` keeps in memory.
+
+    The smallest of :data:`AUTO_MEMORY_BYTES`, :data:`AUTO_RAM_FRACTION` of the physical
+    memory and ``max_memory_gb``.
+    """
+    budget = min(float(AUTO_MEMORY_BYTES), float(max_memory_gb) * 1e9)
+    ram = physical_memory_bytes()
+    return min(budget, AUTO_RAM_FRACTION * ram) if ram else budget
+
+
+def _size(nbytes: float) -> str:
+    return f"{nbytes / 1e9:.2f} GB" if nbytes >= 1e8 else f"{nbytes / 1e6:.2f} MB"
+
+
+def choose_store(
+    store: Any,
+    *,
+    n_cells: int | None,
+    n_channels: int,
+    morphology_size: int,
+    microenvironment_size: int,
+    max_memory_gb: float,
+) -> Any:
+    """Resolve ``cell_views(store="auto")``: ``None`` (in memory) or ``"on_the_fly"``.
+
+    Views that fit :func:`auto_memory_budget` stay in memory (fastest for many epochs);
+    larger ones are cut on the fly, so memory stays flat at any cell count. The choice
+    is logged (INFO). Any other ``store`` is returned as it is.
+
+    Parameters
+    ----------
+    store
+        The ``store=`` argument of ``cell_views``.
+    n_cells
+        Cells whose views would be held (the table's rows); ``None`` when the views
+        cannot be cut on the fly (several regions in one store): then in memory.
+    n_channels, morphology_size, microenvironment_size
+        Channels and view sides (pixels) of the views.
+    max_memory_gb
+        ``cell_views``' limit on in-memory views, also a bound of the budget.
+
+    Returns
+    -------
+    ``None``, ``"on_the_fly"``, or ``store`` unchanged when it is not ``"auto"``.
+    """
+    if not is_auto(store):
+        return store
+    if n_cells is None:
+        logger.info(
+            "cell_views (store=%r): the views of several regions are joined in memory "
+            "(cutting them on the fly needs one region per call)",
+            AUTO_STORE,
+        )
+        return None
+    nbytes = float(n_cells) * n_channels * (morphology_size**2 + microenvironment_size**2)
+    budget = auto_memory_budget(max_memory_gb)
+    if nbytes <= budget:
+        logger.info(
+            "cell_views (store=%r): the views of %d cells take %s, within the in-memory "
+            "budget of %s: keeping them in memory",
+            AUTO_STORE, n_cells, _size(nbytes), _size(budget),
+        )  # fmt: skip
+        return None
+    logger.info(
+        "cell_views (store=%r): the views of %d cells would take %s, more than the in-memory "
+        "budget of %s: cutting them on the fly (nothing stored, memory stays flat; "
+        "store=None keeps them in memory, store='views.zarr' writes them to disk)",
+        AUTO_STORE, n_cells, _size(nbytes), _size(budget),
+    )  # fmt: skip
+    return ON_THE_FLY
+
+
+class _CutArray(LazyRows):
     """Lazy ``(N, C, S, S)`` uint8 array-like of one view, table row order; rows cut on read."""
 
     def __init__(self, store: OnTheFlyViews, view: str):
@@ -48,35 +150,8 @@ class _CutArray:
     def dtype(self) -> np.dtype:
         return np.dtype(np.uint8)
 
-    @property
-    def ndim(self) -> int:
-        return 4
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, key):
-        rest: tuple = ()
-        if isinstance(key, tuple):
-            key, rest = key[0], key[1:]
-        scalar = isinstance(key, (int, np.integer))
-        if scalar:
-            rows = np.asarray([int(key)])
-        elif isinstance(key, slice):
-            rows = np.arange(len(self))[key]
-        else:
-            rows = np.asarray(key)
-            if rows.dtype == bool:
-                rows = np.flatnonzero(rows)
-        out = self._store._views(rows, (self._view,))[self._view]
-        if scalar:
-            out = out[0]
-            return out[rest] if rest else out
-        return out[(slice(None), *rest)] if rest else out
-
-    def __array__(self, dtype=None, copy=None):
-        out = self[:]
-        return out.astype(dtype) if dtype is not None else out
+    def _take(self, rows: np.ndarray) -> np.ndarray:
+        return self._store._views(rows, (self._view,))[self._view]
 
     def __repr__(self) -> str:
         return f"<{self._view} views of {len(self)} cells, cut on the fly>"
@@ -132,27 +207,13 @@ class OnTheFlyViews(ViewStore):
         """Table rows along the Hilbert curve: reading along it reads each chunk once."""
         return self._rows.copy()
 
-    def batch(self, idx: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Morphology and microenvironment views of table rows ``idx``, cut now.
-
-        Parameters
-        ----------
-        idx
-            Row indices (any order, repeats allowed).
-
-        Returns
-        -------
-        ``(morphology, microenvironment)``: uint8 numpy arrays ``(len(idx), C, H, W)``.
-        """
+    def _batch(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         out = self._views(idx, (VIEW_MORPHOLOGY, VIEW_MICROENVIRONMENT))
         return out[VIEW_MORPHOLOGY], out[VIEW_MICROENVIRONMENT]
 
     def _views(self, idx, views: Sequence[str]) -> dict[str, np.ndarray]:
-        idx = np.asarray(idx, dtype=np.int64).reshape(-1)
-        n = len(self)
-        if idx.size and (idx.min() < -n or idx.max() >= n):
-            raise IndexError(f"row index out of range for a store of {n} cells.")
-        idx = np.where(idx < 0, idx + n, idx)
+        """Cut views ``views`` of table rows ``idx`` (any order, repeats, negative) now."""
+        idx = check_rows(idx, len(self))
         uniq, inverse = np.unique(idx, return_inverse=True)
         c = self.n_channels
         sizes = {VIEW_MORPHOLOGY: self.morphology_size,
@@ -219,7 +280,7 @@ class OnTheFlyViews(ViewStore):
 
 
 def rebuild_on_the_fly(sdata, table_key: str, info: dict, key: str) -> OnTheFlyViews:
-    """The on-the-fly store recorded in ``table.uns[key]``, rebuilt from the SpatialData.
+    """Rebuild the on-the-fly store recorded in ``table.uns[key]`` from the SpatialData.
 
     Re-runs the plan of ``cell_views`` with the recorded arguments and checks that the
     fingerprint (parameters, cells, sampled image and label pixels) is the recorded one.

@@ -150,7 +150,7 @@ def plan_views(
     key_added: str,
     n_jobs: int,
 ) -> ViewPlan:
-    """The :class:`ViewPlan` of ``cell_views`` for resolved inputs (see its docstring)."""
+    """Plan the views of ``cell_views`` for resolved inputs (see its docstring)."""
     from .._logging import logger
 
     h, w = image.shape[1:]

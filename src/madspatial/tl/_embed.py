@@ -178,7 +178,10 @@ def embed(
         A SpatialData or AnnData table with views (``mad.pp.cell_views``), or a
         :class:`~madspatial.io.ViewStore` / path to one (then a new AnnData is returned).
         Views recorded as ``store="on_the_fly"`` are cut from the SpatialData's image in
-        the data loader, one batch at a time (pass the SpatialData, not its table).
+        the data loader, one batch at a time (pass the SpatialData, not its table). A
+        SpatialData whose table has no views gets them cut on the fly (``mad.pp.normalize``
+        and ``mad.pp.cell_views`` with their defaults and the model's view sizes): nothing
+        is stored and memory stays flat at any cell count.
     model
         A :class:`~madspatial.nn.MADModel` or the folder of a saved one; default: the model
         recorded by :func:`madspatial.tl.pretrain` in ``table.uns["mad"]["model"]``.
@@ -239,17 +242,28 @@ def embed(
     import anndata as ad
     import pandas as pd
 
-    store, table = resolve_views(data, table_key=table_key, views_key=views_key)
+    if weights is not None and model is not None:
+        raise ValueError(
+            "pass model= (a MAD-trained model) or weights= (zero-shot: pretrained weights "
+            f"with no MAD training), not both; got model={model!r}, weights={weights!r}."
+        )
+    mad_model = model_path = view_sizes = None
+    missing = _table_without_views(data, table_key, views_key)
+    if missing is not None and weights is None:
+        # views cut now are cut at the model's sizes (the preset's of pretrain)
+        mad_model, model_path = _load_model(model, missing)
+        cfg = mad_model.config
+        view_sizes = {
+            "morphology_size": int(cfg.morphology_size),
+            "microenvironment_size": int(cfg.microenvironment_size),
+        }
+    store, table = resolve_views(
+        data, table_key=table_key, views_key=views_key, compute=True, view_sizes=view_sizes
+    )
     zeroshot = None
     if weights is not None:
-        if model is not None:
-            raise ValueError(
-                "pass model= (a MAD-trained model) or weights= (zero-shot: pretrained weights "
-                f"with no MAD training), not both; got model={model!r}, weights={weights!r}."
-            )
         mad_model, zeroshot = _zeroshot_model(weights, weights_prefix, store)
-        model_path = None
-    else:
+    elif mad_model is None:
         mad_model, model_path = _load_model(model, table)
     if key_added is None:
         key_added = OBSM_MAD if zeroshot is None else OBSM_ZEROSHOT
@@ -312,6 +326,16 @@ def embed(
     if table is None or copy:
         return target
     return None
+
+
+def _table_without_views(data: Any, table_key: str | None, views_key: str):
+    """Return the table of a SpatialData ``data`` that has no views yet, else ``None``."""
+    from ._pretrain import _is_sdata, _pick_table
+
+    if not _is_sdata(data):
+        return None
+    table = data.tables[_pick_table(data, table_key, views_key)]
+    return None if views_key in table.uns else table
 
 
 def _zeroshot_model(weights, prefix, store):
@@ -379,7 +403,7 @@ def _check_finite(feats, store, table, model_path, key_added) -> None:
 
 
 def _model_id(model) -> str:
-    """A short fingerprint of the weights (same weights, same id)."""
+    """Fingerprint the weights, shortly (same weights, same id)."""
     import hashlib
 
     h = hashlib.sha1()

@@ -68,9 +68,13 @@ def _pick_table(sdata, table_key: str | None, views_key: str):
 def _compute_views(
     sdata, table_key: str, views_key: str, view_sizes: dict[str, int] | None = None
 ) -> None:
-    """Run ``mad.pp.normalize`` (if needed) and ``mad.pp.cell_views`` with their defaults
-    (and the view sizes of the preset, ``view_sizes``)."""
+    """Run ``mad.pp.normalize`` (if needed) and ``mad.pp.cell_views`` with their defaults.
+
+    The views are cut on the fly (``store="on_the_fly"``: nothing is stored, memory stays
+    flat at any cell count), with the view sizes of the preset (``view_sizes``) when given.
+    """
     from .. import pp
+    from ..io._views import ON_THE_FLY
 
     table = sdata.tables[table_key]
     region = table.uns.get("spatialdata_attrs", {}).get("region")
@@ -94,16 +98,21 @@ def _compute_views(
                 "mad.pp.normalize and mad.pp.cell_views(sdata, image_key=..., labels_key=...) "
                 "first."
             )
-        logger.info("pretrain: no views yet; normalizing image %r with defaults", source)
+        logger.info("no views yet: normalizing image %r with defaults", source)
         pp.normalize(sdata, image_key=source)
         image_key = source + NORMALIZED_SUFFIX
-    logger.info("pretrain: computing cell views of %r / %r with defaults", image_key, labels_key)
+    logger.info(
+        "no views yet: cutting the cell views of %r / %r on the fly, with defaults",
+        image_key,
+        labels_key,
+    )
     pp.cell_views(
         sdata,
         image_key=image_key,
         labels_key=labels_key,
         table_key=table_key,
         key_added=views_key,
+        store=ON_THE_FLY,
         **(view_sizes or {}),
     )
 
@@ -214,9 +223,11 @@ def resolve_pretrain_weights(model: Any, weights: Any, *, prefix: str | None = N
 
 
 def _document_options(own: dict[str, str]):
-    """Fill ``{doc_pretrain_params}`` with a description of every parameter, in signature
-    order: ``own`` for the ones described here, :data:`TRAIN_OPTION_DOCS` for the training
-    options (with each preset's value of the options a preset sets)."""
+    """Fill ``{doc_pretrain_params}`` with a description of every parameter.
+
+    In signature order: ``own`` for the ones described here, :data:`TRAIN_OPTION_DOCS` for
+    the training options (with each preset's value of the options a preset sets).
+    """
 
     def decorate(func):
         names = [
@@ -282,10 +293,12 @@ carry their architecture (hub models, reference folders) and ``model`` is left a
 used (the matching preset, e.g. ``"vit_large"``); any other mismatching ``model``
 raises. Nothing is downloaded unless a hub model is named.""",
     "data": (
-        "A SpatialData (views are computed with ``mad.pp.normalize`` and "
-        "``mad.pp.cell_views`` defaults, and the preset's view sizes, when its table has "
-        "none), an AnnData table with ``.uns[views_key]``, a "
-        ":class:`~madspatial.io.ViewStore` or the path of one."
+        "A SpatialData (when its table has no views, ``mad.pp.normalize`` and "
+        "``mad.pp.cell_views`` run with their defaults and the preset's view sizes, and "
+        "the views are cut on the fly in the data loader: nothing is stored, memory stays "
+        "flat at any cell count; run ``mad.pp.cell_views`` first to choose otherwise), an "
+        "AnnData table with ``.uns[views_key]``, a :class:`~madspatial.io.ViewStore` or the "
+        "path of one."
     ),
     "preset": (
         'Option set for the machine: ``"paper"`` (default: the paper\'s GPU settings, '
