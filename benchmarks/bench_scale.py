@@ -371,6 +371,13 @@ def main() -> None:
     )
     p.add_argument("--out", default="scale")
     p.add_argument("--keep", action="store_true", help="keep the slides and stores")
+    p.add_argument(
+        "--only-steps",
+        nargs="+",
+        choices=STEPS,
+        help="run these steps only (e.g. generate normalize views embed_otf for 1 M cells "
+        "without writing a view store); the others are reported as not measured",
+    )
     p.add_argument("--step", help=argparse.SUPPRESS)
     p.add_argument("--n", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -389,7 +396,7 @@ def main() -> None:
     for n in args.cells:
         print(f"{n:,} cells", flush=True)
         run = results["runs"][str(n)] = {}
-        for s in STEPS:
+        for s in args.only_steps or STEPS:
             try:
                 run[s] = run_step(s, n, work, args)
             except RuntimeError as err:  # keep going: record it, measure the rest
