@@ -114,9 +114,16 @@ class ViewPlan:
             groups = self.groups(rows)
         for sel, _region in groups:
             empty[sel] = extract_views(
-                self.image, self.labels, self.offset, self.cells.take(rows[sel]), self.spec,
-                morph_out, micro_out, dest[sel], self.check,
-            )  # fmt: skip
+                self.image,
+                self.labels,
+                self.offset,
+                self.cells.take(rows[sel]),
+                self.spec,
+                morph_out,
+                micro_out,
+                dest[sel],
+                self.check,
+            )
         return empty
 
 
@@ -224,9 +231,14 @@ def plan_views(
         morph_w = np.full(n, w_m)
     n_cut = int((extent > w_m).sum()) if morphology_window == "slide" else 0
     spec = ViewSpec(
-        morphology_size, microenvironment_size, microenvironment_window, morphology_window,
-        pq_e, pq_m, gain,
-    )  # fmt: skip
+        morphology_size,
+        microenvironment_size,
+        microenvironment_window,
+        morphology_window,
+        pq_e,
+        pq_m,
+        gain,
+    )
     micro_uv = crop_origin(cx, cy, s_e, microenvironment_size)
     morph_uv = crop_origin(cx, cy, s_m, morphology_size)
     half = np.maximum(micro_w, morph_w) / 2
@@ -283,6 +295,11 @@ def plan_views(
         attrs=attrs,
         match=match,
         keep=keep,
-        extents=(stats.area[pos], stats.xmin[pos], stats.xmax[pos], stats.ymin[pos],
-                 stats.ymax[pos]),
-    )  # fmt: skip
+        extents=(
+            stats.area[pos],
+            stats.xmin[pos],
+            stats.xmax[pos],
+            stats.ymin[pos],
+            stats.ymax[pos],
+        ),
+    )
