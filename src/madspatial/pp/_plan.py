@@ -24,6 +24,18 @@ from ._label_stats import label_stats
 from ._reader import RegionReader
 from ._resample import rational_scale
 
+#: Record entries the plan derives from the arguments (window sizes, scales): a store
+#: mismatch names them after the arguments, and each region of a multi-region store keeps
+#: its own.
+DERIVED_VIEW_KEYS = (
+    "window_px",
+    "morphology_window_px",
+    "microenvironment_scale",
+    "morphology_scale",
+    "microenvironment_scale_pq",
+    "morphology_scale_pq",
+)
+
 
 def check_region(img: np.ndarray, origin: tuple[int, int], image_key: str, gain: float) -> None:
     """Raise on NaN/inf pixels or values outside [0, 1] in one region read for views."""

@@ -33,6 +33,7 @@ from ..io._views import (
     open_zarr_views,
     read_views,
 )
+from ._plan import DERIVED_VIEW_KEYS
 from ._regions import Inputs, RegionInput, _Elements, _levels
 
 #: Private coordinate system of the stand-ins (image pixels).
@@ -42,12 +43,7 @@ _ROW = "_mad_table_row"
 #: Per-region entries of a region's record kept in ``uns[key_added]["regions"]``.
 _PER_REGION = (
     "image_key",
-    "window_px",
-    "morphology_window_px",
-    "microenvironment_scale",
-    "morphology_scale",
-    "microenvironment_scale_pq",
-    "morphology_scale_pq",
+    *DERIVED_VIEW_KEYS,
     "image_shape",
     "labels_offset_yx",
     "n_cells",
@@ -133,16 +129,7 @@ def region_views(
         )
     parts = []
     for r in inputs.regions:
-        data, lid = _stand_in(r, inputs, label_id_key)
-        logger.info(
-            "cell_views: region %r (%s, %d rows) from image %r level %d (pixel %.4g)",
-            r.name,
-            r.source,
-            len(r.rows),
-            r.image_key,
-            r.level,
-            r.pixel_size,
-        )
+        data, lid = _logged_stand_in(r, inputs, label_id_key)
         cell_views(
             data,
             image_key=r.image_key,
@@ -357,6 +344,20 @@ def _cut_region(k: int, plan, lay: _Layout, run: dict[str, Any]) -> int:
     return int(sum(len(e) for e in empties))
 
 
+def _logged_stand_in(r, inputs: Inputs, label_id_key):
+    """:func:`_stand_in` of one region, with the log line saying where its views come from."""
+    logger.info(
+        "cell_views: region %r (%s, %d rows) from image %r level %d (pixel %.4g)",
+        r.name,
+        r.source,
+        len(r.rows),
+        r.image_key,
+        r.level,
+        r.pixel_size,
+    )
+    return _stand_in(r, inputs, label_id_key)
+
+
 def _stream(
     sdata, inputs: Inputs, path: Path, *, overwrite, inplace, key_added, label_id_key, options
 ) -> ViewStore | None:
@@ -368,16 +369,7 @@ def _stream(
     cs, n_jobs = int(options["chunk_size"]), options["n_jobs"]
     planned = []
     for r in inputs.regions:
-        data, lid = _stand_in(r, inputs, label_id_key)
-        logger.info(
-            "cell_views: region %r (%s, %d rows) from image %r level %d (pixel %.4g)",
-            r.name,
-            r.source,
-            len(r.rows),
-            r.image_key,
-            r.level,
-            r.pixel_size,
-        )
+        data, lid = _logged_stand_in(r, inputs, label_id_key)
         plan = _plan(data, r, inputs, lid, key_added, options)
         planned.append((r, data.tables[inputs.table_key][plan.keep], plan))
     _check_channels({r.name: p.attrs["channel_names"] for r, _s, p in planned})
