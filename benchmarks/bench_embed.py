@@ -106,9 +106,13 @@ def main() -> None:
     n, bs = args.cells, args.batch_size
     morph, micro = make_views(n)
     mem = ViewStore(
-        morph, micro, np.arange(1, n + 1), np.zeros((n, 2)), np.full(n, 100.0),
+        morph,
+        micro,
+        np.arange(1, n + 1),
+        np.zeros((n, 2)),
+        np.full(n, 100.0),
         {"channel_names": ["a", "b", "c", "d"]},
-    )  # fmt: skip
+    )
     tmp = tempfile.mkdtemp(prefix="bench_embed_")
     disk = mem.save(Path(tmp) / "views.zarr", chunk_size=64)
     model = MADModel(MADConfig(backbone=args.model, in_chans=4)).eval()

@@ -75,16 +75,30 @@ def main(argv=None) -> None:
     t_start = time.perf_counter()
     sdata = mad.datasets.synthetic_tissue(n_cells=args.n_cells, seed=0)
     mad.pp.normalize(sdata, image_key="morphology", dtype="float32", multiscale=False)
-    mad.pp.cell_views(sdata, image_key="morphology_normalized", labels_key="cell_labels",
-                      morphology_size=56, microenvironment_size=112)  # fmt: skip
+    mad.pp.cell_views(
+        sdata,
+        image_key="morphology_normalized",
+        labels_key="cell_labels",
+        morphology_size=56,
+        microenvironment_size=112,
+    )
     adata = sdata.tables["table"]
     store = mad.io.read_views(sdata)
     train = dict(
         model={"preset": "vit_pico", "embed_dim": 96, "depth": 3, "num_heads": 3},
-        max_steps=args.steps, batch_size=64, lr=2e-3, n_local=2, n_prototypes=1024,
-        head_hidden_dim=512, head_bottleneck_dim=128, n_holdout=256,
-        eval_every=max(1, args.steps // 10), precision="auto", seed=args.seed, resume=False,
-    )  # fmt: skip
+        max_steps=args.steps,
+        batch_size=64,
+        lr=2e-3,
+        n_local=2,
+        n_prototypes=1024,
+        head_hidden_dim=512,
+        head_bottleneck_dim=128,
+        n_holdout=256,
+        eval_every=max(1, args.steps // 10),
+        precision="auto",
+        seed=args.seed,
+        resume=False,
+    )
     runs = []
     workdir = Path(tempfile.mkdtemp(prefix="bench_learning_"))
     for stats in args.pixel_stats:
@@ -94,12 +108,20 @@ def main(argv=None) -> None:
         if stats == "data":
             views = ("morphology", "microenvironment")
             mean, std = pixel_statistics(store, views, seed=derive_seed(args.seed, 0, 0, 3))
-        untrained = MADModel(MADConfig(
-            backbone=train["model"], in_chans=store.n_channels,
-            channel_names=list(store.channel_names), morphology_size=56,
-            microenvironment_size=112, head_hidden_dim=512, head_bottleneck_dim=128,
-            n_prototypes=1024, pixel_mean=mean, pixel_std=std,
-        ))  # fmt: skip
+        untrained = MADModel(
+            MADConfig(
+                backbone=train["model"],
+                in_chans=store.n_channels,
+                channel_names=list(store.channel_names),
+                morphology_size=56,
+                microenvironment_size=112,
+                head_hidden_dim=512,
+                head_bottleneck_dim=128,
+                n_prototypes=1024,
+                pixel_mean=mean,
+                pixel_std=std,
+            )
+        )
         mad.tl.embed(sdata, model=untrained, key_added="X_untrained")
         t0 = time.perf_counter()
         model = mad.tl.pretrain(sdata, checkpoint_dir=workdir / stats, pixel_stats=stats, **train)
@@ -136,8 +158,12 @@ def main(argv=None) -> None:
         return
     RESULTS.mkdir(exist_ok=True)
     setup = {k: (v if not isinstance(v, dict) else dict(v)) for k, v in train.items()}
-    out = {"n_cells": args.n_cells, "train": setup, "runs": runs,
-           "wall_s": time.perf_counter() - t_start}  # fmt: skip
+    out = {
+        "n_cells": args.n_cells,
+        "train": setup,
+        "runs": runs,
+        "wall_s": time.perf_counter() - t_start,
+    }
     (RESULTS / f"{args.out}.json").write_text(json.dumps(out, indent=1))
     L = [
         "# Does a CPU-sized MAD run learn?",
@@ -165,9 +191,13 @@ def main(argv=None) -> None:
             f"{t['crossview_recall@5']:.4f} (chance {t['crossview_recall@5_chance']:.4f}) |"
         )
     for r in runs:
-        L += ["", f"Learning curve, `pixel_stats={r['pixel_stats']}`:", "",
-              "| step | loss (mean of 5) | teacher entropy | held-out Recall@5 |",
-              "|---:|---:|---:|---:|"]  # fmt: skip
+        L += [
+            "",
+            f"Learning curve, `pixel_stats={r['pixel_stats']}`:",
+            "",
+            "| step | loss (mean of 5) | teacher entropy | held-out Recall@5 |",
+            "|---:|---:|---:|---:|",
+        ]
         for c in r["curve"]:
             L.append(
                 f"| {c['step']} | {c['loss']:.3f} | {c['teacher_entropy']:.3f} | "

@@ -44,12 +44,32 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 SM, SE = 56, 112
-STEPS = ("generate", "normalize", "views", "embed_otf", "store", "embed_store",
-         "train_otf", "train_store")  # fmt: skip
-VIEW_KW = {"image_key": "morphology_normalized", "labels_key": "cell_labels",
-           "morphology_size": SM, "microenvironment_size": SE}  # fmt: skip
-TRAIN = dict(model="vit_pico", batch_size=32, lr=1e-3, n_prototypes=256, head_hidden_dim=64,
-             head_bottleneck_dim=32, n_local=2, n_holdout=0)  # fmt: skip
+STEPS = (
+    "generate",
+    "normalize",
+    "views",
+    "embed_otf",
+    "store",
+    "embed_store",
+    "train_otf",
+    "train_store",
+)
+VIEW_KW = {
+    "image_key": "morphology_normalized",
+    "labels_key": "cell_labels",
+    "morphology_size": SM,
+    "microenvironment_size": SE,
+}
+TRAIN = dict(
+    model="vit_pico",
+    batch_size=32,
+    lr=1e-3,
+    n_prototypes=256,
+    head_hidden_dim=64,
+    head_bottleneck_dim=32,
+    n_local=2,
+    n_holdout=0,
+)
 
 
 def peak_rss_gb() -> float:
@@ -70,8 +90,9 @@ def _model():
     from madspatial.nn import MADConfig, MADModel
 
     torch.manual_seed(0)
-    return MADModel(MADConfig(backbone="vit_pico", in_chans=4, morphology_size=SM,
-                              microenvironment_size=SE))  # fmt: skip
+    return MADModel(
+        MADConfig(backbone="vit_pico", in_chans=4, morphology_size=SM, microenvironment_size=SE)
+    )
 
 
 def _slide(work: Path, n: int):
@@ -92,9 +113,16 @@ def _train(name: str, n: int, work: Path, args) -> dict:
         data = str(work / f"views_{n}.zarr")
     ckpt = work / f"ckpt_{name}_{n}"
     shutil.rmtree(ckpt, ignore_errors=True)
-    model = mad.tl.pretrain(data, max_steps=args.train_steps, checkpoint_dir=ckpt,
-                            checkpoint_every=10**6, seed=0, precision=args.precision,
-                            num_workers=args.num_workers, **TRAIN)  # fmt: skip
+    model = mad.tl.pretrain(
+        data,
+        max_steps=args.train_steps,
+        checkpoint_dir=ckpt,
+        checkpoint_every=10**6,
+        seed=0,
+        precision=args.precision,
+        num_workers=args.num_workers,
+        **TRAIN,
+    )
     cps = np.asarray(model.history["cells_per_s"], dtype=float)[1:]
     out["step_s"] = float(np.median(TRAIN["batch_size"] / cps))
     shutil.rmtree(ckpt, ignore_errors=True)
@@ -114,8 +142,9 @@ def step(name: str, n: int, work: Path, args) -> dict:
     out: dict = {}
     t0 = time.perf_counter()
     if name == "generate":
-        sd = mad.datasets.synthetic_slide(work / f"slide_{n}.zarr", n_cells=n, seed=0,
-                                          expression=False, overwrite=True)  # fmt: skip
+        sd = mad.datasets.synthetic_slide(
+            work / f"slide_{n}.zarr", n_cells=n, seed=0, expression=False, overwrite=True
+        )
         table = sd.tables["table"]
         out["n_cells"] = int(table.n_obs)
         out["image_shape"] = list(sd.images["morphology"].shape)
@@ -142,8 +171,13 @@ def step(name: str, n: int, work: Path, args) -> dict:
         mad.pp.cell_views(sd, **VIEW_KW, store="on_the_fly")
         out["plan_s"] = time.perf_counter() - t0
         t1 = time.perf_counter()
-        mad.tl.embed(sd, model=_model(), batch_size=256, precision=args.precision,
-                     num_workers=args.num_workers)  # fmt: skip
+        mad.tl.embed(
+            sd,
+            model=_model(),
+            batch_size=256,
+            precision=args.precision,
+            num_workers=args.num_workers,
+        )
         out["embed_s"] = time.perf_counter() - t1
         out["cells_per_s"] = sd.tables["table"].n_obs / out["embed_s"]
     elif name == "store":
@@ -154,8 +188,13 @@ def step(name: str, n: int, work: Path, args) -> dict:
         out["store_bytes"] = du(path)
     elif name == "embed_store":
         t1 = time.perf_counter()
-        ad = mad.tl.embed(str(work / f"views_{n}.zarr"), model=_model(), batch_size=256,
-                          precision=args.precision, num_workers=args.num_workers)  # fmt: skip
+        ad = mad.tl.embed(
+            str(work / f"views_{n}.zarr"),
+            model=_model(),
+            batch_size=256,
+            precision=args.precision,
+            num_workers=args.num_workers,
+        )
         out["embed_s"] = time.perf_counter() - t1
         out["cells_per_s"] = ad.n_obs / out["embed_s"]
     elif name in ("train_otf", "train_store"):
@@ -171,9 +210,24 @@ def step(name: str, n: int, work: Path, args) -> dict:
 
 
 def run_step(name: str, n: int, work: Path, args) -> dict:
-    cmd = [sys.executable, __file__, "--step", name, "--n", str(n), "--workdir", str(work),
-           "--threads", str(args.threads), "--num-workers", str(args.num_workers),
-           "--train-steps", str(args.train_steps), "--precision", args.precision]  # fmt: skip
+    cmd = [
+        sys.executable,
+        __file__,
+        "--step",
+        name,
+        "--n",
+        str(n),
+        "--workdir",
+        str(work),
+        "--threads",
+        str(args.threads),
+        "--num-workers",
+        str(args.num_workers),
+        "--train-steps",
+        str(args.train_steps),
+        "--precision",
+        args.precision,
+    ]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode:
@@ -257,8 +311,12 @@ def write_results(results: dict, args, path: Path) -> None:
         "",
     ]
     if partial:
-        missing = [f"{s} at {int(n):,}" for n, v in results["runs"].items() for s in STEPS
-                   if s not in v or "error" in v[s]]  # fmt: skip
+        missing = [
+            f"{s} at {int(n):,}"
+            for n, v in results["runs"].items()
+            for s in STEPS
+            if s not in v or "error" in v[s]
+        ]
         missing += [f"{n:,} cells" for n in args.cells if str(n) not in results["runs"]]
         lines += [
             "**Partial results**: the run stopped (or steps failed) before every step was "
@@ -288,11 +346,15 @@ def write_results(results: dict, args, path: Path) -> None:
         )
         lines.append(f"| {s} | {cols} | {exps[s][0]:.2f} | {exps[s][1]:.2f} |")
     results["exponents"] = {s: {"time": e[0], "rss": e[1]} for s, e in exps.items()}
-    lines += ["", "## Throughput and ratios", "",
-              "| cells | views alone (cells/s) | embed on the fly (cells/s) | embed from store "
-              "(cells/s) | ratio | train step on the fly (s) | from store (s) | ratio | store "
-              "bytes/cell | on the fly bytes/cell |",
-              "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines += [
+        "",
+        "## Throughput and ratios",
+        "",
+        "| cells | views alone (cells/s) | embed on the fly (cells/s) | embed from store "
+        "(cells/s) | ratio | train step on the fly (s) | from store (s) | ratio | store "
+        "bytes/cell | on the fly bytes/cell |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
 
     def fmt(n, step, key, spec):
         return format(runs[n][step][key], spec) if _done(runs, n, step) else "-"
@@ -326,8 +388,10 @@ def write_results(results: dict, args, path: Path) -> None:
     both = [n for n in sizes if _done(runs, n, "views", "store")]
     if both:
         big, c = runs[both[-1]], runs[both[-1]]["generate"]["n_cells"]
-        measured = {"views_core_s_per_cell": big["views"]["cut_s"] * args.threads / c,
-                    "store_bytes_per_cell": big["store"]["store_bytes"] / c}  # fmt: skip
+        measured = {
+            "views_core_s_per_cell": big["views"]["cut_s"] * args.threads / c,
+            "store_bytes_per_cell": big["store"]["store_bytes"] / c,
+        }
         proj = projection(measured)
         results["projection"] = proj
         lines += [

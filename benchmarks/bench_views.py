@@ -118,10 +118,14 @@ def bench_ours(sdata, n_jobs: int, tmp: Path, repeats: int = 3) -> dict:
         store = None  # free the previous store first
         store, dt = _timed(
             lambda: mad.pp.cell_views(
-                sdata, image_key=NORMALIZED, labels_key=LABELS, inplace=False, n_jobs=n_jobs,
+                sdata,
+                image_key=NORMALIZED,
+                labels_key=LABELS,
+                inplace=False,
+                n_jobs=n_jobs,
                 max_memory_gb=64,
             )
-        )  # fmt: skip
+        )
         runs.append(dt)
     n = len(store)
     out["memory_seconds"] = [round(t, 3) for t in runs]
@@ -137,10 +141,15 @@ def bench_ours(sdata, n_jobs: int, tmp: Path, repeats: int = 3) -> dict:
     path = tmp / "views.zarr"
     zstore, dt = _timed(
         lambda: mad.pp.cell_views(
-            sdata, image_key=NORMALIZED, labels_key=LABELS, inplace=False, n_jobs=n_jobs,
-            store=path, overwrite=True,
+            sdata,
+            image_key=NORMALIZED,
+            labels_key=LABELS,
+            inplace=False,
+            n_jobs=n_jobs,
+            store=path,
+            overwrite=True,
         )
-    )  # fmt: skip
+    )
     disk = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     out["zarr_seconds"] = round(dt, 3)
     out["zarr_cells_per_s"] = round(n / dt)
@@ -194,9 +203,11 @@ def bench_shapes(sdata, n_jobs: int, repeats: int = 2) -> dict:
     import anndata as ad
 
     sdata.tables["shapes_table"] = TableModel.parse(
-        ad.AnnData(obs=obs), region="cell_boundaries", region_key="region",
+        ad.AnnData(obs=obs),
+        region="cell_boundaries",
+        region_key="region",
         instance_key="instance_id",
-    )  # fmt: skip
+    )
     kw = dict(image_key=NORMALIZED, inplace=False, n_jobs=n_jobs, max_memory_gb=64)
     t_lab, t_shp = [], []
     mad.pp.cell_views(sdata, labels_key=LABELS, **kw)  # warm-up: first touch of the memory
@@ -323,10 +334,13 @@ def bench_spatialdata(sdata, store, n_sub: int, seed: int = 0) -> dict:
         cid = int(np.asarray(ann).ravel()[0])
         ys, xs = morph.coords["y"].values, morph.coords["x"].values
         lab = sd.rasterize(
-            labels, axes=("y", "x"), min_coordinate=[ys.min(), xs.min()],
-            max_coordinate=[ys.max() + 1, xs.max() + 1], target_coordinate_system="global",
+            labels,
+            axes=("y", "x"),
+            min_coordinate=[ys.min(), xs.min()],
+            max_coordinate=[ys.max() + 1, xs.max() + 1],
+            target_coordinate_system="global",
             target_width=sm,
-        )  # fmt: skip
+        )
         lab_v = np.asarray(lab.data)
         mv = np.asarray(morph.data)
         if lab_v.shape[-2:] != mv.shape[-2:]:  # rasterize rounds sizes independently
@@ -447,10 +461,15 @@ def rss_worker(data: Path, store: Path, n_jobs: int) -> dict:
     after_norm = _peak_rss_gb()
     views, t_views = _timed(
         lambda: mad.pp.cell_views(
-            sdata, image_key=NORMALIZED, labels_key=LABELS, store=store, overwrite=True,
-            inplace=False, n_jobs=n_jobs,
+            sdata,
+            image_key=NORMALIZED,
+            labels_key=LABELS,
+            store=store,
+            overwrite=True,
+            inplace=False,
+            n_jobs=n_jobs,
         )
-    )  # fmt: skip
+    )
     peak = _peak_rss_gb()
     return {
         "image_shape": shape,
@@ -467,8 +486,18 @@ def rss_worker(data: Path, store: Path, n_jobs: int) -> dict:
 
 def bench_rss(tmp: Path, size: int, tiles_per_side: int, tile_cells: int, n_jobs: int) -> dict:
     data = tmp / "big.zarr"
-    cmd = [sys.executable, __file__, "--_build", str(data), "--rss-size", str(size),
-           "--rss-tiles", str(tiles_per_side), "--rss-tile-cells", str(tile_cells)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        __file__,
+        "--_build",
+        str(data),
+        "--rss-size",
+        str(size),
+        "--rss-tiles",
+        str(tiles_per_side),
+        "--rss-tile-cells",
+        str(tile_cells),
+    ]
     t = time.perf_counter()
     build = json.loads(
         subprocess.run(cmd, check=True, capture_output=True, text=True)
@@ -476,8 +505,16 @@ def bench_rss(tmp: Path, size: int, tiles_per_side: int, tile_cells: int, n_jobs
         .splitlines()[-1]
     )
     build["build_seconds"] = round(time.perf_counter() - t, 1)
-    cmd = [sys.executable, __file__, "--_rss", str(data), "--_store", str(tmp / "big_views.zarr"),
-           "--n-jobs", str(n_jobs)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        __file__,
+        "--_rss",
+        str(data),
+        "--_store",
+        str(tmp / "big_views.zarr"),
+        "--n-jobs",
+        str(n_jobs),
+    ]
     res = json.loads(
         subprocess.run(cmd, check=True, capture_output=True, text=True)
         .stdout.strip()
@@ -584,9 +621,10 @@ def main() -> None:
     ap.add_argument("--rss-tile-cells", type=int, default=2000)
     ap.add_argument("--skip-rss", action="store_true")
     ap.add_argument(
-        "--only-shapes", action="store_true",
+        "--only-shapes",
+        action="store_true",
         help="only the polygons-vs-labels leg (writes benchmarks/results/views_shapes.json)",
-    )  # fmt: skip
+    )
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     ap.add_argument("--_build")
     ap.add_argument("--_rss")

@@ -88,14 +88,23 @@ def write_cosmx(tissue, root, dataset="Synth"):
         new[old] = np.arange(1, len(old) + 1)
         lfov = new[lcrop]
         # the reader flips images and labels upside down (CosMx stores them bottom-up)
-        tifffile.imwrite(root / "CellComposite" / f"CellComposite_F{f:03d}.tif",
-                         np.flipud(np.moveaxis(crop, 0, -1)))  # fmt: skip
+        tifffile.imwrite(
+            root / "CellComposite" / f"CellComposite_F{f:03d}.tif",
+            np.flipud(np.moveaxis(crop, 0, -1)),
+        )
         tifffile.imwrite(root / "CellLabels" / f"CellLabels_F{f:03d}.tif", np.flipud(lfov))
         for cid, oid in enumerate(old, start=1):
             yy, xx = np.nonzero(lfov == cid)
-            meta.append({"fov": f, "cell_ID": cid, "CenterX_local_px": xx.mean(),
-                         "CenterY_local_px": yy.mean(), "CenterX_global_px": xx.mean() + x0,
-                         "CenterY_global_px": yy.mean()})  # fmt: skip
+            meta.append(
+                {
+                    "fov": f,
+                    "cell_ID": cid,
+                    "CenterX_local_px": xx.mean(),
+                    "CenterY_local_px": yy.mean(),
+                    "CenterX_global_px": xx.mean() + x0,
+                    "CenterY_global_px": yy.mean(),
+                }
+            )
             expr.append([f, cid, *counts[by_id[int(oid)]].astype(int)])
         fovs.append({"fov": f, "x_global_px": x0, "y_global_px": 0})
     pd.DataFrame(meta).to_csv(root / f"{dataset}_metadata_file.csv", index=False)
@@ -135,9 +144,16 @@ def cosmx_real_folder(tmp_path_factory):
         lab = tifffile.imread(root / "CellLabels" / f"CellLabels_F{f:03d}.tif")
         for cid in np.unique(lab[lab > 0]).astype(int):
             yy, xx = np.nonzero(lab == cid)
-            meta.append({"fov": f, "cell_ID": cid, "CenterX_local_px": xx.mean(),
-                         "CenterY_local_px": yy.mean(), "CenterX_global_px": xx.mean() + 1000 * f,
-                         "CenterY_global_px": yy.mean()})  # fmt: skip
+            meta.append(
+                {
+                    "fov": f,
+                    "cell_ID": cid,
+                    "CenterX_local_px": xx.mean(),
+                    "CenterY_local_px": yy.mean(),
+                    "CenterX_global_px": xx.mean() + 1000 * f,
+                    "CenterY_global_px": yy.mean(),
+                }
+            )
     meta = pd.DataFrame(meta)
     counts = counts.reindex(pd.MultiIndex.from_frame(meta[["fov", "cell_ID"]]), fill_value=0)
     meta.to_csv(root / "Lung12_metadata_file.csv", index=False)
@@ -177,8 +193,9 @@ def write_merscope(tissue, root):
     pd.DataFrame(rows).set_index("EntityID").to_csv(root / "cell_metadata.csv")
     cbg = pd.DataFrame(
         [counts[by_id[int(e) - ENTITY_OFFSET]].astype(int) for e in entity],
-        columns=genes, index=pd.Index(entity, name="cell"),
-    )  # fmt: skip
+        columns=genes,
+        index=pd.Index(entity, name="cell"),
+    )
     cbg.to_csv(root / "cell_by_gene.csv")
     return len(entity)
 
@@ -223,32 +240,54 @@ def write_xenium(tissue, root):
     store = zarr.storage.ZipStore(root / "cells.zarr.zip", mode="w")
     g = zarr.open_group(store, mode="w")
     g.create_array("cell_id", data=np.c_[prefix, suffix])
-    cols = ["cell_centroid_x", "cell_centroid_y", "cell_area", "nucleus_centroid_x",
-            "nucleus_centroid_y", "nucleus_area", "z_level", "nucleus_count"]  # fmt: skip
+    cols = [
+        "cell_centroid_x",
+        "cell_centroid_y",
+        "cell_area",
+        "nucleus_centroid_x",
+        "nucleus_centroid_y",
+        "nucleus_area",
+        "z_level",
+        "nucleus_count",
+    ]
     rows, verts = [], []
     for k, oid in enumerate(olds):
         yy, xx = np.nonzero(lab == oid)
         cx, cy, area = (xx.mean() + 0.5) * ps, (yy.mean() + 0.5) * ps, len(xx) * ps * ps
         rows.append([cx, cy, area, cx, cy, area, 0.0, 1.0])
         ring = _contour(lab == oid) * ps
-        verts.append(pd.DataFrame({"cell_id": ids[k], "vertex_x": ring[:, 0],
-                                   "vertex_y": ring[:, 1], "label_id": k + 1}))  # fmt: skip
+        verts.append(
+            pd.DataFrame(
+                {
+                    "cell_id": ids[k],
+                    "vertex_x": ring[:, 0],
+                    "vertex_y": ring[:, 1],
+                    "label_id": k + 1,
+                }
+            )
+        )
     summary = np.asarray(rows)
     g.create_array("cell_summary", data=summary).attrs["column_names"] = cols
     for mask in ("0", "1"):  # nuclei = cells here
         g.create_array(f"masks/{mask}", data=masks, chunks=masks.shape)
         g.create_array(f"polygon_sets/{mask}/cell_index", data=np.arange(n, dtype=np.uint32))
     store.close()
-    pd.DataFrame({
-        "cell_id": ids, "x_centroid": summary[:, 0], "y_centroid": summary[:, 1],
-        "transcript_counts": counts[[by_id[int(o)] for o in olds]].sum(axis=1),
-        "cell_area": summary[:, 2], "nucleus_area": summary[:, 5],
-    }).to_parquet(root / "cells.parquet")  # fmt: skip
+    pd.DataFrame(
+        {
+            "cell_id": ids,
+            "x_centroid": summary[:, 0],
+            "y_centroid": summary[:, 1],
+            "transcript_counts": counts[[by_id[int(o)] for o in olds]].sum(axis=1),
+            "cell_area": summary[:, 2],
+            "nucleus_area": summary[:, 5],
+        }
+    ).to_parquet(root / "cells.parquet")
     verts = pd.concat(verts, ignore_index=True)
     for name in ("cell_boundaries", "nucleus_boundaries"):  # nuclei = cells here
         verts.to_parquet(root / f"{name}.parquet")
-    _write_10x_h5(root / "cell_feature_matrix.h5", counts[[by_id[int(o)] for o in olds]], ids,
-                  genes)  # fmt: skip
+    _write_10x_h5(
+        root / "cell_feature_matrix.h5", counts[[by_id[int(o)] for o in olds]], ids, genes
+    )
     tifffile.imwrite(root / "morphology_focus" / "morphology_focus_0000.ome.tif", img[0])
     return ids, olds
 
@@ -286,25 +325,37 @@ def write_visium_hd(tissue, root, dataset="Synth"):
         f.attrs["metadata_json"] = json.dumps(
             {"hd_layout_json": json.dumps({"file_format": "1.0"})}
         )
-    (seg / "spatial" / "scalefactors_json.json").write_text(json.dumps({
-        "tissue_hires_scalef": 0.5, "tissue_lowres_scalef": 0.1, "spot_diameter_fullres": 7.3,
-        "bin_size_um": 2.0, "microns_per_pixel": 0.274,
-    }))  # fmt: skip
+    (seg / "spatial" / "scalefactors_json.json").write_text(
+        json.dumps(
+            {
+                "tissue_hires_scalef": 0.5,
+                "tissue_lowres_scalef": 0.1,
+                "spot_diameter_fullres": 7.3,
+                "bin_size_um": 2.0,
+                "microns_per_pixel": 0.274,
+            }
+        )
+    )
     rgb = np.stack([img[c] / max(float(np.percentile(img[c], 99.9)), 1.0) for c in range(3)], -1)
-    tifffile.imwrite(root / "microscope_image" / "image.tif",
-                     (np.clip(rgb, 0, 1) * 255).astype(np.uint8))  # fmt: skip
+    tifffile.imwrite(
+        root / "microscope_image" / "image.tif", (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
+    )
     olds = np.unique(lab[lab > 0])
     features = [
-        {"type": "Feature", "properties": {"cell_id": k + 1},
-         "geometry": {"type": "Polygon", "coordinates": [_contour(lab == o).tolist()]}}
+        {
+            "type": "Feature",
+            "properties": {"cell_id": k + 1},
+            "geometry": {"type": "Polygon", "coordinates": [_contour(lab == o).tolist()]},
+        }
         for k, o in enumerate(olds)
-    ]  # fmt: skip
+    ]
     (seg / "cell_segmentations.geojson").write_text(
         json.dumps({"type": "FeatureCollection", "features": features})
     )
     ids = np.array([f"cellid_{k + 1:09d}-1" for k in range(len(olds))])
-    _write_10x_h5(seg / "filtered_feature_cell_matrix.h5", counts[[by_id[int(o)] for o in olds]],
-                  ids, genes)  # fmt: skip
+    _write_10x_h5(
+        seg / "filtered_feature_cell_matrix.h5", counts[[by_id[int(o)] for o in olds]], ids, genes
+    )
     return ids, olds
 
 

@@ -26,9 +26,17 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 
 SIZES = dict(morphology_size=28, microenvironment_size=56, n_neighbors=6)
 SMALL = dict(
-    model="vit_pico", batch_size=16, lr=1e-3, n_prototypes=16, head_hidden_dim=16,
-    head_bottleneck_dim=8, n_local=1, n_holdout=0, eval_every=100, max_steps=1,
-)  # fmt: skip
+    model="vit_pico",
+    batch_size=16,
+    lr=1e-3,
+    n_prototypes=16,
+    head_hidden_dim=16,
+    head_bottleneck_dim=8,
+    n_local=1,
+    n_holdout=0,
+    eval_every=100,
+    max_steps=1,
+)
 #: Offset of the MERSCOPE EntityIDs written by conftest.write_merscope
 ENTITY_OFFSET = 10_000_000_000
 
@@ -199,9 +207,11 @@ def visium_hd(visium_hd_folder, tmp_path_factory):
     root, ids, olds = visium_hd_folder
     sdata = sdio.visium_hd(root, load_segmentations_only=True)
     run = _pipeline(
-        sdata, tmp_path_factory.mktemp("visium_hd"), table_key="cell_segmentations",
+        sdata,
+        tmp_path_factory.mktemp("visium_hd"),
+        table_key="cell_segmentations",
         roundtrip=False,
-    )  # fmt: skip
+    )
     return sdata, run, ids, olds
 
 
@@ -218,8 +228,9 @@ def test_visium_hd_reader_cell_segmentations(visium_hd, reader_tissue):
     # polygons traced from the synthetic cells: their masks are the cells'
     lab = np.asarray(reader_tissue.labels["cell_labels"].data).astype(np.int64)
     row = 9
-    m, _ = _by_hand(sdata, "Synth_cell_segmentations", row, lab, olds,
-                    table_key="cell_segmentations")  # fmt: skip
+    m, _ = _by_hand(
+        sdata, "Synth_cell_segmentations", row, lab, olds, table_key="cell_segmentations"
+    )
     m0, _ = run["views"].batch([row])
     assert ((m0[0, 0] > 0) == (m[0, 0] > 0)).mean() > 0.97
 

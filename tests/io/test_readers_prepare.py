@@ -23,8 +23,20 @@ pytest.importorskip("tifffile", reason="tifffile is needed to write vendor image
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 SIZES = ["--morphology-size", "28", "--microenvironment-size", "56", "--n-neighbors", "6"]
-TINY = ["--model", "vit_pico", "--max-steps", "1", "--batch-size", "16", "--n-prototypes", "16",
-        "--head-hidden-dim", "16", "--head-bottleneck-dim", "8"]  # fmt: skip
+TINY = [
+    "--model",
+    "vit_pico",
+    "--max-steps",
+    "1",
+    "--batch-size",
+    "16",
+    "--n-prototypes",
+    "16",
+    "--head-hidden-dim",
+    "16",
+    "--head-bottleneck-dim",
+    "8",
+]
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +66,13 @@ def test_prepare_two_fovs_into_one_store(cosmx_zarr, tmp_path, capsys):
     for key in ("1_image", "2_image"):
         mad.pp.normalize(sdata, image_key=key)
     mine = mad.pp.cell_views(
-        sdata, table_key="table", inplace=False, morphology_size=28, microenvironment_size=56,
+        sdata,
+        table_key="table",
+        inplace=False,
+        morphology_size=28,
+        microenvironment_size=56,
         n_neighbors=6,
-    )  # fmt: skip
+    )
     for a, b in zip(store.batch(np.arange(n)), mine.batch(np.arange(n))):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(store.instance_id, mine.instance_id)

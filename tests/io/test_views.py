@@ -61,10 +61,18 @@ def test_storage_order_is_hidden_behind_table_order(tmp_path):
     s = _store(n=40)
     rows = np.random.default_rng(1).permutation(40)  # storage position -> table row
     w = ZarrViewWriter.create(
-        tmp_path / "p.zarr", n_cells=40, n_channels=3, morphology_size=14,
-        microenvironment_size=28, chunk_size=8, attrs=s.attrs, instance_id=s.instance_id,
-        centroid=s.centroid, window_px=s.window_px, storage_rows=rows,
-    )  # fmt: skip
+        tmp_path / "p.zarr",
+        n_cells=40,
+        n_channels=3,
+        morphology_size=14,
+        microenvironment_size=28,
+        chunk_size=8,
+        attrs=s.attrs,
+        instance_id=s.instance_id,
+        centroid=s.centroid,
+        window_px=s.window_px,
+        storage_rows=rows,
+    )
     for a in range(0, 40, 16):
         r = rows[a : a + 16]
         w.write(a, s.morphology[r], s.microenvironment[r])
@@ -89,10 +97,18 @@ def test_storage_order_is_hidden_behind_table_order(tmp_path):
 def test_incomplete_and_foreign_stores(tmp_path):
     s = _store(n=16)
     w = ZarrViewWriter.create(
-        tmp_path / "i.zarr", n_cells=16, n_channels=3, morphology_size=14,
-        microenvironment_size=28, chunk_size=8, attrs=s.attrs, instance_id=s.instance_id,
-        centroid=s.centroid, window_px=s.window_px, storage_rows=np.arange(16),
-    )  # fmt: skip
+        tmp_path / "i.zarr",
+        n_cells=16,
+        n_channels=3,
+        morphology_size=14,
+        microenvironment_size=28,
+        chunk_size=8,
+        attrs=s.attrs,
+        instance_id=s.instance_id,
+        centroid=s.centroid,
+        window_px=s.window_px,
+        storage_rows=np.arange(16),
+    )
     w.write(0, s.morphology[:8], s.microenvironment[:8])
     with pytest.raises(ValueError, match=r"incomplete \(1/2 chunks written\).*resume"):
         read_views(tmp_path / "i.zarr")

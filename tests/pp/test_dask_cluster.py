@@ -17,9 +17,14 @@ distributed = pytest.importorskip("distributed")
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
 
 TILE = 16
-KW = {"image_key": "morphology_normalized", "labels_key": "cell_labels",
-      "morphology_size": 28, "microenvironment_size": 56, "chunk_size": 16,
-      "cells_per_tile": TILE}  # fmt: skip
+KW = {
+    "image_key": "morphology_normalized",
+    "labels_key": "cell_labels",
+    "morphology_size": 28,
+    "microenvironment_size": 56,
+    "chunk_size": 16,
+    "cells_per_tile": TILE,
+}
 
 
 @pytest.fixture(scope="module")

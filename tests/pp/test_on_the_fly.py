@@ -83,8 +83,13 @@ def test_subset_and_save_materialise_the_same_views(slide, tmp_path):
 
 def test_per_cell_windows_on_the_fly_equal_the_store():
     sdata, _ = disk_tissue()
-    kw = {"image_key": "morphology", "labels_key": "cell_labels", **SIZES,
-          "microenvironment_window": "cell", "morphology_window": "cell"}  # fmt: skip
+    kw = {
+        "image_key": "morphology",
+        "labels_key": "cell_labels",
+        **SIZES,
+        "microenvironment_window": "cell",
+        "morphology_window": "cell",
+    }
     ref = mad.pp.cell_views(sdata, **kw, inplace=False)
     otf = mad.pp.cell_views(sdata, **kw, store=ON_THE_FLY, inplace=False)
     _assert_same(otf, ref, np.arange(len(ref)))
@@ -134,8 +139,9 @@ def test_on_the_fly_store_pickles_without_caches(slide):
 def test_memory_error_points_at_on_the_fly():
     sdata, _ = disk_tissue()
     with pytest.raises(ValueError, match="store='on_the_fly' to cut them on the fly"):
-        mad.pp.cell_views(sdata, image_key="morphology", labels_key="cell_labels",
-                          store=None, max_memory_gb=1e-6)  # fmt: skip
+        mad.pp.cell_views(
+            sdata, image_key="morphology", labels_key="cell_labels", store=None, max_memory_gb=1e-6
+        )
 
 
 def _auto_messages(log) -> list[str]:
@@ -169,9 +175,11 @@ def test_auto_store_keeps_small_views_in_memory_and_cuts_large_ones_on_the_fly(
     assert isinstance(large, OnTheFlyViews)
     (msg,) = _auto_messages(mad_log)
     assert f"the views of {n} cells would take {nbytes / 1e6:.2f} MB, more than the" in msg
-    assert msg.endswith("cutting them on the fly (nothing stored, memory stays flat; "
-                        "store=None keeps them in memory, store='views.zarr' writes them to "
-                        "disk)")  # fmt: skip
+    assert msg.endswith(
+        "cutting them on the fly (nothing stored, memory stays flat; "
+        "store=None keeps them in memory, store='views.zarr' writes them to "
+        "disk)"
+    )
     _assert_same(large, ref, np.arange(n))  # the same views either way
     # explicit choices are kept whatever the budget
     mad.pp.cell_views(sdata, **kw, store=None)
@@ -188,6 +196,7 @@ def test_auto_budget_is_bounded_by_ram_and_max_memory_gb(monkeypatch):
     assert otf_mod.auto_memory_budget(8.0) == 1_000_000_000
     sdata, _ = disk_tissue()
     # the budget that raised for store=None (max_memory_gb) now sends the views on the fly
-    views = mad.pp.cell_views(sdata, image_key="morphology", labels_key="cell_labels",
-                              max_memory_gb=1e-6, inplace=False)  # fmt: skip
+    views = mad.pp.cell_views(
+        sdata, image_key="morphology", labels_key="cell_labels", max_memory_gb=1e-6, inplace=False
+    )
     assert isinstance(views, OnTheFlyViews)

@@ -27,9 +27,11 @@ def _fov_sdata(n_fov: int = 2):
         truths.append(truth)
         shift = Translation([130.0 * (f - 1), 0.0], axes=("x", "y"))
         images[f"{f}_image"] = Image2DModel.parse(
-            truth["image"], dims=("c", "y", "x"), c_coords=["value", "ramp"],
+            truth["image"],
+            dims=("c", "y", "x"),
+            c_coords=["value", "ramp"],
             transformations={str(f): Identity(), "global": shift},
-        )  # fmt: skip
+        )
         labels[f"{f}_labels"] = Labels2DModel.parse(
             truth["labels"], dims=("y", "x"), transformations={str(f): Identity(), "global": shift}
         )
@@ -93,8 +95,10 @@ def test_table_choice_by_rows_then_ambiguous():
     sdata, _ = _fov_sdata()
     empty = TableModel.parse(
         ad.AnnData(obs=pd.DataFrame({"region": pd.Categorical(["2_labels"]), "cell_ID": [1]})),
-        region="2_labels", region_key="region", instance_key="cell_ID",
-    )  # fmt: skip
+        region="2_labels",
+        region_key="region",
+        instance_key="cell_ID",
+    )
     sdata.tables["other"] = empty  # annotates 2_labels only
     assert pick_table(sdata, "1_labels") == "table"
     with pytest.raises(
@@ -142,9 +146,10 @@ def test_rotated_labels_through_an_affine(small):
     rot = np.rot90(lab)  # rot[i, j] = lab[j, w - 1 - i]
     # label px (u, v) = (x_r, y_r) -> image (x, y) = (w - v, u)
     aff = Affine(
-        np.array([[0, -1, w], [1, 0, 0], [0, 0, 1]], float), input_axes=("x", "y"),
+        np.array([[0, -1, w], [1, 0, 0], [0, 0, 1]], float),
+        input_axes=("x", "y"),
         output_axes=("x", "y"),
-    )  # fmt: skip
+    )
     _labels_as(sdata, rot, aff)
     mad.pp.cell_views(sdata, image_key="morphology", labels_key="cell_labels", **SIZES)
     got, want = mad.io.read_views(sdata), _single(truth)
@@ -203,9 +208,11 @@ def test_a_named_image_must_cover_every_region():
     with pytest.raises(ValueError, match=r"image '1_image' does not cover region '2_labels'"):
         mad.pp.cell_views(sdata, image_key="1_image", table_key="table", **SIZES)
     mad.pp.cell_views(
-        sdata, image_key={"1_labels": "1_image", "2_labels": "2_image"}, table_key="table",
+        sdata,
+        image_key={"1_labels": "1_image", "2_labels": "2_image"},
+        table_key="table",
         **SIZES,
-    )  # fmt: skip
+    )
     assert sdata.tables["table"].uns[UNS_VIEWS]["image_key"] == ["1_image", "2_image"]
 
 
@@ -248,12 +255,28 @@ def test_multi_region_store_memory_stays_flat(tmp_path):
     sdata, _ = _fov_sdata(6)
     big = dict(SIZES, microenvironment_size=224)
     nbytes = 150 * 2 * 224**2  # the microenvironment views alone
-    mad.pp.cell_views(sdata, table_key="table", store=tmp_path / "warm.zarr", chunk_size=7,
-                      cells_per_tile=7, n_jobs=1, regions=["1_labels"], inplace=False, **big)  # fmt: skip
+    mad.pp.cell_views(
+        sdata,
+        table_key="table",
+        store=tmp_path / "warm.zarr",
+        chunk_size=7,
+        cells_per_tile=7,
+        n_jobs=1,
+        regions=["1_labels"],
+        inplace=False,
+        **big,
+    )
     tracemalloc.start()  # (after a first run: imports and caches are not counted)
     try:
-        mad.pp.cell_views(sdata, table_key="table", store=tmp_path / "v.zarr", chunk_size=7,
-                          cells_per_tile=7, n_jobs=1, **big)  # fmt: skip
+        mad.pp.cell_views(
+            sdata,
+            table_key="table",
+            store=tmp_path / "v.zarr",
+            chunk_size=7,
+            cells_per_tile=7,
+            n_jobs=1,
+            **big,
+        )
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

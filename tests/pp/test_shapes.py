@@ -62,9 +62,13 @@ def test_circles_with_text_ids_and_a_micron_transform():
     pts = [Point((x + 0.5) * um, (y + 0.5) * um) for x, y in truth["centres"]]
     ids = [f"cell-{i:04d}-1" for i in truth["ids"]]
     _with_shapes(
-        sdata, truth, pts, ids, transform=Scale([1 / um, 1 / um], axes=("x", "y")),
+        sdata,
+        truth,
+        pts,
+        ids,
+        transform=Scale([1 / um, 1 / um], axes=("x", "y")),
         radius=(truth["radii"] + 0.5) * um,
-    )  # fmt: skip
+    )
     mad.pp.cell_views(sdata, labels_key="cells", **SIZES)  # the image is found
     table = sdata.tables["cells_table"]
     views = mad.io.read_views(sdata)
@@ -87,8 +91,9 @@ def test_scanline_fill_matches_skimage():
         rad = rng.uniform(2, 12, n)
         rings.append(np.c_[cx + rad * np.cos(ang), cy + rad * np.sin(ang)])
     got, want = np.zeros((120, 120), np.int64), np.zeros((120, 120), np.int64)
-    fill_rings(got, np.concatenate(rings), np.r_[0, np.cumsum([len(r) for r in rings])],
-               np.arange(1, 41))  # fmt: skip
+    fill_rings(
+        got, np.concatenate(rings), np.r_[0, np.cumsum([len(r) for r in rings])], np.arange(1, 41)
+    )
     for k, ring in enumerate(rings):
         rr, cc = skimage_polygon(ring[:, 1], ring[:, 0], want.shape)
         want[rr, cc] = k + 1

@@ -13,12 +13,23 @@ from madspatial.pp._on_the_fly import OnTheFlyViews
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning", "ignore::UserWarning")
 
 SLIDE = {"n_cells": 400, "tile_px": 256, "chunk_px": 128, "expression": False}
-KW = {"image_key": "morphology_normalized", "labels_key": "cell_labels",
-      "morphology_size": 28, "microenvironment_size": 56}  # fmt: skip
+KW = {
+    "image_key": "morphology_normalized",
+    "labels_key": "cell_labels",
+    "morphology_size": 28,
+    "microenvironment_size": 56,
+}
 SMALL = dict(
-    model="vit_pico", batch_size=16, lr=1e-3, n_prototypes=32, head_hidden_dim=16,
-    head_bottleneck_dim=16, n_local=0, n_holdout=8, precision="fp32",
-)  # fmt: skip
+    model="vit_pico",
+    batch_size=16,
+    lr=1e-3,
+    n_prototypes=32,
+    head_hidden_dim=16,
+    head_bottleneck_dim=16,
+    n_local=0,
+    n_holdout=8,
+    precision="fp32",
+)
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +48,16 @@ def model():
 
     torch.manual_seed(0)
     return MADModel(
-        MADConfig(backbone="vit_pico", in_chans=4, morphology_size=28, microenvironment_size=56,
-                  n_prototypes=32, head_hidden_dim=16, head_bottleneck_dim=16)
-    )  # fmt: skip
+        MADConfig(
+            backbone="vit_pico",
+            in_chans=4,
+            morphology_size=28,
+            microenvironment_size=56,
+            n_prototypes=32,
+            head_hidden_dim=16,
+            head_bottleneck_dim=16,
+        )
+    )
 
 
 def test_embed_on_the_fly_equals_embed_from_store(slide, model, monkeypatch):
@@ -64,8 +82,9 @@ def test_embed_on_the_fly_equals_embed_from_store(slide, model, monkeypatch):
 def test_embed_on_the_fly_in_worker_processes(slide, model):
     sdata, store = slide
     ref = mad.tl.embed(store.path, model=model, batch_size=64, precision="fp32")
-    out = mad.tl.embed(sdata, model=model, batch_size=64, precision="fp32", num_workers=2,
-                       copy=True)  # fmt: skip
+    out = mad.tl.embed(
+        sdata, model=model, batch_size=64, precision="fp32", num_workers=2, copy=True
+    )
     np.testing.assert_array_equal(out.obsm[OBSM_MAD], ref.obsm[OBSM_MAD])
 
 

@@ -44,21 +44,45 @@ def test_embed_on_the_fly_under_torchrun_equals_one_process(tmp_path):
         tmp_path / "slide.zarr", n_cells=200, tile_px=256, chunk_px=128, expression=False
     )
     mad.pp.normalize(sdata, image_key="morphology")
-    mad.pp.cell_views(sdata, image_key="morphology_normalized", labels_key="cell_labels",
-                      morphology_size=28, microenvironment_size=56, store="on_the_fly")  # fmt: skip
+    mad.pp.cell_views(
+        sdata,
+        image_key="morphology_normalized",
+        labels_key="cell_labels",
+        morphology_size=28,
+        microenvironment_size=56,
+        store="on_the_fly",
+    )
     sdata.write(tmp_path / "w.zarr")
     torch.manual_seed(0)
-    model = MADModel(MADConfig(backbone="vit_pico", in_chans=4, morphology_size=28,
-                               microenvironment_size=56, n_prototypes=32, head_hidden_dim=16,
-                               head_bottleneck_dim=16))  # fmt: skip
+    model = MADModel(
+        MADConfig(
+            backbone="vit_pico",
+            in_chans=4,
+            morphology_size=28,
+            microenvironment_size=56,
+            n_prototypes=32,
+            head_hidden_dim=16,
+            head_bottleneck_dim=16,
+        )
+    )
     model.save(tmp_path / "model")
-    ref = mad.tl.embed(sdata, model=tmp_path / "model", batch_size=32, precision="fp32",
-                       copy=True).obsm[OBSM_MAD]  # fmt: skip
+    ref = mad.tl.embed(
+        sdata, model=tmp_path / "model", batch_size=32, precision="fp32", copy=True
+    ).obsm[OBSM_MAD]
     script = tmp_path / "embed.py"
     script.write_text(SCRIPT)
     out = tmp_path / "x.npy"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(script), str(tmp_path / "w.zarr"), str(tmp_path / "model"), str(out)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(script),
+        str(tmp_path / "w.zarr"),
+        str(tmp_path / "model"),
+        str(out),
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1", MADSPATIAL_NO_PROGRESS="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

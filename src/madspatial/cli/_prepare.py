@@ -119,9 +119,13 @@ def run(args: argparse.Namespace) -> int:
     # an absolute path: the table's record must find the store from any working directory
     store = Path(args.out).resolve()
     pp.cell_views(
-        sdata, image_key=images if several else image_key, labels_key=keys["labels_key"],
-        table_key=table_key, store=store, **views,
-    )  # fmt: skip
+        sdata,
+        image_key=images if several else image_key,
+        labels_key=keys["labels_key"],
+        table_key=table_key,
+        store=store,
+        **views,
+    )
     table = sdata.tables[table_key]
     if args.write_table:
         _write_table(sdata, table_key, args.sdata)

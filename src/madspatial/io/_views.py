@@ -147,8 +147,13 @@ def _write_memory_location(f, k, v, *, _writer, dataset_kwargs, _base):
         rel = dest.relative_to(root).as_posix()
         logger.info("saved the in-memory views of table %r (uns[%r]) into %s", table, key, dest)
         _base(f, k, SDATA_PREFIX + rel, _writer=_writer, dataset_kwargs=dataset_kwargs)
-        _base(f, "store_written_at", str(dest.resolve()), _writer=_writer,
-              dataset_kwargs=dataset_kwargs)  # fmt: skip
+        _base(
+            f,
+            "store_written_at",
+            str(dest.resolve()),
+            _writer=_writer,
+            dataset_kwargs=dataset_kwargs,
+        )
         return
     warn_user(
         f"the cell views this table refers to ({value}) are kept in memory only and are not "
@@ -658,9 +663,17 @@ _CREATING = ".creating-"
 _REPLACED = ".replaced-"
 #: What a (possibly damaged) view store may hold; anything else is never deleted.
 _STORE_MEMBERS = {
-    VIEW_MORPHOLOGY, VIEW_MICROENVIRONMENT, STORE_INSTANCE_ID, STORE_CENTROID, STORE_WINDOW_PX,
-    STORE_ROWS, STORE_DONE, "zarr.json", ".zgroup", ".zattrs",
-}  # fmt: skip
+    VIEW_MORPHOLOGY,
+    VIEW_MICROENVIRONMENT,
+    STORE_INSTANCE_ID,
+    STORE_CENTROID,
+    STORE_WINDOW_PX,
+    STORE_ROWS,
+    STORE_DONE,
+    "zarr.json",
+    ".zgroup",
+    ".zattrs",
+}
 
 
 def is_view_store(path: str | Path) -> bool:

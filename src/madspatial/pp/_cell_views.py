@@ -33,8 +33,8 @@ from ._inputs import (
 )
 from ._on_the_fly import choose_store
 from ._options import check_int, check_real, check_view_size
+from ._plan import DERIVED_VIEW_KEYS, plan_views
 from ._plan import check_region as _check_region
-from ._plan import plan_views
 from ._reader import RegionReader
 from ._regions import resolve_inputs
 
@@ -265,14 +265,7 @@ def _mismatch(path: Path, old: dict, new: dict) -> str:
             continue
         if key == "parameters":
             skip = {"fingerprint", "fingerprint_parts", "complete", "n_cells", "store_format"}
-            derived = {
-                "window_px",
-                "morphology_window_px",
-                "microenvironment_scale",
-                "morphology_scale",
-                "microenvironment_scale_pq",
-                "morphology_scale_pq",
-            }
+            derived = set(DERIVED_VIEW_KEYS)
             changed = [k for k, v in _jsonable(new).items() if k not in skip and old.get(k) != v]
             changed.sort(key=lambda k: k in derived)  # the arguments first, then what follows
             diffs = [f"{k} {old.get(k)!r} -> {_jsonable(new)[k]!r}" for k in changed]

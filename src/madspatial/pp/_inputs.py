@@ -314,8 +314,11 @@ def _match_label_column(obs, instance_key, table_key, labels_key, label_ids, err
         logger.info(
             "cell_views: table %r has text instance ids (%r); matching rows to labels %r by "
             "column %r.",
-            table_key, instance_key, labels_key, found[0][0],
-        )  # fmt: skip
+            table_key,
+            instance_key,
+            labels_key,
+            found[0][0],
+        )
         return found[0][1], found[0][0]
     ints = [c for c in obs.columns if c != instance_key and obs[c].dtype.kind in _INT_KINDS + "f"]
     more = (

@@ -122,15 +122,21 @@ def choose_store(
         logger.info(
             "cell_views (store=%r): the views of %d cells take %s, within the in-memory "
             "budget of %s: keeping them in memory",
-            AUTO_STORE, n_cells, _size(nbytes), _size(budget),
-        )  # fmt: skip
+            AUTO_STORE,
+            n_cells,
+            _size(nbytes),
+            _size(budget),
+        )
         return None
     logger.info(
         "cell_views (store=%r): the views of %d cells would take %s, more than the in-memory "
         "budget of %s: cutting them on the fly (nothing stored, memory stays flat; "
         "store=None keeps them in memory, store='views.zarr' writes them to disk)",
-        AUTO_STORE, n_cells, _size(nbytes), _size(budget),
-    )  # fmt: skip
+        AUTO_STORE,
+        n_cells,
+        _size(nbytes),
+        _size(budget),
+    )
     return ON_THE_FLY
 
 
@@ -176,8 +182,9 @@ class OnTheFlyViews(ViewStore):
         Storage rows the training sampler treats as one chunk.
     """
 
-    def __init__(self, plan, *, arguments: dict[str, Any] | None = None,
-                 chunk_rows: int = CHUNK_ROWS):  # fmt: skip
+    def __init__(
+        self, plan, *, arguments: dict[str, Any] | None = None, chunk_rows: int = CHUNK_ROWS
+    ):
         self.plan = plan
         n = plan.n
         self.instance_id = _ids(plan.rows_ids)
@@ -216,8 +223,10 @@ class OnTheFlyViews(ViewStore):
         idx = check_rows(idx, len(self))
         uniq, inverse = np.unique(idx, return_inverse=True)
         c = self.n_channels
-        sizes = {VIEW_MORPHOLOGY: self.morphology_size,
-                 VIEW_MICROENVIRONMENT: self.microenvironment_size}  # fmt: skip
+        sizes = {
+            VIEW_MORPHOLOGY: self.morphology_size,
+            VIEW_MICROENVIRONMENT: self.microenvironment_size,
+        }
         out = {v: np.empty((len(uniq), c, sizes[v], sizes[v]), np.uint8) for v in views}
         morph, micro = out.get(VIEW_MORPHOLOGY), out.get(VIEW_MICROENVIRONMENT)
         for dest in self._groups(uniq):
@@ -290,9 +299,15 @@ def rebuild_on_the_fly(sdata, table_key: str, info: dict, key: str) -> OnTheFlyV
     args = dict(info.get("arguments") or {})
     try:
         views = cell_views(
-            sdata, image_key=info["image_key"], labels_key=info["labels_key"],
-            table_key=table_key, store=ON_THE_FLY, inplace=False, key_added=key, **args,
-        )  # fmt: skip
+            sdata,
+            image_key=info["image_key"],
+            labels_key=info["labels_key"],
+            table_key=table_key,
+            store=ON_THE_FLY,
+            inplace=False,
+            key_added=key,
+            **args,
+        )
     except KeyError as err:
         raise KeyError(
             f"the views of table {table_key!r} are cut on the fly from image "

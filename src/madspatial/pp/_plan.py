@@ -24,6 +24,18 @@ from ._label_stats import label_stats
 from ._reader import RegionReader
 from ._resample import rational_scale
 
+#: Record entries the plan derives from the arguments (window sizes, scales): a store
+#: mismatch names them after the arguments, and each region of a multi-region store keeps
+#: its own.
+DERIVED_VIEW_KEYS = (
+    "window_px",
+    "morphology_window_px",
+    "microenvironment_scale",
+    "morphology_scale",
+    "microenvironment_scale_pq",
+    "morphology_scale_pq",
+)
+
 
 def check_region(img: np.ndarray, origin: tuple[int, int], image_key: str, gain: float) -> None:
     """Raise on NaN/inf pixels or values outside [0, 1] in one region read for views."""
@@ -114,9 +126,16 @@ class ViewPlan:
             groups = self.groups(rows)
         for sel, _region in groups:
             empty[sel] = extract_views(
-                self.image, self.labels, self.offset, self.cells.take(rows[sel]), self.spec,
-                morph_out, micro_out, dest[sel], self.check,
-            )  # fmt: skip
+                self.image,
+                self.labels,
+                self.offset,
+                self.cells.take(rows[sel]),
+                self.spec,
+                morph_out,
+                micro_out,
+                dest[sel],
+                self.check,
+            )
         return empty
 
 
@@ -224,9 +243,14 @@ def plan_views(
         morph_w = np.full(n, w_m)
     n_cut = int((extent > w_m).sum()) if morphology_window == "slide" else 0
     spec = ViewSpec(
-        morphology_size, microenvironment_size, microenvironment_window, morphology_window,
-        pq_e, pq_m, gain,
-    )  # fmt: skip
+        morphology_size,
+        microenvironment_size,
+        microenvironment_window,
+        morphology_window,
+        pq_e,
+        pq_m,
+        gain,
+    )
     micro_uv = crop_origin(cx, cy, s_e, microenvironment_size)
     morph_uv = crop_origin(cx, cy, s_m, morphology_size)
     half = np.maximum(micro_w, morph_w) / 2
@@ -283,6 +307,11 @@ def plan_views(
         attrs=attrs,
         match=match,
         keep=keep,
-        extents=(stats.area[pos], stats.xmin[pos], stats.xmax[pos], stats.ymin[pos],
-                 stats.ymax[pos]),
-    )  # fmt: skip
+        extents=(
+            stats.area[pos],
+            stats.xmin[pos],
+            stats.xmax[pos],
+            stats.ymin[pos],
+            stats.ymax[pos],
+        ),
+    )

@@ -63,9 +63,14 @@ def labels_onto_image(
         src = np.asarray(labels.compute() if hasattr(labels, "compute") else labels)
     template = da.zeros((Y1 - Y0, X1 - X0), dtype=labels.dtype, chunks=CHUNK)
     out = da.map_blocks(
-        _resample_block, template, src=src, inv=inv, origin=(Y0, X0),
-        dtype=labels.dtype, meta=np.empty((0, 0), dtype=labels.dtype),
-    )  # fmt: skip
+        _resample_block,
+        template,
+        src=src,
+        inv=inv,
+        origin=(Y0, X0),
+        dtype=labels.dtype,
+        meta=np.empty((0, 0), dtype=labels.dtype),
+    )
     return out, (Y0, X0), _describe(rel)
 
 

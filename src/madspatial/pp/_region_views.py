@@ -33,6 +33,7 @@ from ..io._views import (
     open_zarr_views,
     read_views,
 )
+from ._plan import DERIVED_VIEW_KEYS
 from ._regions import Inputs, RegionInput, _Elements, _levels
 
 #: Private coordinate system of the stand-ins (image pixels).
@@ -41,11 +42,18 @@ _PIXELS = "mad_image_pixels"
 _ROW = "_mad_table_row"
 #: Per-region entries of a region's record kept in ``uns[key_added]["regions"]``.
 _PER_REGION = (
-    "image_key", "window_px", "morphology_window_px", "microenvironment_scale",
-    "morphology_scale", "microenvironment_scale_pq", "morphology_scale_pq", "image_shape",
-    "labels_offset_yx", "n_cells", "n_border", "n_empty_morphology", "n_cut_morphology",
-    "missing", "fingerprint", "label_id_key",
-)  # fmt: skip
+    "image_key",
+    *DERIVED_VIEW_KEYS,
+    "image_shape",
+    "labels_offset_yx",
+    "n_cells",
+    "n_border",
+    "n_empty_morphology",
+    "n_cut_morphology",
+    "missing",
+    "fingerprint",
+    "label_id_key",
+)
 
 
 def _stand_in(r: RegionInput, inputs: Inputs, label_id_key: str | None):
@@ -56,17 +64,20 @@ def _stand_in(r: RegionInput, inputs: Inputs, label_id_key: str | None):
     from ._cell_views import NORMALIZE_ATTR
 
     img = Image2DModel.parse(
-        r.image, dims=("c", "y", "x"), c_coords=r.channel_names,
+        r.image,
+        dims=("c", "y", "x"),
+        c_coords=r.channel_names,
         transformations={_PIXELS: Identity()},
-    )  # fmt: skip
+    )
     record = getattr(_levels(r.image_el)[0], "attrs", {}).get(NORMALIZE_ATTR)
     if record is not None:
         img.attrs[NORMALIZE_ATTR] = record
     dy, dx = r.offset
     lab = Labels2DModel.parse(
-        r.labels, dims=("y", "x"),
+        r.labels,
+        dims=("y", "x"),
         transformations={_PIXELS: Translation([dx, dy], axes=("x", "y"))},
-    )  # fmt: skip
+    )
     obs = inputs.table.obs.iloc[r.rows].copy()
     obs[_ROW] = r.rows
     if r.label_codes is not None:
@@ -74,8 +85,10 @@ def _stand_in(r: RegionInput, inputs: Inputs, label_id_key: str | None):
         label_id_key = OBS_LABEL_ID
     sub = ad.AnnData(obs=obs)
     sub.uns["spatialdata_attrs"] = {
-        "region": r.name, "region_key": inputs.region_key, "instance_key": inputs.instance_key,
-    }  # fmt: skip
+        "region": r.name,
+        "region_key": inputs.region_key,
+        "instance_key": inputs.instance_key,
+    }
     tables = {inputs.table_key: sub}  # the user's table key: messages name it
     data = _Elements(images={r.image_key: img}, labels={r.name: lab}, tables=tables)
     return data, label_id_key
@@ -105,20 +118,29 @@ def region_views(
         )
     if store is not None:
         return _stream(
-            sdata, inputs, Path(store), overwrite=overwrite, inplace=inplace,
-            key_added=key_added, label_id_key=label_id_key, options=options,
-        )  # fmt: skip
+            sdata,
+            inputs,
+            Path(store),
+            overwrite=overwrite,
+            inplace=inplace,
+            key_added=key_added,
+            label_id_key=label_id_key,
+            options=options,
+        )
     parts = []
     for r in inputs.regions:
-        data, lid = _stand_in(r, inputs, label_id_key)
-        logger.info(
-            "cell_views: region %r (%s, %d rows) from image %r level %d (pixel %.4g)",
-            r.name, r.source, len(r.rows), r.image_key, r.level, r.pixel_size,
-        )  # fmt: skip
+        data, lid = _logged_stand_in(r, inputs, label_id_key)
         cell_views(
-            data, image_key=r.image_key, labels_key=r.name, table_key=inputs.table_key, store=None,
-            inplace=True, key_added=key_added, label_id_key=lid, **options,
-        )  # fmt: skip
+            data,
+            image_key=r.image_key,
+            labels_key=r.name,
+            table_key=inputs.table_key,
+            store=None,
+            inplace=True,
+            key_added=key_added,
+            label_id_key=lid,
+            **options,
+        )
         sub = data.tables[inputs.table_key]
         rec = dict(sub.uns[key_added])
         parts.append((r, sub, rec, read_views(rec["store"])))
@@ -223,9 +245,16 @@ def _plan(data, r: RegionInput, inputs: Inputs, lid, key_added: str, options: di
     logger.addFilter(quiet)
     try:
         views = cell_views(
-            data, image_key=r.image_key, labels_key=r.name, table_key=inputs.table_key,
-            store=ON_THE_FLY, inplace=False, key_added=key_added, label_id_key=lid, **options,
-        )  # fmt: skip
+            data,
+            image_key=r.image_key,
+            labels_key=r.name,
+            table_key=inputs.table_key,
+            store=ON_THE_FLY,
+            inplace=False,
+            key_added=key_added,
+            label_id_key=lid,
+            **options,
+        )
     finally:
         logger.removeFilter(quiet)
     return views.plan
@@ -262,10 +291,17 @@ def _layout(planned, cs: int) -> _Layout:
     left = [p.n - f for (_r, _s, p), f in zip(planned, full)]
     tail = int(np.sum(full)) + np.r_[0, np.cumsum(left)][:-1].astype(np.int64)
     out = _Layout(
-        table_rows, new_row, start, full, tail, np.empty(n, dtype=np.int64),
-        np.empty(n, dtype=planned[0][2].rows_ids.dtype), np.empty((n, 2)), np.empty(n),
+        table_rows,
+        new_row,
+        start,
+        full,
+        tail,
+        np.empty(n, dtype=np.int64),
+        np.empty(n, dtype=planned[0][2].rows_ids.dtype),
+        np.empty((n, 2)),
+        np.empty(n),
         np.empty(n, dtype=bool),
-    )  # fmt: skip
+    )
     for k, (_r, _sub, plan) in enumerate(planned):
         rows = new_row[k]
         where = np.r_[start[k] + np.arange(full[k]), tail[k] + np.arange(left[k])]
@@ -308,8 +344,23 @@ def _cut_region(k: int, plan, lay: _Layout, run: dict[str, Any]) -> int:
     return int(sum(len(e) for e in empties))
 
 
-def _stream(sdata, inputs: Inputs, path: Path, *, overwrite, inplace, key_added,
-            label_id_key, options) -> ViewStore | None:  # fmt: skip
+def _logged_stand_in(r, inputs: Inputs, label_id_key):
+    """:func:`_stand_in` of one region, with the log line saying where its views come from."""
+    logger.info(
+        "cell_views: region %r (%s, %d rows) from image %r level %d (pixel %.4g)",
+        r.name,
+        r.source,
+        len(r.rows),
+        r.image_key,
+        r.level,
+        r.pixel_size,
+    )
+    return _stand_in(r, inputs, label_id_key)
+
+
+def _stream(
+    sdata, inputs: Inputs, path: Path, *, overwrite, inplace, key_added, label_id_key, options
+) -> ViewStore | None:
     """Plan every region, create (or resume) the store, cut each region's tiles into it."""
     from ..io._lock import StoreLock
     from ._cell_views import _open_or_create
@@ -318,11 +369,7 @@ def _stream(sdata, inputs: Inputs, path: Path, *, overwrite, inplace, key_added,
     cs, n_jobs = int(options["chunk_size"]), options["n_jobs"]
     planned = []
     for r in inputs.regions:
-        data, lid = _stand_in(r, inputs, label_id_key)
-        logger.info(
-            "cell_views: region %r (%s, %d rows) from image %r level %d (pixel %.4g)",
-            r.name, r.source, len(r.rows), r.image_key, r.level, r.pixel_size,
-        )  # fmt: skip
+        data, lid = _logged_stand_in(r, inputs, label_id_key)
         plan = _plan(data, r, inputs, lid, key_added, options)
         planned.append((r, data.tables[inputs.table_key][plan.keep], plan))
     _check_channels({r.name: p.attrs["channel_names"] for r, _s, p in planned})
@@ -337,10 +384,19 @@ def _stream(sdata, inputs: Inputs, path: Path, *, overwrite, inplace, key_added,
     lock = StoreLock(path).acquire()
     try:
         done = _open_or_create(
-            path, overwrite, attrs, n=lay.n, c=c, morphology_size=shape[1],
-            microenvironment_size=shape[2], chunk_size=cs, rows_ids=lay.ids,
-            centroid=lay.centroid, micro_w=lay.window, order=lay.storage_rows,
-        )  # fmt: skip
+            path,
+            overwrite,
+            attrs,
+            n=lay.n,
+            c=c,
+            morphology_size=shape[1],
+            microenvironment_size=shape[2],
+            chunk_size=cs,
+            rows_ids=lay.ids,
+            centroid=lay.centroid,
+            micro_w=lay.window,
+            order=lay.storage_rows,
+        )
         sched = scheduler(n_jobs, distributed=True)
         wave = max(2, 2 * scheduler_threads(sched, n_jobs))
         writer = ZarrViewWriter.open_existing(path)
@@ -354,9 +410,12 @@ def _stream(sdata, inputs: Inputs, path: Path, *, overwrite, inplace, key_added,
                 logger.info(
                     "cell_views: region %r: %d cells; microenvironment window %.1f px, "
                     "morphology window %.1f px; %d cells on the image border",
-                    r.name, plan.n, plan.attrs["window_px"], plan.attrs["morphology_window_px"],
+                    r.name,
+                    plan.n,
+                    plan.attrs["window_px"],
+                    plan.attrs["morphology_window_px"],
                     int(plan.border.sum()),
-                )  # fmt: skip
+                )
         tail.close()
         writer.finish()
     finally:
@@ -378,9 +437,13 @@ class _Attrs:
 def _region_record(plan) -> dict[str, Any]:
     """Record a region as the single-region path does (before its views are cut)."""
     return dict(
-        plan.attrs, n_cells=plan.n, n_border=int(plan.border.sum()), n_cut_morphology=plan.n_cut,
-        missing=plan.match.record(), n_empty_morphology=0,
-    )  # fmt: skip
+        plan.attrs,
+        n_cells=plan.n,
+        n_border=int(plan.border.sum()),
+        n_cut_morphology=plan.n_cut,
+        missing=plan.match.record(),
+        n_empty_morphology=0,
+    )
 
 
 def _check_channels(names: dict[str, list[str]]) -> None:
@@ -392,8 +455,9 @@ def _check_channels(names: dict[str, list[str]]) -> None:
     if len({tuple(c) for c in names.values()}) > 1:
         logger.warning(
             "cell_views: the regions' images name their channels differently (%s); using %s.",
-            sorted({tuple(c) for c in names.values()}), next(iter(names.values())),
-        )  # fmt: skip
+            sorted({tuple(c) for c in names.values()}),
+            next(iter(names.values())),
+        )
 
 
 class _TailBuffer:
@@ -456,8 +520,11 @@ def _write_table(sdata, inputs: Inputs, parts, table_rows, views, border, key_ad
         logger.warning(
             "cell_views: table %r now holds the %d row(s) of regions %s with views (%d row(s) "
             "of other regions or without labels dropped).",
-            inputs.table_key, len(table_rows), names, dropped,
-        )  # fmt: skip
+            inputs.table_key,
+            len(table_rows),
+            names,
+            dropped,
+        )
     codes = [p[1].obs[OBS_LABEL_ID].to_numpy() for p in parts if OBS_LABEL_ID in p[1].obs]
     if codes:  # shapes with text ids: the label value each row got
         vals = np.zeros(len(table_rows), dtype=np.int64)

@@ -388,9 +388,14 @@ def resolve_inputs(
         codes = None
         if kind == "shapes":
             lab, offset, codes = rasterize_shapes(
-                seg_el, table.obs.iloc[region_rows], instance_key, label_id_key,
-                np.linalg.solve(img_aff, _affine(_transforms(seg_el)[cs])), (h, w), name,
-            )  # fmt: skip
+                seg_el,
+                table.obs.iloc[region_rows],
+                instance_key,
+                label_id_key,
+                np.linalg.solve(img_aff, _affine(_transforms(seg_el)[cs])),
+                (h, w),
+                name,
+            )
             source, plain = "shapes rasterized", False
         else:
             lab_levels = _levels(seg_el)
@@ -406,11 +411,21 @@ def resolve_inputs(
             plain = how is None and lvl == 0 and j == 0
         out.regions.append(
             RegionInput(
-                name=name, image_key=key, image_el=img_el, image=data, channel_names=names,
-                level=lvl, labels=lab, offset=offset, rows=region_rows, source=source,
-                plain=plain, label_codes=codes, pixel_size=_pixel_size(img_aff),
+                name=name,
+                image_key=key,
+                image_el=img_el,
+                image=data,
+                channel_names=names,
+                level=lvl,
+                labels=lab,
+                offset=offset,
+                rows=region_rows,
+                source=source,
+                plain=plain,
+                label_codes=codes,
+                pixel_size=_pixel_size(img_aff),
             )
-        )  # fmt: skip
+        )
     return out
 
 

@@ -269,9 +269,13 @@ def embed(
         key_added = OBSM_MAD if zeroshot is None else OBSM_ZEROSHOT
     check_model_fits(mad_model, store)
     feats = embed_store(
-        store, mad_model, batch_size=batch_size, precision=precision, device=device,
+        store,
+        mad_model,
+        batch_size=batch_size,
+        precision=precision,
+        device=device,
         num_workers=num_workers,
-    )  # fmt: skip
+    )
     views = mad_model.views
     _check_finite(feats, store, table, model_path, key_added)
     if table is None:

@@ -117,8 +117,14 @@ def _compute_views(
     )
 
 
-def resolve_views(data: Any, *, table_key: str | None = None, views_key: str = UNS_VIEWS,
-                  compute: bool = False, view_sizes: dict[str, int] | None = None):  # fmt: skip
+def resolve_views(
+    data: Any,
+    *,
+    table_key: str | None = None,
+    views_key: str = UNS_VIEWS,
+    compute: bool = False,
+    view_sizes: dict[str, int] | None = None,
+):
     """``(store, table)`` for a SpatialData, AnnData, ViewStore or path (table may be None).
 
     With ``compute=True`` a SpatialData without views gets them (``pp.cell_views``, with
