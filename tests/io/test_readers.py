@@ -128,8 +128,23 @@ def test_cosmx_view_equals_the_one_cut_by_hand(cosmx):
 # --- MERSCOPE (polygons in microns, EntityIDs as text) ---------------------------------------
 
 
+def _anndata_takes_dtype() -> bool:
+    import anndata
+
+    try:
+        anndata.AnnData(np.zeros((1, 1)), dtype=np.float32)
+    except TypeError:
+        return False
+    return True
+
+
 @pytest.fixture(scope="module")
 def merscope(merscope_folder, tmp_path_factory):
+    if not _anndata_takes_dtype():  # the reader's bug, not ours: it cannot run here at all
+        pytest.skip(
+            "spatialdata_io.merscope calls AnnData(..., dtype=...), which anndata >= 0.13 "
+            "removed (spatialdata-io 0.7.1, readers/merscope.py)"
+        )
     root, n = merscope_folder
     sdata = sdio.merscope(root, transcripts=False)
     return sdata, _pipeline(sdata, tmp_path_factory.mktemp("merscope")), n
