@@ -10,6 +10,8 @@ import madspatial as mad
 from madspatial._constants import OBSM_MAD, UNS_VIEWS
 from madspatial.pp._on_the_fly import OnTheFlyViews
 
+from ..conftest import TINY_TRAIN
+
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning", "ignore::UserWarning")
 
 SLIDE = {"n_cells": 400, "tile_px": 256, "chunk_px": 128, "expression": False}
@@ -19,17 +21,15 @@ KW = {
     "morphology_size": 28,
     "microenvironment_size": 56,
 }
-SMALL = dict(
-    model="vit_pico",
-    batch_size=16,
-    lr=1e-3,
-    n_prototypes=32,
-    head_hidden_dim=16,
-    head_bottleneck_dim=16,
-    n_local=0,
-    n_holdout=8,
-    precision="fp32",
-)
+SMALL = {
+    **TINY_TRAIN,
+    "model": "vit_pico",
+    "n_prototypes": 32,
+    "head_hidden_dim": 16,
+    "n_local": 0,
+    "n_holdout": 8,
+    "precision": "fp32",
+}
 
 
 @pytest.fixture(scope="module")

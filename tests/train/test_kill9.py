@@ -21,23 +21,20 @@ import torch
 
 import madspatial as mad
 
+from ..conftest import TINY_TRAIN
 from .conftest import make_store, planted_views
 
-OPTS = dict(
-    model="vit_pico",
-    batch_size=16,
-    lr=1e-3,
-    n_prototypes=32,
-    head_hidden_dim=16,
-    head_bottleneck_dim=16,
-    n_local=1,
-    n_holdout=16,
-    precision="fp32",
-    max_steps=6,
-    checkpoint_every=2,
-    freeze_last_layer_steps=3,
-    seed=3,
-)
+OPTS = {
+    **TINY_TRAIN,
+    "model": "vit_pico",
+    "n_prototypes": 32,
+    "head_hidden_dim": 16,
+    "precision": "fp32",
+    "max_steps": 6,
+    "checkpoint_every": 2,
+    "freeze_last_layer_steps": 3,
+    "seed": 3,
+}
 
 _SCRIPT = r"""
 import io, sys, time
