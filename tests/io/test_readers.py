@@ -17,6 +17,8 @@ import madspatial as mad
 from madspatial._constants import OBS_LABEL_ID, OBSM_MAD, UNS_VIEWS
 from madspatial.pp._cell_views import NORMALIZE_ATTR
 
+from .conftest import vendor_read
+
 sdio = pytest.importorskip(
     "spatialdata_io", reason="spatialdata-io is not installed (pip install 'madspatial[io]')"
 )
@@ -99,7 +101,7 @@ def _region_rows(table, region):
 @pytest.fixture(scope="module")
 def cosmx(cosmx_folder, tmp_path_factory):
     root, n = cosmx_folder
-    sdata = sdio.cosmx(root, transcripts=False)
+    sdata = vendor_read(sdio.cosmx, root, transcripts=False)
     assert sorted(sdata.labels) == ["1_labels", "2_labels"]
     return sdata, _pipeline(sdata, tmp_path_factory.mktemp("cosmx")), n
 
@@ -128,25 +130,10 @@ def test_cosmx_view_equals_the_one_cut_by_hand(cosmx):
 # --- MERSCOPE (polygons in microns, EntityIDs as text) ---------------------------------------
 
 
-def _anndata_takes_dtype() -> bool:
-    import anndata
-
-    try:
-        anndata.AnnData(np.zeros((1, 1)), dtype=np.float32)
-    except TypeError:
-        return False
-    return True
-
-
 @pytest.fixture(scope="module")
 def merscope(merscope_folder, tmp_path_factory):
-    if not _anndata_takes_dtype():  # the reader's bug, not ours: it cannot run here at all
-        pytest.skip(
-            "spatialdata_io.merscope calls AnnData(..., dtype=...), which anndata >= 0.13 "
-            "removed (spatialdata-io 0.7.1, readers/merscope.py)"
-        )
     root, n = merscope_folder
-    sdata = sdio.merscope(root, transcripts=False)
+    sdata = vendor_read(sdio.merscope, root, transcripts=False)
     return sdata, _pipeline(sdata, tmp_path_factory.mktemp("merscope")), n
 
 
@@ -172,7 +159,7 @@ def test_merscope_reader_polygons_in_microns(merscope, reader_tissue):
 @pytest.fixture(scope="module")
 def xenium(xenium_folder, tmp_path_factory):
     root, ids, _olds = xenium_folder
-    sdata = sdio.xenium(root, transcripts=False)
+    sdata = vendor_read(sdio.xenium, root, transcripts=False)
     return sdata, _pipeline(sdata, tmp_path_factory.mktemp("xenium"), roundtrip=False), ids
 
 
@@ -196,7 +183,7 @@ def test_xenium_reader_cell_labels(xenium):
 def test_xenium_reader_cells_as_circles(xenium_folder, reader_tissue):
     """``cells_as_circles=True``: the table annotates circles in microns with text ids."""
     root, ids, olds = xenium_folder
-    sdata = sdio.xenium(root, transcripts=False, cells_as_circles=True)
+    sdata = vendor_read(sdio.xenium, root, transcripts=False, cells_as_circles=True)
     assert sdata.tables["table"].uns["spatialdata_attrs"]["region"] == "cell_circles"
     mad.pp.normalize(sdata, image_key="morphology_focus")
     mad.pp.cell_views(sdata, table_key="table", **SIZES)
@@ -220,7 +207,7 @@ def test_xenium_reader_cells_as_circles(xenium_folder, reader_tissue):
 @pytest.fixture(scope="module")
 def visium_hd(visium_hd_folder, tmp_path_factory):
     root, ids, olds = visium_hd_folder
-    sdata = sdio.visium_hd(root, load_segmentations_only=True)
+    sdata = vendor_read(sdio.visium_hd, root, load_segmentations_only=True)
     run = _pipeline(
         sdata,
         tmp_path_factory.mktemp("visium_hd"),
@@ -254,7 +241,7 @@ def test_visium_hd_reader_cell_segmentations(visium_hd, reader_tissue):
 
 
 def test_real_cosmx_through_the_reader(cosmx_real_folder, tmp_path):
-    sdata = sdio.cosmx(cosmx_real_folder, transcripts=False)
+    sdata = vendor_read(sdio.cosmx, cosmx_real_folder, transcripts=False)
     assert sorted(sdata.labels) == ["2_labels", "3_labels"]
     run = _pipeline(sdata, tmp_path)
     _check_run(sdata, run, 120)

@@ -15,6 +15,8 @@ import madspatial as mad
 from madspatial._constants import UNS_VIEWS
 from madspatial.cli import main
 
+from .conftest import vendor_read
+
 sdio = pytest.importorskip(
     "spatialdata_io", reason="spatialdata-io is not installed (pip install 'madspatial[io]')"
 )
@@ -44,7 +46,7 @@ def cosmx_zarr(cosmx_folder, tmp_path_factory):
     """The two-FOV CosMx folder read with spatialdata_io.cosmx and written as a zarr."""
     root, n = cosmx_folder
     path = tmp_path_factory.mktemp("prepare") / "cosmx.zarr"
-    sdio.cosmx(root, transcripts=False).write(path)
+    vendor_read(sdio.cosmx, root, transcripts=False).write(path)
     return path, n
 
 
@@ -104,7 +106,7 @@ def test_prepare_regions_subset_then_pretrain_and_embed_the_zarr(cosmx_zarr, tmp
 
 def test_prepare_real_cosmx_both_fovs(cosmx_real_folder, tmp_path, capsys):
     path = tmp_path / "lung.zarr"
-    sdio.cosmx(cosmx_real_folder, transcripts=False).write(path)
+    vendor_read(sdio.cosmx, cosmx_real_folder, transcripts=False).write(path)
     out = tmp_path / "views.zarr"
     assert main(["-q", "prepare", str(path), "--out", str(out), *SIZES]) == 0
     assert "wrote the views of 120 cells of table 'table' (2 regions: " in capsys.readouterr().out
