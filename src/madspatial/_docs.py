@@ -29,6 +29,16 @@ ax
     + doc_show
 )
 
+#: :data:`doc_ax_show` and the Returns section of a ``pl`` function that draws into one Axes.
+doc_ax_show_returns = (
+    doc_ax_show
+    + """
+
+Returns
+-------
+The Axes (``show=False``), the Figure (``return_fig=True``) or None."""
+)
+
 
 def _fill(doc: str, name: str, text: str) -> str:
     token = "{" + name + "}"

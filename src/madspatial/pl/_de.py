@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .._docs import doc_ax_show, doc_params
+from .._docs import doc_ax_show_returns, doc_params
 from ._utils import finish, new_axes
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ def place_labels(ax, xs, ys, texts, *, fontsize: float = 8) -> list:
     return out
 
 
-@doc_params(doc_ax_show=doc_ax_show)
+@doc_params(doc_ax_show_returns=doc_ax_show_returns)
 def volcano(
     de: pd.DataFrame,
     *,
@@ -129,11 +129,7 @@ def volcano(
         ``pvals``, ``pvals_adj`` are recognised too).
     title
         Axes title.
-    {doc_ax_show}
-
-    Returns
-    -------
-    The Axes (``show=False``), the Figure (``return_fig=True``) or None.
+    {doc_ax_show_returns}
     """
     if not isinstance(de, pd.DataFrame):
         raise TypeError(f"de must be a DataFrame, got {type(de).__name__}")
@@ -200,7 +196,7 @@ def volcano(
     return finish(fig, ax, show=show, return_fig=return_fig)
 
 
-@doc_params(doc_ax_show=doc_ax_show)
+@doc_params(doc_ax_show_returns=doc_ax_show_returns)
 def enrichment(
     result: pd.DataFrame,
     *,
@@ -237,11 +233,7 @@ def enrichment(
         Colour of significant bars.
     title
         Axes title.
-    {doc_ax_show}
-
-    Returns
-    -------
-    The Axes (``show=False``), the Figure (``return_fig=True``) or None.
+    {doc_ax_show_returns}
     """
     if not isinstance(result, pd.DataFrame):
         raise TypeError(f"result must be a DataFrame, got {type(result).__name__}")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .._constants import CELL_LABELS_KEY, IMAGE_KEY, INSTANCE_KEY, OBS_CELL_TYPE, TABLE_KEY
-from .._docs import doc_ax_show, doc_params
+from .._docs import doc_ax_show_returns, doc_params
 from ._utils import composite, finish, new_axes
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ def _as_2d(element) -> np.ndarray:
     return np.asarray(element.values if hasattr(element, "values") else element)
 
 
-@doc_params(doc_ax_show=doc_ax_show)
+@doc_params(doc_ax_show_returns=doc_ax_show_returns)
 def tissue_overview(
     sdata: SpatialData,
     *,
@@ -61,11 +61,7 @@ def tissue_overview(
         Axes title.
     legend
         Draw a legend of the categories.
-    {doc_ax_show}
-
-    Returns
-    -------
-    The Axes (``show=False``), the Figure (``return_fig=True``) or None.
+    {doc_ax_show_returns}
     """
     import matplotlib.pyplot as plt
     from matplotlib.colors import to_rgb

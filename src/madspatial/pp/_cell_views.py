@@ -274,6 +274,20 @@ def _mismatch(path: Path, old: dict, new: dict) -> str:
     return "different " + ", ".join(what) if what else "a different fingerprint"
 
 
+def _locked_open(path: Path, overwrite: bool, attrs: dict, **kw) -> tuple[StoreLock, np.ndarray]:
+    """Take the store's lock, then :func:`_open_or_create` it; the lock is released if that fails.
+
+    The lock is held until the store is complete: a second writer gets a clear error, and a
+    lock left by a killed run (kill -9) is taken over with a warning.
+    """
+    lock = StoreLock(path).acquire()
+    try:
+        return lock, _open_or_create(path, overwrite, attrs, **kw)
+    except BaseException:
+        lock.release()
+        raise
+
+
 def _open_or_create(path: Path, overwrite: bool, attrs: dict, **kw) -> np.ndarray:
     """Return the per-chunk done flags of the store at ``path``: resumed, reused or new."""
     if path.exists() and not overwrite:
@@ -756,27 +770,20 @@ def _run_plan(
         sink: Any = _MemorySink(n, c, morphology_size, microenvironment_size)
     else:
         path = Path(store)
-        # Held until the store is complete: a second writer gets a clear error, and a lock
-        # left by a killed run (kill -9) is taken over with a warning.
-        lock = StoreLock(path).acquire()
-        try:
-            done = _open_or_create(
-                path,
-                overwrite,
-                attrs,
-                n=n,
-                c=c,
-                morphology_size=morphology_size,
-                microenvironment_size=microenvironment_size,
-                chunk_size=chunk_size,
-                rows_ids=rows_ids,
-                centroid=np.c_[cx, cy],
-                micro_w=micro_w,
-                order=order,
-            )
-        except BaseException:
-            lock.release()
-            raise
+        lock, done = _locked_open(
+            path,
+            overwrite,
+            attrs,
+            n=n,
+            c=c,
+            morphology_size=morphology_size,
+            microenvironment_size=microenvironment_size,
+            chunk_size=chunk_size,
+            rows_ids=rows_ids,
+            centroid=np.c_[cx, cy],
+            micro_w=micro_w,
+            order=order,
+        )
         todo = [
             k
             for k, (a, b) in enumerate(ranges)

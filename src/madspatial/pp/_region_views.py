@@ -106,7 +106,7 @@ def region_views(
     options: dict[str, Any],
 ) -> ViewStore | None:
     """Cut every region of ``inputs`` and join the views in table order (see module doc)."""
-    from ._cell_views import _is_on_the_fly, cell_views
+    from ._cell_views import _is_on_the_fly
 
     if _is_on_the_fly(store):
         names = [r.name for r in inputs.regions]
@@ -130,17 +130,7 @@ def region_views(
     parts = []
     for r in inputs.regions:
         data, lid = _logged_stand_in(r, inputs, label_id_key)
-        cell_views(
-            data,
-            image_key=r.image_key,
-            labels_key=r.name,
-            table_key=inputs.table_key,
-            store=None,
-            inplace=True,
-            key_added=key_added,
-            label_id_key=lid,
-            **options,
-        )
+        _cut_one_region(data, r, inputs, lid, key_added, options, store=None, inplace=True)
         sub = data.tables[inputs.table_key]
         rec = dict(sub.uns[key_added])
         parts.append((r, sub, rec, read_views(rec["store"])))
@@ -235,8 +225,6 @@ def _plan(data, r: RegionInput, inputs: Inputs, lid, key_added: str, options: di
     """Plan one stand-in region as ``cell_views`` does (nothing is cut yet)."""
     import logging
 
-    from ._cell_views import cell_views
-
     class _Quiet(logging.Filter):  # its summary says "cut on the fly": they are not
         def filter(self, record):
             return not str(record.msg).startswith("cell_views: %d cells; microenvironment")
@@ -244,16 +232,8 @@ def _plan(data, r: RegionInput, inputs: Inputs, lid, key_added: str, options: di
     quiet = _Quiet()
     logger.addFilter(quiet)
     try:
-        views = cell_views(
-            data,
-            image_key=r.image_key,
-            labels_key=r.name,
-            table_key=inputs.table_key,
-            store=ON_THE_FLY,
-            inplace=False,
-            key_added=key_added,
-            label_id_key=lid,
-            **options,
+        views = _cut_one_region(
+            data, r, inputs, lid, key_added, options, store=ON_THE_FLY, inplace=False
         )
     finally:
         logger.removeFilter(quiet)
@@ -344,6 +324,23 @@ def _cut_region(k: int, plan, lay: _Layout, run: dict[str, Any]) -> int:
     return int(sum(len(e) for e in empties))
 
 
+def _cut_one_region(data, r, inputs: Inputs, lid, key_added, options, *, store, inplace):
+    """:func:`~madspatial.pp.cell_views` of one region's stand-in SpatialData."""
+    from ._cell_views import cell_views
+
+    return cell_views(
+        data,
+        image_key=r.image_key,
+        labels_key=r.name,
+        table_key=inputs.table_key,
+        store=store,
+        inplace=inplace,
+        key_added=key_added,
+        label_id_key=lid,
+        **options,
+    )
+
+
 def _logged_stand_in(r, inputs: Inputs, label_id_key):
     """:func:`_stand_in` of one region, with the log line saying where its views come from."""
     logger.info(
@@ -362,8 +359,7 @@ def _stream(
     sdata, inputs: Inputs, path: Path, *, overwrite, inplace, key_added, label_id_key, options
 ) -> ViewStore | None:
     """Plan every region, create (or resume) the store, cut each region's tiles into it."""
-    from ..io._lock import StoreLock
-    from ._cell_views import _open_or_create
+    from ._cell_views import _locked_open
     from ._dask import scheduler, scheduler_threads
 
     cs, n_jobs = int(options["chunk_size"]), options["n_jobs"]
@@ -381,22 +377,21 @@ def _stream(
     c, spec = plans[0].n_channels, plans[0].spec
     shape = (c, spec.morphology_size, spec.microenvironment_size)
     del planned, plan
-    lock = StoreLock(path).acquire()
+    lock, done = _locked_open(
+        path,
+        overwrite,
+        attrs,
+        n=lay.n,
+        c=c,
+        morphology_size=shape[1],
+        microenvironment_size=shape[2],
+        chunk_size=cs,
+        rows_ids=lay.ids,
+        centroid=lay.centroid,
+        micro_w=lay.window,
+        order=lay.storage_rows,
+    )
     try:
-        done = _open_or_create(
-            path,
-            overwrite,
-            attrs,
-            n=lay.n,
-            c=c,
-            morphology_size=shape[1],
-            microenvironment_size=shape[2],
-            chunk_size=cs,
-            rows_ids=lay.ids,
-            centroid=lay.centroid,
-            micro_w=lay.window,
-            order=lay.storage_rows,
-        )
         sched = scheduler(n_jobs, distributed=True)
         wave = max(2, 2 * scheduler_threads(sched, n_jobs))
         writer = ZarrViewWriter.open_existing(path)
