@@ -57,22 +57,27 @@ def test_save_and_open_lazily(tmp_path):
         s.save(tmp_path / "v.zarr")
 
 
-def test_storage_order_is_hidden_behind_table_order(tmp_path):
-    s = _store(n=40)
-    rows = np.random.default_rng(1).permutation(40)  # storage position -> table row
-    w = ZarrViewWriter.create(
-        tmp_path / "p.zarr",
-        n_cells=40,
-        n_channels=3,
-        morphology_size=14,
-        microenvironment_size=28,
+def _writer(path, s: ViewStore, storage_rows) -> ZarrViewWriter:
+    """A zarr writer for the views of ``s`` (chunks of 8) in the given storage order."""
+    return ZarrViewWriter.create(
+        path,
+        n_cells=len(s),
+        n_channels=s.n_channels,
+        morphology_size=s.morphology_size,
+        microenvironment_size=s.microenvironment_size,
         chunk_size=8,
         attrs=s.attrs,
         instance_id=s.instance_id,
         centroid=s.centroid,
         window_px=s.window_px,
-        storage_rows=rows,
+        storage_rows=storage_rows,
     )
+
+
+def test_storage_order_is_hidden_behind_table_order(tmp_path):
+    s = _store(n=40)
+    rows = np.random.default_rng(1).permutation(40)  # storage position -> table row
+    w = _writer(tmp_path / "p.zarr", s, rows)
     for a in range(0, 40, 16):
         r = rows[a : a + 16]
         w.write(a, s.morphology[r], s.microenvironment[r])
@@ -96,19 +101,7 @@ def test_storage_order_is_hidden_behind_table_order(tmp_path):
 
 def test_incomplete_and_foreign_stores(tmp_path):
     s = _store(n=16)
-    w = ZarrViewWriter.create(
-        tmp_path / "i.zarr",
-        n_cells=16,
-        n_channels=3,
-        morphology_size=14,
-        microenvironment_size=28,
-        chunk_size=8,
-        attrs=s.attrs,
-        instance_id=s.instance_id,
-        centroid=s.centroid,
-        window_px=s.window_px,
-        storage_rows=np.arange(16),
-    )
+    w = _writer(tmp_path / "i.zarr", s, np.arange(16))
     w.write(0, s.morphology[:8], s.microenvironment[:8])
     with pytest.raises(ValueError, match=r"incomplete \(1/2 chunks written\).*resume"):
         read_views(tmp_path / "i.zarr")

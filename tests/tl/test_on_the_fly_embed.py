@@ -42,8 +42,8 @@ def slide(tmp_path_factory):
     return sdata, store
 
 
-@pytest.fixture(scope="module")
-def model():
+def pico_model():
+    """A seeded pico MAD model for 4-channel 28 / 56 px views (also the torchrun test's)."""
     from madspatial.nn import MADConfig, MADModel
 
     torch.manual_seed(0)
@@ -58,6 +58,11 @@ def model():
             head_bottleneck_dim=16,
         )
     )
+
+
+@pytest.fixture(scope="module")
+def model():
+    return pico_model()
 
 
 def test_embed_on_the_fly_equals_embed_from_store(slide, model, monkeypatch):

@@ -9,7 +9,6 @@ import textwrap
 
 import numpy as np
 import pytest
-import torch
 
 import madspatial as mad
 from madspatial._constants import OBSM_MAD
@@ -38,7 +37,7 @@ SCRIPT = textwrap.dedent(
 
 
 def test_embed_on_the_fly_under_torchrun_equals_one_process(tmp_path):
-    from madspatial.nn import MADConfig, MADModel
+    from .test_on_the_fly_embed import pico_model
 
     sdata = mad.datasets.synthetic_slide(
         tmp_path / "slide.zarr", n_cells=200, tile_px=256, chunk_px=128, expression=False
@@ -53,18 +52,7 @@ def test_embed_on_the_fly_under_torchrun_equals_one_process(tmp_path):
         store="on_the_fly",
     )
     sdata.write(tmp_path / "w.zarr")
-    torch.manual_seed(0)
-    model = MADModel(
-        MADConfig(
-            backbone="vit_pico",
-            in_chans=4,
-            morphology_size=28,
-            microenvironment_size=56,
-            n_prototypes=32,
-            head_hidden_dim=16,
-            head_bottleneck_dim=16,
-        )
-    )
+    model = pico_model()
     model.save(tmp_path / "model")
     ref = mad.tl.embed(
         sdata, model=tmp_path / "model", batch_size=32, precision="fp32", copy=True
