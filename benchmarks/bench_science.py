@@ -258,13 +258,26 @@ def stage_train(args, worker: int) -> None:
         )
 
 
+# Each view's class token of the MAD run alone, against the single-view model of that
+# view (same backbone, same width, same steps): the direct test of whether distilling from
+# the other view improves a view's own embedding. {rep: (run, npz key, control)}
+TOKEN_REPS = {
+    "MAD_morphology_token": ("MAD", "morphology", "morphology"),
+    "MAD_microenvironment_token": ("MAD", "microenvironment", "microenvironment"),
+}
+
+
 def seed_reps(args, store, seed: int, base: dict) -> dict[str, object]:
     """``{name: array or [obsm keys]}`` of every embedding of one seed."""
     d = Path(args.workdir)
     reps: dict[str, object] = {}
     for f in sorted(d.glob(f"emb_*_seed{seed}.npz")):
         name = f.name[len("emb_") : -len(f"_seed{seed}.npz")]
-        reps[name] = np.load(f)["all"]
+        z = np.load(f)
+        reps[name] = z["all"]
+        for tok, (run, key, _) in TOKEN_REPS.items():
+            if name == run and key in z.files:
+                reps[tok] = z[key]
     if "morphology" in reps and "microenvironment" in reps:
         reps["separate"] = ["morphology", "microenvironment"]
     reps.update(base)
@@ -279,6 +292,10 @@ def seed_rep_names(args, seed: int, base: dict) -> set[str]:
     }
     if {"morphology", "microenvironment"} <= names:
         names.add("separate")
+    for tok, (run, key, _) in TOKEN_REPS.items():  # as seed_reps: only if the run saved it
+        f = d / f"emb_{run}_seed{seed}.npz"
+        if run in names and key in np.load(f).files:
+            names.add(tok)
     return names | {"untrained_data", "untrained_fixed"} | set(base)
 
 
@@ -543,7 +560,9 @@ REP_ORDER = [
     "MAD_alpha0.25",
     "MAD_alpha0",
     "separate",
+    "MAD_morphology_token",
     "morphology",
+    "MAD_microenvironment_token",
     "microenvironment",
     "untrained_data",
     "untrained_fixed",
@@ -553,10 +572,16 @@ REP_ORDER = [
 
 
 def claims_for(rows: pd.DataFrame, reps: list[str], controls: list[str]) -> pd.DataFrame:
-    """Paired differences: MAD against every control, each extra recipe against three."""
-    extras = [r for r in reps if r.startswith("MAD_") and not r.startswith("MAD_alpha")]
+    """Paired differences: MAD against every control, each extra recipe against three,
+    each view's MAD token against the single-view model of that view."""
+    extras = [
+        r
+        for r in reps
+        if r.startswith("MAD_") and not r.startswith("MAD_alpha") and r not in TOKEN_REPS
+    ]
     pairs = [("MAD", c) for c in controls]
     pairs += [(e, c) for e in extras for c in ("MAD", "separate", "untrained_data")]
+    pairs += [(t, ctrl) for t, (_, _, ctrl) in TOKEN_REPS.items() if t in reps and ctrl in reps]
     return pd.DataFrame(
         [paired(rows, sp, m, a, c) for sp in SPLITS for m in TARGET_METRICS for a, c in pairs]
     )
@@ -694,6 +719,37 @@ def targets_section(claims: pd.DataFrame, controls: list[str]) -> list[str]:
     return L
 
 
+def token_section(claims: pd.DataFrame) -> list[str]:
+    """Each view's MAD class token against the single-view model of that view."""
+    sub = claims[claims.a.isin(list(TOKEN_REPS))]
+    if sub.empty:
+        return []
+    L = [
+        "",
+        "## Each view's token: does distilling from the other view improve it?",
+        "",
+        "MAD's morphology (microenvironment) class token alone, D features, against the "
+        "morphology-only (microenvironment-only) model: same backbone, width and steps. "
+        "Paired over seeds, mean [95% t-CI]; bold: the interval excludes 0 in MAD's favour.",
+        "",
+        "| split | metric | " + " | ".join(f"{t} - {TOKEN_REPS[t][2]}" for t in TOKEN_REPS) + " |",
+        "|---|---|" + "---:|" * len(TOKEN_REPS),
+    ]
+    for sp in SPLITS:
+        for m in TARGET_METRICS:
+            cells = []
+            for t in TOKEN_REPS:
+                r = sub[(sub.split == sp) & (sub.metric == m) & (sub.a == t)]
+                if r.empty:
+                    cells.append("")
+                    continue
+                r = r.iloc[0]
+                v = fmt(r["diff"], r["lo"], r["hi"], sign=True)
+                cells.append(f"**{v}**" if r["holds"] else v)
+            L.append(f"| {sp} | {LABELS[m]} | " + " | ".join(cells) + " |")
+    return L
+
+
 def claims_section(claims: pd.DataFrame) -> list[str]:
     """Every paired comparison, with the seeds ahead and whether it holds."""
     L = [
@@ -759,6 +815,7 @@ def write_report(args, d: Path, results: Path) -> None:
     L += pretraining_section(infos)
     L += results_sections(summary, reps)
     L += targets_section(claims, controls)
+    L += token_section(claims)
     L += claims_section(claims)
     L += alpha_section(summary, reps)
     cosmx = d / "cosmx_scores.csv"
@@ -884,6 +941,18 @@ def claim_lines(claims: pd.DataFrame) -> list[str]:
                 f"- `{sp}`: MAD > {ctrl} with the CI excluding 0 on {len(ok)} of {len(sub)} target "
                 f"metrics ({'; '.join(parts)})."
                 + (" Target reached." if len(bad) == 0 else " Target NOT reached.")
+            )
+        for tok, (_, _, ctrl) in TOKEN_REPS.items():
+            sub = claims[(claims.split == sp) & (claims.a == tok) & (claims.b == ctrl)]
+            if sub.empty:
+                continue
+            parts = [
+                f"{LABELS[r['metric']]} {r['diff']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}]"
+                for _, r in sub.iterrows()
+            ]
+            L.append(
+                f"- `{sp}`: {tok} > {ctrl} with the CI excluding 0 on {int(sub.holds.sum())} of "
+                f"{len(sub)} target metrics ({'; '.join(parts)})."
             )
     return L
 

@@ -138,3 +138,50 @@ def test_a_run_trained_after_scoring_is_scored_not_left_out(bench, tmp_path, mon
     after = pd.read_csv(tmp_path / "scores_seed1_random.csv")
     assert sorted(after["rep"]) == sorted(expected)
     assert after.set_index("rep").loc["MAD_alpha0.5", "value"] == 1.0
+
+
+def test_each_view_token_is_scored_against_its_single_view_model(bench, tmp_path):
+    """MAD's morphology / microenvironment class tokens become their own embeddings,
+    compared with the single-view model of that view only (not as extra MAD recipes)."""
+    bs, _ = bench
+    rng = np.random.default_rng(0)
+    morph, micro = rng.normal(size=(4, 2)), rng.normal(size=(4, 3))
+    np.savez(
+        tmp_path / "emb_MAD_seed0.npz",
+        all=np.c_[morph, micro],
+        morphology=morph,
+        microenvironment=micro,
+    )
+    for name in ("morphology", "microenvironment"):
+        np.savez(tmp_path / f"emb_{name}_seed0.npz", all=np.zeros((4, 2)))
+    args = SimpleNamespace(workdir=str(tmp_path))
+    reps = bs.seed_reps(args, None, 0, {})
+    np.testing.assert_array_equal(reps["MAD_morphology_token"], morph)
+    np.testing.assert_array_equal(reps["MAD_microenvironment_token"], micro)
+    assert set(bs.TOKEN_REPS) <= bs.seed_rep_names(args, 0, {})
+
+    names = ["MAD", "separate", *bs.TOKEN_REPS, "morphology", "microenvironment"]
+    rows = pd.DataFrame(
+        [
+            dict(
+                split=sp,
+                metric=m,
+                rep=r,
+                seed=s,
+                value=0.5 + 0.1 * s + (0.05 if "token" in r else 0),
+            )
+            for sp in bs.SPLITS
+            for m in bs.TARGET_METRICS
+            for r in names
+            for s in range(3)
+        ]
+    )
+    claims = bs.claims_for(rows, names, ["separate"])
+    pairs = set(zip(claims.a, claims.b))
+    assert ("MAD_morphology_token", "morphology") in pairs
+    assert ("MAD_microenvironment_token", "microenvironment") in pairs
+    assert not any(b == "MAD" for a, b in pairs if a in bs.TOKEN_REPS)  # not an extra recipe
+    tok = claims[claims.a == "MAD_morphology_token"]
+    assert tok["diff"].to_numpy() == pytest.approx(0.05) and tok["holds"].all()
+    text = "\n".join(bs.token_section(claims))
+    assert "MAD_morphology_token - morphology" in text and "**+0.050" in text
