@@ -97,6 +97,25 @@ VARIANTS: dict[str, tuple[str, dict, str]] = {
         {"view_centers": True, "alpha_warmup_steps": "half"},
         "one center per view and alpha warm-up",
     ),
+    "centred_micro_crops+teacher_temp0.02": (
+        "mad",
+        {
+            "augment": {"microenvironment_center_jitter": 0.25},
+            "teacher_temp": (0.02, 0.04),
+        },
+        "cell-centred microenvironment crops and a sharper teacher: a cross-view target "
+        "that is informative and that the crop can predict",
+    ),
+    "koleo": (
+        "mad",
+        {"koleo_weight": 0.1},
+        "KoLeo spreading of the student's class tokens (DINOv2's 0.1)",
+    ),
+    "koleo+teacher_temp0.02": (
+        "mad",
+        {"koleo_weight": 0.1, "teacher_temp": (0.02, 0.04)},
+        "KoLeo and a sharper teacher (0.02 -> 0.04)",
+    ),
 }
 
 

@@ -258,13 +258,30 @@ def stage_train(args, worker: int) -> None:
         )
 
 
-# Each view's class token of the MAD run alone, against the single-view model of that
-# view (same backbone, same width, same steps): the direct test of whether distilling from
-# the other view improves a view's own embedding. {rep: (run, npz key, control)}
-TOKEN_REPS = {
-    "MAD_morphology_token": ("MAD", "morphology", "morphology"),
-    "MAD_microenvironment_token": ("MAD", "microenvironment", "microenvironment"),
-}
+# Each view's class token of a MAD run alone, against the single-view model of that view
+# (same backbone, same width, same steps): the direct test of whether distilling from the
+# other view improves a view's own embedding. Made for MAD and each extra recipe (not the
+# alpha sweep, to bound the scoring time).
+TOKEN_VIEWS = ("morphology", "microenvironment")
+
+
+def has_tokens(run: str) -> bool:
+    """Whether the per-view tokens of run ``run`` are scored."""
+    return run == "MAD" or (run.startswith("MAD_") and not run.startswith("MAD_alpha"))
+
+
+def token_rep(run: str, view: str) -> str:
+    """The name of view ``view``'s class token of run ``run`` (``MAD_morphology_token``)."""
+    return f"{run}_{view}_token"
+
+
+def parse_token(rep: str) -> tuple[str, str] | None:
+    """``(run, view)`` of a token embedding's name, ``None`` for any other embedding."""
+    for view in TOKEN_VIEWS:
+        suffix = f"_{view}_token"
+        if rep.endswith(suffix):
+            return rep[: -len(suffix)], view
+    return None
 
 
 def seed_reps(args, store, seed: int, base: dict) -> dict[str, object]:
@@ -275,9 +292,9 @@ def seed_reps(args, store, seed: int, base: dict) -> dict[str, object]:
         name = f.name[len("emb_") : -len(f"_seed{seed}.npz")]
         z = np.load(f)
         reps[name] = z["all"]
-        for tok, (run, key, _) in TOKEN_REPS.items():
-            if name == run and key in z.files:
-                reps[tok] = z[key]
+        for view in TOKEN_VIEWS if has_tokens(name) else ():
+            if view in z.files:
+                reps[token_rep(name, view)] = z[view]
     if "morphology" in reps and "microenvironment" in reps:
         reps["separate"] = ["morphology", "microenvironment"]
     reps.update(base)
@@ -292,10 +309,9 @@ def seed_rep_names(args, seed: int, base: dict) -> set[str]:
     }
     if {"morphology", "microenvironment"} <= names:
         names.add("separate")
-    for tok, (run, key, _) in TOKEN_REPS.items():  # as seed_reps: only if the run saved it
-        f = d / f"emb_{run}_seed{seed}.npz"
-        if run in names and key in np.load(f).files:
-            names.add(tok)
+    for run in [n for n in names if has_tokens(n)]:  # as seed_reps: only if the run saved it
+        files = np.load(d / f"emb_{run}_seed{seed}.npz").files
+        names |= {token_rep(run, v) for v in TOKEN_VIEWS if v in files}
     return names | {"untrained_data", "untrained_fixed"} | set(base)
 
 
@@ -577,11 +593,11 @@ def claims_for(rows: pd.DataFrame, reps: list[str], controls: list[str]) -> pd.D
     extras = [
         r
         for r in reps
-        if r.startswith("MAD_") and not r.startswith("MAD_alpha") and r not in TOKEN_REPS
+        if r.startswith("MAD_") and not r.startswith("MAD_alpha") and parse_token(r) is None
     ]
     pairs = [("MAD", c) for c in controls]
     pairs += [(e, c) for e in extras for c in ("MAD", "separate", "untrained_data")]
-    pairs += [(t, ctrl) for t, (_, _, ctrl) in TOKEN_REPS.items() if t in reps and ctrl in reps]
+    pairs += [(t, parse_token(t)[1]) for t in reps if parse_token(t) and parse_token(t)[1] in reps]
     return pd.DataFrame(
         [paired(rows, sp, m, a, c) for sp in SPLITS for m in TARGET_METRICS for a, c in pairs]
     )
@@ -720,33 +736,35 @@ def targets_section(claims: pd.DataFrame, controls: list[str]) -> list[str]:
 
 
 def token_section(claims: pd.DataFrame) -> list[str]:
-    """Each view's MAD class token against the single-view model of that view."""
-    sub = claims[claims.a.isin(list(TOKEN_REPS))]
+    """Each view's class token of each MAD run against the single-view model of that view."""
+    sub = claims[[parse_token(a) is not None for a in claims.a]]
     if sub.empty:
         return []
+    runs = list(dict.fromkeys(parse_token(a)[0] for a in sub.a))
     L = [
         "",
         "## Each view's token: does distilling from the other view improve it?",
         "",
-        "MAD's morphology (microenvironment) class token alone, D features, against the "
+        "A MAD run's morphology (microenvironment) class token alone, D features, against the "
         "morphology-only (microenvironment-only) model: same backbone, width and steps. "
         "Paired over seeds, mean [95% t-CI]; bold: the interval excludes 0 in MAD's favour.",
         "",
-        "| split | metric | " + " | ".join(f"{t} - {TOKEN_REPS[t][2]}" for t in TOKEN_REPS) + " |",
-        "|---|---|" + "---:|" * len(TOKEN_REPS),
+        "| split | metric | run | " + " | ".join(f"{v} token - {v}" for v in TOKEN_VIEWS) + " |",
+        "|---|---|---|" + "---:|" * len(TOKEN_VIEWS),
     ]
     for sp in SPLITS:
         for m in TARGET_METRICS:
-            cells = []
-            for t in TOKEN_REPS:
-                r = sub[(sub.split == sp) & (sub.metric == m) & (sub.a == t)]
-                if r.empty:
-                    cells.append("")
-                    continue
-                r = r.iloc[0]
-                v = fmt(r["diff"], r["lo"], r["hi"], sign=True)
-                cells.append(f"**{v}**" if r["holds"] else v)
-            L.append(f"| {sp} | {LABELS[m]} | " + " | ".join(cells) + " |")
+            for run in runs:
+                cells = []
+                for v in TOKEN_VIEWS:
+                    r = sub[(sub.split == sp) & (sub.metric == m) & (sub.a == token_rep(run, v))]
+                    if r.empty:
+                        cells.append("")
+                        continue
+                    r = r.iloc[0]
+                    val = fmt(r["diff"], r["lo"], r["hi"], sign=True)
+                    cells.append(f"**{val}**" if r["holds"] else val)
+                L.append(f"| {sp} | {LABELS[m]} | {run} | " + " | ".join(cells) + " |")
     return L
 
 
@@ -942,7 +960,8 @@ def claim_lines(claims: pd.DataFrame) -> list[str]:
                 f"metrics ({'; '.join(parts)})."
                 + (" Target reached." if len(bad) == 0 else " Target NOT reached.")
             )
-        for tok, (_, _, ctrl) in TOKEN_REPS.items():
+        for tok in dict.fromkeys(a for a in claims.a if parse_token(a)):
+            ctrl = parse_token(tok)[1]
             sub = claims[(claims.split == sp) & (claims.a == tok) & (claims.b == ctrl)]
             if sub.empty:
                 continue

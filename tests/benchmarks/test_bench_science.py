@@ -158,9 +158,15 @@ def test_each_view_token_is_scored_against_its_single_view_model(bench, tmp_path
     reps = bs.seed_reps(args, None, 0, {})
     np.testing.assert_array_equal(reps["MAD_morphology_token"], morph)
     np.testing.assert_array_equal(reps["MAD_microenvironment_token"], micro)
-    assert set(bs.TOKEN_REPS) <= bs.seed_rep_names(args, 0, {})
+    tokens = ["MAD_morphology_token", "MAD_microenvironment_token"]
+    assert set(tokens) <= bs.seed_rep_names(args, 0, {})
+    assert bs.parse_token("MAD_teacher_temp0.01_microenvironment_token") == (
+        "MAD_teacher_temp0.01",
+        "microenvironment",
+    )
+    assert bs.parse_token("MAD") is None and not bs.has_tokens("MAD_alpha0.5")
 
-    names = ["MAD", "separate", *bs.TOKEN_REPS, "morphology", "microenvironment"]
+    names = ["MAD", "separate", *tokens, "morphology", "microenvironment"]
     rows = pd.DataFrame(
         [
             dict(
@@ -180,8 +186,40 @@ def test_each_view_token_is_scored_against_its_single_view_model(bench, tmp_path
     pairs = set(zip(claims.a, claims.b))
     assert ("MAD_morphology_token", "morphology") in pairs
     assert ("MAD_microenvironment_token", "microenvironment") in pairs
-    assert not any(b == "MAD" for a, b in pairs if a in bs.TOKEN_REPS)  # not an extra recipe
+    assert not any(b == "MAD" for a, b in pairs if a in tokens)  # not an extra recipe
     tok = claims[claims.a == "MAD_morphology_token"]
     assert tok["diff"].to_numpy() == pytest.approx(0.05) and tok["holds"].all()
     text = "\n".join(bs.token_section(claims))
-    assert "MAD_morphology_token - morphology" in text and "**+0.050" in text
+    assert "| MAD | **+0.050" in text and "morphology token - morphology" in text
+
+
+def test_view_information_scores_each_factor_separately(bench):
+    """An embedding that encodes the morphological class only predicts the class
+    perfectly and the partner within a niche-only pair at chance; one that encodes the
+    subtype predicts both."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench_view_information as bvi
+    finally:
+        sys.path.remove(str(BENCH))
+    from madspatial.datasets import NICHE_ONLY_PAIRS
+
+    rng = np.random.default_rng(0)
+    pair = NICHE_ONLY_PAIRS[0]
+    n = 400
+    ct = np.array([pair[i % 2] for i in range(n)] + ["tumour_quiescent"] * n)
+    obs = pd.DataFrame(
+        {
+            "cell_type": ct,
+            "morph_class": np.where(np.isin(ct, pair), "a", "b"),
+            "niche": rng.choice(["x", "y"], size=2 * n),
+        }
+    )
+    train = rng.random(2 * n) < 0.7
+    is_a = (obs["morph_class"] == "a").to_numpy()
+    klass = np.c_[is_a, ~is_a].astype(float) + rng.normal(0, 0.01, (2 * n, 2))  # 2 directions
+    s = bvi.factor_scores(klass, obs, train, ~train)
+    assert s["morph_class"] == 1.0
+    assert 0.35 < s["niche_only_pairs"] < 0.65  # one pair: the partner is a coin flip
+    subtype = np.c_[klass, 5.0 * (ct == pair[0])]
+    assert bvi.factor_scores(subtype, obs, train, ~train)["niche_only_pairs"] == 1.0

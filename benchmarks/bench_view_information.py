@@ -1,0 +1,202 @@
+"""What each embedding of a science run knows about each ground-truth factor of the tissue.
+
+The synthetic tissue's eight subtypes are pairs within four morphological classes, each
+pair told apart by one kind of evidence only (``docs/synthetic_tissue.md``): the
+niche-only pairs (CAF / stromal fibroblast, TAM / stromal macrophage, T / B cell) look
+alike, the morphology-only pair (proliferative / quiescent tumour) lives in the same
+niches. Cross-view distillation can only transfer what the two views *share*; this script
+measures, on the held-out cells of a ``bench_science.py`` work folder, how well each
+embedding predicts
+
+- ``morph_class`` (what the cell alone looks like, 4 classes),
+- ``niche`` (where it sits, 3 niches),
+- the partner within each niche-only pair, and within the morphology-only pair,
+
+with a 15-NN cosine classifier fitted on the training cells of each seed's split and
+scored on its test cells; then MAD's per-view tokens minus the single-view model of the
+same view, paired over seeds. No training: it reads the saved embeddings.
+
+Usage::
+
+    python benchmarks/bench_view_information.py --workdir /tmp/mad_bench_science_fp32 \
+        --n-cells 3000 --seeds 0 1 2 --out science_view_information
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import bench_science as bs  # noqa: E402
+
+RESULTS = HERE / "results"
+REPS = [
+    "MAD",
+    "separate",
+    "MAD_morphology_token",
+    "morphology",
+    "MAD_microenvironment_token",
+    "microenvironment",
+    "untrained_data",
+    "handcrafted",
+]
+FACTORS = ["morph_class", "niche", "niche_only_pairs", "morphology_only_pair"]
+WHAT = {
+    "morph_class": "morphological class (4)",
+    "niche": "niche (3)",
+    "niche_only_pairs": "partner within a niche-only pair (mean of 3 pairs)",
+    "morphology_only_pair": "partner within the morphology-only pair",
+}
+
+
+def knn_score(x: np.ndarray, labels: np.ndarray, train: np.ndarray, test: np.ndarray) -> float:
+    """Accuracy on ``test`` of a 15-NN cosine classifier fitted on ``train``."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    if train.sum() < 15 or test.sum() == 0:
+        return float("nan")
+    clf = KNeighborsClassifier(n_neighbors=15, metric="cosine").fit(x[train], labels[train])
+    return float((clf.predict(x[test]) == labels[test]).mean())
+
+
+def factor_scores(x: np.ndarray, obs: pd.DataFrame, train: np.ndarray, test: np.ndarray):
+    """``{factor: accuracy}`` of one embedding on one split."""
+    from madspatial.datasets import MORPHOLOGY_ONLY_PAIRS, NICHE_ONLY_PAIRS
+
+    ct = obs["cell_type"].astype(str).to_numpy()
+    out = {f: knn_score(x, obs[f].astype(str).to_numpy(), train, test) for f in FACTORS[:2]}
+    for name, pairs in (
+        ("niche_only_pairs", NICHE_ONLY_PAIRS),
+        ("morphology_only_pair", MORPHOLOGY_ONLY_PAIRS),
+    ):
+        accs = []
+        for pair in pairs:
+            inside = np.isin(ct, list(pair))
+            accs.append(knn_score(x, ct, train & inside, test & inside))
+        out[name] = float(np.nanmean(accs))
+    return out
+
+
+def embeddings(workdir: Path, seed: int, base: dict) -> dict[str, np.ndarray]:
+    """Every embedding of :data:`REPS` saved for one seed (``separate`` concatenated)."""
+    reps: dict[str, np.ndarray] = {}
+    for name, z in (
+        (f.name[4 : -len(f"_seed{seed}.npz")], np.load(f))
+        for f in sorted(workdir.glob(f"emb_*_seed{seed}.npz"))
+    ):
+        if name.startswith("MAD_alpha"):
+            continue  # the alpha sweep: not scored here (bench_science has it)
+        reps[name] = z["all"]
+        for view in bs.TOKEN_VIEWS if bs.has_tokens(name) else ():
+            if view in z.files:
+                reps[bs.token_rep(name, view)] = z[view]
+    if "morphology" in reps and "microenvironment" in reps:
+        reps["separate"] = np.c_[reps["morphology"], reps["microenvironment"]]
+    reps.update(base)
+    return reps
+
+
+def rep_order(names) -> list[str]:
+    """:data:`REPS` first, then each extra recipe followed by its tokens."""
+    first = [r for r in REPS if r in names]
+    rest = sorted(n for n in names if n not in first and bs.parse_token(n) is None)
+    for run in rest:
+        first += [run] + [t for v in bs.TOKEN_VIEWS if (t := bs.token_rep(run, v)) in names]
+    return first
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workdir", required=True)
+    ap.add_argument("--n-cells", type=int, default=3000)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--block-windows", type=float, default=4.0)
+    ap.add_argument("--out", default="science_view_information")
+    args = ap.parse_args(argv)
+    workdir = Path(args.workdir)
+    sargs = argparse.Namespace(
+        n_cells=args.n_cells, seeds=args.seeds, block_windows=args.block_windows
+    )
+    _, store, table, _, splits = bs.setup(sargs)
+    obs = table.obs
+    handcrafted = dict(np.load(workdir / "baselines.npz")).get("handcrafted")
+    rows = []
+    for seed in args.seeds:
+        base = {"handcrafted": handcrafted} if handcrafted is not None else {}
+        base["untrained_data"] = bs.bc.untrained_embed(
+            store, seed=seed, pixel_stats="data", train_mask=bs.pretrain_mask(splits[seed])
+        )
+        reps = embeddings(workdir, seed, base)
+        for sp in bs.SPLITS:
+            lab = splits[seed][sp]
+            train, test = lab == "train", lab == "test"
+            for rep, x in reps.items():
+                for f, v in factor_scores(np.asarray(x), obs, train, test).items():
+                    rows.append(dict(seed=seed, split=sp, rep=rep, metric=f, value=v))
+    df = pd.DataFrame(rows)
+    write(df, args, workdir)
+
+
+def write(df: pd.DataFrame, args, workdir: Path) -> None:
+    """The tables (per split: factor x embedding; token minus control) as markdown + json."""
+    summary = bs.summarise(df)
+    L = [
+        "# What each embedding knows: the tissue's ground-truth factors, held-out cells",
+        "",
+        f"Embeddings of `{workdir}` (a `bench_science.py` run; {len(args.seeds)} seeds "
+        f"{args.seeds}); 15-NN cosine classifier fitted on each split's training cells, "
+        "accuracy on its test cells; mean over seeds [95% t-interval].",
+        "",
+        f"Command: `python benchmarks/bench_view_information.py {' '.join(sys.argv[1:])}`",
+    ]
+    reps = rep_order(set(df.rep))
+    for sp in bs.SPLITS:
+        L += ["", f"## `{sp}` split", "", "| factor | " + " | ".join(reps) + " |"]
+        L.append("|---|" + "---:|" * len(reps))
+        for f in FACTORS:
+            sub = summary[(summary.split == sp) & (summary.metric == f)].set_index("rep")
+            cells = [
+                bs.fmt(sub.loc[r, "mean"], sub.loc[r, "lo"], sub.loc[r, "hi"])
+                if r in sub.index
+                else ""
+                for r in reps
+            ]
+            L.append(f"| {WHAT[f]} | " + " | ".join(cells) + " |")
+    pairs = [(t, bs.parse_token(t)[1]) for t in reps if bs.parse_token(t)]
+    pairs = [(a, b) for a, b in pairs if b in reps]
+    pairs += [(r, "separate") for r in reps if r.startswith("MAD") and not bs.parse_token(r)]
+    L += [
+        "",
+        "## Does distillation transfer what the other view knows? (paired over seeds)",
+        "",
+        "| split | factor | " + " | ".join(f"{a} - {b}" for a, b in pairs) + " |",
+        "|---|---|" + "---:|" * len(pairs),
+    ]
+    claims = []
+    for sp in bs.SPLITS:
+        for f in FACTORS:
+            cells = []
+            for a, b in pairs:
+                c = bs.paired(df, sp, f, a, b)
+                claims.append(c)
+                v = bs.fmt(c["diff"], c["lo"], c["hi"], sign=True)
+                cells.append(f"**{v}**" if c["holds"] else v)
+            L.append(f"| {sp} | {WHAT[f]} | " + " | ".join(cells) + " |")
+    L += ["", "Bold: the interval excludes 0 in favour of the left-hand embedding."]
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{args.out}.md").write_text("\n".join(L) + "\n")
+    payload = {"summary": summary.to_dict("records"), "claims": claims}
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(payload, indent=1, default=float))
+    print("\n".join(L))
+
+
+if __name__ == "__main__":
+    main()
