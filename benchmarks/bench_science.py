@@ -652,7 +652,14 @@ def setup_section(args, meta: dict) -> list[str]:
         "one seed)",
         f"- machine: {meta['machine']}; wall {meta['wall_s'] / 60:.1f} min ("
         + ", ".join(f"{k} {v:.0f} s" for k, v in meta["timings"].items())
-        + ")",
+        + ")"
+        + (
+            f"; a resumed run: {meta['runs_trained_earlier']} pretraining runs were trained by "
+            "an earlier invocation in the same work folder (each run's own time is in "
+            "`train s` below)"
+            if meta.get("runs_trained_earlier")
+            else ""
+        ),
         f"- command: `python benchmarks/bench_science.py {' '.join(meta['argv'])}`",
     ]
     return L
@@ -1127,9 +1134,11 @@ def main(argv=None) -> None:
     if not args.report_only:
         timings = {}
         t_all = time.perf_counter()
+        earlier = len(list(d.glob("info_*_seed*.json")))  # runs a previous invocation trained
         early_score, (table, window, splits) = set_up_and_pretrain(args, d, timings)
         score_and_cosmx(args, d, early_score, timings)
         meta = run_meta(args, argv, table, window, splits, timings, t_all)
+        meta["runs_trained_earlier"] = earlier
         (d / "meta.json").write_text(json.dumps(meta, default=str))
     write_report(args, d, RESULTS)
     return None
