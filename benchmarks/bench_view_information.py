@@ -38,16 +38,6 @@ sys.path.insert(0, str(HERE))
 import bench_science as bs  # noqa: E402
 
 RESULTS = HERE / "results"
-REPS = [
-    "MAD",
-    "separate",
-    "MAD_morphology_token",
-    "morphology",
-    "MAD_microenvironment_token",
-    "microenvironment",
-    "untrained_data",
-    "handcrafted",
-]
 FACTORS = ["morph_class", "niche", "niche_only_pairs", "morphology_only_pair"]
 WHAT = {
     "morph_class": "morphological class (4)",
@@ -86,7 +76,7 @@ def factor_scores(x: np.ndarray, obs: pd.DataFrame, train: np.ndarray, test: np.
 
 
 def embeddings(workdir: Path, seed: int, base: dict) -> dict[str, np.ndarray]:
-    """Every embedding of :data:`REPS` saved for one seed (``separate`` concatenated)."""
+    """Every embedding saved for one seed but the alpha sweep (``separate`` concatenated)."""
     reps: dict[str, np.ndarray] = {}
     for name, z in (
         (f.name[4 : -len(f"_seed{seed}.npz")], np.load(f))
@@ -105,12 +95,15 @@ def embeddings(workdir: Path, seed: int, base: dict) -> dict[str, np.ndarray]:
 
 
 def rep_order(names) -> list[str]:
-    """:data:`REPS` first, then each extra recipe followed by its tokens."""
-    first = [r for r in REPS if r in names]
-    rest = sorted(n for n in names if n not in first and bs.parse_token(n) is None)
-    for run in rest:
-        first += [run] + [t for v in bs.TOKEN_VIEWS if (t := bs.token_rep(run, v)) in names]
-    return first
+    """``bench_science``'s column order; each extra recipe followed by its tokens."""
+    out = []
+    for run in [r for r in bs.REP_ORDER if r in names] + sorted(set(names) - set(bs.REP_ORDER)):
+        if run in out or (bs.parse_token(run) and bs.parse_token(run)[0] != "MAD"):
+            continue
+        out.append(run)
+        if run != "MAD" and bs.has_tokens(run):
+            out += [t for v in bs.TOKEN_VIEWS if (t := bs.token_rep(run, v)) in names]
+    return out
 
 
 def main(argv=None) -> None:
