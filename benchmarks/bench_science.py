@@ -724,22 +724,21 @@ def targets_section(claims: pd.DataFrame, controls: list[str]) -> list[str]:
     ]
     for sp in SPLITS:
         for m in TARGET_METRICS:
-            cells = []
-            for c in controls:
-                r = claims[
-                    (claims.split == sp)
-                    & (claims.metric == m)
-                    & (claims.a == "MAD")
-                    & (claims.b == c)
-                ]
-                if r.empty:
-                    cells.append("")
-                    continue
-                r = r.iloc[0]
-                v = fmt(r["diff"], r["lo"], r["hi"], sign=True)
-                cells.append(f"**{v}**" if r["holds"] else v)
+            cells = [claim_cell(claims, sp, m, "MAD", c) for c in controls]
             L.append(f"| {sp} | {LABELS[m]} | " + " | ".join(cells) + " |")
     return L
+
+
+def claim_cell(claims: pd.DataFrame, split: str, metric: str, a: str, b: str) -> str:
+    """``a - b`` on one split and metric as a table cell, bold when it holds ("" if absent)."""
+    r = claims[
+        (claims.split == split) & (claims.metric == metric) & (claims.a == a) & (claims.b == b)
+    ]
+    if r.empty:
+        return ""
+    r = r.iloc[0]
+    v = fmt(r["diff"], r["lo"], r["hi"], sign=True)
+    return f"**{v}**" if r["holds"] else v
 
 
 def token_section(claims: pd.DataFrame) -> list[str]:
@@ -762,15 +761,7 @@ def token_section(claims: pd.DataFrame) -> list[str]:
     for sp in SPLITS:
         for m in TARGET_METRICS:
             for run in runs:
-                cells = []
-                for v in TOKEN_VIEWS:
-                    r = sub[(sub.split == sp) & (sub.metric == m) & (sub.a == token_rep(run, v))]
-                    if r.empty:
-                        cells.append("")
-                        continue
-                    r = r.iloc[0]
-                    val = fmt(r["diff"], r["lo"], r["hi"], sign=True)
-                    cells.append(f"**{val}**" if r["holds"] else val)
+                cells = [claim_cell(sub, sp, m, token_rep(run, v), v) for v in TOKEN_VIEWS]
                 L.append(f"| {sp} | {LABELS[m]} | {run} | " + " | ".join(cells) + " |")
     return L
 
