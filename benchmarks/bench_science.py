@@ -123,6 +123,14 @@ def parse(argv=None):
         help="further bench_collapse.py variants trained as MAD_<variant> (e.g. teacher_temp0.01)",
     )
     ap.add_argument(
+        "--extra-separate",
+        nargs="*",
+        default=None,
+        help="--extra recipes (none named: all of them) whose options that apply to one view "
+        "(KoLeo, teacher temperature, crops) also train their own separate control, "
+        "separate_<variant>",
+    )
+    ap.add_argument(
         "--sweep-seeds",
         type=int,
         nargs="*",
@@ -187,6 +195,53 @@ def recipe_overrides(args) -> dict:
     return dict(bc.VARIANTS[args.recipe][1]) if args.recipe != "paper" else {}
 
 
+# Options that only mean something with two views (they are dropped for the single-view
+# runs of a recipe's own separate control).
+MAD_ONLY_OPTIONS = frozenset({"alpha", "alpha_warmup_steps", "view_centers", "view_heads"})
+SINGLE_VIEWS = ("morphology", "microenvironment")
+
+
+def single_view_overrides(variant: str) -> dict:
+    """The options of ``bench_collapse`` variant ``variant`` that apply to one view."""
+    return {k: v for k, v in bc.VARIANTS[variant][1].items() if k not in MAD_ONLY_OPTIONS}
+
+
+def own_separate(args) -> list[str]:
+    """The ``--extra`` recipes that get their own separate control."""
+    chosen = getattr(args, "extra_separate", None)
+    if chosen is None:
+        return []
+    unknown = set(chosen) - set(args.extra)
+    if unknown:
+        raise SystemExit(f"--extra-separate {sorted(unknown)}: not among --extra {args.extra}")
+    return list(chosen) or list(args.extra)
+
+
+def separate_parts(names) -> dict[str, tuple[str, str]]:
+    """``{separate embedding: (morphology run, microenvironment run)}`` among ``names``.
+
+    ``separate`` is the plain pair; ``separate_<variant>`` the pair trained with a
+    recipe's single-view options (``--extra-separate``).
+    """
+    names = set(names)
+    out = {}
+    for morph in sorted(n for n in names if n == "morphology" or n.startswith("morphology_")):
+        suffix = morph[len("morphology") :]
+        if f"microenvironment{suffix}" in names:
+            out[f"separate{suffix}"] = (morph, f"microenvironment{suffix}")
+    return out
+
+
+def own_control(run: str, control: str, names) -> str:
+    """``control`` trained with ``run``'s recipe when it exists (``separate_koleo`` for
+    ``MAD_koleo``), else ``control``."""
+    if run.startswith("MAD_") and control in ("separate", *SINGLE_VIEWS):
+        matched = f"{control}_{run[len('MAD_') :]}"
+        if matched in set(names):
+            return matched
+    return control
+
+
 def jobs_for(args) -> list[tuple]:
     """(seed, name, mode, overrides) of every pretraining run, in priority order.
 
@@ -212,6 +267,9 @@ def jobs_for(args) -> list[tuple]:
                 rest.append((seed, f"MAD_alpha{a:g}", "mad", {**recipe, "alpha": a}))
         for v in args.extra:
             rest.append((seed, f"MAD_{v}", "mad", dict(bc.VARIANTS[v][1])))
+            if v in own_separate(args) and single_view_overrides(v):
+                for view in SINGLE_VIEWS:
+                    rest.append((seed, f"{view}_{v}", view, single_view_overrides(v)))
     return core + rest
 
 
@@ -295,8 +353,8 @@ def seed_reps(args, store, seed: int, base: dict) -> dict[str, object]:
         for view in TOKEN_VIEWS if has_tokens(name) else ():
             if view in z.files:
                 reps[token_rep(name, view)] = z[view]
-    if "morphology" in reps and "microenvironment" in reps:
-        reps["separate"] = ["morphology", "microenvironment"]
+    for sep, parts in separate_parts(reps).items():
+        reps[sep] = list(parts)
     reps.update(base)
     return reps
 
@@ -307,8 +365,7 @@ def seed_rep_names(args, seed: int, base: dict) -> set[str]:
     names = {
         f.name[len("emb_") : -len(f"_seed{seed}.npz")] for f in d.glob(f"emb_*_seed{seed}.npz")
     }
-    if {"morphology", "microenvironment"} <= names:
-        names.add("separate")
+    names |= set(separate_parts(names))
     for run in [n for n in names if has_tokens(n)]:  # as seed_reps: only if the run saved it
         files = np.load(d / f"emb_{run}_seed{seed}.npz").files
         names |= {token_rep(run, v) for v in TOKEN_VIEWS if v in files}
@@ -596,8 +653,14 @@ def claims_for(rows: pd.DataFrame, reps: list[str], controls: list[str]) -> pd.D
         if r.startswith("MAD_") and not r.startswith("MAD_alpha") and parse_token(r) is None
     ]
     pairs = [("MAD", c) for c in controls]
-    pairs += [(e, c) for e in extras for c in ("MAD", "separate", "untrained_data")]
-    pairs += [(t, parse_token(t)[1]) for t in reps if parse_token(t) and parse_token(t)[1] in reps]
+    for e in extras:
+        seps = dict.fromkeys(("separate", own_control(e, "separate", reps)))
+        pairs += [(e, c) for c in ("MAD", *seps, "untrained_data")]
+    for t in reps:
+        if parse_token(t):
+            run, view = parse_token(t)
+            pairs += [(t, c) for c in dict.fromkeys((view, own_control(run, view, reps)))]
+    pairs = [(a, c) for a, c in pairs if c in reps or c in controls]
     return pd.DataFrame(
         [paired(rows, sp, m, a, c) for sp in SPLITS for m in TARGET_METRICS for a, c in pairs]
     )
@@ -753,7 +816,9 @@ def token_section(claims: pd.DataFrame) -> list[str]:
         "",
         "A MAD run's morphology (microenvironment) class token alone, D features, against the "
         "morphology-only (microenvironment-only) model: same backbone, width and steps. "
-        "Paired over seeds, mean [95% t-CI]; bold: the interval excludes 0 in MAD's favour.",
+        "Paired over seeds, mean [95% t-CI]; bold: the interval excludes 0 in MAD's favour. "
+        "`(own)`: against the single-view runs trained with the run's own options "
+        "(`--extra-separate`).",
         "",
         "| split | metric | run | " + " | ".join(f"{v} token - {v}" for v in TOKEN_VIEWS) + " |",
         "|---|---|---|" + "---:|" * len(TOKEN_VIEWS),
@@ -761,8 +826,15 @@ def token_section(claims: pd.DataFrame) -> list[str]:
     for sp in SPLITS:
         for m in TARGET_METRICS:
             for run in runs:
-                cells = [claim_cell(sub, sp, m, token_rep(run, v), v) for v in TOKEN_VIEWS]
-                L.append(f"| {sp} | {LABELS[m]} | {run} | " + " | ".join(cells) + " |")
+                # against the plain single-view runs, then against the run's own ones
+                own = {v: own_control(run, v, set(sub.b)) for v in TOKEN_VIEWS}
+                for label, ctrl in ((run, {v: v for v in TOKEN_VIEWS}), (f"{run} (own)", own)):
+                    if label != run and own == {v: v for v in TOKEN_VIEWS}:
+                        continue
+                    cells = [
+                        claim_cell(sub, sp, m, token_rep(run, v), ctrl[v]) for v in TOKEN_VIEWS
+                    ]
+                    L.append(f"| {sp} | {LABELS[m]} | {label} | " + " | ".join(cells) + " |")
     return L
 
 
@@ -958,20 +1030,24 @@ def claim_lines(claims: pd.DataFrame) -> list[str]:
                 f"metrics ({'; '.join(parts)})."
                 + (" Target reached." if len(bad) == 0 else " Target NOT reached.")
             )
-        for tok in dict.fromkeys(a for a in claims.a if parse_token(a)):
-            ctrl = parse_token(tok)[1]
-            sub = claims[(claims.split == sp) & (claims.a == tok) & (claims.b == ctrl)]
-            if sub.empty:
-                continue
+        own = [(a, b) for a, b in pairs_of(claims) if b.startswith("separate_")]
+        tokens = [(a, b) for a, b in pairs_of(claims) if parse_token(a)]
+        for a, ctrl in own + tokens:
+            sub = claims[(claims.split == sp) & (claims.a == a) & (claims.b == ctrl)]
             parts = [
                 f"{LABELS[r['metric']]} {r['diff']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}]"
                 for _, r in sub.iterrows()
             ]
             L.append(
-                f"- `{sp}`: {tok} > {ctrl} with the CI excluding 0 on {int(sub.holds.sum())} of "
+                f"- `{sp}`: {a} > {ctrl} with the CI excluding 0 on {int(sub.holds.sum())} of "
                 f"{len(sub)} target metrics ({'; '.join(parts)})."
             )
     return L
+
+
+def pairs_of(claims: pd.DataFrame) -> list[tuple[str, str]]:
+    """The distinct ``(a, b)`` comparisons of ``claims``, in order."""
+    return list(dict.fromkeys(zip(claims.a, claims.b)))
 
 
 def moonshot_lines(claims: pd.DataFrame, summary: pd.DataFrame) -> list[str]:

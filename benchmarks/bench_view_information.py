@@ -88,8 +88,8 @@ def embeddings(workdir: Path, seed: int, base: dict) -> dict[str, np.ndarray]:
         for view in bs.TOKEN_VIEWS if bs.has_tokens(name) else ():
             if view in z.files:
                 reps[bs.token_rep(name, view)] = z[view]
-    if "morphology" in reps and "microenvironment" in reps:
-        reps["separate"] = np.c_[reps["morphology"], reps["microenvironment"]]
+    for sep, (morph, micro) in bs.separate_parts(reps).items():
+        reps[sep] = np.c_[reps[morph], reps[micro]]
     reps.update(base)
     return reps
 
@@ -163,9 +163,13 @@ def write(df: pd.DataFrame, args, workdir: Path) -> None:
                 for r in reps
             ]
             L.append(f"| {WHAT[f]} | " + " | ".join(cells) + " |")
-    pairs = [(t, bs.parse_token(t)[1]) for t in reps if bs.parse_token(t)]
+    pairs = []
+    for t in [t for t in reps if bs.parse_token(t)]:
+        run, view = bs.parse_token(t)
+        pairs += [(t, c) for c in dict.fromkeys((view, bs.own_control(run, view, reps)))]
+    for r in [r for r in reps if r.startswith("MAD") and not bs.parse_token(r)]:
+        pairs += [(r, c) for c in dict.fromkeys(("separate", bs.own_control(r, "separate", reps)))]
     pairs = [(a, b) for a, b in pairs if b in reps]
-    pairs += [(r, "separate") for r in reps if r.startswith("MAD") and not bs.parse_token(r)]
     L += [
         "",
         "## Does distillation transfer what the other view knows? (paired over seeds)",

@@ -193,6 +193,54 @@ def test_each_view_token_is_scored_against_its_single_view_model(bench, tmp_path
     assert "| MAD | **+0.050" in text and "morphology token - morphology" in text
 
 
+def test_a_recipe_is_paired_with_the_separate_control_trained_with_its_options(bench, tmp_path):
+    """``--extra-separate``: the single-view runs get the recipe's one-view options (KoLeo,
+    teacher temperature) but not the two-view ones, become ``separate_<recipe>``, and the
+    recipe and its tokens are compared with them as well as with the plain controls."""
+    bs, _ = bench
+    v = "koleo+teacher_temp0.02"
+    args = SimpleNamespace(
+        seeds=[0], sweep_seeds=None, alphas=[], recipe="paper", also_paper=False,
+        extra=["teacher_temp0.01", v], extra_separate=[v],
+    )  # fmt: skip
+    jobs = {name: (mode, o) for _, name, mode, o in bs.jobs_for(args)}
+    assert jobs[f"morphology_{v}"] == (
+        "morphology",
+        {"koleo_weight": 0.1, "teacher_temp": (0.02, 0.04)},
+    )
+    assert jobs[f"microenvironment_{v}"][0] == "microenvironment"
+    assert "morphology_teacher_temp0.01" not in jobs  # not asked for
+    assert bs.single_view_overrides("view_centers") == {}  # a two-view option only
+    with pytest.raises(SystemExit, match="not among --extra"):
+        bs.jobs_for(SimpleNamespace(**{**vars(args), "extra_separate": ["koleo"]}))
+
+    for name in ("morphology", "microenvironment", f"morphology_{v}", f"microenvironment_{v}"):
+        np.savez(tmp_path / f"emb_{name}_seed0.npz", all=np.full((3, 2), len(name), float))
+    z = np.ones((3, 2))
+    np.savez(tmp_path / f"emb_MAD_{v}_seed0.npz", all=np.c_[z, z], morphology=z, microenvironment=z)
+    reps = bs.seed_reps(SimpleNamespace(workdir=str(tmp_path)), None, 0, {})
+    assert reps["separate"] == ["morphology", "microenvironment"]
+    assert reps[f"separate_{v}"] == [f"morphology_{v}", f"microenvironment_{v}"]
+    assert f"separate_{v}" in bs.seed_rep_names(SimpleNamespace(workdir=str(tmp_path)), 0, {})
+
+    names = [f"MAD_{v}", "MAD", "separate", f"separate_{v}", "untrained_data",
+             f"MAD_{v}_morphology_token", "morphology", f"morphology_{v}"]  # fmt: skip
+    rows = pd.DataFrame(
+        [
+            dict(split=sp, metric=m, rep=r, seed=s, value=s + (1.0 if r.startswith("MAD") else 0))
+            for sp in bs.SPLITS
+            for m in bs.TARGET_METRICS
+            for r in names
+            for s in range(3)
+        ]
+    )
+    pairs = set(zip(*(bs.claims_for(rows, names, ["separate"])[k] for k in ("a", "b"))))
+    assert {(f"MAD_{v}", "separate"), (f"MAD_{v}", f"separate_{v}")} <= pairs
+    assert {(f"MAD_{v}_morphology_token", c) for c in ("morphology", f"morphology_{v}")} <= pairs
+    text = "\n".join(bs.token_section(bs.claims_for(rows, names, ["separate"])))
+    assert f"| MAD_{v} (own) |" in text
+
+
 def test_view_information_scores_each_factor_separately(bench):
     """An embedding that encodes the morphological class only predicts the class
     perfectly and the partner within a niche-only pair at chance; one that encodes the
