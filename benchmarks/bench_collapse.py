@@ -111,6 +111,17 @@ VARIANTS: dict[str, tuple[str, dict, str]] = {
         {"koleo_weight": 0.1},
         "KoLeo spreading of the student's class tokens (DINOv2's 0.1)",
     ),
+    "view_heads": (
+        "mad",
+        {"view_heads": True},
+        "one projection head per view; a cross-view term asks a crop of one view to "
+        "predict the other view's teacher in that view's own prototypes",
+    ),
+    "view_heads+teacher_temp0.02": (
+        "mad",
+        {"view_heads": True, "teacher_temp": (0.02, 0.04)},
+        "one head per view and a sharper teacher (0.02 -> 0.04)",
+    ),
     "koleo+teacher_temp0.02": (
         "mad",
         {"koleo_weight": 0.1, "teacher_temp": (0.02, 0.04)},

@@ -348,3 +348,71 @@ def test_trainer_ramps_alpha_and_logs_per_view_diagnostics(tissue_views, tmp_pat
     assert all(0.0 <= a <= 1.0 for a in h["view_agreement"])
     with pytest.raises(ValueError, match="alpha_warmup_steps must be an int >= 0"):
         mad.tl.pretrain(store, model="vit_pico", max_steps=1, alpha_warmup_steps=-1)
+
+
+def test_view_heads_score_each_term_in_its_teacher_views_head():
+    """With one head per view, CE(u -> v) compares head u's teacher of view u with head
+    u's student scores of view v's crops, centred with head u's own center."""
+    g = torch.Generator().manual_seed(5)
+
+    def wide(n):  # (B, 2K): morphology head's logits, then the microenvironment head's
+        return [torch.randn(B, 2 * K, generator=g, dtype=torch.float64) * 2 for _ in range(n)]
+
+    teacher = {M: wide(2), E: wide(2)}
+    student = {M: wide(4), E: wide(4)}
+    loss_fn = MADLoss(K, alpha=0.5, view_heads=True)
+    assert loss_fn.view_centers and loss_fn.center.shape == (2, K)
+    loss_fn.center.copy_(torch.stack([torch.linspace(-0.3, 0.4, K), torch.linspace(0.2, -0.1, K)]))
+    got = loss_fn(student, teacher, teacher_temp=0.05)
+
+    def head(xs, i):
+        return [x[:, i * K : (i + 1) * K] for x in xs]
+
+    c = loss_fn.center.double()
+    want = 0.0
+    for (u, v), w in {(M, M): 1.0, (E, E): 1.0, (M, E): 0.5, (E, M): 0.5}.items():
+        i = (M, E).index(u)
+        want += w * _hand_ce(
+            head(teacher[u], i), head(student[v], i), u == v, c[i : i + 1], 0.05, 0.1
+        )
+    assert float(got) == pytest.approx(want, rel=1e-5)
+    # the other head's scores of a view's own crops never enter its same-view term
+    student2 = {M: [torch.cat([s[:, :K], s[:, K:] * 0 + 3], dim=1) for s in student[M]]}
+    student2[E] = student[E]
+    loss_fn.alpha = 0.0
+    assert float(loss_fn(student2, teacher, 0.05)) == pytest.approx(
+        float(loss_fn(student, teacher, 0.05)), rel=1e-6
+    )
+    # each head's center follows its own view's teacher logits, in its own slice
+    loss_fn.center.zero_()
+    loss_fn.center_momentum = 0.0
+    loss_fn.update_center(teacher)
+    torch.testing.assert_close(loss_fn.center[0], torch.cat(head(teacher[M], 0)).mean(0).float())
+    torch.testing.assert_close(loss_fn.center[1], torch.cat(head(teacher[E], 1)).mean(0).float())
+
+
+def test_view_heads_refuse_the_wrong_width_and_one_view():
+    loss_fn = MADLoss(K, view_heads=True)
+    student, teacher = _inputs()  # (B, K): one shared head's logits
+    with pytest.raises(ValueError, match=r"\(B, 14\) \(2 view heads x 7\)"):
+        loss_fn(student, teacher, 0.05)
+    with pytest.raises(ValueError, match="view_heads=True needs mode='mad'"):
+        MADLoss(K, mode=M, view_heads=True)
+
+
+def test_view_diagnostics_with_view_heads_compare_views_within_each_head():
+    from madspatial.train._history import view_diagnostics
+
+    loss_fn = MADLoss(4, view_heads=True)
+    sharp = torch.eye(4) * 50
+    # both heads put every cell of both views on the same prototype: full agreement,
+    # although prototype k of one head has nothing to do with prototype k of the other
+    same = torch.cat([sharp, sharp[[1, 2, 3, 0]]], dim=1)
+    teacher = {M: [same, same], E: [same, same]}
+    loss_fn(teacher, teacher, 1.0)
+    d = view_diagnostics(loss_fn, (M, E))
+    assert d["view_agreement"] == pytest.approx(1.0)
+    # the microenvironment view's crops land elsewhere in the morphology head: half agree
+    other = torch.cat([sharp[[1, 0, 2, 3]], sharp[[1, 2, 3, 0]]], dim=1)
+    loss_fn(teacher, {M: [same, same], E: [other, other]}, 1.0)
+    assert view_diagnostics(loss_fn, (M, E))["view_agreement"] == pytest.approx(0.75)

@@ -179,3 +179,23 @@ def test_teacher_copy_by_deepcopy_is_independent():
             pt.mul_(0.5).add_(ps + 1.0, alpha=0.5)
     assert not torch.allclose(teacher(x), student(x))
     assert student.head.last_layer.parametrizations.weight.original0.eq(1).all()
+
+
+def test_view_heads_one_head_per_view_saved_and_reloaded(tmp_path):
+    model = _model(view_heads=True)
+    x = torch.rand(2, 3, 70, 70)
+    logits = model(x)
+    assert logits.shape == (2, 64)  # morphology head's 32, then the microenvironment head's
+    heads = model.head.heads
+    f = model.forward_features(x)
+    torch.testing.assert_close(logits[:, :32], heads["morphology"](f))
+    torch.testing.assert_close(logits[:, 32:], heads["microenvironment"](f))
+    assert not torch.allclose(logits[:, :32], logits[:, 32:])  # two heads, two weights
+    # both prototype layers are "last_layer" parameters (frozen together early on)
+    names = [n for n, _ in model.named_parameters() if "last_layer" in n]
+    assert {n.split(".")[2] for n in names} == {"morphology", "microenvironment"}
+    loaded = MADModel.load(model.save(tmp_path / "m"))
+    assert loaded.config.view_heads
+    torch.testing.assert_close(loaded(x), logits, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="view_heads=True needs both views"):
+        MADConfig(**TINY, mode="morphology", view_heads=True)

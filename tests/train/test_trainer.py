@@ -176,3 +176,16 @@ def test_pixel_stats_data_or_fixed(planted_store):
         TrainConfig(**dict(TINY, pixel_stats="imagenet"))
     with pytest.raises(ValueError, match="centering"):
         TrainConfig(**dict(TINY, centering="batch"))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_view_heads_train_both_heads_and_log_agreement_within_heads(planted_store):
+    model = _fit(planted_store, max_steps=3, view_heads=True, freeze_last_layer_steps=0)
+    assert model.config.view_heads and set(model.head.heads) == {"morphology", "microenvironment"}
+    h = model.history
+    assert np.isfinite(h["loss"]).all() and len(h["view_agreement"]) == 3
+    assert all(0.0 <= a <= 1.0 for a in h["view_agreement"])
+    with pytest.raises(ValueError, match="starting model has view_heads=True"):
+        _fit(planted_store, max_steps=1, model=model)
+    with pytest.raises(ValueError, match="view_heads=True needs both views"):
+        TrainConfig(**{**TINY, "mode": "morphology", "view_heads": True})

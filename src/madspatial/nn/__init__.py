@@ -15,6 +15,7 @@ _ATTRIBUTES = {
     "build_backbone": "._backbone",
     "resolve_backbone_kwargs": "._backbone",
     "DINOHead": "._head",
+    "ViewHeads": "._head",
     "MADLoss": "._loss",
     "koleo_loss": "._loss",
     "mode_views": "._config",

@@ -58,6 +58,10 @@ class MADConfig:
         View sides in pixels (multiples of 14).
     head_layers, head_hidden_dim, head_bottleneck_dim, n_prototypes
         :class:`~madspatial.nn.DINOHead` shape.
+    view_heads
+        One projection head per view (:class:`~madspatial.nn.ViewHeads`, ``mode="mad"``
+        only) instead of one shared head; the embeddings (backbone class tokens) are the
+        same kind either way.
     pixel_mean, pixel_std
         Per-channel standardisation applied inside the model to ``[0, 1]`` input.
     drop_path_rate
@@ -82,6 +86,7 @@ class MADConfig:
     head_hidden_dim: int = 2048
     head_bottleneck_dim: int = 256
     n_prototypes: int = 65536
+    view_heads: bool = False
     pixel_mean: list[float] | None = None
     pixel_std: list[float] | None = None
     drop_path_rate: float = 0.0
@@ -92,6 +97,10 @@ class MADConfig:
 
     def __post_init__(self) -> None:
         mode_views(self.mode)  # validates
+        if self.view_heads and len(mode_views(self.mode)) < 2:
+            raise ValueError(
+                f"view_heads=True needs both views (mode='mad'), got mode={self.mode!r}."
+            )
         if self.channel_names is None:
             self.channel_names = [f"ch{i}" for i in range(self.in_chans)]
         self.channel_names = [str(c) for c in self.channel_names]

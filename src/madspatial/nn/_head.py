@@ -79,3 +79,36 @@ class DINOHead(nn.Module):
         # eps sized for bf16 too: the bottleneck vector must not blow up when tiny
         x = F.normalize(x, dim=-1, p=2, eps=1e-6 if x.dtype == torch.float32 else 1e-3)
         return self.last_layer(x)
+
+
+class ViewHeads(nn.Module):
+    """One :class:`DINOHead` per view, their logits side by side.
+
+    ``forward`` maps ``(B, in_dim)`` class tokens to ``(B, len(views) * n_prototypes)``:
+    the logits of the head of ``views[0]``, then of ``views[1]``. Every crop is scored by
+    every head, so MAD's cross-view terms can ask a crop of one view to predict the other
+    view's teacher *in that view's own prototype space* (``MADLoss(view_heads=True)``)
+    instead of pulling both views into one shared space.
+
+    Parameters
+    ----------
+    in_dim
+        Backbone embedding width.
+    views
+        The views, in output order.
+    **head_kwargs
+        :class:`DINOHead` options, the same for every head.
+    """
+
+    def __init__(self, in_dim: int, views: tuple[str, ...], **head_kwargs) -> None:
+        super().__init__()
+        if len(views) < 2:
+            raise ValueError(f"ViewHeads needs at least two views, got {list(views)}.")
+        self.views = tuple(views)
+        self.heads = nn.ModuleDict({v: DINOHead(in_dim, **head_kwargs) for v in self.views})
+        self.in_dim = in_dim
+        self.n_prototypes = self.heads[self.views[0]].n_prototypes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map ``(B, in_dim)`` features to ``(B, len(views) * n_prototypes)`` logits."""
+        return torch.cat([self.heads[v](x) for v in self.views], dim=-1)

@@ -19,6 +19,15 @@ freshly initialised backbone maps nearly every cell to the same output, both giv
 nearly uniform teacher (on the synthetic tissue that was fixed by standardising the
 input with the data's statistics, ``TrainConfig.pixel_stats``, not by the centering).
 
+``view_heads=True`` (with :class:`~madspatial.nn.ViewHeads`: logits ``(B, 2K)``, the
+morphology head's then the microenvironment head's) gives each view its own prototype
+space: ``CE(u, v)`` compares view ``u``'s teacher, scored by ``u``'s head, with the
+student's crops of ``v`` scored by the *same* head ``u``. The same-view terms are then
+exactly two DINO losses, and a cross-view term asks a crop of ``v`` to predict what ``u``'s
+own teacher says, rather than pulling both views towards one shared distribution (which,
+when the views share little, is satisfied by a flat teacher). Each head has its own
+running center.
+
 ``view_centers=True`` keeps one running center per view instead of the paper's single
 ``c``: the two views feed one head but their mean outputs differ, and a shared center
 removes only the average of the two (see ``benchmarks/results/collapse.md`` for what
@@ -65,6 +74,10 @@ class MADLoss(nn.Module):
     view_centers
         One running center per view (``center`` has one row per view, in the order of
         :attr:`views`) instead of one shared by both (the paper's single ``c``).
+    view_heads
+        Logits come from one head per view, side by side (``(B, 2K)``; ``mode="mad"``
+        only); each term is scored in its teacher view's head (see the module notes).
+        Implies ``view_centers`` (one center per head).
 
     Notes
     -----
@@ -86,8 +99,11 @@ class MADLoss(nn.Module):
         centering: str = "center",
         sinkhorn_iterations: int = 3,
         view_centers: bool = False,
+        view_heads: bool = False,
     ) -> None:
         super().__init__()
+        if view_heads and mode != MODE_MAD:
+            raise ValueError(f"view_heads=True needs mode='mad' (both views), got {mode!r}.")
         if centering not in CENTERINGS:
             raise ValueError(f"centering must be one of {list(CENTERINGS)}, got {centering!r}.")
         if sinkhorn_iterations < 1:
@@ -100,11 +116,14 @@ class MADLoss(nn.Module):
         self.alpha = float(alpha)
         self.student_temp = float(student_temp)
         self.center_momentum = float(center_momentum)
-        self.view_centers = bool(view_centers)
+        self.view_heads = bool(view_heads)
+        self.view_centers = bool(view_centers) or self.view_heads
         n_centers = len(self.views) if self.view_centers else 1
         self.register_buffer("center", torch.zeros(n_centers, n_prototypes))
         self.last_terms: dict[str, torch.Tensor] = {}
         self.last_teacher_probs: dict[str, torch.Tensor] = {}
+        # with view heads: head u's teacher distribution of view v's first global crop
+        self.last_cross_teacher_probs: dict[tuple[str, str], torch.Tensor] = {}
 
     def _weights(self) -> dict[tuple[str, str], float]:
         if self.mode != MODE_MAD:
@@ -130,11 +149,18 @@ class MADLoss(nn.Module):
                     f"{len(student[view])} student crops; the student list must start with "
                     "the same global crops the teacher saw."
                 )
+        width = self.n_prototypes * (len(self.views) if self.view_heads else 1)
         for t in [t for v in self.views for t in (*student[v], *teacher[v])]:
-            if t.ndim != 2 or t.shape[-1] != self.n_prototypes:
-                raise ValueError(
-                    f"logits must be (B, {self.n_prototypes}), got shape {tuple(t.shape)}."
-                )
+            if t.ndim != 2 or t.shape[-1] != width:
+                heads = f" ({len(self.views)} view heads x {self.n_prototypes})" * self.view_heads
+                raise ValueError(f"logits must be (B, {width}){heads}, got shape {tuple(t.shape)}.")
+
+    def head_logits(self, logits: torch.Tensor, head: str) -> torch.Tensor:
+        """Return the ``(B, K)`` logits of view ``head``'s head (all logits without view heads)."""
+        if not self.view_heads:
+            return logits
+        i = self.views.index(head)
+        return logits[:, i * self.n_prototypes : (i + 1) * self.n_prototypes]
 
     def center_of(self, view: str | None = None) -> torch.Tensor:
         """Return the ``(1, K)`` center of ``view`` (the shared one unless ``view_centers``)."""
@@ -226,26 +252,40 @@ class MADLoss(nn.Module):
             return self._forward(student, teacher, teacher_temp)
 
     def _forward(self, student, teacher, teacher_temp: float) -> torch.Tensor:
+        own = {v: [self.head_logits(t, v) for t in teacher[v]] for v in self.views}
         if self.centering == "sinkhorn":
             t_probs = {
-                v: self.sinkhorn_probs(torch.cat(teacher[v]), teacher_temp).reshape(
-                    len(teacher[v]), *teacher[v][0].shape
+                v: self.sinkhorn_probs(torch.cat(own[v]), teacher_temp).reshape(
+                    len(own[v]), *own[v][0].shape
                 )
                 for v in self.views
             }
         else:
             t_probs = {
-                v: torch.stack([self.teacher_probs(t, teacher_temp, v) for t in teacher[v]])
+                v: torch.stack([self.teacher_probs(t, teacher_temp, v) for t in own[v]])
                 for v in self.views
             }
         self.last_teacher_probs = t_probs
-        s_logp = {
-            v: torch.stack([self.student_log_probs(s) for s in student[v]]) for v in self.views
+        if self.view_heads:
+            self.last_cross_teacher_probs = {
+                (u, v): self.teacher_probs(self.head_logits(teacher[v][0], u), teacher_temp, u)
+                for u in self.views
+                for v in self.views
+                if u != v
+            }
+        heads = self.views if self.view_heads else self.views[:1]
+        s_logp = {  # (head, view): one head's log-distribution of every crop of one view
+            (h, v): torch.stack(
+                [self.student_log_probs(self.head_logits(s, h)) for s in student[v]]
+            )
+            for h in heads
+            for v in self.views
         }
         total = torch.zeros((), device=self.center.device, dtype=torch.float32)
         terms: dict[str, torch.Tensor] = {}
         for (u, v), weight in self._weights().items():
-            tp, sl = t_probs[u], s_logp[v]  # (n_t, B, K), (n_s, B, K)
+            tp = t_probs[u]  # (n_t, B, K)
+            sl = s_logp[(u if self.view_heads else heads[0], v)]  # (n_s, B, K)
             n_t, b, k = tp.shape
             # all pairwise cross-entropies in one matmul: ce[i, j] = -mean_b sum_k tp[i] sl[j]
             ce = -(tp.reshape(n_t, b * k) @ sl.reshape(sl.shape[0], b * k).T) / b
@@ -285,7 +325,9 @@ class MADLoss(nn.Module):
                     "view's center is updated with its own logits."
                 )
             for i, view in enumerate(self.views):
-                batch_center = self._batch_mean(teacher_logits[view])
+                batch_center = self._batch_mean(
+                    [self.head_logits(t, view) for t in teacher_logits[view]]
+                )
                 self.center[i : i + 1].mul_(self.center_momentum).add_(
                     batch_center, alpha=1 - self.center_momentum
                 )

@@ -34,7 +34,7 @@ from .._serialize import json_default as _jsonable
 from .._version import __version__
 from ._backbone import build_backbone
 from ._config import MODEL_FORMAT_VERSION, MADConfig
-from ._head import DINOHead
+from ._head import DINOHead, ViewHeads
 
 logger = logging.getLogger("madspatial")
 
@@ -69,7 +69,8 @@ class MADModel(nn.Module):
     backbone
         :class:`~madspatial.nn.ViTBackbone`.
     head
-        :class:`~madspatial.nn.DINOHead`.
+        :class:`~madspatial.nn.DINOHead`, or :class:`~madspatial.nn.ViewHeads` (one head
+        per view) when ``config.view_heads``.
     history
         Training history attached by the trainer (saved as ``history.json``), or ``None``.
     """
@@ -96,12 +97,16 @@ class MADModel(nn.Module):
             drop_path_rate=config.drop_path_rate,
             img_size=config.img_size,
         )
-        self.head = DINOHead(
-            self.backbone.embed_dim,
+        head_kwargs = dict(
             n_layers=config.head_layers,
             hidden_dim=config.head_hidden_dim,
             bottleneck_dim=config.head_bottleneck_dim,
             n_prototypes=config.n_prototypes,
+        )
+        self.head = (
+            ViewHeads(self.backbone.embed_dim, config.views, **head_kwargs)
+            if config.view_heads
+            else DINOHead(self.backbone.embed_dim, **head_kwargs)
         )
         # non-persistent: derived from the config, so the safetensors hold only weights
         shape = (1, config.in_chans, 1, 1)
@@ -152,7 +157,7 @@ class MADModel(nn.Module):
         return self.backbone(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Prototype logits ``(B, K)`` = ``head(backbone(x))``."""
+        """Prototype logits ``head(backbone(x))``: ``(B, K)``, or ``(B, 2K)`` with view heads."""
         return self.head(self.forward_features(x))
 
     def embed(

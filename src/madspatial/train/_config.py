@@ -95,6 +95,11 @@ TRAIN_OPTION_DOCS: dict[str, str] = {
         "teacher outputs differ). Measured on the synthetic tissue: it does not lift the "
         "MAD teacher out of its near-uniform state (benchmarks/results/collapse.md)."
     ),
+    "view_heads": (
+        "One projection head per view (``mode='mad'``): each cross-view term asks one "
+        "view's crops to predict the other view's teacher in that view's own prototypes, "
+        "instead of one shared head for both (the paper's)."
+    ),
     "alpha_warmup_steps": (
         "Ramp the cross-view weight from 0 to ``alpha`` over this many steps (0: constant "
         "alpha, the paper's)."
@@ -182,6 +187,7 @@ class TrainConfig:
     center_momentum: float = 0.9
     centering: Centering = "center"
     view_centers: bool = False
+    view_heads: bool = False
     alpha_warmup_steps: int = 0
     pixel_stats: PixelStats = "data"
     freeze_last_layer_steps: int | None = None
@@ -250,8 +256,14 @@ class TrainConfig:
         _int("head_bottleneck_dim", self.head_bottleneck_dim, 1, "e.g. 256")
         _int("seed", self.seed, None, "e.g. 0")
         _int("alpha_warmup_steps", self.alpha_warmup_steps, 0, "0 keeps alpha constant")
-        if not isinstance(self.view_centers, bool):
-            raise TypeError(f"view_centers must be True or False; got {_show(self.view_centers)}.")
+        for name in ("view_centers", "view_heads"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be True or False; got {_show(getattr(self, name))}.")
+        if self.view_heads and self.mode != MODE_MAD:
+            raise ValueError(
+                f"view_heads=True needs both views; got mode={self.mode!r} (use mode='mad', or "
+                "view_heads=False for a single-view run)."
+            )
         for name in ("warmup_steps", "teacher_temp_warmup_steps", "freeze_last_layer_steps"):
             _int(name, getattr(self, name), 0, "or None for the default share of the run", True)
         _int("checkpoint_every", self.checkpoint_every, 1, "steps, or None: every epoch", True)

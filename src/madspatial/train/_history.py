@@ -79,7 +79,10 @@ def view_diagnostics(loss_fn, views: tuple[str, ...]) -> dict[str, float]:
     views also ``view_agreement`` (share of cells whose two first-global-crop teachers put
     their highest probability on the same prototype; chance ~ 1 / the prototypes in use)
     and ``teacher_cross_ce`` (mean of CE(p_morph, p_micro) and CE(p_micro, p_morph)
-    between the two teachers, nats; ``ln K`` or more means the views do not agree).
+    between the two teachers, nats; ``ln K`` or more means the views do not agree). With
+    view heads (``loss_fn.view_heads``) both are computed within each head's prototype
+    space (head u's teacher of view u against head u's teacher of the other view) and
+    averaged over the two heads.
     """
     out: dict[str, float] = {}
     probs = loss_fn.last_teacher_probs
@@ -88,10 +91,19 @@ def view_diagnostics(loss_fn, views: tuple[str, ...]) -> dict[str, float]:
         out[f"teacher_entropy_{v}"] = per_cell
         out[f"teacher_batch_entropy_{v}"] = batch
     if len(views) == 2:
-        a, b = (probs[v][0].float() for v in views)
-        out["view_agreement"] = float((a.argmax(-1) == b.argmax(-1)).float().mean())
-        la, lb = (torch.log(p.clamp_min(1e-30)) for p in (a, b))
-        out["teacher_cross_ce"] = float(0.5 * (-(a * lb).sum(-1).mean() - (b * la).sum(-1).mean()))
+        if getattr(loss_fn, "view_heads", False):
+            # one prototype space per view: compare the views within each head's space
+            cross = loss_fn.last_cross_teacher_probs
+            pairs = [(probs[u][0].float(), cross[(u, v)].float()) for u, v in (views, views[::-1])]
+        else:
+            pairs = [tuple(probs[v][0].float() for v in views)]
+        agree, ce = [], []
+        for a, b in pairs:
+            agree.append(float((a.argmax(-1) == b.argmax(-1)).float().mean()))
+            la, lb = (torch.log(p.clamp_min(1e-30)) for p in (a, b))
+            ce.append(float(0.5 * (-(a * lb).sum(-1).mean() - (b * la).sum(-1).mean())))
+        out["view_agreement"] = float(np.mean(agree))
+        out["teacher_cross_ce"] = float(np.mean(ce))
     return out
 
 

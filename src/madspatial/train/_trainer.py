@@ -285,6 +285,12 @@ class Trainer:
         cfg, store = self.cfg, self.store
         if self.init_model is not None:
             mc = MADConfig.from_dict(self.init_model.config.to_dict())
+            if mc.view_heads != cfg.view_heads:
+                raise ValueError(
+                    f"the starting model has view_heads={mc.view_heads}, the run asks for "
+                    f"view_heads={cfg.view_heads}; pass view_heads={mc.view_heads} to continue "
+                    "from it, or train a new model."
+                )
             if mc.mode != cfg.mode:
                 mc.mode = cfg.mode
             return mc
@@ -306,6 +312,7 @@ class Trainer:
             head_hidden_dim=cfg.head_hidden_dim,
             head_bottleneck_dim=cfg.head_bottleneck_dim,
             n_prototypes=cfg.n_prototypes,
+            view_heads=cfg.view_heads,
             drop_path_rate=cfg.drop_path_rate,
             metadata={"view_store": _store_attrs(store)},
         )
@@ -472,6 +479,7 @@ class Trainer:
             center_momentum=cfg.center_momentum,
             centering=cfg.centering,
             view_centers=cfg.view_centers,
+            view_heads=mconfig.view_heads,
         ).to(dev)
         r.augment = self._augment(mconfig)
         r.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
