@@ -12,8 +12,10 @@ embedding predicts
 - ``niche`` (where it sits, 3 niches),
 - the partner within each niche-only pair, and within the morphology-only pair,
 
-with a 15-NN cosine classifier fitted on the training cells of each seed's split and
-scored on its test cells; then MAD's per-view tokens minus the single-view model of the
+with a 15-NN cosine classifier (and, for class and niche, a logistic-regression probe)
+fitted on the training cells of each seed's split and scored on its test cells, beside
+the microenvironment view's central 24 px as raw pixels (what a microenvironment token
+could know about the centre cell); then MAD's per-view tokens minus the single-view model of the
 same view, paired over seeds. No training: it reads the saved embeddings.
 
 Usage::
@@ -38,13 +40,25 @@ sys.path.insert(0, str(HERE))
 import bench_science as bs  # noqa: E402
 
 RESULTS = HERE / "results"
-FACTORS = ["morph_class", "niche", "niche_only_pairs", "morphology_only_pair"]
+FACTORS = [
+    "morph_class",
+    "niche",
+    "niche_only_pairs",
+    "morphology_only_pair",
+    "morph_class_linear",
+    "niche_linear",
+]
 WHAT = {
     "morph_class": "morphological class (4)",
     "niche": "niche (3)",
     "niche_only_pairs": "partner within a niche-only pair (mean of 3 pairs)",
     "morphology_only_pair": "partner within the morphology-only pair",
+    "morph_class_linear": "morphological class (4), linear probe",
+    "niche_linear": "niche (3), linear probe",
 }
+#: The microenvironment view's central pixels (the cell and its rim): what a
+#: microenvironment token *could* know about the centre cell.
+CENTRE_PIXELS = "microenvironment_centre_pixels"
 
 
 def knn_score(x: np.ndarray, labels: np.ndarray, train: np.ndarray, test: np.ndarray) -> float:
@@ -57,12 +71,40 @@ def knn_score(x: np.ndarray, labels: np.ndarray, train: np.ndarray, test: np.nda
     return float((clf.predict(x[test]) == labels[test]).mean())
 
 
+def linear_score(x: np.ndarray, labels: np.ndarray, train: np.ndarray, test: np.ndarray) -> float:
+    """Accuracy on ``test`` of an L2-regularised logistic regression on standardised ``x``."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if len(set(labels[train])) < 2 or test.sum() == 0:
+        return float("nan")
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=3000))
+    return float(clf.fit(x[train], labels[train]).score(x[test], labels[test]))
+
+
+def centre_pixels(store, *, side: int = 24, pooled: int = 12) -> np.ndarray:
+    """The central ``side`` px of every microenvironment view, average-pooled to
+    ``pooled`` x ``pooled`` per channel, flattened (float32)."""
+    micro = np.asarray(store.microenvironment[:], dtype=np.float32)
+    n, c = micro.shape[-1] // 2, side // 2
+    crop = micro[..., n - c : n + c, n - c : n + c]
+    f = side // pooled
+    return (
+        crop.reshape(len(micro), micro.shape[1], pooled, f, pooled, f)
+        .mean((3, 5))
+        .reshape(len(micro), -1)
+    )
+
+
 def factor_scores(x: np.ndarray, obs: pd.DataFrame, train: np.ndarray, test: np.ndarray):
     """``{factor: accuracy}`` of one embedding on one split."""
     from madspatial.datasets import MORPHOLOGY_ONLY_PAIRS, NICHE_ONLY_PAIRS
 
     ct = obs["cell_type"].astype(str).to_numpy()
     out = {f: knn_score(x, obs[f].astype(str).to_numpy(), train, test) for f in FACTORS[:2]}
+    for f in FACTORS[:2]:
+        out[f"{f}_linear"] = linear_score(x, obs[f].astype(str).to_numpy(), train, test)
     for name, pairs in (
         ("niche_only_pairs", NICHE_ONLY_PAIRS),
         ("morphology_only_pair", MORPHOLOGY_ONLY_PAIRS),
@@ -121,9 +163,11 @@ def main(argv=None) -> None:
     _, store, table, _, splits = bs.setup(sargs)
     obs = table.obs
     handcrafted = dict(np.load(workdir / "baselines.npz")).get("handcrafted")
+    pixels = centre_pixels(store)
     rows = []
     for seed in args.seeds:
         base = {"handcrafted": handcrafted} if handcrafted is not None else {}
+        base[CENTRE_PIXELS] = pixels
         base["untrained_data"] = bs.bc.untrained_embed(
             store, seed=seed, pixel_stats="data", train_mask=bs.pretrain_mask(splits[seed])
         )
@@ -145,8 +189,12 @@ def write(df: pd.DataFrame, args, workdir: Path) -> None:
         "# What each embedding knows: the tissue's ground-truth factors, held-out cells",
         "",
         f"Embeddings of `{workdir}` (a `bench_science.py` run; {len(args.seeds)} seeds "
-        f"{args.seeds}); 15-NN cosine classifier fitted on each split's training cells, "
-        "accuracy on its test cells; mean over seeds [95% t-interval].",
+        f"{args.seeds}); 15-NN cosine classifier (rows marked *linear probe*: logistic "
+        "regression on standardised features) fitted on each split's training cells, "
+        "accuracy on its test cells; mean over seeds [95% t-interval]. "
+        f"`{CENTRE_PIXELS}`: the microenvironment view's central 24 px as raw pixels "
+        "(pooled to 12 x 12 per channel), what a microenvironment token could know about "
+        "the centre cell.",
         "",
         f"Command: `python benchmarks/bench_view_information.py {' '.join(sys.argv[1:])}`",
     ]

@@ -267,7 +267,15 @@ def test_view_information_scores_each_factor_separately(bench):
     is_a = (obs["morph_class"] == "a").to_numpy()
     klass = np.c_[is_a, ~is_a].astype(float) + rng.normal(0, 0.01, (2 * n, 2))  # 2 directions
     s = bvi.factor_scores(klass, obs, train, ~train)
-    assert s["morph_class"] == 1.0
+    assert s["morph_class"] == 1.0 and s["morph_class_linear"] == 1.0
+    assert 0.35 < s["niche_linear"] < 0.65  # the niche was drawn at random
     assert 0.35 < s["niche_only_pairs"] < 0.65  # one pair: the partner is a coin flip
     subtype = np.c_[klass, 5.0 * (ct == pair[0])]
     assert bvi.factor_scores(subtype, obs, train, ~train)["niche_only_pairs"] == 1.0
+    # the centre pixels: the middle 24 px of each microenvironment view, pooled 2 x 2
+    micro = np.zeros((2, 1, 40, 40), np.uint8)
+    micro[1, 0, 8:32, 8:32] = 4
+    micro[1, 0, 8:10, 8:10] = 8  # the top-left pooled pixel of the centre crop
+    px = bvi.centre_pixels(SimpleNamespace(microenvironment=micro))
+    assert px.shape == (2, 144) and px[0].max() == 0
+    assert px[1, 0] == 8 and np.all(px[1, 1:] == 4)
