@@ -122,6 +122,17 @@ VARIANTS: dict[str, tuple[str, dict, str]] = {
         {"view_heads": True, "teacher_temp": (0.02, 0.04)},
         "one head per view and a sharper teacher (0.02 -> 0.04)",
     ),
+    "to_microenvironment": (
+        "mad",
+        {"cross_terms": "to_microenvironment"},
+        "one cross-view term: the microenvironment student learns the morphology teacher "
+        "(which it can predict), the morphology student never chases the niche",
+    ),
+    "to_microenvironment+view_heads": (
+        "mad",
+        {"cross_terms": "to_microenvironment", "view_heads": True},
+        "morphology -> microenvironment only, one head per view",
+    ),
     "koleo+teacher_temp0.02": (
         "mad",
         {"koleo_weight": 0.1, "teacher_temp": (0.02, 0.04)},

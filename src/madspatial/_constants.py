@@ -115,6 +115,11 @@ PRECISIONS: Final = get_args(Precision)
 #: ``centering``: teacher centering (running mean as in DINO, or Sinkhorn-Knopp)
 Centering = Literal["center", "sinkhorn"]
 CENTERINGS: Final = get_args(Centering)
+#: ``cross_terms``: which cross-view terms of the MAD loss are on ("both": the paper's;
+#: "to_microenvironment": the microenvironment student learns from the morphology
+#: teacher only; "to_morphology": the reverse)
+CrossTerms = Literal["both", "to_microenvironment", "to_morphology"]
+CROSS_TERMS: Final = get_args(CrossTerms)
 #: ``strategy``: multi-process wrapping
 Strategy = Literal["auto", "none", "ddp", "fsdp"]
 STRATEGIES: Final = get_args(Strategy)

@@ -416,3 +416,20 @@ def test_view_diagnostics_with_view_heads_compare_views_within_each_head():
     other = torch.cat([sharp[[1, 0, 2, 3]], sharp[[1, 2, 3, 0]]], dim=1)
     loss_fn(teacher, {M: [same, same], E: [other, other]}, 1.0)
     assert view_diagnostics(loss_fn, (M, E))["view_agreement"] == pytest.approx(0.75)
+
+
+@pytest.mark.parametrize(
+    ("cross_terms", "kept"), [("to_microenvironment", (M, E)), ("to_morphology", (E, M))]
+)
+def test_one_cross_term_matches_hand_computation(cross_terms, kept):
+    """``cross_terms`` keeps one direction: teacher view ``kept[0]`` -> student ``kept[1]``."""
+    student, teacher = _inputs()
+    loss_fn = MADLoss(K, alpha=0.5, cross_terms=cross_terms)
+    got = loss_fn(student, teacher, 0.05)
+    c = torch.zeros(1, K, dtype=torch.float64)
+    want = _hand_loss(student, teacher, "mad", 0.0, c)
+    want += 0.5 * _hand_ce(teacher[kept[0]], student[kept[1]], False, c, 0.05, 0.1)
+    assert float(got) == pytest.approx(want, rel=1e-5)
+    assert set(loss_fn.last_terms) == {f"{M}->{M}", f"{E}->{E}", f"{kept[0]}->{kept[1]}"}
+    with pytest.raises(ValueError, match="cross_terms must be one of"):
+        MADLoss(K, cross_terms="one")

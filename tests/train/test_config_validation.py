@@ -98,3 +98,9 @@ def test_empty_store_is_refused_before_any_read():
     cfg = TrainConfig(backbone="vit_pico", batch_size=16, max_steps=1, precision="fp32")
     with pytest.raises(ValueError, match="the view store holds no cells"):
         Trainer(store, cfg).identity()
+
+
+def test_cross_terms_is_checked():
+    assert TrainConfig(cross_terms="to_microenvironment").cross_terms == "to_microenvironment"
+    with pytest.raises(ValueError, match="cross_terms must be one of"):
+        TrainConfig(cross_terms="morphology")

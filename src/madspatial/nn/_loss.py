@@ -9,7 +9,10 @@ over the teacher's global crops ``i`` of ``u`` and all student crops ``j`` of ``
 the pairs where the student sees the very crop the teacher saw (``u == v`` and ``i == j``).
 The loss of mode ``"mad"`` is ``CE(m, m) + CE(e, e) + alpha * (CE(m, e) + CE(e, m))`` (m:
 morphology, e: microenvironment); a single-view mode uses only its own ``CE(v, v)``, which
-is DINO's loss.
+is DINO's loss. ``cross_terms`` keeps only one of the two cross-view terms:
+``"to_microenvironment"`` (``alpha * CE(m, e)``: the microenvironment student learns the
+morphology teacher, which its view can predict, since the cell is in its centre) or
+``"to_morphology"`` (``alpha * CE(e, m)``; the morphology view cannot see the niche).
 
 Teacher targets are centred one of two ways: ``centering="center"`` (the paper's running
 center ``c``, subtracted before the sharpened softmax) or ``centering="sinkhorn"``
@@ -42,7 +45,13 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from .._constants import CENTERINGS, MODE_MAD, VIEW_MICROENVIRONMENT, VIEW_MORPHOLOGY
+from .._constants import (
+    CENTERINGS,
+    CROSS_TERMS,
+    MODE_MAD,
+    VIEW_MICROENVIRONMENT,
+    VIEW_MORPHOLOGY,
+)
 from ._config import mode_views
 
 __all__ = ["CENTERINGS", "MADLoss", "koleo_loss", "mode_views"]
@@ -74,6 +83,9 @@ class MADLoss(nn.Module):
     view_centers
         One running center per view (``center`` has one row per view, in the order of
         :attr:`views`) instead of one shared by both (the paper's single ``c``).
+    cross_terms
+        ``"both"`` (the paper's), ``"to_microenvironment"`` (only morphology teacher ->
+        microenvironment student) or ``"to_morphology"`` (only the reverse).
     view_heads
         Logits come from one head per view, side by side (``(B, 2K)``; ``mode="mad"``
         only); each term is scored in its teacher view's head (see the module notes).
@@ -100,8 +112,14 @@ class MADLoss(nn.Module):
         sinkhorn_iterations: int = 3,
         view_centers: bool = False,
         view_heads: bool = False,
+        cross_terms: str = "both",
     ) -> None:
         super().__init__()
+        if cross_terms not in CROSS_TERMS:
+            raise ValueError(
+                f"cross_terms must be one of {list(CROSS_TERMS)}, got {cross_terms!r}."
+            )
+        self.cross_terms = cross_terms
         if view_heads and mode != MODE_MAD:
             raise ValueError(f"view_heads=True needs mode='mad' (both views), got {mode!r}.")
         if centering not in CENTERINGS:
@@ -131,8 +149,10 @@ class MADLoss(nn.Module):
         m, e = VIEW_MORPHOLOGY, VIEW_MICROENVIRONMENT
         w = {(m, m): 1.0, (e, e): 1.0}
         if self.alpha != 0.0:
-            w[(m, e)] = self.alpha
-            w[(e, m)] = self.alpha
+            if self.cross_terms in ("both", "to_microenvironment"):
+                w[(m, e)] = self.alpha
+            if self.cross_terms in ("both", "to_morphology"):
+                w[(e, m)] = self.alpha
         return w
 
     def _check(self, student, teacher) -> None:

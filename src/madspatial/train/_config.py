@@ -18,6 +18,7 @@ import numpy as np
 
 from .._constants import (
     CENTERINGS,
+    CROSS_TERMS,
     MODE_MAD,
     PATCH_SIZE,
     PIXEL_STATS,
@@ -25,6 +26,7 @@ from .._constants import (
     PRESET_NAMES,
     STRATEGIES,
     Centering,
+    CrossTerms,
     Mode,
     PixelStats,
     Precision,
@@ -94,6 +96,12 @@ TRAIN_OPTION_DOCS: dict[str, str] = {
         "One running center per view instead of one shared center (the two views' mean "
         "teacher outputs differ). Measured on the synthetic tissue: it does not lift the "
         "MAD teacher out of its near-uniform state (benchmarks/results/collapse.md)."
+    ),
+    "cross_terms": (
+        '``"both"`` cross-view terms (the paper\'s), or one direction: '
+        '``"to_microenvironment"`` (the microenvironment student learns the morphology '
+        "teacher, which its view can predict: the cell is in its centre) or "
+        '``"to_morphology"`` (the reverse; the morphology view cannot see the niche).'
     ),
     "view_heads": (
         "One projection head per view (``mode='mad'``): each cross-view term asks one "
@@ -187,6 +195,7 @@ class TrainConfig:
     center_momentum: float = 0.9
     centering: Centering = "center"
     view_centers: bool = False
+    cross_terms: CrossTerms = "both"
     view_heads: bool = False
     alpha_warmup_steps: int = 0
     pixel_stats: PixelStats = "data"
@@ -228,6 +237,10 @@ class TrainConfig:
         if self.centering not in CENTERINGS:
             raise ValueError(
                 f"centering must be one of {list(CENTERINGS)}, got {self.centering!r}."
+            )
+        if self.cross_terms not in CROSS_TERMS:
+            raise ValueError(
+                f"cross_terms must be one of {list(CROSS_TERMS)}, got {self.cross_terms!r}."
             )
         self.weight_decay = tuple(self.weight_decay)
         self.momentum = tuple(self.momentum)

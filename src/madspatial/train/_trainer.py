@@ -480,6 +480,7 @@ class Trainer:
             centering=cfg.centering,
             view_centers=cfg.view_centers,
             view_heads=mconfig.view_heads,
+            cross_terms=cfg.cross_terms,
         ).to(dev)
         r.augment = self._augment(mconfig)
         r.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
