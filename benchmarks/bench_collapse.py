@@ -133,6 +133,17 @@ VARIANTS: dict[str, tuple[str, dict, str]] = {
         {"cross_terms": "to_microenvironment", "view_heads": True},
         "morphology -> microenvironment only, one head per view",
     ),
+    "predictor_heads": (
+        "mad",
+        {"view_heads": True, "predictor_heads": True},
+        "one head per view and a predictor per view for the cross-view terms: a view's "
+        "teacher head is moved by its own view's term only",
+    ),
+    "predictor_heads+to_microenvironment": (
+        "mad",
+        {"view_heads": True, "predictor_heads": True, "cross_terms": "to_microenvironment"},
+        "predictor heads, and only the morphology -> microenvironment term",
+    ),
     "koleo+teacher_temp0.02": (
         "mad",
         {"koleo_weight": 0.1, "teacher_temp": (0.02, 0.04)},

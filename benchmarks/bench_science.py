@@ -198,7 +198,7 @@ def recipe_overrides(args) -> dict:
 # Options that only mean something with two views (they are dropped for the single-view
 # runs of a recipe's own separate control).
 MAD_ONLY_OPTIONS = frozenset(
-    {"alpha", "alpha_warmup_steps", "view_centers", "view_heads", "cross_terms"}
+    {"alpha", "alpha_warmup_steps", "view_centers", "view_heads", "predictor_heads", "cross_terms"}
 )
 SINGLE_VIEWS = ("morphology", "microenvironment")
 

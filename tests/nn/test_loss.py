@@ -394,7 +394,7 @@ def test_view_heads_score_each_term_in_its_teacher_views_head():
 def test_view_heads_refuse_the_wrong_width_and_one_view():
     loss_fn = MADLoss(K, view_heads=True)
     student, teacher = _inputs()  # (B, K): one shared head's logits
-    with pytest.raises(ValueError, match=r"\(B, 14\) \(2 view heads x 7\)"):
+    with pytest.raises(ValueError, match=r"\(B, 14\) \(2 heads x 7\)"):
         loss_fn(student, teacher, 0.05)
     with pytest.raises(ValueError, match="view_heads=True needs mode='mad'"):
         MADLoss(K, mode=M, view_heads=True)
@@ -433,3 +433,28 @@ def test_one_cross_term_matches_hand_computation(cross_terms, kept):
     assert set(loss_fn.last_terms) == {f"{M}->{M}", f"{E}->{E}", f"{kept[0]}->{kept[1]}"}
     with pytest.raises(ValueError, match="cross_terms must be one of"):
         MADLoss(K, cross_terms="one")
+
+
+def test_predictor_heads_score_cross_terms_with_the_predictor_not_the_teacher_head():
+    """With predictor heads the logits are (B, 4K): morphology head, microenvironment head,
+    predict_morphology, predict_microenvironment; CE(u -> v), u != v, scores v's crops
+    with predict_u, and the own heads' slices of the other view's crops are never used."""
+    g = torch.Generator().manual_seed(7)
+
+    def wide(n):
+        return [torch.randn(B, 4 * K, generator=g, dtype=torch.float64) * 2 for _ in range(n)]
+
+    teacher, student = {M: wide(2), E: wide(2)}, {M: wide(4), E: wide(4)}
+    loss_fn = MADLoss(K, view_heads=True, predictor_heads=True)
+
+    def head(xs, i):
+        return [x[:, i * K : (i + 1) * K] for x in xs]
+
+    c = torch.zeros(1, K, dtype=torch.float64)
+    want = _hand_ce(head(teacher[M], 0), head(student[M], 0), True, c, 0.05, 0.1)
+    want += _hand_ce(head(teacher[E], 1), head(student[E], 1), True, c, 0.05, 0.1)
+    want += _hand_ce(head(teacher[M], 0), head(student[E], 2), False, c, 0.05, 0.1)
+    want += _hand_ce(head(teacher[E], 1), head(student[M], 3), False, c, 0.05, 0.1)
+    assert float(loss_fn(student, teacher, 0.05)) == pytest.approx(want, rel=1e-5)
+    with pytest.raises(ValueError, match="predictor_heads=True needs view_heads=True"):
+        MADLoss(K, predictor_heads=True)

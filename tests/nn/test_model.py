@@ -199,3 +199,16 @@ def test_view_heads_one_head_per_view_saved_and_reloaded(tmp_path):
     torch.testing.assert_close(loaded(x), logits, rtol=0, atol=0)
     with pytest.raises(ValueError, match="view_heads=True needs both views"):
         MADConfig(**TINY, mode="morphology", view_heads=True)
+
+
+def test_predictor_heads_add_one_student_head_per_view():
+    model = _model(view_heads=True, predictor_heads=True)
+    assert model.head.head_names == (
+        "morphology",
+        "microenvironment",
+        "predict_morphology",
+        "predict_microenvironment",
+    )
+    assert model(torch.rand(2, 3, 70, 70)).shape == (2, 4 * 32)
+    with pytest.raises(ValueError, match="predictor_heads=True needs view_heads=True"):
+        MADConfig(**TINY, predictor_heads=True)

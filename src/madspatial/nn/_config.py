@@ -62,6 +62,10 @@ class MADConfig:
         One projection head per view (:class:`~madspatial.nn.ViewHeads`, ``mode="mad"``
         only) instead of one shared head; the embeddings (backbone class tokens) are the
         same kind either way.
+    predictor_heads
+        With ``view_heads``: also one predictor head per view, which scores a crop of the
+        other view in the cross-view terms (the student's only; the teacher's own heads
+        are then moved by the same-view terms alone).
     pixel_mean, pixel_std
         Per-channel standardisation applied inside the model to ``[0, 1]`` input.
     drop_path_rate
@@ -87,6 +91,7 @@ class MADConfig:
     head_bottleneck_dim: int = 256
     n_prototypes: int = 65536
     view_heads: bool = False
+    predictor_heads: bool = False
     pixel_mean: list[float] | None = None
     pixel_std: list[float] | None = None
     drop_path_rate: float = 0.0
@@ -101,6 +106,8 @@ class MADConfig:
             raise ValueError(
                 f"view_heads=True needs both views (mode='mad'), got mode={self.mode!r}."
             )
+        if self.predictor_heads and not self.view_heads:
+            raise ValueError("predictor_heads=True needs view_heads=True (one head per view).")
         if self.channel_names is None:
             self.channel_names = [f"ch{i}" for i in range(self.in_chans)]
         self.channel_names = [str(c) for c in self.channel_names]

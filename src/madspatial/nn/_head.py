@@ -82,13 +82,16 @@ class DINOHead(nn.Module):
 
 
 class ViewHeads(nn.Module):
-    """One :class:`DINOHead` per view, their logits side by side.
+    """One :class:`DINOHead` per view (and optionally one predictor per view), side by side.
 
-    ``forward`` maps ``(B, in_dim)`` class tokens to ``(B, len(views) * n_prototypes)``:
-    the logits of the head of ``views[0]``, then of ``views[1]``. Every crop is scored by
-    every head, so MAD's cross-view terms can ask a crop of one view to predict the other
-    view's teacher *in that view's own prototype space* (``MADLoss(view_heads=True)``)
-    instead of pulling both views into one shared space.
+    ``forward`` maps ``(B, in_dim)`` class tokens to ``(B, len(head_names) * n_prototypes)``:
+    the logits of every head in :attr:`head_names` order. The heads are the views' own
+    (``views[0]``, ``views[1]``); with ``predictors=True`` also ``predict_<view>`` for each
+    view, heads that only the student uses, to score a crop of the *other* view against
+    that view's teacher. Every crop is scored by every head, so MAD's cross-view terms can
+    ask a crop of one view to predict the other view's teacher in that view's own
+    prototype space (``MADLoss(view_heads=True)``) instead of pulling both views into one
+    shared space, and with predictors without moving the head that makes the target.
 
     Parameters
     ----------
@@ -96,19 +99,29 @@ class ViewHeads(nn.Module):
         Backbone embedding width.
     views
         The views, in output order.
+    predictors
+        Add one predictor head per view.
     **head_kwargs
         :class:`DINOHead` options, the same for every head.
     """
 
-    def __init__(self, in_dim: int, views: tuple[str, ...], **head_kwargs) -> None:
+    def __init__(
+        self, in_dim: int, views: tuple[str, ...], *, predictors: bool = False, **head_kwargs
+    ) -> None:
         super().__init__()
         if len(views) < 2:
             raise ValueError(f"ViewHeads needs at least two views, got {list(views)}.")
         self.views = tuple(views)
-        self.heads = nn.ModuleDict({v: DINOHead(in_dim, **head_kwargs) for v in self.views})
+        self.head_names = head_names(self.views, predictors=predictors)
+        self.heads = nn.ModuleDict({h: DINOHead(in_dim, **head_kwargs) for h in self.head_names})
         self.in_dim = in_dim
         self.n_prototypes = self.heads[self.views[0]].n_prototypes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map ``(B, in_dim)`` features to ``(B, len(views) * n_prototypes)`` logits."""
-        return torch.cat([self.heads[v](x) for v in self.views], dim=-1)
+        """Map ``(B, in_dim)`` features to ``(B, len(head_names) * n_prototypes)`` logits."""
+        return torch.cat([self.heads[h](x) for h in self.head_names], dim=-1)
+
+
+def head_names(views: tuple[str, ...], *, predictors: bool = False) -> tuple[str, ...]:
+    """Names of :class:`ViewHeads`' heads in output order: the views, then ``predict_<view>``."""
+    return tuple(views) + (tuple(f"predict_{v}" for v in views) if predictors else ())

@@ -29,7 +29,10 @@ student's crops of ``v`` scored by the *same* head ``u``. The same-view terms ar
 exactly two DINO losses, and a cross-view term asks a crop of ``v`` to predict what ``u``'s
 own teacher says, rather than pulling both views towards one shared distribution (which,
 when the views share little, is satisfied by a flat teacher). Each head has its own
-running center.
+running center. ``predictor_heads=True`` (logits ``(B, 4K)``: the two views' heads,
+then ``predict_morphology`` and ``predict_microenvironment``) scores the student's crops
+of ``v`` in a cross-view term with a predictor head of ``u`` instead of ``u``'s own head,
+so the term cannot make ``u``'s teacher easier to match by flattening ``u``'s head.
 
 ``view_centers=True`` keeps one running center per view instead of the paper's single
 ``c``: the two views feed one head but their mean outputs differ, and a shared center
@@ -53,6 +56,7 @@ from .._constants import (
     VIEW_MORPHOLOGY,
 )
 from ._config import mode_views
+from ._head import head_names
 
 __all__ = ["CENTERINGS", "MADLoss", "koleo_loss", "mode_views"]
 
@@ -90,6 +94,9 @@ class MADLoss(nn.Module):
         Logits come from one head per view, side by side (``(B, 2K)``; ``mode="mad"``
         only); each term is scored in its teacher view's head (see the module notes).
         Implies ``view_centers`` (one center per head).
+    predictor_heads
+        With ``view_heads``: the logits also hold one predictor head per view (``(B,
+        4K)``) and a cross-view term ``u -> v`` scores ``v``'s crops with ``u``'s predictor.
 
     Notes
     -----
@@ -113,8 +120,11 @@ class MADLoss(nn.Module):
         view_centers: bool = False,
         view_heads: bool = False,
         cross_terms: str = "both",
+        predictor_heads: bool = False,
     ) -> None:
         super().__init__()
+        if predictor_heads and not view_heads:
+            raise ValueError("predictor_heads=True needs view_heads=True (one head per view).")
         if cross_terms not in CROSS_TERMS:
             raise ValueError(
                 f"cross_terms must be one of {list(CROSS_TERMS)}, got {cross_terms!r}."
@@ -135,6 +145,10 @@ class MADLoss(nn.Module):
         self.student_temp = float(student_temp)
         self.center_momentum = float(center_momentum)
         self.view_heads = bool(view_heads)
+        self.predictor_heads = bool(predictor_heads)
+        self.head_names = (
+            head_names(self.views, predictors=self.predictor_heads) if self.view_heads else ()
+        )
         self.view_centers = bool(view_centers) or self.view_heads
         n_centers = len(self.views) if self.view_centers else 1
         self.register_buffer("center", torch.zeros(n_centers, n_prototypes))
@@ -169,18 +183,26 @@ class MADLoss(nn.Module):
                     f"{len(student[view])} student crops; the student list must start with "
                     "the same global crops the teacher saw."
                 )
-        width = self.n_prototypes * (len(self.views) if self.view_heads else 1)
+        width = self.n_prototypes * max(1, len(self.head_names))
         for t in [t for v in self.views for t in (*student[v], *teacher[v])]:
             if t.ndim != 2 or t.shape[-1] != width:
-                heads = f" ({len(self.views)} view heads x {self.n_prototypes})" * self.view_heads
+                heads = f" ({len(self.head_names)} heads x {self.n_prototypes})" * self.view_heads
                 raise ValueError(f"logits must be (B, {width}){heads}, got shape {tuple(t.shape)}.")
 
     def head_logits(self, logits: torch.Tensor, head: str) -> torch.Tensor:
         """Return the ``(B, K)`` logits of view ``head``'s head (all logits without view heads)."""
         if not self.view_heads:
             return logits
-        i = self.views.index(head)
+        i = self.head_names.index(head)
         return logits[:, i * self.n_prototypes : (i + 1) * self.n_prototypes]
+
+    def term_head(self, teacher_view: str, student_view: str) -> str | None:
+        """Return the head scoring the student's crops in ``teacher_view -> student_view``."""
+        if not self.view_heads:
+            return None
+        if teacher_view == student_view or not self.predictor_heads:
+            return teacher_view
+        return f"predict_{teacher_view}"
 
     def center_of(self, view: str | None = None) -> torch.Tensor:
         """Return the ``(1, K)`` center of ``view`` (the shared one unless ``view_centers``)."""
@@ -288,24 +310,25 @@ class MADLoss(nn.Module):
         self.last_teacher_probs = t_probs
         if self.view_heads:
             self.last_cross_teacher_probs = {
-                (u, v): self.teacher_probs(self.head_logits(teacher[v][0], u), teacher_temp, u)
+                (u, v): self.teacher_probs(
+                    self.head_logits(teacher[v][0], self.term_head(u, v)), teacher_temp, u
+                )
                 for u in self.views
                 for v in self.views
                 if u != v
             }
-        heads = self.views if self.view_heads else self.views[:1]
+        weights = self._weights()
         s_logp = {  # (head, view): one head's log-distribution of every crop of one view
             (h, v): torch.stack(
                 [self.student_log_probs(self.head_logits(s, h)) for s in student[v]]
             )
-            for h in heads
-            for v in self.views
+            for h, v in {(self.term_head(u, v), v) for u, v in weights}
         }
         total = torch.zeros((), device=self.center.device, dtype=torch.float32)
         terms: dict[str, torch.Tensor] = {}
-        for (u, v), weight in self._weights().items():
+        for (u, v), weight in weights.items():
             tp = t_probs[u]  # (n_t, B, K)
-            sl = s_logp[(u if self.view_heads else heads[0], v)]  # (n_s, B, K)
+            sl = s_logp[(self.term_head(u, v), v)]  # (n_s, B, K)
             n_t, b, k = tp.shape
             # all pairwise cross-entropies in one matmul: ce[i, j] = -mean_b sum_k tp[i] sl[j]
             ce = -(tp.reshape(n_t, b * k) @ sl.reshape(sl.shape[0], b * k).T) / b

@@ -104,7 +104,12 @@ class MADModel(nn.Module):
             n_prototypes=config.n_prototypes,
         )
         self.head = (
-            ViewHeads(self.backbone.embed_dim, config.views, **head_kwargs)
+            ViewHeads(
+                self.backbone.embed_dim,
+                config.views,
+                predictors=config.predictor_heads,
+                **head_kwargs,
+            )
             if config.view_heads
             else DINOHead(self.backbone.embed_dim, **head_kwargs)
         )

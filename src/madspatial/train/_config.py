@@ -108,6 +108,11 @@ TRAIN_OPTION_DOCS: dict[str, str] = {
         "view's crops to predict the other view's teacher in that view's own prototypes, "
         "instead of one shared head for both (the paper's)."
     ),
+    "predictor_heads": (
+        "With ``view_heads``: one predictor head per view scores the other view's crops "
+        "in the cross-view terms, so those terms cannot flatten the head that makes a "
+        "view's teacher."
+    ),
     "alpha_warmup_steps": (
         "Ramp the cross-view weight from 0 to ``alpha`` over this many steps (0: constant "
         "alpha, the paper's)."
@@ -197,6 +202,7 @@ class TrainConfig:
     view_centers: bool = False
     cross_terms: CrossTerms = "both"
     view_heads: bool = False
+    predictor_heads: bool = False
     alpha_warmup_steps: int = 0
     pixel_stats: PixelStats = "data"
     freeze_last_layer_steps: int | None = None
@@ -269,7 +275,7 @@ class TrainConfig:
         _int("head_bottleneck_dim", self.head_bottleneck_dim, 1, "e.g. 256")
         _int("seed", self.seed, None, "e.g. 0")
         _int("alpha_warmup_steps", self.alpha_warmup_steps, 0, "0 keeps alpha constant")
-        for name in ("view_centers", "view_heads"):
+        for name in ("view_centers", "view_heads", "predictor_heads"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be True or False; got {_show(getattr(self, name))}.")
         if self.view_heads and self.mode != MODE_MAD:
@@ -277,6 +283,8 @@ class TrainConfig:
                 f"view_heads=True needs both views; got mode={self.mode!r} (use mode='mad', or "
                 "view_heads=False for a single-view run)."
             )
+        if self.predictor_heads and not self.view_heads:
+            raise ValueError("predictor_heads=True needs view_heads=True (one head per view).")
         for name in ("warmup_steps", "teacher_temp_warmup_steps", "freeze_last_layer_steps"):
             _int(name, getattr(self, name), 0, "or None for the default share of the run", True)
         _int("checkpoint_every", self.checkpoint_every, 1, "steps, or None: every epoch", True)

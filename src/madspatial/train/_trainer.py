@@ -285,12 +285,14 @@ class Trainer:
         cfg, store = self.cfg, self.store
         if self.init_model is not None:
             mc = MADConfig.from_dict(self.init_model.config.to_dict())
-            if mc.view_heads != cfg.view_heads:
-                raise ValueError(
-                    f"the starting model has view_heads={mc.view_heads}, the run asks for "
-                    f"view_heads={cfg.view_heads}; pass view_heads={mc.view_heads} to continue "
-                    "from it, or train a new model."
-                )
+            for name in ("view_heads", "predictor_heads"):
+                have, want = getattr(mc, name), getattr(cfg, name)
+                if have != want:
+                    raise ValueError(
+                        f"the starting model has {name}={have}, the run asks for "
+                        f"{name}={want}; pass {name}={have} to continue from it, or train a "
+                        "new model."
+                    )
             if mc.mode != cfg.mode:
                 mc.mode = cfg.mode
             return mc
@@ -313,6 +315,7 @@ class Trainer:
             head_bottleneck_dim=cfg.head_bottleneck_dim,
             n_prototypes=cfg.n_prototypes,
             view_heads=cfg.view_heads,
+            predictor_heads=cfg.predictor_heads,
             drop_path_rate=cfg.drop_path_rate,
             metadata={"view_store": _store_attrs(store)},
         )
@@ -480,6 +483,7 @@ class Trainer:
             centering=cfg.centering,
             view_centers=cfg.view_centers,
             view_heads=mconfig.view_heads,
+            predictor_heads=mconfig.predictor_heads,
             cross_terms=cfg.cross_terms,
         ).to(dev)
         r.augment = self._augment(mconfig)
