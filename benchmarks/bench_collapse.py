@@ -144,6 +144,11 @@ VARIANTS: dict[str, tuple[str, dict, str]] = {
         {"view_heads": True, "predictor_heads": True, "cross_terms": "to_microenvironment"},
         "predictor heads, and only the morphology -> microenvironment term",
     ),
+    "predictor_heads+koleo": (
+        "mad",
+        {"view_heads": True, "predictor_heads": True, "koleo_weight": 0.1},
+        "predictor heads and KoLeo (0.1)",
+    ),
     "koleo+teacher_temp0.02": (
         "mad",
         {"koleo_weight": 0.1, "teacher_temp": (0.02, 0.04)},
