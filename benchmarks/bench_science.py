@@ -235,12 +235,20 @@ def separate_parts(names) -> dict[str, tuple[str, str]]:
 
 
 def own_control(run: str, control: str, names) -> str:
-    """``control`` trained with ``run``'s recipe when it exists (``separate_koleo`` for
-    ``MAD_koleo``), else ``control``."""
-    if run.startswith("MAD_") and control in ("separate", *SINGLE_VIEWS):
-        matched = f"{control}_{run[len('MAD_') :]}"
-        if matched in set(names):
-            return matched
+    """``control`` trained with ``run``'s one-view options when it exists among ``names``
+    (``separate_koleo`` for ``MAD_koleo``, and for any recipe whose one-view options are
+    KoLeo's alone), else ``control``."""
+    if not run.startswith("MAD_") or control not in ("separate", *SINGLE_VIEWS):
+        return control
+    variant = run[len("MAD_") :]
+    if f"{control}_{variant}" in set(names):
+        return f"{control}_{variant}"
+    if variant not in bc.VARIANTS or not single_view_overrides(variant):
+        return control
+    for name in sorted(names):
+        other = name[len(control) + 1 :] if name.startswith(f"{control}_") else None
+        if other in bc.VARIANTS and single_view_overrides(other) == single_view_overrides(variant):
+            return name
     return control
 
 
@@ -269,9 +277,15 @@ def jobs_for(args) -> list[tuple]:
                 rest.append((seed, f"MAD_alpha{a:g}", "mad", {**recipe, "alpha": a}))
         for v in args.extra:
             rest.append((seed, f"MAD_{v}", "mad", dict(bc.VARIANTS[v][1])))
-            if v in own_separate(args) and single_view_overrides(v):
+            one_view = single_view_overrides(v)
+            earlier = [w for w in own_separate(args) if w in args.extra[: args.extra.index(v)]]
+            if (
+                v in own_separate(args)
+                and one_view
+                and all(single_view_overrides(w) != one_view for w in earlier)
+            ):  # a recipe with the one-view options of an earlier one shares its control
                 for view in SINGLE_VIEWS:
-                    rest.append((seed, f"{view}_{v}", view, single_view_overrides(v)))
+                    rest.append((seed, f"{view}_{v}", view, one_view))
     return core + rest
 
 

@@ -210,6 +210,13 @@ def test_a_recipe_is_paired_with_the_separate_control_trained_with_its_options(b
     )
     assert jobs[f"microenvironment_{v}"][0] == "microenvironment"
     assert "morphology_teacher_temp0.01" not in jobs  # not asked for
+    shared = SimpleNamespace(**{**vars(args), "extra": ["koleo", "predictor_heads+koleo"]})
+    shared.extra_separate = []  # all: the second has the first's one-view options (KoLeo)
+    assert {n for _, n, _, _ in bs.jobs_for(shared)} >= {"morphology_koleo"}
+    assert not any("predictor_heads" in n and "MAD" not in n for _, n, _, _ in bs.jobs_for(shared))
+    assert bs.own_control("MAD_predictor_heads+koleo", "separate", ["separate_koleo"]) == (
+        "separate_koleo"
+    )
     assert bs.single_view_overrides("view_centers") == {}  # a two-view option only
     with pytest.raises(SystemExit, match="not among --extra"):
         bs.jobs_for(SimpleNamespace(**{**vars(args), "extra_separate": ["koleo"]}))
