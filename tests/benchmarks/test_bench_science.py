@@ -286,3 +286,19 @@ def test_view_information_scores_each_factor_separately(bench):
     px = bvi.centre_pixels(SimpleNamespace(microenvironment=micro))
     assert px.shape == (2, 144) and px[0].max() == 0
     assert px[1, 0] == 8 and np.all(px[1, 1:] == 4)
+
+
+def test_token_ceiling_trains_the_microenvironment_backbone_on_labels(tissue_with_views):
+    """The supervised reference gives one class token per cell, and training moves it."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench_token_ceiling as btc
+    finally:
+        sys.path.remove(str(BENCH))
+    sdata, store = tissue_with_views
+    labels = sdata["table"].obs["morph_class"].astype(str).to_numpy()
+    train = np.arange(len(labels)) % 4 != 0
+    z0 = btc.train_supervised(store, labels, train, steps=0, jitter=None, seed=0, batch_size=8)
+    z = btc.train_supervised(store, labels, train, steps=3, jitter=0.1, seed=0, batch_size=8)
+    assert z.shape == z0.shape == (len(labels), 48) and np.isfinite(z).all()
+    assert not np.allclose(z, z0)  # the steps changed the backbone
