@@ -189,7 +189,7 @@ class MADLoss(nn.Module):
                 heads = f" ({len(self.head_names)} heads x {self.n_prototypes})" * self.view_heads
                 raise ValueError(f"logits must be (B, {width}){heads}, got shape {tuple(t.shape)}.")
 
-    def head_logits(self, logits: torch.Tensor, head: str) -> torch.Tensor:
+    def head_logits(self, logits: torch.Tensor, head: str | None) -> torch.Tensor:
         """Return the ``(B, K)`` logits of view ``head``'s head (all logits without view heads)."""
         if not self.view_heads:
             return logits
