@@ -144,6 +144,18 @@ VARIANTS: dict[str, tuple[str, dict, str]] = {
         {"view_heads": True, "predictor_heads": True, "cross_terms": "to_microenvironment"},
         "predictor heads, and only the morphology -> microenvironment term",
     ),
+    "predictor_heads+to_microenvironment+centred_micro_crops": (
+        "mad",
+        {
+            "view_heads": True,
+            "predictor_heads": True,
+            "cross_terms": "to_microenvironment",
+            "augment": {"microenvironment_center_jitter": 0.1},
+        },
+        "predictor heads, only the morphology -> microenvironment term, microenvironment "
+        "crops kept around the cell (centre within 10% of the side): a target the crop can "
+        "predict, and a crop that shows which cell it is about",
+    ),
     "predictor_heads+koleo": (
         "mad",
         {"view_heads": True, "predictor_heads": True, "koleo_weight": 0.1},

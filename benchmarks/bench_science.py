@@ -260,12 +260,15 @@ def jobs_for(args) -> list[tuple]:
     ``--sweep-seeds`` (default: every seed).
     """
     recipe = recipe_overrides(args)
+    # the separate control of a --recipe run is trained with the recipe's one-view options
+    # (crops, KoLeo, temperatures): the fair comparison
+    one_view = single_view_overrides(args.recipe) if args.recipe != "paper" else {}
     sweep = args.seeds if args.sweep_seeds is None else args.sweep_seeds
     core, rest = [], []
     for seed in args.seeds:
         core.append((seed, "MAD", "mad", dict(recipe)))
-        core.append((seed, "microenvironment", "microenvironment", {}))
-        core.append((seed, "morphology", "morphology", {}))
+        core.append((seed, "microenvironment", "microenvironment", dict(one_view)))
+        core.append((seed, "morphology", "morphology", dict(one_view)))
         if args.recipe != "paper" and args.also_paper:
             core.append((seed, "MAD_paper", "mad", {}))
     for seed in args.seeds:
@@ -713,7 +716,12 @@ def setup_section(args, meta: dict) -> list[str]:
         f"`{args.recipe}` ({bc.VARIANTS[args.recipe][2]})",
         "- `separate` = the morphology-only and microenvironment-only models, each with the "
         "same steps and batch as MAD (together the same images through a backbone and the "
-        "same optimizer steps per model as one MAD run), class tokens concatenated (2D like MAD)",
+        "same optimizer steps per model as one MAD run), class tokens concatenated (2D like MAD)"
+        + (
+            f"; trained with the recipe's one-view options {single_view_overrides(args.recipe)}"
+            if args.recipe != "paper" and single_view_overrides(args.recipe)
+            else ""
+        ),
         "- `untrained_data` / `untrained_fixed`: the MAD architecture at its seeded random "
         "initialisation; inputs standardised with the training cells' channel statistics / "
         "with the fixed 0.5 / 0.25",
