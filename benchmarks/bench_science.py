@@ -264,6 +264,7 @@ def jobs_for(args) -> list[tuple]:
     # (crops, KoLeo, temperatures): the fair comparison
     one_view = single_view_overrides(args.recipe) if args.recipe != "paper" else {}
     sweep = args.seeds if args.sweep_seeds is None else args.sweep_seeds
+    own = own_separate(args)
     core, rest = [], []
     for seed in args.seeds:
         core.append((seed, "MAD", "mad", dict(recipe)))
@@ -278,17 +279,14 @@ def jobs_for(args) -> list[tuple]:
         for a in args.alphas:
             if a != 0.0:
                 rest.append((seed, f"MAD_alpha{a:g}", "mad", {**recipe, "alpha": a}))
+        controlled: list[dict] = []  # one-view options that already have their control
         for v in args.extra:
             rest.append((seed, f"MAD_{v}", "mad", dict(bc.VARIANTS[v][1])))
-            one_view = single_view_overrides(v)
-            earlier = [w for w in own_separate(args) if w in args.extra[: args.extra.index(v)]]
-            if (
-                v in own_separate(args)
-                and one_view
-                and all(single_view_overrides(w) != one_view for w in earlier)
-            ):  # a recipe with the one-view options of an earlier one shares its control
-                for view in SINGLE_VIEWS:
-                    rest.append((seed, f"{view}_{v}", view, one_view))
+            options = single_view_overrides(v)
+            # a recipe with the one-view options of an earlier one shares its control
+            if v in own and options and options not in controlled:
+                controlled.append(options)
+                rest += [(seed, f"{view}_{v}", view, options) for view in SINGLE_VIEWS]
     return core + rest
 
 
