@@ -683,6 +683,16 @@ def claims_for(rows: pd.DataFrame, reps: list[str], controls: list[str]) -> pd.D
     )
 
 
+def core_runs(args) -> list[str]:
+    """What :func:`jobs_for` trains on every seed, in words."""
+    runs = ["MAD", "the two single-view models"]
+    if args.recipe != "paper" and args.also_paper:
+        runs.append("MAD_paper (the paper's loss)")
+    if 0.0 in args.alphas:
+        runs.append("alpha 0")
+    return runs
+
+
 def setup_section(args, meta: dict) -> list[str]:
     """The report's title and its set-up: data, splits, runs, models, scores, machine."""
     L = ["# Science benchmark: MAD against the controls that decide it", "", "## Setup", ""]
@@ -703,7 +713,7 @@ def setup_section(args, meta: dict) -> list[str]:
         f"- pretraining sees only the cells that are training cells under both splits "
         f"({meta['n_pretrain'][str(args.seeds[0])]} cells for seed {args.seeds[0]}, "
         "`mad.tl.pretrain(cells=...)`): no test cell of either split is ever seen",
-        f"- runs on every seed: MAD, the two single-view models, alpha 0; the alpha sweep "
+        f"- runs on every seed: {', '.join(core_runs(args))}; the alpha sweep "
         f"{[a for a in args.alphas if a]} and the extra recipes {args.extra} on seeds "
         f"{args.seeds if args.sweep_seeds is None else args.sweep_seeds} only (CPU budget; "
         "with one seed no interval is given)",

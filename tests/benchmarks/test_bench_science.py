@@ -248,6 +248,24 @@ def test_a_recipe_is_paired_with_the_separate_control_trained_with_its_options(b
     assert f"| MAD_{v} (own) |" in text
 
 
+def test_the_report_names_the_runs_every_seed_gets(bench):
+    """The set-up line lists what ``jobs_for`` trains on every seed: no alpha 0 without
+    ``--alphas 0``, ``MAD_paper`` with ``--also-paper``."""
+    bs, _ = bench
+    args = SimpleNamespace(
+        seeds=[0, 1], sweep_seeds=None, alphas=[], recipe="predictor_heads", also_paper=True,
+        extra=[], extra_separate=None,
+    )  # fmt: skip
+    per_seed = {n for s, n, _, _ in bs.jobs_for(args) if s == 1}
+    assert per_seed == {"MAD", "MAD_paper", "morphology", "microenvironment"}
+    assert bs.core_runs(args) == [
+        "MAD", "the two single-view models", "MAD_paper (the paper's loss)"
+    ]  # fmt: skip
+    plain = SimpleNamespace(**{**vars(args), "recipe": "paper", "alphas": [0.0, 0.5]})
+    assert "MAD_alpha0" in {n for _, n, _, _ in bs.jobs_for(plain)}
+    assert bs.core_runs(plain) == ["MAD", "the two single-view models", "alpha 0"]
+
+
 def test_view_information_scores_each_factor_separately(bench):
     """An embedding that encodes the morphological class only predicts the class
     perfectly and the partner within a niche-only pair at chance; one that encodes the
