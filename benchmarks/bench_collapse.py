@@ -156,6 +156,16 @@ VARIANTS: dict[str, tuple[str, dict, str]] = {
         "crops kept around the cell (centre within 10% of the side): a target the crop can "
         "predict, and a crop that shows which cell it is about",
     ),
+    "predictor_heads+centred_micro_crops": (
+        "mad",
+        {
+            "view_heads": True,
+            "predictor_heads": True,
+            "augment": {"microenvironment_center_jitter": 0.1},
+        },
+        "predictor heads, both cross-view terms, microenvironment crops kept around the cell "
+        "(centre within 10% of the side)",
+    ),
     "predictor_heads+koleo": (
         "mad",
         {"view_heads": True, "predictor_heads": True, "koleo_weight": 0.1},
@@ -175,11 +185,13 @@ def log(msg: str) -> None:
 
 
 # --------------------------------------------------------------------------- data
-def prepare(n_cells: int, *, seed: int = 0, morph: int = 56, micro: int = 112):
+def prepare(
+    n_cells: int, *, seed: int = 0, morph: int = 56, micro: int = 112, niche_imprint: float = 0.0
+):
     """Synthetic tissue with in-memory views; returns ``(sdata, store)``."""
     import madspatial as mad
 
-    sdata = mad.datasets.synthetic_tissue(n_cells=n_cells, seed=seed)
+    sdata = mad.datasets.synthetic_tissue(n_cells=n_cells, seed=seed, niche_imprint=niche_imprint)
     mad.pp.normalize(sdata, image_key="morphology", dtype="float32", multiscale=False)
     mad.pp.cell_views(
         sdata,

@@ -137,6 +137,13 @@ def parse(argv=None):
         default=None,
         help="seeds of the alpha != 0 sweep and the --extra recipes (default: all seeds)",
     )
+    ap.add_argument(
+        "--niche-imprint",
+        type=float,
+        default=0.0,
+        help="synthetic_tissue(niche_imprint=...): a weak trace of the niche in one partner "
+        "of each niche-only pair (default 0: none)",
+    )
     ap.add_argument("--decoder-epochs", type=int, default=60)
     ap.add_argument("--block-windows", type=float, default=4.0)
     ap.add_argument("--n-boot", type=int, default=0)
@@ -166,7 +173,7 @@ def setup(args):
     """Data, views, baselines and both splits of every seed (cheap; each worker redoes it)."""
     import madspatial as mad
 
-    sdata, store = bc.prepare(args.n_cells)
+    sdata, store = bc.prepare(args.n_cells, niche_imprint=getattr(args, "niche_imprint", 0.0))
     table = sdata.tables["table"]
     window = float(np.median(store.window_px))
     splits = {}
@@ -700,7 +707,9 @@ def setup_section(args, meta: dict) -> list[str]:
     s0 = meta["split_info"][str(args.seeds[0])]
     n_test = meta["n_test"][str(args.seeds[0])]
     L += [
-        f"- data: `mad.datasets.synthetic_tissue(n_cells={meta['n_cells']}, seed=0)`, "
+        f"- data: `mad.datasets.synthetic_tissue(n_cells={meta['n_cells']}, seed=0"
+        + (f", niche_imprint={args.niche_imprint:g}" if args.niche_imprint else "")
+        + ")`, "
         f"{meta['n_genes']} genes, 8 subtypes ({ct}); views 56 / 112 px (window "
         f"{meta['window_px']:.0f} image px), in memory",
         f"- splits per seed (seed = split seed = pretraining seed = evaluation seed): "

@@ -157,9 +157,16 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default="science_view_information")
     args = ap.parse_args(argv)
     workdir = Path(args.workdir)
+    # the tissue the work folder's runs were trained on (its command, in meta.json)
+    meta = workdir / "meta.json"
+    trained = bs.parse(json.loads(meta.read_text())["argv"]) if meta.exists() else None
     sargs = argparse.Namespace(
-        n_cells=args.n_cells, seeds=args.seeds, block_windows=args.block_windows
+        n_cells=args.n_cells,
+        seeds=args.seeds,
+        block_windows=args.block_windows,
+        niche_imprint=trained.niche_imprint if trained is not None else 0.0,
     )
+    args.niche_imprint = sargs.niche_imprint
     _, store, table, _, splits = bs.setup(sargs)
     obs = table.obs
     handcrafted = dict(np.load(workdir / "baselines.npz")).get("handcrafted")
@@ -184,12 +191,15 @@ def main(argv=None) -> None:
 
 def write(df: pd.DataFrame, args, workdir: Path) -> None:
     """The tables (per split: factor x embedding; token minus control) as markdown + json."""
+    imprint = getattr(args, "niche_imprint", 0.0)
     summary = bs.summarise(df)
     L = [
         "# What each embedding knows: the tissue's ground-truth factors, held-out cells",
         "",
         f"Embeddings of `{workdir}` (a `bench_science.py` run; {len(args.seeds)} seeds "
-        f"{args.seeds}); 15-NN cosine classifier (rows marked *linear probe*: logistic "
+        f"{args.seeds}"
+        + (f"; tissue with `niche_imprint={imprint:g}`" if imprint else "")
+        + "); 15-NN cosine classifier (rows marked *linear probe*: logistic "
         "regression on standardised features) fitted on each split's training cells, "
         "accuracy on its test cells; mean over seeds [95% t-interval]. "
         f"`{CENTRE_PIXELS}`: the microenvironment view's central 24 px as raw pixels "

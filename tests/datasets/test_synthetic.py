@@ -250,6 +250,33 @@ def test_noise_changes_only_the_image():
     assert resid[bright].std() > 2 * resid[dim].std()
 
 
+def test_niche_imprint_brightens_one_partner_of_each_niche_only_pair_and_nothing_else():
+    from scipy import ndimage as ndi
+
+    plain = synthetic_tissue(n_cells=300, seed=5, noise=0.0)
+    marked = synthetic_tissue(n_cells=300, seed=5, noise=0.0, niche_imprint=1.0)
+    ip, lp, np_, tp = _arrays(plain)
+    im, lm, nm, tm = _arrays(marked)
+    np.testing.assert_array_equal(lp, lm)  # same cells, shapes and positions
+    np.testing.assert_array_equal(np_, nm)
+    assert (tp.X != tm.X).nnz == 0  # same counts
+    assert tm.uns["synthetic_tissue"]["niche_imprint"] == 1.0
+    ids = tp.obs[INSTANCE_KEY].to_numpy()
+
+    def cell_mean(img):  # above the camera offset, mean over channels
+        return np.mean([ndi.mean(img[c].astype(float) - 100, lp, ids) for c in range(4)], 0)
+
+    ratio = pd.Series(cell_mean(im) / cell_mean(ip)).groupby(tp.obs["cell_type"].to_numpy())
+    ratio = ratio.median()
+    for first, second in NICHE_ONLY_PAIRS:
+        assert 1.05 < ratio[first] < 1.16, (first, ratio[first])  # 0.15, less the blur
+        assert abs(ratio[second] - 1) < 0.02, (second, ratio[second])
+    assert abs(ratio["tumour_quiescent"] - 1) < 0.02
+    for bad in (-0.1, 1.5, True, "1"):
+        with pytest.raises(ValueError, match="niche_imprint"):
+            synthetic_tissue(n_cells=50, niche_imprint=bad)
+
+
 def test_illumination_is_uneven_so_flat_field_correction_matters():
     img, lab, _, _ = _arrays(synthetic_tissue(n_cells=1000, seed=4, noise=0.0))
     offset = spec.CAMERA_OFFSET

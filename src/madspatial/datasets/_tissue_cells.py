@@ -96,6 +96,22 @@ def sample_cells(rng: np.random.Generator, layout: SlideLayout) -> CellParams:
     return p
 
 
+def imprint_niche(p: CellParams, layout: SlideLayout, strength: float) -> None:
+    """Brighten the first subtype of each niche-only pair by ``NICHE_IMPRINT_GAIN * strength``.
+
+    Applied after every draw and without a generator, so a tissue with an imprint has the
+    same cells, shapes, positions and noise as the one without: only those cells' stain
+    levels differ.
+    """
+    if strength == 0:
+        return
+    marked = np.isin(layout.cell_type, [S.CELL_TYPES.index(a) for a, _ in S.NICHE_ONLY_PAIRS])
+    gain = 1.0 + S.NICHE_IMPRINT_GAIN * float(strength)
+    p.cyto[marked] *= gain
+    p.nuc[marked] *= gain
+    p.membrane[marked] *= gain
+
+
 def _unset_params(rng: np.random.Generator, layout: SlideLayout) -> CellParams:
     """Parameters with the draws every class shares (orientations, activation), rest zero."""
     n = len(layout.xy)

@@ -21,7 +21,7 @@ from .._constants import (
     OBS_TUMOUR_DISTANCE,
 )
 from . import _tissue_spec as S
-from ._tissue_cells import relax_positions, sample_cells
+from ._tissue_cells import imprint_niche, relax_positions, sample_cells
 from ._tissue_expression import program_activities
 from ._tissue_layout import make_layout
 from ._tissue_render import rasterize_all, render_image
@@ -48,15 +48,18 @@ def render_slide(
     noise: float,
     offset: int = 0,
     stain_gain: np.ndarray | None = None,
+    niche_imprint: float = 0.0,
 ) -> RenderedSlide:
     """Draw and render one slide from its five generators (layout, cells, relax, image, counts).
 
     ``stain_gain=None`` draws the slide's own stain gain (a batch effect per slide) from the
-    image generator; tiles of one large slide pass a shared gain instead.
+    image generator; tiles of one large slide pass a shared gain instead. ``niche_imprint``:
+    see :func:`~._tissue_cells.imprint_niche`.
     """
     r_layout, r_cells, r_relax, r_image, _ = rngs
     layout = make_layout(r_layout, shape, int(n_cells))
     params = sample_cells(r_cells, layout)
+    imprint_niche(params, layout, niche_imprint)
     relax = relax_positions(r_relax, layout, params)
     labels, nuc = rasterize_all(layout, params)
     gain = np.exp(r_image.normal(0, 0.08, len(S.CHANNEL_NAMES)))

@@ -64,6 +64,10 @@ NICHE_ONLY_PAIRS: Final = (
     ("TAM", "stromal_macrophage"),
     ("T_cell", "B_cell"),
 )
+#: With ``synthetic_tissue(niche_imprint=x)`` the first subtype of each niche-only pair
+#: stains brighter by ``NICHE_IMPRINT_GAIN * x`` in every channel (cytoplasm, nucleus,
+#: membrane): a weak trace of the niche in the cell itself, as real cells carry one.
+NICHE_IMPRINT_GAIN: Final = 0.15
 #: Pairs that differ ONLY by the cell's own morphology (same niche, same placement).
 MORPHOLOGY_ONLY_PAIRS: Final = (("tumour_proliferative", "tumour_quiescent"),)
 
