@@ -70,6 +70,15 @@ def test_pretrain_computes_missing_views(copy_tissue, tmp_path):
     assert mad.io.read_views(copy_tissue).microenvironment_size == 224
 
 
+def test_an_unknown_option_is_refused_before_any_view_is_cut(copy_tissue, tmp_path):
+    with pytest.raises(TypeError, match=r"unknown option\(s\) 'out'.*checkpoint_dir"):
+        mad.tl.pretrain(copy_tissue, out=tmp_path, **SMALL)
+    with pytest.raises(TypeError, match=r"'view_head' \(did you mean view_heads"):
+        mad.tl.pretrain(copy_tissue, view_head=True, **SMALL)
+    table = copy_tissue.tables["table"]
+    assert UNS_VIEWS not in table.uns and "morphology_normalized" not in copy_tissue.images
+
+
 def test_pretrain_bad_input(tmp_path):
     with pytest.raises(KeyError, match="cell_views"):
         mad.tl.pretrain(ad.AnnData(np.zeros((3, 2))), checkpoint_dir=tmp_path, **SMALL)

@@ -359,6 +359,26 @@ raises. Nothing is downloaded unless a hub model is named.""",
 }
 
 
+def _check_train_options(train_options: dict[str, Any]) -> None:
+    """Raise a TypeError naming each unknown option, with the closest known names."""
+    import difflib
+
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(train_options) - known)
+    if not unknown:
+        return
+    candidates = sorted(known | set(inspect.signature(pretrain).parameters) - {"data"})
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.6)
+        hints.append(f"{name!r}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
+    raise TypeError(
+        f"pretrain() got unknown option(s) {', '.join(hints)}; the options are pretrain()'s "
+        "parameters and the fields of madspatial.train.TrainConfig (the model folder is "
+        "checkpoint_dir=)."
+    )
+
+
 @_document_options(_PRETRAIN_DOCS)
 def pretrain(
     data: Any,
@@ -438,6 +458,7 @@ def pretrain(
     from ..train import Trainer
     from ..train._data import resolve_cells
 
+    _check_train_options(train_options)  # before any slow step (normalising, cutting views)
     name, options = resolve_preset(preset, device)
     view_sizes = {k: options.pop(k) for k in VIEW_SIZE_OPTIONS}
     given = {
