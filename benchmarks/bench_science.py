@@ -679,7 +679,9 @@ def claims_for(rows: pd.DataFrame, reps: list[str], controls: list[str]) -> pd.D
     pairs = [("MAD", c) for c in controls]
     for e in extras:
         seps = dict.fromkeys(("separate", own_control(e, "separate", reps)))
-        pairs += [(e, c) for c in ("MAD", *seps, "untrained_data")]
+        # with --also-paper, every other recipe is also paired with the paper's loss
+        paper = ("MAD_paper",) if e != "MAD_paper" else ()
+        pairs += [(e, c) for c in ("MAD", *paper, *seps, "untrained_data")]
     for t in reps:
         if parse_token(t):
             run, view = parse_token(t)
