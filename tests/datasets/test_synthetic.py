@@ -269,8 +269,9 @@ def test_niche_imprint_brightens_one_partner_of_each_niche_only_pair_and_nothing
     ratio = pd.Series(cell_mean(im) / cell_mean(ip)).groupby(tp.obs["cell_type"].to_numpy())
     ratio = ratio.median()
     for first, second in NICHE_ONLY_PAIRS:
-        assert 1.05 < ratio[first] < 1.16, (first, ratio[first])  # 0.15, less the blur
-        assert abs(ratio[second] - 1) < 0.02, (second, ratio[second])
+        # the gain is 0.15; the blur spreads part of it outside the cell
+        assert ratio[first] == pytest.approx(1.105, abs=0.055), first  # 1.05 .. 1.16
+        assert abs(ratio[second] - 1) < 0.02, f"{second}: {ratio[second]:.3f}"
     assert abs(ratio["tumour_quiescent"] - 1) < 0.02
     for bad in (-0.1, 1.5, True, "1"):
         with pytest.raises(ValueError, match="niche_imprint"):
