@@ -100,8 +100,8 @@ def imprint_niche(p: CellParams, layout: SlideLayout, strength: float) -> None:
     """Brighten the first subtype of each niche-only pair by ``NICHE_IMPRINT_GAIN * strength``.
 
     Applied after every draw and without a generator, so a tissue with an imprint has the
-    same cells, shapes, positions and noise as the one without: only those cells' stain
-    levels differ.
+    same cells, shapes and positions as the one without; only those cells' stain levels
+    differ (the imaging noise, drawn from the image, is a new realisation).
     """
     if strength == 0:
         return
