@@ -8,7 +8,12 @@
   nearest cells' *morphology clusters* (k-means on the cells' own features, not
   labels) and the cells' own features averaged over those spatial neighbours.
 
-Both return float32 ``(n_cells, d)`` arrays in the table's row order. Blocks of
+Both return float32 ``(n_cells, d)`` arrays in the table's row order.
+
+:func:`ground_truth_features` is not a baseline but a ceiling: the synthetic tissue's
+own generating variables (every program activity the counts are drawn from, and the
+cell's area), read from its ``obs``. What a probe reads from them is as much of the
+expression as any image embedding could explain; what it misses is count noise. Blocks of
 different sizes are balanced: every block is z-scored per column and scaled by
 ``1 / sqrt(n_columns)``, so each block carries the same total variance and no block
 dominates cosine/Euclidean neighbour graphs by having more columns.
@@ -187,3 +192,56 @@ def handcrafted(
         },
     }
     return emb, info
+
+
+def ground_truth_activities(obs) -> dict[str, np.ndarray]:
+    """``{program: (n,) activity}`` of the synthetic tissue's count model, from ``obs``.
+
+    The same function the tissue draws its counts with
+    (``datasets._tissue_expression.program_activities``). ``obs`` records the activation
+    of stromal fibroblasts only, so the CAFs' activation reads as 0: the one program this
+    reconstruction misses.
+
+    Parameters
+    ----------
+    obs
+        ``table.obs`` of :func:`madspatial.datasets.synthetic_tissue` (``cell_type``,
+        ``morph_class``, ``niche``, ``trajectory``, ``tumour_distance``).
+    """
+    from madspatial.datasets import _tissue_spec as S
+    from madspatial.datasets._tissue_expression import program_activities
+
+    def index(col: str, names) -> np.ndarray:
+        values = obs[col].astype(str).to_numpy()
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise ValueError(f"obs[{col!r}] holds {unknown}, not synthetic-tissue values")
+        code = {name: i for i, name in enumerate(names)}
+        return np.array([code[v] for v in values], dtype=int)
+
+    return program_activities(
+        index("morph_class", S.MORPH_CLASSES),
+        index("cell_type", S.CELL_TYPES),
+        index("niche", S.NICHES),
+        obs["trajectory"].to_numpy(dtype=float),
+        np.maximum(-obs["tumour_distance"].to_numpy(dtype=float), 0.0),
+    )
+
+
+def ground_truth_features(obs) -> np.ndarray:
+    """The synthetic tissue's generating variables for its expression, one row per cell.
+
+    :func:`ground_truth_activities` (class, subtype and niche programs, hypoxia depth in
+    tumour nests, fibroblast activation), then log area (library size grows with it),
+    each block balanced as the baselines are: a ceiling for expression prediction, not a
+    baseline.
+
+    Parameters
+    ----------
+    obs
+        As :func:`ground_truth_activities`, with ``area``.
+    """
+    w = ground_truth_activities(obs)
+    act = np.stack([w[k] for k in sorted(w)], axis=1)
+    area = np.log(np.maximum(obs["area"].to_numpy(dtype=float), 1.0))[:, None]
+    return np.concatenate([_zscore_block(act), _zscore_block(area)], axis=1)

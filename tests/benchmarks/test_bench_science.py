@@ -320,3 +320,25 @@ def test_token_ceiling_trains_the_microenvironment_backbone_on_labels(tissue_wit
     z = btc.train_supervised(store, labels, train, steps=3, jitter=0.1, seed=0, batch_size=8)
     assert z.shape == z0.shape == (len(labels), 48) and np.isfinite(z).all()
     assert not np.allclose(z, z0)  # the steps changed the backbone
+
+
+def test_ground_truth_reads_back_the_activities_the_counts_were_drawn_from(bench):
+    from madspatial.datasets._tissue_slide import render_slide
+
+    _, bs = bench
+    rngs = [np.random.default_rng(s) for s in range(5)]
+    sl = render_slide(rngs, (320, 320), 160, noise=1.0)
+    w = bs.ground_truth_activities(sl.obs)
+    caf = (sl.obs["cell_type"] == "CAF").to_numpy()
+    assert caf.any() and (~caf).any()
+    for name, drawn in sl.activities.items():
+        if name == "MYOFIBROBLAST_ACTIVATION":  # obs records stromal fibroblasts' only
+            np.testing.assert_array_equal(w[name][~caf], drawn[~caf])
+            assert (w[name][caf] == 0).all() and (drawn[caf] > 0).any()
+        else:
+            # obs keeps the nest distance in float32: equal to its precision
+            np.testing.assert_allclose(w[name], drawn, rtol=1e-6, err_msg=name)
+    feats = bs.ground_truth_features(sl.obs.assign(area=np.arange(1.0, len(sl.obs) + 1)))
+    assert feats.shape == (len(sl.obs), len(w) + 1) and np.isfinite(feats).all()
+    with pytest.raises(ValueError, match="not synthetic-tissue values"):
+        bs.ground_truth_activities(sl.obs.assign(niche="lymph_node"))
