@@ -342,3 +342,41 @@ def test_ground_truth_reads_back_the_activities_the_counts_were_drawn_from(bench
     assert feats.shape == (len(sl.obs), len(w) + 1) and np.isfinite(feats).all()
     with pytest.raises(ValueError, match="not synthetic-tissue values"):
         bs.ground_truth_activities(sl.obs.assign(niche="lymph_node"))
+
+
+def test_expression_room_factors_and_the_window_reading(bench):
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench_expression_room as ber
+    finally:
+        sys.path.remove(str(BENCH))
+    # two clusters far apart: 30 tumour cells in a nest, 30 B cells in an aggregate
+    n = 30
+    obs = pd.DataFrame(
+        {
+            "cell_type": ["tumour_proliferative", "tumour_quiescent"] * (n // 2) + ["B_cell"] * n,
+            "morph_class": ["epithelial"] * n + ["lymphocyte"] * n,
+            "niche": ["tumour"] * n + ["immune"] * n,
+            "trajectory": np.nan,
+            "tumour_distance": np.r_[-np.arange(n, dtype=float), np.full(n, 50.0)],
+            "area": np.r_[np.full(n, 200.0), np.full(n, 60.0)],
+        }
+    )
+    xy = np.c_[np.r_[np.arange(n), 1000 + np.arange(n)], np.zeros(2 * n)].astype(float)
+    blocks = ber.factor_blocks(obs)
+    assert list(blocks) == list(ber.FACTORS)
+    # the tumour pair alternates within the nest: its block is balanced and not constant
+    assert blocks["tumour pair (morphology-only)"].var(axis=0).sum() == pytest.approx(1.0)
+    assert not blocks["fibroblast activation"].any()  # no fibroblasts: a zero block
+    win = ber.window_truth(obs, xy, k=25)
+    own_cols = 2 + 2 + 1  # two classes present, the tumour pair, log area
+    comp = win[:, own_cols:]
+    assert win.shape == (2 * n, own_cols + 2)
+    # every cell's 25 nearest neighbours are its own cluster: one composition per cluster
+    np.testing.assert_allclose(comp[:n], comp[0][None].repeat(n, 0), atol=1e-6)
+    assert np.abs(comp[0] - comp[n]).min() > 1.0
+    # no niche label or niche program leaks in: moving every cell's niche changes nothing
+    moved = obs.assign(niche="stroma", tumour_distance=80.0)
+    np.testing.assert_array_equal(ber.window_truth(moved, xy, k=25), win)
+    names = ber.with_factors({"x": np.zeros((2 * n, 3))}, blocks)
+    assert set(names) == {"x"} | {f"x + {f}" for f in ber.FACTORS}
