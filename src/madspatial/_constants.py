@@ -130,6 +130,11 @@ PIXEL_STATS: Final = get_args(PixelStats)
 #: ``preset`` of :func:`madspatial.tl.pretrain` (see :data:`madspatial.train.PRESETS`)
 Preset = Literal["paper", "cpu", "auto"]
 PRESET_NAMES: Final = get_args(Preset)
+#: ``recipe`` of :func:`madspatial.tl.pretrain`: the loss and crops (see
+#: :data:`madspatial.train.RECIPES`; "paper": the paper's shared head, "predictor_heads":
+#: one head per view, student-only predictor heads, microenvironment crops around the cell)
+Recipe = Literal["paper", "predictor_heads"]
+RECIPE_NAMES: Final = get_args(Recipe)
 
 # --- model files -------------------------------------------------------------------
 MODEL_CONFIG_FILE: Final = "config.json"

@@ -10,7 +10,7 @@ import pytest
 
 import madspatial as mad
 import madspatial.train
-from madspatial.train._config import PRESETS, TrainConfig, resolve_preset
+from madspatial.train._config import PRESETS, RECIPES, TrainConfig, resolve_preset
 from madspatial.train._trainer import LONG_CPU_RUN_S, WallClock
 
 from ..train.conftest import make_store, planted_views
@@ -93,6 +93,38 @@ def test_bad_preset_names_the_choices(captured_config):
         ValueError, match=r"preset must be one of \['paper', 'cpu', 'auto'\]; got 'gpu' \(str\)"
     ):
         captured_config(preset="gpu")
+
+
+def test_recipe_fills_the_loss_options_and_explicit_ones_win(captured_config):
+    paper = captured_config(max_steps=1)
+    assert (paper.view_heads, paper.predictor_heads, paper.augment) == (False, False, {})
+    cfg = captured_config(recipe="predictor_heads", max_steps=1)
+    assert (cfg.view_heads, cfg.predictor_heads, cfg.cross_terms) == (True, True, "both")
+    assert cfg.augment == {"microenvironment_center_jitter": 0.1}
+    # augment keys merge (yours win); other explicit options win over the recipe
+    cfg = captured_config(
+        recipe="predictor_heads",
+        max_steps=1,
+        augment={"jitter": 0.3, "microenvironment_center_jitter": 0.2},
+        cross_terms="to_microenvironment",
+    )
+    assert cfg.augment == {"microenvironment_center_jitter": 0.2, "jitter": 0.3}
+    assert (cfg.view_heads, cfg.cross_terms) == (True, "to_microenvironment")
+    # the recipe refuses nothing it set itself: a single view takes its crops only
+    one = captured_config(recipe="predictor_heads", mode="microenvironment", max_steps=1)
+    assert (one.view_heads, one.predictor_heads) == (False, False)
+    assert one.augment == {"microenvironment_center_jitter": 0.1}
+    # turning the heads off explicitly reaches TrainConfig's own rule
+    with pytest.raises(ValueError, match="predictor_heads=True needs view_heads=True"):
+        captured_config(recipe="predictor_heads", view_heads=False, max_steps=1)
+
+
+def test_bad_recipe_names_the_choices(captured_config):
+    with pytest.raises(
+        ValueError, match=r"recipe must be one of \['paper', 'predictor_heads'\]; got 'dino'"
+    ):
+        captured_config(recipe="dino")
+    assert set(RECIPES) == {"paper", "predictor_heads"} and RECIPES["paper"] == {}
 
 
 def test_cpu_preset_cuts_the_views_it_computes(monkeypatch):

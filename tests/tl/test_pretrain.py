@@ -84,3 +84,19 @@ def test_pretrain_bad_input(tmp_path):
         mad.tl.pretrain(ad.AnnData(np.zeros((3, 2))), checkpoint_dir=tmp_path, **SMALL)
     with pytest.raises(TypeError, match="SpatialData"):
         mad.tl.pretrain(np.zeros((3, 2)), checkpoint_dir=tmp_path, **SMALL)
+
+
+def test_the_predictor_heads_recipe_trains_and_reloads_its_heads(tissue_views, tmp_path):
+    from madspatial.nn import MADModel
+
+    out = tmp_path / "m"
+    model = mad.tl.pretrain(
+        tissue_views, recipe="predictor_heads", max_steps=2, checkpoint_dir=out, **SMALL
+    )
+    assert model.config.view_heads and model.config.predictor_heads
+    loaded = MADModel.load(out)
+    assert loaded.config.view_heads and loaded.config.predictor_heads
+    state, again = model.state_dict(), loaded.state_dict()
+    assert state.keys() == again.keys() and any(".predict_" in k for k in state)
+    for k in state:
+        np.testing.assert_array_equal(state[k].numpy(), again[k].numpy(), err_msg=k)

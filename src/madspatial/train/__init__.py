@@ -11,6 +11,7 @@ _ATTRIBUTES = {
     "History": "._history",
     "cross_view_recall": "._history",
     "PRESETS": "._config",
+    "RECIPES": "._config",
     "TrainConfig": "._config",
     "Trainer": "._trainer",
     "TrainingDivergedError": "._trainer",

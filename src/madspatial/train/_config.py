@@ -24,6 +24,7 @@ from .._constants import (
     PIXEL_STATS,
     PRECISIONS,
     PRESET_NAMES,
+    RECIPE_NAMES,
     STRATEGIES,
     Centering,
     CrossTerms,
@@ -419,6 +420,57 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 assert set(PRESETS) | {"auto"} == set(PRESET_NAMES)
+
+
+#: Loss and crop recipes of :func:`madspatial.tl.pretrain` (``recipe=``), each a set of
+#: TrainConfig options; explicit options win, ``augment`` keys merge (yours win). The
+#: options that need both views apply in ``mode="mad"`` only, so a single-view run of a
+#: recipe gets its crops and is the fair control for it.
+#: ``"predictor_heads"``: one projection head per view, a student-only predictor head per
+#: view for the cross-view terms, microenvironment crops kept within 10% of the cell
+#: (measured on the synthetic tissue: ``docs/concepts.md``, "The collapse watch").
+RECIPES: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "predictor_heads": {
+        "view_heads": True,
+        "predictor_heads": True,
+        "augment": {"microenvironment_center_jitter": 0.1},
+    },
+}
+#: Recipe options a single-view run cannot use (one head per view needs two views).
+_TWO_VIEW_OPTIONS = ("view_heads", "predictor_heads", "cross_terms")
+assert set(RECIPES) == set(RECIPE_NAMES)
+
+
+def recipe_options(recipe: str, mode: str, given: dict[str, Any]) -> dict[str, Any]:
+    """Fill in the TrainConfig options of ``recipe`` that ``given`` leaves out.
+
+    Parameters
+    ----------
+    recipe
+        A key of :data:`RECIPES`.
+    mode
+        ``"mad"``, or a single view (the recipe's two-view options are left out).
+    given
+        The options the caller passed; an ``augment`` dict is merged over the recipe's.
+
+    Returns
+    -------
+    ``given`` with the recipe's options filled in.
+    """
+    if recipe not in RECIPES:
+        raise ValueError(
+            f"recipe must be one of {list(RECIPE_NAMES)}; got {_show(recipe)} "
+            '("paper": the paper\'s loss, "predictor_heads": one head per view with '
+            "predictor heads for the cross-view terms)."
+        )
+    out = {
+        k: v for k, v in RECIPES[recipe].items() if mode == MODE_MAD or k not in _TWO_VIEW_OPTIONS
+    }
+    merged = {**out, **given}
+    if "augment" in out:
+        merged["augment"] = {**out["augment"], **dict(given.get("augment") or {})}
+    return merged
 
 
 def resolve_preset(preset: str, device: str | None = None) -> tuple[str, dict[str, Any]]:
