@@ -164,7 +164,7 @@ VARIANTS: dict[str, tuple[str, dict, str]] = {
             "augment": {"microenvironment_center_jitter": 0.1},
         },
         "predictor heads, both cross-view terms, microenvironment crops kept around the cell "
-        "(centre within 10% of the side)",
+        "(centre within 10% of the side): tl.pretrain(recipe='predictor_heads')",
     ),
     "predictor_heads+koleo": (
         "mad",

@@ -325,7 +325,8 @@ def test_token_ceiling_trains_the_microenvironment_backbone_on_labels(tissue_wit
 def test_ground_truth_reads_back_the_activities_the_counts_were_drawn_from(bench):
     from madspatial.datasets._tissue_slide import render_slide
 
-    _, bs = bench
+    bs_main, bs = bench
+    obs0 = pd.DataFrame({"cell_type": ["a"]})  # not a synthetic tissue: no ceiling
     rngs = [np.random.default_rng(s) for s in range(5)]
     sl = render_slide(rngs, (320, 320), 160, noise=1.0)
     w = bs.ground_truth_activities(sl.obs)
@@ -340,6 +341,9 @@ def test_ground_truth_reads_back_the_activities_the_counts_were_drawn_from(bench
             np.testing.assert_allclose(w[name], drawn, rtol=1e-6, err_msg=name)
     feats = bs.ground_truth_features(sl.obs.assign(area=np.arange(1.0, len(sl.obs) + 1)))
     assert feats.shape == (len(sl.obs), len(w) + 1) and np.isfinite(feats).all()
+    table = SimpleNamespace(obs=sl.obs.assign(area=100.0))
+    assert list(bs_main.ceiling_for(table)) == [bs_main.CEILING]
+    assert bs_main.ceiling_for(None) == {} and bs_main.ceiling_for(SimpleNamespace(obs=obs0)) == {}
     with pytest.raises(ValueError, match="not synthetic-tissue values"):
         bs.ground_truth_activities(sl.obs.assign(niche="lymph_node"))
 
@@ -380,3 +384,17 @@ def test_expression_room_factors_and_the_window_reading(bench):
     np.testing.assert_array_equal(ber.window_truth(moved, xy, k=25), win)
     names = ber.with_factors({"x": np.zeros((2 * n, 3))}, blocks)
     assert set(names) == {"x"} | {f"x + {f}" for f in ber.FACTORS}
+
+
+def test_the_benchmarked_variant_is_the_library_recipe():
+    """The numbers docs/concepts.md gives for recipe="predictor_heads" were measured as
+    bench_collapse's ``predictor_heads+centred_micro_crops``: they must stay one thing."""
+    from madspatial.train import RECIPES
+
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench_collapse as bc
+    finally:
+        sys.path.remove(str(BENCH))
+    mode, options, _ = bc.VARIANTS["predictor_heads+centred_micro_crops"]
+    assert (mode, options) == ("mad", RECIPES["predictor_heads"])
