@@ -105,26 +105,6 @@ def with_factors(reps: dict, blocks: dict) -> dict[str, np.ndarray]:
     return out
 
 
-def hest_scores(table, reps: dict, split: np.ndarray, seed: int) -> pd.DataFrame:
-    """HEST ridge r of every embedding on one split's test cells."""
-    import madspatial as mad
-
-    obs = table.obs[["cell_type"]].copy()
-    obs.index = pd.Index(np.arange(table.n_obs).astype(str))
-    obs["split"] = pd.Categorical(split)
-    a, names = bs.scoring_table(table, obs, reps)
-    return mad.tl.evaluate(
-        a,
-        reps=names,
-        labels="cell_type",
-        expression="X",
-        split="split",
-        seeds=[seed],
-        metrics=["hest"],
-        inplace=False,
-    )
-
-
 def default_reps(names) -> list[str]:
     """The concatenated embeddings and the non-learned baselines (no tokens, no sweep)."""
     keep = [r for r in bs.REP_ORDER if r in names and bs.parse_token(r) is None]
@@ -143,16 +123,9 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default="science_expression_room")
     args = ap.parse_args(argv)
     workdir = Path(args.workdir)
-    meta = workdir / "meta.json"
-    trained = bs.parse(json.loads(meta.read_text())["argv"]) if meta.exists() else None
-    sargs = argparse.Namespace(
-        n_cells=args.n_cells,
-        seeds=args.seeds,
-        block_windows=args.block_windows,
-        niche_imprint=trained.niche_imprint if trained is not None else 0.0,
+    (_, _, table, _, splits), args.niche_imprint = bs.work_folder_setup(
+        workdir, n_cells=args.n_cells, seeds=args.seeds, block_windows=args.block_windows
     )
-    args.niche_imprint = sargs.niche_imprint
-    _, _, table, _, splits = bs.setup(sargs)
     blocks = factor_blocks(table.obs)
     window = window_truth(table.obs, table.obsm["spatial"])
     handcrafted = dict(np.load(workdir / "baselines.npz")).get("handcrafted")
@@ -169,7 +142,7 @@ def main(argv=None) -> None:
         scored[WINDOW_TRUTH] = window
 
         for sp in bs.SPLITS:
-            ev = hest_scores(table, scored, splits[seed][sp], seed)
+            ev = bs.score_split(args, table, scored, splits[seed][sp], seed, metrics=["hest"])
             ev["split"] = sp
             rows.append(ev)
         print(f"seed {seed}: {len(scored)} embeddings scored", flush=True)

@@ -421,8 +421,18 @@ def scoring_table(table, obs: pd.DataFrame, reps: dict) -> tuple[object, dict]:
     return a, names
 
 
+SCORED_METRICS = ["louvain", "kmeans", "knn", "linear", "decoder", "expression", "hest"]
+
+
 def score_split(
-    args, table, reps: dict, split: np.ndarray, seed: int, *, only: set[str] | None = None
+    args,
+    table,
+    reps: dict,
+    split: np.ndarray,
+    seed: int,
+    *,
+    only: set[str] | None = None,
+    metrics: list[str] = SCORED_METRICS,
 ) -> pd.DataFrame:
     """Every metric of every embedding (or of the ``only`` ones) on the test cells of one
     split of one seed."""
@@ -441,11 +451,24 @@ def score_split(
         expression="X",
         split="split",
         seeds=[seed],
-        n_boot=args.n_boot,
-        metrics=["louvain", "kmeans", "knn", "linear", "decoder", "expression", "hest"],
-        decoder_kwargs={"max_epochs": args.decoder_epochs, "patience": 8},
+        n_boot=getattr(args, "n_boot", 0),
+        metrics=metrics,
+        decoder_kwargs={"max_epochs": getattr(args, "decoder_epochs", 60), "patience": 8},
         inplace=False,
     )
+
+
+def work_folder_setup(workdir: Path, *, n_cells: int, seeds, block_windows: float):
+    """:func:`setup` for the tissue a work folder's runs were trained on (the
+    ``niche_imprint`` of its command, in ``meta.json``): what scripts that read a work
+    folder's embeddings score them on. Returns ``(setup(...), niche_imprint)``."""
+    meta = Path(workdir) / "meta.json"
+    trained = parse(json.loads(meta.read_text())["argv"]) if meta.exists() else None
+    imprint = trained.niche_imprint if trained is not None else 0.0
+    sargs = argparse.Namespace(
+        n_cells=n_cells, seeds=seeds, block_windows=block_windows, niche_imprint=imprint
+    )
+    return setup(sargs), imprint
 
 
 def ceiling_for(table) -> dict[str, np.ndarray]:

@@ -157,17 +157,9 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default="science_view_information")
     args = ap.parse_args(argv)
     workdir = Path(args.workdir)
-    # the tissue the work folder's runs were trained on (its command, in meta.json)
-    meta = workdir / "meta.json"
-    trained = bs.parse(json.loads(meta.read_text())["argv"]) if meta.exists() else None
-    sargs = argparse.Namespace(
-        n_cells=args.n_cells,
-        seeds=args.seeds,
-        block_windows=args.block_windows,
-        niche_imprint=trained.niche_imprint if trained is not None else 0.0,
+    (_, store, table, _, splits), args.niche_imprint = bs.work_folder_setup(
+        workdir, n_cells=args.n_cells, seeds=args.seeds, block_windows=args.block_windows
     )
-    args.niche_imprint = sargs.niche_imprint
-    _, store, table, _, splits = bs.setup(sargs)
     obs = table.obs
     handcrafted = dict(np.load(workdir / "baselines.npz")).get("handcrafted")
     pixels = centre_pixels(store)
