@@ -437,7 +437,8 @@ def pretrain(
     zoomed-in local crops of the morphology and microenvironment views; the teacher, an
     exponential moving average of the student, sees the global crops. The loss is the
     paper's four-way cross-entropy ``CE(mm) + CE(ee) + alpha * (CE(me) + CE(em))`` with
-    teacher centering and sharpening. Schedules follow DINO/DINOv2: AdamW with linear
+    teacher centering and sharpening (``recipe="predictor_heads"`` scores the two
+    cross-view terms through a head per view instead). Schedules follow DINO/DINOv2: AdamW with linear
     lr warm-up (10% of the steps) and cosine decay, weight decay 0.04 -> 0.4 (not on
     biases, norms and tokens), EMA momentum 0.992 -> 1, teacher temperature warm-up
     (30% of the steps), prototypes frozen during the first epoch (at most 10% of the
