@@ -115,10 +115,7 @@ def default_reps(names) -> list[str]:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--workdir", required=True)
-    ap.add_argument("--n-cells", type=int, default=3000)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--block-windows", type=float, default=4.0)
+    bs.add_work_folder_arguments(ap)
     ap.add_argument("--reps", nargs="*", default=None, help="embeddings (default: all runs)")
     ap.add_argument("--out", default="science_expression_room")
     args = ap.parse_args(argv)

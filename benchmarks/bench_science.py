@@ -458,6 +458,14 @@ def score_split(
     )
 
 
+def add_work_folder_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options of a script that reads a work folder: where, and its tissue and splits."""
+    ap.add_argument("--workdir", required=True)
+    ap.add_argument("--n-cells", type=int, default=3000)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--block-windows", type=float, default=4.0)
+
+
 def work_folder_setup(workdir: Path, *, n_cells: int, seeds, block_windows: float):
     """:func:`setup` for the tissue a work folder's runs were trained on (the
     ``niche_imprint`` of its command, in ``meta.json``): what scripts that read a work

@@ -150,10 +150,7 @@ def rep_order(names) -> list[str]:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--workdir", required=True)
-    ap.add_argument("--n-cells", type=int, default=3000)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--block-windows", type=float, default=4.0)
+    bs.add_work_folder_arguments(ap)
     ap.add_argument("--out", default="science_view_information")
     args = ap.parse_args(argv)
     workdir = Path(args.workdir)
