@@ -194,6 +194,17 @@ def handcrafted(
     return emb, info
 
 
+#: The ``obs`` columns :func:`ground_truth_features` reads (a synthetic tissue's table).
+GROUND_TRUTH_COLUMNS = (
+    "cell_type",
+    "morph_class",
+    "niche",
+    "trajectory",
+    "tumour_distance",
+    "area",
+)
+
+
 def ground_truth_activities(obs) -> dict[str, np.ndarray]:
     """``{program: (n,) activity}`` of the synthetic tissue's count model, from ``obs``.
 

@@ -59,7 +59,12 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_collapse as bc
-from _science_baselines import ground_truth_features, handcrafted, pixel_pca
+from _science_baselines import (
+    GROUND_TRUTH_COLUMNS,
+    ground_truth_features,
+    handcrafted,
+    pixel_pca,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SPLITS = ("random", "blocks")
@@ -481,8 +486,7 @@ def work_folder_setup(workdir: Path, *, n_cells: int, seeds, block_windows: floa
 
 def ceiling_for(table) -> dict[str, np.ndarray]:
     """``{CEILING: features}`` for a synthetic tissue's table, ``{}`` for any other."""
-    need = {"cell_type", "morph_class", "niche", "trajectory", "tumour_distance", "area"}
-    if table is None or not need <= set(table.obs.columns):
+    if table is None or not set(GROUND_TRUTH_COLUMNS) <= set(table.obs.columns):
         return {}
     return {CEILING: ground_truth_features(table.obs)}
 
