@@ -166,6 +166,17 @@ VARIANTS: dict[str, tuple[str, dict, str]] = {
         "predictor heads, both cross-view terms, microenvironment crops kept around the cell "
         "(centre within 10% of the side): tl.pretrain(recipe='predictor_heads')",
     ),
+    "predictor_heads+centred_micro_crops+teacher_temp0.04": (
+        "mad",
+        {
+            "view_heads": True,
+            "predictor_heads": True,
+            "augment": {"microenvironment_center_jitter": 0.1},
+            "teacher_temp": (0.04, 0.04),
+        },
+        "tl.pretrain(recipe='predictor_heads') with the teacher temperature held at 0.04 "
+        "(no warm-up to 0.07): a sharper teacher, for the collapse goal",
+    ),
     "predictor_heads+koleo": (
         "mad",
         {"view_heads": True, "predictor_heads": True, "koleo_weight": 0.1},
