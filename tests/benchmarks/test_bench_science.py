@@ -248,6 +248,56 @@ def test_a_recipe_is_paired_with_the_separate_control_trained_with_its_options(b
     assert f"| MAD_{v} (own) |" in text
 
 
+def test_a_sharper_recipe_is_also_held_to_its_own_single_view_runs(bench):
+    """The collapse goal compares a recipe's teachers with the plain single-view runs and,
+    when it has them, with single-view runs trained with its own one-view options: a
+    colder teacher that passes the first can fail the second."""
+    bs, _ = bench
+
+    def info(name, morph, micro, collapsed=False):
+        return dict(
+            name=name, collapsed=collapsed, entropy_morphology=morph,
+            entropy_microenvironment=micro,
+        )  # fmt: skip
+
+    v = "cold"
+    infos = [
+        info("MAD", 6.5, 6.5, collapsed=True),
+        info("morphology", 4.0, np.nan), info("microenvironment", np.nan, 5.0),
+        info(f"MAD_{v}", 3.5, 4.5), info(f"MAD_{v}", 3.9, 4.9),
+        info(f"morphology_{v}", 3.0, np.nan), info(f"microenvironment_{v}", np.nan, 4.0),
+        info("MAD_other", 3.0, 4.0),
+    ]  # fmt: skip
+    lines = {ln.split(" (")[0]: ln for ln in bs.collapse_goal_lines(infos) if "goal" in ln}
+    assert lines["- Collapse goal for MAD"].endswith("NOT reached.")
+    cold = lines[f"- Collapse goal for MAD_{v}"]
+    assert "on every seed): reached." in cold
+    assert cold.endswith("Against its own single-view runs (3.00 / 4.00): NOT reached.")
+    assert "own" not in lines["- Collapse goal for MAD_other"]  # it has no own runs
+
+
+def test_cosmx_pairs_the_recipe_with_its_controls_and_trains_their_crops(bench):
+    """On CosMx the single-view runs get the recipe's crops, ``--also-paper`` adds the
+    paper's loss, and the section pairs MAD with the separate pair over seeds."""
+    bs, _ = bench
+    args = SimpleNamespace(recipe="predictor_heads+centred_micro_crops", also_paper=True)
+    assert bs.recipe_one_view(args) == {"augment": {"microenvironment_center_jitter": 0.1}}
+    assert bs.recipe_one_view(SimpleNamespace(recipe="paper")) == {}
+    rows = [
+        dict(rep=r, metric=m, seed=s, test_fov=f, value=base + 0.01 * s + (0.1 if f == "b" else 0))
+        for r, base in (("MAD", 0.3), ("separate", 0.2), ("MAD_paper", 0.25))
+        for m in ("hest_pearson", "expression_pearson")
+        for s in range(3)
+        for f in ("a", "b")
+    ]
+    meta = dict(n_cells=120, fov_sizes={"a": 60, "b": 60}, n_genes=9, window_px=380.0,
+                runs=[dict(train_s=1.0)])  # fmt: skip
+    text = "\n".join(bs.cosmx_section(pd.DataFrame(rows), meta))
+    assert "| metric | MAD - separate | MAD - MAD_paper |" in text
+    # every seed's difference is the same: the interval collapses onto it
+    assert "+0.100 [+0.100, +0.100] | +0.050 [+0.050, +0.050] |" in text
+
+
 def test_the_report_names_the_runs_every_seed_gets(bench):
     """The set-up line lists what ``jobs_for`` trains on every seed: no alpha 0 without
     ``--alphas 0``, ``MAD_paper`` with ``--also-paper``."""
