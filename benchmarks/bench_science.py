@@ -159,6 +159,12 @@ def parse(argv=None):
     ap.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     ap.add_argument("--cosmx-steps", type=int, default=100)
     ap.add_argument("--skip-cosmx", action="store_true")
+    ap.add_argument(
+        "--cosmx-only",
+        action="store_true",
+        help="only the CosMx leave-one-FOV-out runs (--recipe, --also-paper, --seeds, "
+        "--cosmx-steps), reported alone",
+    )
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--workdir", default="/tmp/mad_bench_science")
     ap.add_argument("--out", default=None)
@@ -1132,6 +1138,36 @@ def cosmx_section(df: pd.DataFrame, meta: dict) -> list[str]:
     return L
 
 
+def cosmx_report(args, argv, d: Path, results: Path) -> None:
+    """``--cosmx-only``: the CosMx runs (unless ``d`` has them) and a report of them alone."""
+    t0 = time.perf_counter()
+    if not (d / "cosmx_scores.csv").exists():
+        stage_cosmx(args)
+    meta = json.loads((d / "cosmx_meta.json").read_text())
+    runs = pd.DataFrame(meta["runs"])
+    L = [
+        "# Science benchmark on real data: CosMx, MAD against its controls",
+        "",
+        f"- command: `python benchmarks/bench_science.py {' '.join(argv or sys.argv[1:])}`",
+        f"- MAD: `{args.recipe}`"
+        + (f" ({bc.VARIANTS[args.recipe][2]})" if args.recipe in bc.VARIANTS else "")
+        + f"; {args.cosmx_steps} steps per run; seeds {args.seeds}; "
+        f"CosMx stage {meta['seconds'] / 60:.1f} min ({time.perf_counter() - t0:.0f} s here)",
+        "",
+        "| run | train s (mean) | collapsed | teacher entropy morphology | microenvironment |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, g in runs.groupby("name", sort=False):
+        L.append(
+            f"| {name} | {g.train_s.mean():.0f} | {int(g.collapsed.sum())}/{len(g)} | "
+            f"{g.entropy_morphology.mean():.2f} | {g.entropy_microenvironment.mean():.2f} |"
+        )
+    L += cosmx_section(pd.read_csv(d / "cosmx_scores.csv"), meta)
+    results.mkdir(exist_ok=True)
+    (results / f"{args.out}.md").write_text("\n".join(L) + "\n")
+    log(f"wrote {results / f'{args.out}.md'}")
+
+
 # --------------------------------------------------------------------------- verdict
 def collapse_lines(infos: list[dict]) -> list[str]:
     """MAD's collapse count and teacher entropies beside the single-view runs'."""
@@ -1394,6 +1430,8 @@ def main(argv=None) -> None:
     d.mkdir(parents=True, exist_ok=True)
     if args.stage is not None:
         return run_stage(args)
+    if args.cosmx_only:
+        return cosmx_report(args, argv, d, RESULTS)
     if not args.report_only:
         timings = {}
         t_all = time.perf_counter()
