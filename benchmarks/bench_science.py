@@ -742,7 +742,9 @@ def claims_for(rows: pd.DataFrame, reps: list[str], controls: list[str]) -> pd.D
         seps = dict.fromkeys(("separate", own_control(e, "separate", reps)))
         # with --also-paper, every other recipe is also paired with the paper's loss
         paper = ("MAD_paper",) if e != "MAD_paper" else ()
-        pairs += [(e, c) for c in ("MAD", *paper, *seps, "untrained_data")]
+        # a recipe built on another (``X+teacher_temp0.04`` on ``X``) is paired with it too
+        base = [b for b in extras if b != e and e.startswith(f"{b}+")]
+        pairs += [(e, c) for c in ("MAD", *paper, *base, *seps, "untrained_data")]
     for t in reps:
         if parse_token(t):
             run, view = parse_token(t)

@@ -244,6 +244,14 @@ def test_a_recipe_is_paired_with_the_separate_control_trained_with_its_options(b
     pairs = set(zip(*(bs.claims_for(rows, names, ["separate"])[k] for k in ("a", "b"))))
     assert {(f"MAD_{v}", "separate"), (f"MAD_{v}", f"separate_{v}")} <= pairs
     assert {(f"MAD_{v}_morphology_token", c) for c in ("morphology", f"morphology_{v}")} <= pairs
+    built_on = [*names, "MAD_koleo", "MAD_koleo+teacher_temp0.02+x"]
+    more = pd.concat([rows, rows.assign(rep="MAD_koleo"), rows.assign(rep=built_on[-1])])
+    pairs = set(zip(*(bs.claims_for(more, built_on, ["separate"])[k] for k in ("a", "b"))))
+    # each recipe built on others is paired with every one of them, and not the reverse
+    assert {(f"MAD_{v}", "MAD_koleo"), (built_on[-1], f"MAD_{v}"), (built_on[-1], "MAD_koleo")} <= (
+        pairs
+    )
+    assert ("MAD_koleo", f"MAD_{v}") not in pairs
     text = "\n".join(bs.token_section(bs.claims_for(rows, names, ["separate"])))
     assert f"| MAD_{v} (own) |" in text
 
