@@ -6,6 +6,7 @@ baselines on the shared tiny tissue, and the scoring helpers on hand-made inputs
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -284,7 +285,7 @@ def test_a_sharper_recipe_is_also_held_to_its_own_single_view_runs(bench):
     assert "own" not in lines["- Collapse goal for MAD_other"]  # it has no own runs
 
 
-def test_cosmx_pairs_the_recipe_with_its_controls_and_trains_their_crops(bench):
+def test_cosmx_pairs_the_recipe_with_its_controls_and_trains_their_crops(bench, tmp_path):
     """On CosMx the single-view runs get the recipe's crops, ``--also-paper`` adds the
     paper's loss, and the section pairs MAD with the separate pair over seeds."""
     bs, _ = bench
@@ -304,6 +305,19 @@ def test_cosmx_pairs_the_recipe_with_its_controls_and_trains_their_crops(bench):
     assert "| metric | MAD - separate | MAD - MAD_paper |" in text
     # every seed's difference is the same: the interval collapses onto it
     assert "+0.100 [+0.100, +0.100] | +0.050 [+0.050, +0.050] |" in text
+
+    # --cosmx-only reports runs already in the work folder without training again
+    work, results = tmp_path / "work", tmp_path / "results"
+    work.mkdir()
+    pd.DataFrame(rows).to_csv(work / "cosmx_scores.csv", index=False)
+    run = dict(train_s=2.0, collapsed=False, entropy_morphology=4.0, entropy_microenvironment=5.0)
+    meta.update(seconds=60.0, runs=[dict(name="MAD", **run), dict(name="MAD", **run)])
+    (work / "cosmx_meta.json").write_text(json.dumps(meta))
+    args = SimpleNamespace(out="cx", cosmx_steps=7, seeds=[0, 1, 2], **vars(args))
+    bs.cosmx_report(args, ["--cosmx-only"], work, results)
+    report = (results / "cx.md").read_text()
+    assert "| MAD | 2 | 0/2 | 4.00 | 5.00 |" in report
+    assert "7 steps per run" in report and "+0.100 [+0.100, +0.100]" in report
 
 
 def test_the_report_names_the_runs_every_seed_gets(bench):
