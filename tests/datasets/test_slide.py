@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dask.array as da
 import numpy as np
+import pandas as pd
 import pytest
 
 import madspatial as mad
@@ -56,3 +57,35 @@ def test_slide_refuses_bad_input(tmp_path):
     with pytest.raises(ValueError, match="fewer than 50 per tile"):
         mad.datasets.synthetic_slide(tmp_path / "z.zarr", n_cells=60, tile_px=128, chunk_px=64)
     assert not (tmp_path / "y.zarr").exists()
+
+
+def test_slide_niche_imprint_brightens_one_partner_of_each_niche_only_pair(tmp_path):
+    """As in ``synthetic_tissue``: the same cells and counts, one partner of each
+    niche-only pair brighter, the other and the tumour cells unchanged."""
+    from scipy import ndimage as ndi
+
+    from madspatial.datasets._tissue_spec import NICHE_ONLY_PAIRS
+
+    opts = {**SMALL, "noise": 0.0}
+    plain = mad.datasets.synthetic_slide(tmp_path / "p.zarr", **opts)
+    marked = mad.datasets.synthetic_slide(tmp_path / "m.zarr", niche_imprint=1.0, **opts)
+    lab = np.asarray(plain.labels["cell_labels"].data)
+    np.testing.assert_array_equal(lab, np.asarray(marked.labels["cell_labels"].data))
+    tp, tm = plain.tables["table"], marked.tables["table"]
+    assert (tp.X != tm.X).nnz == 0
+    assert tm.uns["synthetic_tissue"]["niche_imprint"] == 1.0
+    assert tp.uns["synthetic_tissue"]["niche_imprint"] == 0.0
+    ids = tp.obs["instance_id"].to_numpy()
+
+    def cell_mean(sd):  # above the camera offset, mean over channels
+        img = np.asarray(sd.images["morphology"].data).astype(float) - 100
+        return np.mean([ndi.mean(img[c], lab, ids) for c in range(4)], 0)
+
+    ratio = pd.Series(cell_mean(marked) / cell_mean(plain))
+    ratio = ratio.groupby(tp.obs["cell_type"].to_numpy()).median()
+    for first, second in NICHE_ONLY_PAIRS:
+        assert ratio[first] == pytest.approx(1.105, abs=0.055), first
+        assert abs(ratio[second] - 1) < 0.02, f"{second}: {ratio[second]:.3f}"
+    with pytest.raises(ValueError, match="niche_imprint"):
+        mad.datasets.synthetic_slide(tmp_path / "bad.zarr", niche_imprint=2, **opts)
+    assert not (tmp_path / "bad.zarr").exists()

@@ -40,7 +40,7 @@ from .._constants import (
 from .._logging import logger
 from . import _tissue_spec as S
 from ._gene_sets import panel_genes
-from ._synthetic import _check_imaging, _check_int
+from ._synthetic import _check_imaging, _check_int, _check_niche_imprint
 from ._tissue_expression import simulate_counts
 from ._tissue_layout import _split_counts, nominal_area_per_cell
 from ._tissue_render import blank
@@ -69,6 +69,7 @@ def synthetic_slide(
     tile_px: int = 2048,
     chunk_px: int = 1024,
     expression: bool = True,
+    niche_imprint: float = 0.0,
     overwrite: bool = False,
 ):
     """Write a synthetic tissue slide of any size to a zarr SpatialData, tile by tile.
@@ -101,6 +102,9 @@ def synthetic_slide(
         Side of the zarr chunks of the image and labels.
     expression
         Simulate counts (``False``: a table with no genes, for pure imaging benchmarks).
+    niche_imprint
+        As in :func:`synthetic_tissue`: above 0 one subtype of each niche-only pair stains
+        brighter, a weak trace of the niche in the cell itself.
     overwrite
         Replace an existing ``path``.
 
@@ -130,6 +134,7 @@ def synthetic_slide(
             f"chunks; got {tile_px} (e.g. {chunk_px * max(1, round(tile_px / chunk_px))})."
         )
     _check_imaging(noise=noise, dispersion=dispersion, pixel_size=pixel_size)
+    _check_niche_imprint(niche_imprint)
     path = Path(path)
     if path.exists():
         if not overwrite:
@@ -147,7 +152,14 @@ def synthetic_slide(
     try:
         raw_img, raw_lab = _raw_arrays(raw_dir, grid, chunk_px)
         drawn = _draw_tiles(
-            raw_img, raw_lab, grid, seed=seed, noise=noise, genes=genes, dispersion=dispersion
+            raw_img,
+            raw_lab,
+            grid,
+            seed=seed,
+            noise=noise,
+            genes=genes,
+            dispersion=dispersion,
+            niche_imprint=float(niche_imprint),
         )
         params = {
             "seed": seed,
@@ -159,6 +171,7 @@ def synthetic_slide(
             "noise": float(noise),
             "dispersion": float(dispersion),
             "pixel_size": float(pixel_size),
+            "niche_imprint": float(niche_imprint),
             "max_overlap_px": float(drawn.max_overlap),
         }
         table = _slide_table(drawn, genes, params)
@@ -240,7 +253,9 @@ class _Drawn:
     max_overlap: float
 
 
-def _draw_tiles(raw_img, raw_lab, grid: _Grid, *, seed, noise, genes, dispersion) -> _Drawn:
+def _draw_tiles(
+    raw_img, raw_lab, grid: _Grid, *, seed, noise, genes, dispersion, niche_imprint=0.0
+) -> _Drawn:
     """Draw every tile from its own seed, write its pixels, keep its cells' table rows."""
     tile_px, ncol = grid.tile_px, grid.ncol
     seeds = np.random.SeedSequence(seed).spawn(grid.nrow * ncol + 1)
@@ -265,6 +280,7 @@ def _draw_tiles(raw_img, raw_lab, grid: _Grid, *, seed, noise, genes, dispersion
             noise=noise,
             offset=offset,
             stain_gain=gain,
+            niche_imprint=niche_imprint,
         )
         raw_img[(slice(None), *win)] = sl.image
         raw_lab[win] = sl.labels.astype(np.uint32)

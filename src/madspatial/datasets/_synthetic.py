@@ -225,12 +225,7 @@ def synthetic_tissue(
     n_slides = _check_int("n_slides", n_slides, 1)
     seed = _check_int("seed", seed, 0)
     _check_imaging(noise=noise, dispersion=dispersion, pixel_size=pixel_size)
-    if (
-        isinstance(niche_imprint, bool)
-        or not isinstance(niche_imprint, numbers.Real)
-        or not 0 <= niche_imprint <= 1
-    ):
-        raise ValueError(f"niche_imprint must be a number in [0, 1], got {niche_imprint!r}.")
+    _check_niche_imprint(niche_imprint)
     genes = _panel(n_genes)
     n_cells, per_slide, shape = _slide_plan(n_cells, size, n_slides)
     tiled = _render_tiled(seed, n_slides, shape, per_slide, noise, float(niche_imprint))
@@ -270,6 +265,16 @@ def _check_imaging(*, noise, dispersion, pixel_size) -> None:
         raise ValueError(f"dispersion must be > 0 (negative-binomial shape), got {dispersion!r}.")
     if not isinstance(pixel_size, numbers.Real) or not pixel_size > 0:
         raise ValueError(f"pixel_size must be > 0 (microns per pixel), got {pixel_size!r}.")
+
+
+def _check_niche_imprint(niche_imprint) -> None:
+    """Check ``niche_imprint`` of the synthetic tissue and slide: a number in [0, 1]."""
+    if (
+        isinstance(niche_imprint, bool)
+        or not isinstance(niche_imprint, numbers.Real)
+        or not 0 <= niche_imprint <= 1
+    ):
+        raise ValueError(f"niche_imprint must be a number in [0, 1], got {niche_imprint!r}.")
 
 
 def _panel(n_genes) -> list[str]:
