@@ -329,9 +329,9 @@ raises. Nothing is downloaded unless a hub model is named.""",
         'predictor_heads=True, augment={"microenvironment_center_jitter": 0.1}``). On the '
         "synthetic tissue at 1,000 steps the second beat the paper's loss on every target "
         "and, at 1,000 and 2,000 steps, two separately trained single-view models on "
-        "clustering and kNN; at 200 steps it did not (``docs/concepts.md``). A single-view ``mode`` takes only its "
-        "crops, so the same recipe trains the fair single-view control. Explicit options "
-        "win; ``augment`` keys merge over the recipe's."
+        "clustering and kNN; at 200 and 500 steps it did not (``docs/concepts.md``). A "
+        "single-view ``mode`` takes only its crops, so the same recipe trains the fair "
+        "single-view control. Explicit options win; ``augment`` keys merge over the recipe's."
     ),
     "model": (
         'Backbone preset (``"vit_pico"``, ``"vit_tiny"``, ``"vit_small"``, ``"vit_base"``, '
