@@ -76,11 +76,15 @@ METRICS = [
     "decoder_accuracy",
     "expression_pearson",
     "hest_pearson",
+    "knn_expression_pearson",
 ]
 #: The tissue's generating variables (``ground_truth_features``): the expression ceiling.
 CEILING = "ground_truth"
-EXPRESSION_METRICS = ("hest_pearson", "expression_pearson")
+EXPRESSION_METRICS = ("hest_pearson", "expression_pearson", "knn_expression_pearson")
 TARGET_METRICS = ["louvain_ari", "knn_accuracy", "hest_pearson", "expression_pearson"]
+#: Paired like the targets, not a target of the issue: the expression protocol of the
+#: issue's hidden real-data evaluation (kNN regression, 30 most variable genes).
+CLAIM_METRICS = [*TARGET_METRICS, "knn_expression_pearson"]
 LABELS = {
     "louvain_ari": "Louvain ARI",
     "kmeans_ari": "k-means ARI",
@@ -89,6 +93,7 @@ LABELS = {
     "decoder_accuracy": "MLP cell-type decoder accuracy",
     "expression_pearson": "expression r, MLP decoder (all genes)",
     "hest_pearson": "expression r, HEST ridge (50 HVG)",
+    "knn_expression_pearson": "expression r, kNN regression (30 HVG)",
 }
 
 
@@ -437,7 +442,28 @@ def scoring_table(table, obs: pd.DataFrame, reps: dict) -> tuple[object, dict]:
     return a, names
 
 
-SCORED_METRICS = ["louvain", "kmeans", "knn", "linear", "decoder", "expression", "hest"]
+SCORED_METRICS = [
+    "louvain",
+    "kmeans",
+    "knn",
+    "linear",
+    "decoder",
+    "expression",
+    "hest",
+    "knn_expression",
+]
+#: One metric that each scored group writes: a score file lacking it for an embedding
+#: has not scored that group there (a metric added after the file was written).
+GROUP_WITNESS = {
+    "louvain": "louvain_ari",
+    "kmeans": "kmeans_ari",
+    "knn": "knn_accuracy",
+    "linear": "linear_accuracy",
+    "decoder": "decoder_accuracy",
+    "expression": "expression_pearson",
+    "hest": "hest_pearson",
+    "knn_expression": "knn_expression_pearson",
+}
 
 
 def score_split(
@@ -514,21 +540,41 @@ def stage_score(args, worker: int) -> None:
             continue
         out = d / f"scores_seed{seed}_{split}.csv"
         done = pd.read_csv(out) if out.exists() else None
-        # a score file is reused only for the embeddings it holds: runs trained after it
-        # (a wider sweep, a new recipe) are scored and appended, never silently left out
-        missing = seed_rep_names(args, seed, base) - set(() if done is None else done["rep"])
-        if not missing:
+        todo = missing_scores(seed_rep_names(args, seed, base), done)
+        if not todo:
             continue
         t0 = time.perf_counter()
         reps = seed_reps(args, store, seed, seed_controls(store, seed, splits[seed], base))
-        ev = score_split(args, table, reps, splits[seed][split], seed, only=missing)
-        ev["split"] = split
-        ev["seed"] = seed
-        pd.concat([done, ev], ignore_index=True).to_csv(out, index=False)
-        log(
-            f"worker {worker}: scored seed {seed} {split} ({len(missing)} embeddings: "
-            f"{', '.join(sorted(missing))}) in {time.perf_counter() - t0:.0f} s"
-        )
+        parts = [done]
+        for groups, names in todo.items():
+            ev = score_split(
+                args, table, reps, splits[seed][split], seed, only=names, metrics=list(groups)
+            )
+            ev["split"] = split
+            ev["seed"] = seed
+            parts.append(ev)
+            log(
+                f"worker {worker}: scored seed {seed} {split} ({', '.join(groups)} of "
+                f"{len(names)} embeddings: {', '.join(sorted(names))})"
+            )
+        pd.concat(parts, ignore_index=True).to_csv(out, index=False)
+        log(f"worker {worker}: seed {seed} {split} in {time.perf_counter() - t0:.0f} s")
+
+
+def missing_scores(names: set[str], done: pd.DataFrame | None) -> dict[tuple, set[str]]:
+    """``{metric groups: embeddings}`` that a score file (``done``) still lacks.
+
+    A score file is reused only for what it holds: runs trained after it (a wider sweep, a
+    new recipe) are scored on every group, and a group added to :data:`SCORED_METRICS`
+    after it was written is scored for the embeddings it holds, never silently left out.
+    """
+    have = set() if done is None else set(zip(done["rep"], done["metric"]))
+    todo: dict[tuple, set[str]] = {}
+    for name in sorted(names):
+        groups = tuple(g for g in SCORED_METRICS if (name, GROUP_WITNESS[g]) not in have)
+        if groups:
+            todo.setdefault(groups, set()).add(name)
+    return todo
 
 
 # --------------------------------------------------------------------------- CosMx
@@ -595,7 +641,7 @@ def cosmx_fold(args, store, table, base: dict, *, seed: int, fov: np.ndarray, te
         split="split",
         seeds=[seed],
         n_boot=0,
-        metrics=["expression", "hest"],
+        metrics=["expression", "hest", "knn_expression"],
         hest_components=64,
         decoder_kwargs={"max_epochs": 100, "patience": 15},
         inplace=False,
@@ -750,8 +796,9 @@ def claims_for(rows: pd.DataFrame, reps: list[str], controls: list[str]) -> pd.D
             run, view = parse_token(t)
             pairs += [(t, c) for c in dict.fromkeys((view, own_control(run, view, reps)))]
     pairs = [(a, c) for a, c in pairs if c in reps or c in controls]
+    metrics = [m for m in CLAIM_METRICS if m in set(rows.metric)]  # old folders lack some
     return pd.DataFrame(
-        [paired(rows, sp, m, a, c) for sp in SPLITS for m in TARGET_METRICS for a, c in pairs]
+        [paired(rows, sp, m, a, c) for sp in SPLITS for m in metrics for a, c in pairs]
     )
 
 
@@ -814,7 +861,8 @@ def setup_section(args, meta: dict) -> list[str]:
         f"decoders (`fit_decoder`, max {args.decoder_epochs} epochs, patience 8, early "
         "stopping on 15% of the training cells) and the HEST ridge (standardise, PCA 256, "
         "ridge alpha 100 / (dims x genes), 50 most variable genes) fitted on training cells, "
-        "scored on test cells",
+        "scored on test cells; not a target: the kNN expression regression (15-NN cosine, "
+        "30 most variable genes), the protocol of the issue's hidden real-data evaluation",
         f"- {len(args.seeds)} seed(s) {args.seeds}; cells: mean over seeds [95% t-interval over "
         "seeds; with one seed: the 95% bootstrap interval over test cells, "
         f"{args.n_boot} replicates]; claims: paired difference over seeds (no interval with "
@@ -830,6 +878,11 @@ def setup_section(args, meta: dict) -> list[str]:
             else ""
         ),
         f"- command: `python benchmarks/bench_science.py {' '.join(meta['argv'])}`",
+    ]
+    L += [
+        f"- rescored without training (metrics added later): `python "
+        f"benchmarks/bench_science.py {' '.join(r['argv'])}`, {r['wall_s'] / 60:.1f} min"
+        for r in meta.get("rescored", [])
     ]
     return L
 
@@ -886,13 +939,14 @@ def targets_section(claims: pd.DataFrame, controls: list[str]) -> list[str]:
         "",
         "## Targets: MAD minus the controls (paired over seeds, mean [95% t-CI])",
         "",
-        "Bold: the interval excludes 0 in MAD's favour (the issue's criterion).",
+        "Bold: the interval excludes 0 in MAD's favour (the issue's criterion). The last "
+        "metric (kNN regression) is the issue's real-data protocol, reported, not a target.",
         "",
         "| split | metric | " + " | ".join(f"MAD - {c}" for c in controls) + " |",
         "|---|---|" + "---:|" * len(controls),
     ]
     for sp in SPLITS:
-        for m in TARGET_METRICS:
+        for m in CLAIM_METRICS:
             cells = [claim_cell(claims, sp, m, "MAD", c) for c in controls]
             L.append(f"| {sp} | {LABELS[m]} | " + " | ".join(cells) + " |")
     return L
@@ -930,7 +984,7 @@ def token_section(claims: pd.DataFrame) -> list[str]:
         "|---|---|---|" + "---:|" * len(TOKEN_VIEWS),
     ]
     for sp in SPLITS:
-        for m in TARGET_METRICS:
+        for m in CLAIM_METRICS:
             for run in runs:
                 # against the plain single-view runs, then against the run's own ones
                 own = {v: own_control(run, v, set(sub.b)) for v in TOKEN_VIEWS}
@@ -1114,7 +1168,8 @@ def cosmx_section(df: pd.DataFrame, meta: dict) -> list[str]:
         "| metric | " + " | ".join(reps) + " |",
         "|---|" + "---:|" * len(reps),
     ]
-    for m in ("hest_pearson", "expression_pearson"):
+    scored = [m for m in EXPRESSION_METRICS if m in set(per_seed.metric)]
+    for m in scored:
         cells = []
         for r in reps:
             v = per_seed[(per_seed.rep == r) & (per_seed.metric == m)]["value"]
@@ -1130,7 +1185,7 @@ def cosmx_section(df: pd.DataFrame, meta: dict) -> list[str]:
             "| metric | " + " | ".join(f"{a} - {b}" for a, b in pairs) + " |",
             "|---|" + "---:|" * len(pairs),
         ]
-        for m in ("hest_pearson", "expression_pearson"):
+        for m in scored:  # a work folder scored before a metric existed lacks it
             w = wide.loc[m]
             L.append(
                 f"| {LABELS[m]} | "
@@ -1251,18 +1306,24 @@ def claim_lines(claims: pd.DataFrame) -> list[str]:
     for sp in SPLITS:
         for ctrl in ("untrained_data", "untrained_fixed", "separate"):
             sub = claims[(claims.split == sp) & (claims.b == ctrl) & (claims.a == "MAD")]
-            if sub.empty:
+            target = sub[sub.metric.isin(TARGET_METRICS)]
+            if target.empty:
                 continue
-            ok = sub[sub.holds]
-            bad = sub[~sub.holds]
+            ok = target[target.holds]
+            bad = target[~target.holds]
             parts = [
                 f"{LABELS[r['metric']]} {r['diff']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}]"
-                for _, r in sub.iterrows()
+                for _, r in target.iterrows()
+            ]
+            other = [
+                f"{LABELS[r['metric']]} {r['diff']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}]"
+                for _, r in sub[~sub.metric.isin(TARGET_METRICS)].iterrows()
             ]
             L.append(
-                f"- `{sp}`: MAD > {ctrl} with the CI excluding 0 on {len(ok)} of {len(sub)} target "
-                f"metrics ({'; '.join(parts)})."
+                f"- `{sp}`: MAD > {ctrl} with the CI excluding 0 on {len(ok)} of {len(target)} "
+                f"target metrics ({'; '.join(parts)})."
                 + (" Target reached." if len(bad) == 0 else " Target NOT reached.")
+                + (f" Not a target: {'; '.join(other)}." if other else "")
             )
         own = [(a, b) for a, b in pairs_of(claims) if b.startswith("separate_")]
         tokens = [(a, b) for a, b in pairs_of(claims) if parse_token(a)]
@@ -1272,9 +1333,10 @@ def claim_lines(claims: pd.DataFrame) -> list[str]:
                 f"{LABELS[r['metric']]} {r['diff']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}]"
                 for _, r in sub.iterrows()
             ]
+            target = sub[sub.metric.isin(TARGET_METRICS)]
             L.append(
-                f"- `{sp}`: {a} > {ctrl} with the CI excluding 0 on {int(sub.holds.sum())} of "
-                f"{len(sub)} target metrics ({'; '.join(parts)})."
+                f"- `{sp}`: {a} > {ctrl} with the CI excluding 0 on {int(target.holds.sum())} "
+                f"of {len(target)} target metrics ({'; '.join(parts)})."
             )
     return L
 
@@ -1425,6 +1487,14 @@ def run_meta(args, argv, table, window: float, splits: dict, timings: dict, t_al
     }
 
 
+def rescored_meta(trained: dict, now: dict) -> dict:
+    """The meta of the run that trained a work folder, with a ``--skip-train`` rescoring
+    added to its ``rescored`` list: the report keeps the command, machine and wall time
+    of the training, not of a later scoring pass."""
+    rescored = [*trained.get("rescored", []), {k: now[k] for k in ("argv", "wall_s", "machine")}]
+    return {**trained, "rescored": rescored}
+
+
 def main(argv=None) -> None:
     args = parse(argv)
     configure(args)
@@ -1442,6 +1512,8 @@ def main(argv=None) -> None:
         score_and_cosmx(args, d, early_score, timings)
         meta = run_meta(args, argv, table, window, splits, timings, t_all)
         meta["runs_trained_earlier"] = earlier
+        if args.skip_train and (d / "meta.json").exists():
+            meta = rescored_meta(json.loads((d / "meta.json").read_text()), meta)
         (d / "meta.json").write_text(json.dumps(meta, default=str))
     write_report(args, d, RESULTS)
     return None

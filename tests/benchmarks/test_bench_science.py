@@ -106,7 +106,8 @@ def test_summary_helpers(bench):
 
 def test_a_run_trained_after_scoring_is_scored_not_left_out(bench, tmp_path, monkeypatch):
     """Resuming after a wider sweep: the score file of a seed is topped up with the new
-    runs (the stale file once hid three trained alpha/recipe runs from the report)."""
+    runs (the stale file once hid three trained alpha/recipe runs from the report), and a
+    metric added after a file was written is scored for the embeddings it holds."""
     bs, _ = bench
     for name in ("MAD", "morphology", "microenvironment", "MAD_alpha0.5"):
         np.savez(tmp_path / f"emb_{name}_seed1.npz", all=np.zeros((4, 2)))
@@ -118,16 +119,23 @@ def test_a_run_trained_after_scoring_is_scored_not_left_out(bench, tmp_path, mon
     assert bs.seed_rep_names(args, 1, base) == expected
 
     np.savez(tmp_path / "baselines.npz", **base)
-    old = pd.DataFrame({"rep": sorted(expected - {"MAD_alpha0.5"}), "metric": "m", "value": 0.0})
+    witnesses = list(bs.GROUP_WITNESS.values())
+    old = pd.DataFrame(
+        [dict(rep=r, metric=m, value=0.0) for r in sorted(expected - {"MAD_alpha0.5"})
+         for m in witnesses]
+    )  # fmt: skip
     old.to_csv(tmp_path / "scores_seed1_random.csv", index=False)
-    pd.DataFrame({"rep": sorted(expected), "metric": "m", "value": 0.0}).to_csv(
-        tmp_path / "scores_seed1_blocks.csv", index=False
+    # the blocks file was written before kNN regression was scored: every embedding lacks it
+    old_blocks = pd.DataFrame(
+        [dict(rep=r, metric=m, value=0.0) for r in sorted(expected) for m in witnesses[:-1]]
     )
+    old_blocks.to_csv(tmp_path / "scores_seed1_blocks.csv", index=False)
     scored = []
 
-    def fake_score(args, table, reps, split, seed, *, only=None):
-        scored.append(only)
-        return pd.DataFrame({"rep": sorted(only), "metric": "m", "value": 1.0})
+    def fake_score(args, table, reps, split, seed, *, only=None, metrics=bs.SCORED_METRICS):
+        scored.append((tuple(metrics), set(only)))
+        wrote = [bs.GROUP_WITNESS[g] for g in metrics]
+        return pd.DataFrame([dict(rep=r, metric=m, value=1.0) for r in sorted(only) for m in wrote])
 
     monkeypatch.setattr(
         bs, "setup", lambda a: (None, None, None, None, {1: {"random": None, "blocks": None}})
@@ -135,10 +143,20 @@ def test_a_run_trained_after_scoring_is_scored_not_left_out(bench, tmp_path, mon
     monkeypatch.setattr(bs, "seed_controls", lambda *a: base)
     monkeypatch.setattr(bs, "score_split", fake_score)
     bs.stage_score(args, 0)
-    assert scored == [{"MAD_alpha0.5"}]  # random topped up; blocks complete: not rescored
+    # random: the new run on every group; blocks: only the new group, for every embedding
+    assert scored == [
+        (tuple(bs.SCORED_METRICS), {"MAD_alpha0.5"}),
+        (("knn_expression",), expected),
+    ]
     after = pd.read_csv(tmp_path / "scores_seed1_random.csv")
-    assert sorted(after["rep"]) == sorted(expected)
-    assert after.set_index("rep").loc["MAD_alpha0.5", "value"] == 1.0
+    assert sorted(set(after["rep"])) == sorted(expected) and len(after) == len(expected) * 8
+    assert (after[after.rep == "MAD_alpha0.5"]["value"] == 1.0).all()
+    blocks = pd.read_csv(tmp_path / "scores_seed1_blocks.csv")
+    knn_r = blocks[blocks.metric == "knn_expression_pearson"]
+    assert set(knn_r["rep"]) == expected and (knn_r["value"] == 1.0).all()
+    assert (blocks[blocks.metric != "knn_expression_pearson"]["value"] == 0.0).all()
+    bs.stage_score(args, 0)  # complete now: nothing scored again
+    assert len(scored) == 2
 
 
 def test_each_view_token_is_scored_against_its_single_view_model(bench, tmp_path):
@@ -336,6 +354,19 @@ def test_the_report_names_the_runs_every_seed_gets(bench):
     plain = SimpleNamespace(**{**vars(args), "recipe": "paper", "alphas": [0.0, 0.5]})
     assert "MAD_alpha0" in {n for _, n, _, _ in bs.jobs_for(plain)}
     assert bs.core_runs(plain) == ["MAD", "the two single-view models", "alpha 0"]
+
+
+def test_a_rescoring_keeps_the_training_command_and_adds_its_own(bench):
+    """``--skip-train`` on a trained work folder: the meta keeps the command, machine and
+    wall time of the training and lists each rescoring after it (a rescoring once
+    replaced the training command in the report)."""
+    bs, _ = bench
+    trained = {"argv": ["--steps", "1000"], "wall_s": 1920.0, "machine": "2 CPUs", "x": 1}
+    first = bs.rescored_meta(trained, {"argv": ["--skip-train"], "wall_s": 120.0, "machine": "m"})
+    again = bs.rescored_meta(first, {"argv": ["--skip-train", "-v"], "wall_s": 6.0, "machine": "m"})
+    assert again["argv"] == ["--steps", "1000"] and again["wall_s"] == 1920.0 and again["x"] == 1
+    assert [r["argv"] for r in again["rescored"]] == [["--skip-train"], ["--skip-train", "-v"]]
+    assert "rescored" not in trained  # the training's meta is not changed in place
 
 
 def test_view_information_scores_each_factor_separately(bench):

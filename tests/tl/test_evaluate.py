@@ -164,6 +164,45 @@ def test_hest_protocol_ranks_embeddings_and_matches_a_hand_computation(adata):
     assert adata.uns["mad_evaluate"]["per_gene_hest"].shape == (2 * 5, 4)
 
 
+def test_knn_expression_regression_matches_a_hand_computation(adata):
+    from sklearn.model_selection import GroupKFold
+
+    from madspatial.metrics import pearson_per_gene
+    from madspatial.tl._inputs import get_expression
+
+    table = evaluate(
+        adata,
+        reps=["X_mad", "X_noise"],
+        expression="counts",
+        groupby="slide",
+        metrics=["knn_expression"],
+        seeds=(0,),
+        n_boot=20,
+        n_neighbors=7,
+        knn_genes=6,
+    )
+    v = table.set_index("rep")["value"]
+    assert set(table["metric"]) == {"knn_expression_pearson"}
+    assert v["X_mad"] > 0.5 and v["X_mad"] > v["X_noise"] + 0.3
+    # by hand: 4 grouped folds, the 6 most variable genes, the mean of the 7 nearest
+    # training cells by cosine distance
+    Y, _, _ = get_expression(adata, layer="counts", normalize="auto")
+    top = np.argsort(-Y.var(0), kind="stable")[:6]
+    X, g = adata.obsm["X_mad"].astype(np.float64), adata.obs["slide"].astype(str).to_numpy()
+    unit = X / np.linalg.norm(X, axis=1, keepdims=True)
+    per_fold = []
+    for tr, te in GroupKFold(4).split(X, groups=g):
+        near = np.argsort(-(unit[te] @ unit[tr].T), axis=1, kind="stable")[:, :7]
+        pred = Y[tr][:, top][near].mean(axis=1)
+        per_fold.append(np.nanmean(pearson_per_gene(Y[te][:, top], pred)))
+    assert v["X_mad"] == pytest.approx(np.mean(per_fold), abs=1e-4)
+    per_gene = adata.uns["mad_evaluate"]["per_gene_knn_expression"]
+    assert per_gene.shape == (2 * 6, 4) and set(per_gene["rep"]) == {"X_mad", "X_noise"}
+    assert adata.uns["mad_evaluate"]["params"]["knn_genes"] == 6
+    with pytest.raises(ValueError, match="nothing to evaluate"):
+        evaluate(adata, reps=["X_mad"], metrics=["knn_expression"], inplace=False)
+
+
 def test_concatenated_reps_are_scored_as_one(adata):
     table = evaluate(
         adata,

@@ -33,6 +33,7 @@ METRIC_GROUPS = (
     "decoder",
     "expression",
     "hest",
+    "knn_expression",
     "recall",
 )
 COLUMNS = ["rep", "metric", "seed", "value", "ci_low", "ci_high", "n"]
@@ -99,6 +100,7 @@ def evaluate(
     recall_k: Sequence[int] = (1, 5, 10),
     hest_genes: int = 50,
     hest_components: int = 256,
+    knn_genes: int = 30,
     normalize: str | None = "auto",
     decoder_kwargs: dict | None = None,
     key_added: str = UNS_EVALUATE,
@@ -138,6 +140,12 @@ def evaluate(
                                    r per fold, averaged over folds (``groupby`` groups:
                                    grouped folds, else ``n_splits`` random folds; with
                                    ``split``: train -> test)
+    ``knn_expression_pearson``     kNN regression (``n_neighbors``, cosine, uniform
+                                   weights) onto log-normalised expression of the
+                                   ``knn_genes`` most variable genes; the folds, gene choice
+                                   and per-fold mean Pearson r of ``hest_pearson``. Unlike
+                                   the ridge it reads the embedding's neighbourhoods, not
+                                   its linear directions
     ``recall@K``                   cross-view Recall@K between ``obsm[rep + "_morphology"]``
                                    and ``obsm[rep + "_microenvironment"]`` when both exist
                                    (mean of both directions; no seed: deterministic)
@@ -178,9 +186,9 @@ def evaluate(
         Bootstrap replicates per CI (0: no CIs).
     metrics
         Subset of ``("louvain", "kmeans", "knn", "linear", "decoder", "expression",
-        "recall")`` (default: all that the inputs allow).
+        "hest", "knn_expression", "recall")`` (default: all that the inputs allow).
     n_neighbors
-        Neighbours of the kNN probe.
+        Neighbours of the kNN probe and of the kNN expression regression.
     graph_neighbors
         Neighbours of the Louvain graph.
     resolution
@@ -193,6 +201,8 @@ def evaluate(
         Number of most variable genes (log-normalised expression) of ``hest_pearson``.
     hest_components
         PCA dimensions of ``hest_pearson`` (capped at the training cells and features).
+    knn_genes
+        Number of most variable genes of ``knn_expression_pearson``.
     normalize
         Expression transform for the expression decoder (see :func:`fit_decoder`).
     decoder_kwargs
@@ -209,7 +219,7 @@ def evaluate(
     scored). With ``inplace=True`` also ``.uns[key_added] = {"results": DataFrame,
     "per_gene": DataFrame (rep, seed, gene, pearson; when expression is evaluated),
     "per_gene_hest": the same for ``hest_pearson`` (mean over folds),
-    "params": {...}}``.
+    "per_gene_knn_expression": the same for ``knn_expression_pearson``, "params": {...}}``.
     """
     wanted = _wanted_metrics(metrics)
     embeddings = _resolve_reps(adata, reps)
@@ -227,6 +237,7 @@ def evaluate(
     scores = _Scores(groups=groups, n_boot=n_boot)
     per_gene: list[pd.DataFrame] = []
     per_gene_hest: list[pd.DataFrame] = []
+    per_gene_knn: list[pd.DataFrame] = []
     dec_kwargs = {"groupby": groupby, **(decoder_kwargs or {})}
     if masks is not None:
         dec_kwargs.pop("groupby")
@@ -255,6 +266,11 @@ def evaluate(
             if "hest" in wanted:
                 hest = (n_splits, hest_genes, hest_components)
                 per_gene_hest.append(_hest_rows(scores, rep, X, Y, gene_names, masks, seed, *hest))
+            if "knn_expression" in wanted:
+                knn = (n_splits, knn_genes, n_neighbors)
+                per_gene_knn.append(
+                    _knn_expression_rows(scores, rep, X, Y, gene_names, masks, seed, *knn)
+                )
     if "recall" in wanted:
         _recall_rows(scores, adata, reps, recall_k)
 
@@ -277,22 +293,29 @@ def evaluate(
             "split": split or "none",
             "hest_genes": hest_genes,
             "hest_components": hest_components,
+            "knn_genes": knn_genes,
         }
-        _store(adata, key_added, table, params, per_gene, per_gene_hest)
+        _store(adata, key_added, table, params, per_gene, per_gene_hest, per_gene_knn)
     return table
 
 
-def _store(adata: AnnData, key_added: str, table, params: dict, per_gene, per_gene_hest):
+def _store(
+    adata: AnnData, key_added: str, table, params: dict, per_gene, per_gene_hest, per_gene_knn
+):
     entry = {"results": table, "params": params}
-    if per_gene:
-        entry["per_gene"] = pd.concat(per_gene, ignore_index=True)
-    if per_gene_hest:
-        entry["per_gene_hest"] = pd.concat(per_gene_hest, ignore_index=True)
+    for key, frames in (
+        ("per_gene", per_gene),
+        ("per_gene_hest", per_gene_hest),
+        ("per_gene_knn_expression", per_gene_knn),
+    ):
+        if frames:
+            entry[key] = pd.concat(frames, ignore_index=True)
     adata.uns[key_added] = entry
     added(key_added, "uns")
 
 
 _LABEL_METRICS = frozenset({"louvain", "kmeans", "knn", "linear", "decoder"})
+_EXPRESSION_METRICS = frozenset({"expression", "hest", "knn_expression"})
 
 
 def _inputs(adata: AnnData, wanted: set[str], labels, expression, *, normalize, min_cells):
@@ -307,12 +330,12 @@ def _inputs(adata: AnnData, wanted: set[str], labels, expression, *, normalize, 
     else:
         wanted -= _LABEL_METRICS
     Y, gene_names = None, None
-    if expression is not None and wanted & {"expression", "hest"}:
+    if expression is not None and wanted & _EXPRESSION_METRICS:
         Y, gene_names, _ = get_expression(
             adata, layer=None if expression == "X" else expression, normalize=normalize
         )
     else:
-        wanted -= {"expression", "hest"}
+        wanted -= _EXPRESSION_METRICS
     if not wanted:
         raise ValueError(
             "nothing to evaluate: pass labels= (an .obs column) and/or expression= ('X' or a "
@@ -620,7 +643,46 @@ def hest_predict(X_train, Y_train, X_test, *, n_components: int = 256, seed: int
     return reg.predict(Z_test) + Y_train.mean(0)
 
 
+def knn_expression_predict(X_train, Y_train, X_test, *, n_neighbors: int = 15):
+    """Predict expression by kNN regression.
+
+    Each test cell gets the mean of its ``n_neighbors`` nearest training cells (cosine
+    distance, uniform weights).
+    """
+    from sklearn.neighbors import KNeighborsRegressor
+
+    k = int(min(n_neighbors, X_train.shape[0]))
+    reg = KNeighborsRegressor(n_neighbors=k, metric="cosine", weights="uniform")
+    return reg.fit(X_train, Y_train).predict(X_test)
+
+
 def _hest_rows(scores: _Scores, rep, X, Y, genes, masks, seed, n_splits, n_genes, n_components):
+    def predict(X_tr, Y_tr, X_te):
+        return hest_predict(X_tr, Y_tr, X_te, n_components=n_components, seed=seed)
+
+    return _regression_rows(
+        scores, rep, "hest_pearson", X, Y, genes, masks, seed, n_splits, n_genes, predict
+    )
+
+
+def _knn_expression_rows(scores: _Scores, rep, X, Y, genes, masks, seed, n_splits, n_genes, k):
+    def predict(X_tr, Y_tr, X_te):
+        return knn_expression_predict(X_tr, Y_tr, X_te, n_neighbors=k)
+
+    return _regression_rows(
+        scores, rep, "knn_expression_pearson", X, Y, genes, masks, seed, n_splits, n_genes, predict
+    )
+
+
+def _regression_rows(
+    scores: _Scores, rep, metric, X, Y, genes, masks, seed, n_splits, n_genes, predict
+):
+    """Score one expression regression as HEST does; return its per-gene table.
+
+    The ``n_genes`` most variable genes of the training cells, ``predict(X_train,
+    Y_train, X_test)`` per fold, per-gene Pearson r averaged over genes per fold, then
+    over folds.
+    """
     folds = hest_folds(len(X), scores.groups, masks, n_splits=n_splits, seed=seed)
     train_all = np.unique(np.concatenate([tr for tr, _ in folds]))
     var = Y[train_all].var(axis=0)
@@ -629,7 +691,7 @@ def _hest_rows(scores: _Scores, rep, X, Y, genes, masks, seed, n_splits, n_genes
     pred = np.full(Yt.shape, np.nan)
     fold_id = np.full(len(X), -1)
     for f, (tr, te) in enumerate(folds):
-        pred[te] = hest_predict(X[tr], Yt[tr], X[te], n_components=n_components, seed=seed)
+        pred[te] = predict(X[tr], Yt[tr], X[te])
         fold_id[te] = f
     scored = np.flatnonzero(fold_id >= 0)
 
@@ -639,7 +701,7 @@ def _hest_rows(scores: _Scores, rep, X, Y, genes, masks, seed, n_splits, n_genes
 
     scores.record(
         rep,
-        "hest_pearson",
+        metric,
         seed,
         (Yt[scored], pred[scored], fold_id[scored]),
         per_fold_mean,
