@@ -40,6 +40,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 #: The CPU pilot recipe every variant starts from (the demo's small head).
 BASE = dict(
+    recipe="paper",  # the variants' options on top of the paper's loss, at any step count
     model="vit_pico",
     batch_size=64,
     lr=2e-3,

@@ -85,6 +85,7 @@ def main(argv=None) -> None:
     adata = sdata.tables["table"]
     store = mad.io.read_views(sdata)
     train = dict(
+        recipe="paper",  # the paper's loss at every --steps (learning.md, learning_2000.md)
         model={"preset": "vit_pico", "embed_dim": 96, "depth": 3, "num_heads": 3},
         max_steps=args.steps,
         batch_size=64,

@@ -61,6 +61,7 @@ VIEW_KW = {
     "microenvironment_size": SE,
 }
 TRAIN = dict(
+    recipe="paper",  # the same loss at every size
     model="vit_pico",
     batch_size=32,
     lr=1e-3,

@@ -132,8 +132,9 @@ Preset = Literal["paper", "cpu", "auto"]
 PRESET_NAMES: Final = get_args(Preset)
 #: ``recipe`` of :func:`madspatial.tl.pretrain`: the loss and crops (see
 #: :data:`madspatial.train.RECIPES`; "paper": the paper's shared head, "predictor_heads":
-#: one head per view, student-only predictor heads, microenvironment crops around the cell)
-Recipe = Literal["paper", "predictor_heads"]
+#: one head per view, student-only predictor heads, microenvironment crops around the cell;
+#: "auto": "predictor_heads" for runs of at least ``AUTO_RECIPE_MIN_STEPS`` steps, else "paper")
+Recipe = Literal["auto", "paper", "predictor_heads"]
 RECIPE_NAMES: Final = get_args(Recipe)
 
 # --- model files -------------------------------------------------------------------

@@ -507,3 +507,6 @@ def test_the_benchmarked_variant_is_the_library_recipe():
         sys.path.remove(str(BENCH))
     mode, options, _ = bc.VARIANTS["predictor_heads+centred_micro_crops"]
     assert (mode, options) == ("mad", RECIPES["predictor_heads"])
+    # the library's recipe="auto" would turn a long MAD_paper run into the recipe: every
+    # benchmark run names the paper's loss and adds its variant's options to it
+    assert bc.BASE["recipe"] == "paper"

@@ -10,7 +10,15 @@ import pytest
 
 import madspatial as mad
 import madspatial.train
-from madspatial.train._config import PRESETS, RECIPES, TrainConfig, resolve_preset
+from madspatial.train._config import (
+    AUTO_RECIPE_MIN_STEPS,
+    PRESETS,
+    RECIPES,
+    TrainConfig,
+    recipe_options,
+    resolve_preset,
+    resolve_recipe,
+)
 from madspatial.train._trainer import LONG_CPU_RUN_S, WallClock
 
 from ..train.conftest import make_store, planted_views
@@ -121,10 +129,35 @@ def test_recipe_fills_the_loss_options_and_explicit_ones_win(captured_config):
 
 def test_bad_recipe_names_the_choices(captured_config):
     with pytest.raises(
-        ValueError, match=r"recipe must be one of \['paper', 'predictor_heads'\]; got 'dino'"
+        ValueError,
+        match=r"recipe must be one of \['auto', 'paper', 'predictor_heads'\]; got 'dino'",
     ):
         captured_config(recipe="dino")
     assert set(RECIPES) == {"paper", "predictor_heads"} and RECIPES["paper"] == {}
+    with pytest.raises(ValueError, match="resolve it first"):
+        recipe_options("auto", "mad", {})
+
+
+def test_auto_recipe_picks_by_the_planned_steps(captured_config, caplog):
+    assert inspect.signature(mad.tl.pretrain).parameters["recipe"].default == "auto"
+    n = AUTO_RECIPE_MIN_STEPS
+    heads = lambda c: (c.view_heads, c.predictor_heads, c.augment)  # noqa: E731
+    paper, recipe = (False, False, {}), (True, True, {"microenvironment_center_jitter": 0.1})
+    assert heads(captured_config(max_steps=n - 1)) == paper
+    with caplog.at_level(logging.INFO, logger="madspatial"):
+        assert heads(captured_config(max_steps=n)) == recipe
+    assert f"recipe 'auto' -> 'predictor_heads' ({n} planned steps" in caplog.text
+    # from epochs: 8 cells, none held out, batches of 2 -> 4 steps an epoch
+    by_epochs = dict(batch_size=2, n_holdout=0)
+    assert heads(captured_config(epochs=n // 4, **by_epochs)) == recipe
+    assert heads(captured_config(epochs=n // 4 - 1, **by_epochs)) == paper
+    # a single view of a long run takes the recipe's crops: the fair control for it
+    one = captured_config(max_steps=n, mode="microenvironment")
+    assert heads(one) == (False, False, {"microenvironment_center_jitter": 0.1})
+    # a named recipe is trained at any length
+    assert heads(captured_config(max_steps=10 * n, recipe="paper")) == paper
+    assert heads(captured_config(max_steps=1, recipe="predictor_heads")) == recipe
+    assert resolve_recipe("auto", n) == "predictor_heads" and resolve_recipe("auto", 1) == "paper"
 
 
 def test_cpu_preset_cuts_the_views_it_computes(monkeypatch):

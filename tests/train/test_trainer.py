@@ -189,3 +189,19 @@ def test_view_heads_train_both_heads_and_log_agreement_within_heads(planted_stor
         _fit(planted_store, max_steps=1, model=model)
     with pytest.raises(ValueError, match="view_heads=True needs both views"):
         TrainConfig(**{**TINY, "mode": "morphology", "view_heads": True})
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("n_holdout", [None, 0])
+def test_planned_steps_is_the_plan_the_trainer_runs(planted_store, n_holdout):
+    # tl.pretrain(recipe="auto") decides from planned_steps before the Trainer exists
+    from madspatial.train._trainer import planned_steps
+
+    kw = dict(epochs=1, max_steps=None, batch_size=32, n_holdout=n_holdout)
+    model = _fit(planted_store, **kw)
+    done = model.config.metadata["training"]["total_steps"]
+    # 160 cells, 16 held out by default: 144 // 32 = 4 steps; none held out: 160 // 32 = 5
+    assert done == (4 if n_holdout is None else 5) == len(model.history["loss"])
+    assert planned_steps(len(planted_store), **kw) == done
+    assert planned_steps(len(planted_store), **{**kw, "epochs": 3}) == 3 * done
+    assert planned_steps(len(planted_store), **{**kw, "max_steps": 7}) == 7

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,15 +24,18 @@ from .._constants import (
 from .._logging import added, logger
 from .._settings import settings
 from ..train._config import (
+    AUTO_RECIPE_MIN_STEPS,
     PRESET_FIELDS,
     PRESETS,
     RECIPES,
     TRAIN_OPTION_DOCS,
     VIEW_SIZE_OPTIONS,
     TrainConfig,
+    check_recipe,
     recipe_options,
     render_params,
     resolve_preset,
+    resolve_recipe,
 )
 
 if TYPE_CHECKING:
@@ -322,16 +326,21 @@ raises. Nothing is downloaded unless a hub model is named.""",
         '(a warning names ``preset="cpu"`` when a CPU run would take over an hour).'
     ),
     "recipe": (
-        'The loss and crops: ``"paper"`` (default: one projection head shared by both '
-        'views, the paper\'s four-way loss) or ``"predictor_heads"`` (one head per view, a '
-        "student-only predictor head per view for the two cross-view terms, "
+        'The loss and crops: ``"auto"`` (default), ``"paper"`` (one projection head shared '
+        'by both views, the paper\'s four-way loss) or ``"predictor_heads"`` (one head per '
+        "view, a student-only predictor head per view for the two cross-view terms, "
         "microenvironment crops kept within 10% of the cell: ``view_heads=True, "
-        'predictor_heads=True, augment={"microenvironment_center_jitter": 0.1}``). On the '
-        "synthetic tissue at 1,000 steps the second beat the paper's loss on every target "
-        "and, at 1,000 and 2,000 steps, two separately trained single-view models on "
-        "clustering and kNN; at 200 and 500 steps it did not (``docs/concepts.md``). A "
-        "single-view ``mode`` takes only its crops, so the same recipe trains the fair "
-        "single-view control. Explicit options win; ``augment`` keys merge over the recipe's."
+        'predictor_heads=True, augment={"microenvironment_center_jitter": 0.1}``). '
+        f'``"auto"`` trains ``"predictor_heads"`` when the run plans at least '
+        f"{AUTO_RECIPE_MIN_STEPS:,} optimizer steps (``max_steps``, else ``epochs`` x "
+        'batches per epoch) and ``"paper"`` below, and logs its choice. On the synthetic '
+        "tissue (held-out spatial blocks) the predictor-heads recipe beat the paper's loss "
+        "on every target at 1,000 steps and led it on every seed at 2,000, and beat two "
+        "separately trained single-view models on clustering and kNN from 1,000 steps; at "
+        "200 steps it clustered worse than the paper's loss and at 500 it tied "
+        "(``docs/concepts.md``). A single-view ``mode`` takes only its crops, so the same "
+        "recipe trains the fair single-view control. Explicit options win; ``augment`` "
+        "keys merge over the recipe's."
     ),
     "model": (
         'Backbone preset (``"vit_pico"``, ``"vit_tiny"``, ``"vit_small"``, ``"vit_base"``, '
@@ -394,12 +403,51 @@ def _check_train_options(train_options: dict[str, Any]) -> None:
     )
 
 
+def _apply_recipe(
+    recipe: str,
+    mode: str,
+    options: dict[str, Any],
+    *,
+    n_cells: int,
+    epochs: int,
+    max_steps: int | None,
+    batch_size: int,
+) -> dict[str, Any]:
+    """Resolve ``recipe`` (``"auto"``: by the run's planned steps) and fill in its options."""
+    from ..train._trainer import planned_steps
+
+    steps = planned_steps(
+        n_cells,
+        epochs=epochs,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        n_holdout=options.get("n_holdout"),
+        world_size=int(os.environ.get("WORLD_SIZE", "1")),
+    )
+    chosen = resolve_recipe(recipe, steps)
+    options = recipe_options(chosen, mode, options)
+    if recipe == "auto":
+        logger.info(
+            "pretrain: recipe 'auto' -> %r (%d planned steps; 'predictor_heads' from %d)",
+            chosen,
+            steps,
+            AUTO_RECIPE_MIN_STEPS,
+        )
+    if chosen != "paper":
+        logger.info(
+            "pretrain: recipe %r (%s)",
+            chosen,
+            ", ".join(f"{k}={options[k]!r}" for k in RECIPES[chosen] if k in options),
+        )
+    return options
+
+
 @_document_options(_PRETRAIN_DOCS)
 def pretrain(
     data: Any,
     *,
     preset: Preset = "paper",
-    recipe: Recipe = "paper",
+    recipe: Recipe = "auto",
     mode: Mode = _DEFAULTS["mode"],
     model: Any = None,
     alpha: float = _DEFAULTS["alpha"],
@@ -487,14 +535,8 @@ def pretrain(
     }
     options.update({k: v for k, v in given.items() if v is not None})
     options.update(train_options)  # explicit options win over the preset
-    options = recipe_options(recipe, mode, options)  # ... and over the recipe
+    check_recipe(recipe)
     logger.info("pretrain: preset %r (%s)", name, ", ".join(f"{k}={options[k]!r}" for k in given))
-    if recipe != "paper":
-        logger.info(
-            "pretrain: recipe %r (%s)",
-            recipe,
-            ", ".join(f"{k}={options[k]!r}" for k in RECIPES[recipe] if k in options),
-        )
     store, table = resolve_views(
         data,
         table_key=table_key,
@@ -503,6 +545,15 @@ def pretrain(
         view_sizes=view_sizes if name != "paper" else None,
     )
     rows = resolve_cells(cells, len(store), obs=table.obs if table is not None else None)
+    options = _apply_recipe(
+        recipe,
+        mode,
+        options,
+        n_cells=len(store) if rows is None else len(rows),
+        epochs=epochs,
+        max_steps=max_steps,
+        batch_size=batch_size,
+    )  # explicit options win over the recipe
     weights_file = None
     if weights is not None:  # weights that carry an architecture pick it unless model= is given
         options["backbone"], weights_file = resolve_pretrain_weights(

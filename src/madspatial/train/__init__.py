@@ -12,6 +12,8 @@ _ATTRIBUTES = {
     "cross_view_recall": "._history",
     "PRESETS": "._config",
     "RECIPES": "._config",
+    "AUTO_RECIPE_MIN_STEPS": "._config",
+    "resolve_recipe": "._config",
     "TrainConfig": "._config",
     "Trainer": "._trainer",
     "TrainingDivergedError": "._trainer",

@@ -76,6 +76,27 @@ class TrainingDivergedError(FloatingPointError):
     """The loss became NaN or infinite."""
 
 
+def planned_steps(
+    n: int,
+    *,
+    epochs: int,
+    max_steps: int | None,
+    batch_size: int,
+    n_holdout: int | None = None,
+    world_size: int = 1,
+) -> int:
+    """Return the optimizer steps a run on ``n`` cells will take, before it starts.
+
+    ``max_steps`` if given, else ``epochs`` full batches per rank over the cells left after
+    the Recall@K hold-out (what :class:`Trainer` plans; ``tl.pretrain(recipe="auto")``
+    decides by it).
+    """
+    if max_steps:
+        return int(max_steps)
+    held = holdout_size(n, n_holdout, batch_size, world_size, log=False)
+    return int(epochs) * (((n - held) // world_size) // batch_size)
+
+
 def holdout_size(
     n: int, wanted: int | None, batch_size: int, world_size: int, log: bool = True
 ) -> int:
