@@ -21,6 +21,7 @@ from madspatial.train._config import (
 )
 from madspatial.train._trainer import LONG_CPU_RUN_S, WallClock
 
+from ..conftest import PICO_MODEL
 from ..train.conftest import make_store, planted_views
 
 
@@ -158,6 +159,27 @@ def test_auto_recipe_picks_by_the_planned_steps(captured_config, caplog):
     assert heads(captured_config(max_steps=10 * n, recipe="paper")) == paper
     assert heads(captured_config(max_steps=1, recipe="predictor_heads")) == recipe
     assert resolve_recipe("auto", n) == "predictor_heads" and resolve_recipe("auto", 1) == "paper"
+
+
+@pytest.mark.parametrize("heads", [False, True])
+def test_auto_recipe_keeps_the_heads_of_a_model_trained_further(captured_config, heads):
+    # a long run from a paper-loss model must not switch heads (its weights would not fit)
+    start = mad.nn.MADModel(
+        mad.nn.MADConfig(**PICO_MODEL, in_chans=2, view_heads=heads, predictor_heads=heads)
+    )
+    cfg = captured_config(model=start, max_steps=1 if heads else AUTO_RECIPE_MIN_STEPS)
+    assert (cfg.view_heads, cfg.predictor_heads) == (heads, heads)
+
+
+def test_auto_recipe_gives_pretrained_weights_the_papers_loss(captured_config, offline_hub):
+    # the recipe was measured from random weights; from pretrained ones the paper's loss
+    from ..nn import test_hub_weights as hub
+
+    hub.write_hub_cache(offline_hub, hub._tiny_timm_model())
+    cfg = captured_config(weights=hub.NAME, max_steps=AUTO_RECIPE_MIN_STEPS)
+    assert (cfg.view_heads, cfg.predictor_heads, cfg.augment) == (False, False, {})
+    cfg = captured_config(weights=hub.NAME, max_steps=1, recipe="predictor_heads")
+    assert (cfg.view_heads, cfg.predictor_heads) == (True, True)
 
 
 def test_cpu_preset_cuts_the_views_it_computes(monkeypatch):

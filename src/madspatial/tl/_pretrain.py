@@ -412,8 +412,15 @@ def _apply_recipe(
     epochs: int,
     max_steps: int | None,
     batch_size: int,
+    start: MADModel | None = None,
+    pretrained: bool = False,
 ) -> dict[str, Any]:
-    """Resolve ``recipe`` (``"auto"``: by the run's planned steps) and fill in its options."""
+    """Resolve ``recipe`` and fill in its options.
+
+    ``"auto"``: a model trained further keeps its own heads; pretrained backbone weights
+    (the paper's regime) get the paper's loss; a model from random initialisation gets
+    :func:`~madspatial.train._config.resolve_recipe`'s choice for the run's planned steps.
+    """
     from ..train._trainer import planned_steps
 
     steps = planned_steps(
@@ -424,15 +431,17 @@ def _apply_recipe(
         n_holdout=options.get("n_holdout"),
         world_size=int(os.environ.get("WORLD_SIZE", "1")),
     )
-    chosen = resolve_recipe(recipe, steps)
+    if recipe == "auto" and start is not None:
+        heads = start.config.view_heads and start.config.predictor_heads
+        chosen, why = ("predictor_heads" if heads else "paper"), "the starting model's heads"
+    elif recipe == "auto" and pretrained:
+        chosen, why = "paper", "pretrained weights: the paper's regime"
+    else:
+        chosen = resolve_recipe(recipe, steps)
+        why = f"{steps} planned steps; 'predictor_heads' from {AUTO_RECIPE_MIN_STEPS}"
     options = recipe_options(chosen, mode, options)
     if recipe == "auto":
-        logger.info(
-            "pretrain: recipe 'auto' -> %r (%d planned steps; 'predictor_heads' from %d)",
-            chosen,
-            steps,
-            AUTO_RECIPE_MIN_STEPS,
-        )
+        logger.info("pretrain: recipe 'auto' -> %r (%s)", chosen, why)
     if chosen != "paper":
         logger.info(
             "pretrain: recipe %r (%s)",
@@ -545,15 +554,6 @@ def pretrain(
         view_sizes=view_sizes if name != "paper" else None,
     )
     rows = resolve_cells(cells, len(store), obs=table.obs if table is not None else None)
-    options = _apply_recipe(
-        recipe,
-        mode,
-        options,
-        n_cells=len(store) if rows is None else len(rows),
-        epochs=epochs,
-        max_steps=max_steps,
-        batch_size=batch_size,
-    )  # explicit options win over the recipe
     weights_file = None
     if weights is not None:  # weights that carry an architecture pick it unless model= is given
         options["backbone"], weights_file = resolve_pretrain_weights(
@@ -570,6 +570,17 @@ def pretrain(
             head_hidden_dim=mc.head_hidden_dim,
             head_bottleneck_dim=mc.head_bottleneck_dim,
         )
+    options = _apply_recipe(
+        recipe,
+        mode,
+        options,
+        n_cells=len(store) if rows is None else len(rows),
+        epochs=epochs,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        start=init_model,
+        pretrained=weights_file is not None,
+    )  # explicit options win over the recipe
     backbone = options["backbone"]
     cfg = TrainConfig(
         mode=mode,
