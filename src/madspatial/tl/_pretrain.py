@@ -331,9 +331,11 @@ raises. Nothing is downloaded unless a hub model is named.""",
         "view, a student-only predictor head per view for the two cross-view terms, "
         "microenvironment crops kept within 10% of the cell: ``view_heads=True, "
         'predictor_heads=True, augment={"microenvironment_center_jitter": 0.1}``). '
-        f'``"auto"`` trains ``"predictor_heads"`` when the run plans at least '
-        f"{AUTO_RECIPE_MIN_STEPS:,} optimizer steps (``max_steps``, else ``epochs`` x "
-        'batches per epoch) and ``"paper"`` below, and logs its choice. On the synthetic '
+        f'``"auto"`` trains ``"predictor_heads"`` when a run from random weights plans at '
+        f"least {AUTO_RECIPE_MIN_STEPS:,} optimizer steps (``max_steps``, else ``epochs`` x "
+        'batches per epoch) and ``"paper"`` below and from pretrained ``weights`` (the '
+        "paper's regime); a model trained further keeps its own heads. It logs its "
+        "choice. On the synthetic "
         "tissue (held-out spatial blocks) the predictor-heads recipe beat the paper's loss "
         "on every target at 1,000 steps and led it on every seed at 2,000, and beat two "
         "separately trained single-view models on clustering and kNN from 1,000 steps; at "
@@ -494,8 +496,9 @@ def pretrain(
     zoomed-in local crops of the morphology and microenvironment views; the teacher, an
     exponential moving average of the student, sees the global crops. The loss is the
     paper's four-way cross-entropy ``CE(mm) + CE(ee) + alpha * (CE(me) + CE(em))`` with
-    teacher centering and sharpening (``recipe="predictor_heads"`` scores the two
-    cross-view terms through a head per view instead). Schedules follow DINO/DINOv2: AdamW with linear
+    teacher centering and sharpening (``recipe="predictor_heads"``, which the default
+    ``recipe="auto"`` trains for runs of 1,000 steps or more, scores the two cross-view
+    terms through a head per view instead). Schedules follow DINO/DINOv2: AdamW with linear
     lr warm-up (10% of the steps) and cosine decay, weight decay 0.04 -> 0.4 (not on
     biases, norms and tokens), EMA momentum 0.992 -> 1, teacher temperature warm-up
     (30% of the steps), prototypes frozen during the first epoch (at most 10% of the
