@@ -445,9 +445,10 @@ assert set(RECIPES) | {"auto"} == set(RECIPE_NAMES)
 #: this many optimizer steps and ``"paper"`` below. Measured on the synthetic tissue,
 #: pretraining on training cells only, scored on held-out spatial blocks
 #: (``benchmarks/results/science_*steps*.md``): against the paper's loss the recipe clustered
-#: worse at 200 steps, tied at 500, won on every target at 1,000 (5 seeds) and led on every
-#: seed at 2,000 (3 seeds); against two single-view models trained apart it won on
-#: clustering and kNN accuracy from 1,000 steps and lost or tied below.
+#: worse at 200 steps, tied at 500, won on every target at 1,000 (5 seeds, on the plain
+#: tissue and on one with a niche imprint) and led on every seed at 2,000 (3 seeds);
+#: against two single-view models trained apart it won on clustering and kNN accuracy
+#: from 1,000 steps and lost or tied below.
 AUTO_RECIPE_MIN_STEPS = 1000
 
 
