@@ -80,6 +80,8 @@ def test_report_has_every_section_and_embedded_figures(quick_demo):
     assert 'class="fail"' not in html and 'class="skip"' not in html
     # the preset is stated, with the paper's sizes as the library default
     assert "ViT-L/14, 70 px morphology and 224 px microenvironment" in html
+    # a short run: recipe="auto" trained the paper's loss, and the report says so
+    assert "cross-view terms: the paper's loss, which" in html
     assert len(list((out / "figures").glob("*.png"))) == 10
 
 

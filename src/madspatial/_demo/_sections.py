@@ -160,6 +160,21 @@ def _training_table(run: Run) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _loss_name(run: Run) -> str:
+    """Which loss the MAD model trained (what ``recipe="auto"`` chose for its length)."""
+    mad = [m for m in run.models.values() if m.config.mode == "mad"]
+    if not mad:
+        return "no MAD model"
+    if mad[0].config.predictor_heads:
+        return (
+            'the predictor-heads recipe, which <code>recipe="auto"</code> trains from 1,000 steps'
+        )
+    return (
+        'the paper\'s loss, which <code>recipe="auto"</code> trains below 1,000 steps '
+        "(longer runs get the predictor-heads recipe)"
+    )
+
+
 def training(run: Run) -> None:
     """Report the shared budget, the training curves and the end-of-training table."""
     from .. import pl
@@ -176,8 +191,8 @@ def training(run: Run) -> None:
         f"cells (~{epochs:.1f} epochs), seed {run.seed}, lr {p['lr']}, {p['n_local']} local "
         f"crops per view, {p['n_prototypes']} prototypes, backbone "
         f"<code>{html.escape(str(p['model']))}</code> ({_model_size(any_model)} parameters "
-        "with head). MAD distils both views into one backbone (with cross-view terms); the "
-        "ablations see one view only."
+        "with head). MAD distils both views into one backbone (with cross-view terms: "
+        f"{_loss_name(run)}); the ablations see one view only."
     )
     fig = pl.training_curves(dict(run.models), palette=PALETTE, smooth=5, return_fig=True)
     run.figure(
