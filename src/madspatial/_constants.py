@@ -133,7 +133,8 @@ PRESET_NAMES: Final = get_args(Preset)
 #: ``recipe`` of :func:`madspatial.tl.pretrain`: the loss and crops (see
 #: :data:`madspatial.train.RECIPES`; "paper": the paper's shared head, "predictor_heads":
 #: one head per view, student-only predictor heads, microenvironment crops around the cell;
-#: "auto": "predictor_heads" for runs of at least ``AUTO_RECIPE_MIN_STEPS`` steps, else "paper")
+#: "auto": "predictor_heads" for runs from random weights of at least
+#: ``AUTO_RECIPE_MIN_STEPS`` steps, else "paper"; a model trained further keeps its heads)
 Recipe = Literal["auto", "paper", "predictor_heads"]
 RECIPE_NAMES: Final = get_args(Recipe)
 
