@@ -159,6 +159,11 @@ def test_auto_recipe_picks_by_the_planned_steps(captured_config, caplog):
     assert heads(captured_config(max_steps=10 * n, recipe="paper")) == paper
     assert heads(captured_config(max_steps=1, recipe="predictor_heads")) == recipe
     assert resolve_recipe("auto", n) == "predictor_heads" and resolve_recipe("auto", 1) == "paper"
+    # the public rule is the one pretrain follows, exceptions included
+    assert resolve_recipe("auto", n, start_heads=False) == "paper"
+    assert resolve_recipe("auto", 1, start_heads=True) == "predictor_heads"
+    assert resolve_recipe("auto", n, pretrained=True) == "paper"
+    assert resolve_recipe("predictor_heads", 1, pretrained=True) == "predictor_heads"
 
 
 @pytest.mark.parametrize("heads", [False, True])

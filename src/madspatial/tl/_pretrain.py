@@ -32,10 +32,10 @@ from ..train._config import (
     VIEW_SIZE_OPTIONS,
     TrainConfig,
     check_recipe,
+    explain_recipe,
     recipe_options,
     render_params,
     resolve_preset,
-    resolve_recipe,
 )
 
 if TYPE_CHECKING:
@@ -417,12 +417,7 @@ def _apply_recipe(
     start: MADModel | None = None,
     pretrained: bool = False,
 ) -> dict[str, Any]:
-    """Resolve ``recipe`` and fill in its options.
-
-    ``"auto"``: a model trained further keeps its own heads; pretrained backbone weights
-    (the paper's regime) get the paper's loss; a model from random initialisation gets
-    :func:`~madspatial.train._config.resolve_recipe`'s choice for the run's planned steps.
-    """
+    """Resolve ``recipe`` for this run and fill in its options (rule: ``resolve_recipe``)."""
     from ..train._trainer import planned_steps
 
     steps = planned_steps(
@@ -433,14 +428,12 @@ def _apply_recipe(
         n_holdout=options.get("n_holdout"),
         world_size=int(os.environ.get("WORLD_SIZE", "1")),
     )
-    if recipe == "auto" and start is not None:
-        heads = start.config.view_heads and start.config.predictor_heads
-        chosen, why = ("predictor_heads" if heads else "paper"), "the starting model's heads"
-    elif recipe == "auto" and pretrained:
-        chosen, why = "paper", "pretrained weights: the paper's regime"
-    else:
-        chosen = resolve_recipe(recipe, steps)
-        why = f"{steps} planned steps; 'predictor_heads' from {AUTO_RECIPE_MIN_STEPS}"
+    chosen, why = explain_recipe(
+        recipe,
+        steps,
+        start_heads=None if start is None else start.config.predictor_heads,
+        pretrained=pretrained,
+    )
     options = recipe_options(chosen, mode, options)
     if recipe == "auto":
         logger.info("pretrain: recipe 'auto' -> %r (%s)", chosen, why)

@@ -463,16 +463,41 @@ def check_recipe(recipe: str) -> None:
         )
 
 
-def resolve_recipe(recipe: str, total_steps: int) -> str:
+def resolve_recipe(
+    recipe: str,
+    total_steps: int,
+    *,
+    start_heads: bool | None = None,
+    pretrained: bool = False,
+) -> str:
     """Return the recipe a run of ``total_steps`` optimizer steps trains (``"auto"`` resolved).
 
-    ``"auto"`` is ``"predictor_heads"`` from :data:`AUTO_RECIPE_MIN_STEPS` steps on, else
-    ``"paper"``; any other name is returned as it is (after checking it).
+    ``"auto"``: a model trained further keeps its own heads (``start_heads``: whether it
+    has per-view predictor heads; ``None`` for a new model); pretrained backbone weights
+    (the paper's regime) get ``"paper"``; a model from random weights gets
+    ``"predictor_heads"`` from :data:`AUTO_RECIPE_MIN_STEPS` steps on, else ``"paper"``.
+    Any other name is returned as it is (after checking it).
     """
+    return explain_recipe(recipe, total_steps, start_heads=start_heads, pretrained=pretrained)[0]
+
+
+def explain_recipe(
+    recipe: str,
+    total_steps: int,
+    *,
+    start_heads: bool | None = None,
+    pretrained: bool = False,
+) -> tuple[str, str]:
+    """:func:`resolve_recipe`'s choice and the reason, for the log."""
     check_recipe(recipe)
     if recipe != "auto":
-        return recipe
-    return "predictor_heads" if total_steps >= AUTO_RECIPE_MIN_STEPS else "paper"
+        return recipe, "named"
+    if start_heads is not None:
+        return ("predictor_heads" if start_heads else "paper"), "the starting model's heads"
+    if pretrained:
+        return "paper", "pretrained weights: the paper's regime"
+    chosen = "predictor_heads" if total_steps >= AUTO_RECIPE_MIN_STEPS else "paper"
+    return chosen, f"{total_steps} planned steps; 'predictor_heads' from {AUTO_RECIPE_MIN_STEPS}"
 
 
 def recipe_options(recipe: str, mode: str, given: dict[str, Any]) -> dict[str, Any]:
